@@ -1,0 +1,33 @@
+"""Options of the outcome notifications (group ``[notifications]``)."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+__all__ = ["register_opts", "list_opts"]
+
+notifications_group = cfg.OptGroup("notifications", title="Outcome notification options")
+
+notifications_opts = [
+    cfg.StrOpt(
+        "topic",
+        default="versioned_notifications",
+        help="Topic the worker publishes instance.<operation>.start/end/error "
+        "notifications on. Consumers read the '<topic>.info' and '<topic>.error' queues.",
+    ),
+    cfg.BoolOpt(
+        "enabled",
+        default=True,
+        help="Publish outcome notifications. Casts report their outcome only "
+        "through them, so turn this off only when nothing consumes them.",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(notifications_group)
+    conf.register_opts(notifications_opts, group=notifications_group)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    return [(notifications_group, notifications_opts)]

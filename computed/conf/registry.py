@@ -1,0 +1,42 @@
+"""Options of the service registry (group ``[registry]``)."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+__all__ = ["register_opts", "list_opts"]
+
+registry_group = cfg.OptGroup("registry", title="Service registry options")
+
+registry_opts = [
+    cfg.StrOpt(
+        "connection",
+        default="sqlite:////var/lib/computed/registry.sqlite",
+        secret=True,
+        help="SQLAlchemy URL of the registry database. An SQLite file serves "
+        "workers and clients on one machine; use PostgreSQL "
+        "(postgresql+psycopg2://user:password@host/db) across machines.",
+    ),
+    cfg.FloatOpt(
+        "down_time",
+        default=60.0,
+        min=0.1,
+        help="Seconds without a heartbeat after which a worker counts as down "
+        "and its hosts as unserved. Keep it several heartbeat intervals long.",
+    ),
+    cfg.BoolOpt(
+        "auto_migrate",
+        default=True,
+        help="Bring the registry schema up to date when a worker starts. Turn off "
+        "to run 'computedctl db sync' as a separate upgrade step.",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(registry_group)
+    conf.register_opts(registry_opts, group=registry_group)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    return [(registry_group, registry_opts)]

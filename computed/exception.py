@@ -1,0 +1,125 @@
+"""The project's exceptions, shared by the worker, the drivers and the client.
+
+Every error a caller can see derives from :class:`ComputedError`. Each class
+carries its context as keyword arguments (kept in ``kwargs``, all JSON-safe)
+and formats its message from ``_msg_fmt``, so that oslo.messaging can rebuild
+the same exception on the client side: the worker raises
+``InstanceNotFound(uuid=..., host=...)`` and the scheduler catches
+``InstanceNotFound`` with the same attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ComputedError",
+    "InvalidRequest",
+    "InstanceNotFound",
+    "InvalidPowerState",
+    "UnsupportedOperation",
+    "UnsupportedVersion",
+    "HostUnavailable",
+    "HostTimeout",
+    "RPCError",
+    "BrokerUnavailable",
+    "DriverError",
+    "DriverLoadError",
+    "RegistryError",
+    "ConfigError",
+]
+
+
+class ComputedError(Exception):
+    """Root of the project's exceptions.
+
+    :param message: overrides the formatted message (used when oslo.messaging
+        rebuilds a remote exception, which passes the original text back).
+    :param kwargs: the context; each becomes an attribute and fills ``_msg_fmt``.
+    """
+
+    _msg_fmt = "An unknown error occurred."
+    #: Expected failures are the caller's business: the worker logs them
+    #: without a traceback.
+    expected = False
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        if message is None:
+            try:
+                message = self._msg_fmt % kwargs
+            except (KeyError, TypeError, ValueError):
+                message = f"{self._msg_fmt} ({kwargs!r})"
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self._msg_fmt
+
+
+class InvalidRequest(ComputedError):
+    _msg_fmt = "Invalid request for %(operation)s: %(reason)s"
+    expected = True
+
+
+class InstanceNotFound(ComputedError):
+    _msg_fmt = "Instance %(uuid)s not found on host %(host)s."
+    expected = True
+
+
+class InvalidPowerState(ComputedError):
+    _msg_fmt = (
+        "Cannot %(operation)s instance %(uuid)s: it is %(state)s, "
+        "and %(operation)s needs one of: %(allowed)s."
+    )
+    expected = True
+
+
+class UnsupportedOperation(ComputedError):
+    _msg_fmt = "Operation %(operation)s is not supported by the %(driver)s driver on host %(host)s."
+    expected = True
+
+
+class UnsupportedVersion(ComputedError):
+    _msg_fmt = "Host %(host)s cannot serve %(operation)s at RPC version %(version)s: %(reason)s"
+    expected = True
+
+
+class HostUnavailable(ComputedError):
+    _msg_fmt = "Host %(host)s has no live worker: %(reason)s"
+    expected = True
+
+
+class HostTimeout(ComputedError):
+    _msg_fmt = "Host %(host)s did not answer %(operation)s within %(timeout)s s."
+    expected = True
+
+
+class RPCError(ComputedError):
+    """The message to a host could not be delivered or answered properly."""
+
+    _msg_fmt = "RPC %(operation)s to host %(host)s failed: %(reason)s"
+
+
+class BrokerUnavailable(ComputedError):
+    _msg_fmt = "Cannot reach the message broker at %(url)s: %(reason)s"
+
+
+class DriverError(ComputedError):
+    """A hypervisor failure the driver could not map to a more precise error."""
+
+    _msg_fmt = "The %(driver)s driver failed on host %(host)s: %(reason)s"
+
+
+class DriverLoadError(ComputedError):
+    _msg_fmt = "Cannot load driver %(driver)r: %(reason)s"
+
+
+class RegistryError(ComputedError):
+    _msg_fmt = "Registry error: %(reason)s"
+
+
+class ConfigError(ComputedError):
+    _msg_fmt = "Configuration error: %(reason)s"

@@ -1,0 +1,231 @@
+"""The RPC endpoint a worker serves for each of its hosts.
+
+Each public method is one operation of the contract. Every message is
+checked at this boundary before the driver sees it: its arguments must bind
+to the method's signature, carry the right types and pass the payload's own
+limits, and the driver must support the operation. Bad input becomes
+InvalidRequest for the caller; the worker goes on serving.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import oslo_messaging as messaging
+from oslo_utils import uuidutils
+
+from computed import exception, version
+from computed._locks import KeyedLocks
+from computed.notifications import OutcomeNotifier
+from computed.objects import (
+    HostCapabilities,
+    HostResources,
+    InstanceInfo,
+    InstanceInfoList,
+    InstanceSpec,
+    PingResult,
+)
+from drivers import base
+
+__all__ = ["ComputeManager"]
+
+LOG = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _operation(lifecycle: bool = False) -> Callable[[_F], _F]:
+    """Wrap an endpoint method with validation, locking, notifications and error mapping."""
+
+    def decorate(func: _F) -> _F:
+        name = func.__name__
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(self: ComputeManager, ctxt: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                try:
+                    bound = signature.bind(self, ctxt, *args, **kwargs)
+                except TypeError as exc:
+                    raise exception.InvalidRequest(operation=name, reason=str(exc)) from None
+                bound.apply_defaults()
+                arguments = dict(list(bound.arguments.items())[2:])
+                self._check(name, arguments)
+                if not lifecycle:
+                    return self._invoke(name, func, ctxt, arguments)
+                return self._run_lifecycle(name, func, ctxt, arguments)
+            except exception.ComputedError as exc:
+                if exc.expected:
+                    LOG.info("%s on %s refused: %s", name, self._host, exc)
+                    raise messaging.ExpectedException() from exc
+                raise
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+class ComputeManager:
+    """Serves the compute contract for one host through one driver."""
+
+    target = messaging.Target(version=version.RPC_API_VERSION)
+
+    def __init__(
+        self,
+        host: str,
+        driver: base.ComputeDriver,
+        worker_id: str,
+        notifier: OutcomeNotifier,
+    ) -> None:
+        self._host = host
+        self._driver = driver
+        self._worker_id = worker_id
+        self._notifier = notifier
+        self._locks = KeyedLocks()
+
+    # Instance lifecycle ------------------------------------------------------
+
+    @_operation(lifecycle=True)
+    def spawn(self, ctxt: Any, instance: InstanceSpec) -> InstanceInfo:
+        return self._driver.spawn(self._host, instance)
+
+    @_operation(lifecycle=True)
+    def destroy(self, ctxt: Any, uuid: str) -> None:
+        self._driver.destroy(self._host, uuid)
+
+    @_operation(lifecycle=True)
+    def reboot(self, ctxt: Any, uuid: str, reboot_type: str = "soft") -> InstanceInfo:
+        return self._driver.reboot(self._host, uuid, reboot_type)
+
+    @_operation(lifecycle=True)
+    def power_on(self, ctxt: Any, uuid: str) -> InstanceInfo:
+        return self._driver.power_on(self._host, uuid)
+
+    @_operation(lifecycle=True)
+    def power_off(self, ctxt: Any, uuid: str) -> InstanceInfo:
+        return self._driver.power_off(self._host, uuid)
+
+    @_operation(lifecycle=True)
+    def pause(self, ctxt: Any, uuid: str) -> InstanceInfo:
+        return self._driver.pause(self._host, uuid)
+
+    @_operation(lifecycle=True)
+    def unpause(self, ctxt: Any, uuid: str) -> InstanceInfo:
+        return self._driver.unpause(self._host, uuid)
+
+    @_operation(lifecycle=True)
+    def suspend(self, ctxt: Any, uuid: str) -> InstanceInfo:
+        return self._driver.suspend(self._host, uuid)
+
+    @_operation(lifecycle=True)
+    def resume(self, ctxt: Any, uuid: str) -> InstanceInfo:
+        return self._driver.resume(self._host, uuid)
+
+    # Queries ------------------------------------------------------------------
+
+    @_operation()
+    def get_info(self, ctxt: Any, uuid: str) -> InstanceInfo:
+        return self._driver.get_info(self._host, uuid)
+
+    @_operation()
+    def list_instances(self, ctxt: Any) -> InstanceInfoList:
+        return InstanceInfoList(objects=self._driver.list_instances(self._host))
+
+    @_operation()
+    def get_host_resources(self, ctxt: Any) -> HostResources:
+        return self._driver.get_host_resources(self._host)
+
+    @_operation()
+    def get_capabilities(self, ctxt: Any) -> HostCapabilities:
+        driver = self._driver
+        return HostCapabilities(
+            host=self._host,
+            driver=driver.name,
+            driver_version=driver.version,
+            support_tier=driver.support_tier.value,
+            operations=sorted(driver.operations),
+            features=sorted(driver.features),
+        )
+
+    @_operation()
+    def ping(self, ctxt: Any) -> PingResult:
+        return PingResult(
+            host=self._host,
+            worker_id=self._worker_id,
+            driver=self._driver.name,
+            rpc_version=version.RPC_API_VERSION,
+        )
+
+    # --------------------------------------------------------------------------
+
+    def _check(self, operation: str, arguments: dict[str, Any]) -> None:
+        """Validate arguments and support before anything reaches the driver."""
+        if operation not in ("get_capabilities", "ping") and not self._driver.supports(operation):
+            raise exception.UnsupportedOperation(
+                operation=operation, driver=self._driver.name, host=self._host
+            )
+        uuid = arguments.get("uuid")
+        if "uuid" in arguments and not (isinstance(uuid, str) and uuidutils.is_uuid_like(uuid)):
+            raise exception.InvalidRequest(
+                operation=operation, reason=f"uuid must be a UUID string, got {_brief(uuid)}"
+            )
+        if "instance" in arguments:
+            instance = arguments["instance"]
+            if not isinstance(instance, InstanceSpec):
+                raise exception.InvalidRequest(
+                    operation=operation,
+                    reason=f"instance must be an InstanceSpec object, got {_brief(instance)}",
+                )
+            instance.validate()
+        if "reboot_type" in arguments:
+            reboot_type = arguments["reboot_type"]
+            if reboot_type not in base.REBOOT_TYPES:
+                raise exception.InvalidRequest(
+                    operation=operation,
+                    reason=f"reboot_type must be one of {', '.join(base.REBOOT_TYPES)}, "
+                    f"got {_brief(reboot_type)}",
+                )
+            if f"reboot.{reboot_type}" not in self._driver.features:
+                raise exception.UnsupportedOperation(
+                    operation=f"reboot.{reboot_type}", driver=self._driver.name, host=self._host
+                )
+
+    def _run_lifecycle(
+        self, operation: str, func: Callable[..., Any], ctxt: Any, arguments: dict[str, Any]
+    ) -> Any:
+        uuid = arguments["instance"].uuid if operation == "spawn" else arguments["uuid"]
+        with self._locks.hold(uuid):
+            self._notifier.emit(ctxt, self._host, operation, "start", uuid)
+            try:
+                result = self._invoke(operation, func, ctxt, arguments)
+            except Exception as exc:
+                self._notifier.emit(ctxt, self._host, operation, "error", uuid, error=exc)
+                raise
+            info = result if isinstance(result, InstanceInfo) else None
+            self._notifier.emit(ctxt, self._host, operation, "end", uuid, info=info)
+            return result
+
+    def _invoke(
+        self, operation: str, func: Callable[..., Any], ctxt: Any, arguments: dict[str, Any]
+    ) -> Any:
+        """Run the operation; anything but the project's errors becomes DriverError."""
+        try:
+            return func(self, ctxt, **arguments)
+        except exception.ComputedError:
+            raise
+        except Exception as exc:
+            LOG.exception("Driver %s failed in %s on %s", self._driver.name, operation, self._host)
+            raise exception.DriverError(
+                driver=self._driver.name,
+                host=self._host,
+                reason=f"{operation}: {type(exc).__name__}: {exc}",
+            ) from exc
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

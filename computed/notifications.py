@@ -1,0 +1,75 @@
+"""Versioned notifications reporting the outcome of lifecycle operations.
+
+Event types are ``instance.<operation>.start``, ``.end`` and ``.error``;
+payloads are :class:`~computed.objects.InstanceActionPayload` primitives, the
+same shape as every other versioned object on the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import oslo_messaging as messaging
+from oslo_config import cfg
+
+from computed import exception, rpc
+from computed.objects import InstanceActionPayload, InstanceInfo
+
+__all__ = ["OutcomeNotifier", "event_type"]
+
+LOG = logging.getLogger(__name__)
+
+
+def event_type(operation: str, phase: str) -> str:
+    return f"instance.{operation}.{phase}"
+
+
+class OutcomeNotifier:
+    """Publishes start/end/error notifications for one worker."""
+
+    def __init__(self, conf: cfg.ConfigOpts, transport: messaging.Transport | None) -> None:
+        enabled = conf.notifications.enabled and transport is not None
+        self._notifier = (
+            messaging.Notifier(
+                transport,
+                publisher_id="computed",
+                driver="messaging",
+                topics=[conf.notifications.topic],
+                serializer=rpc.RequestContextSerializer(),
+            )
+            if enabled
+            else None
+        )
+
+    def emit(
+        self,
+        ctxt: Any,
+        host: str,
+        operation: str,
+        phase: str,
+        uuid: str,
+        info: InstanceInfo | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        if self._notifier is None:
+            return
+        payload = InstanceActionPayload(
+            uuid=uuid,
+            host=host,
+            operation=operation,
+            phase=phase,
+            request_id=getattr(ctxt, "request_id", None),
+            power_state=info.power_state if info is not None else None,
+        )
+        if error is not None:
+            payload.error_class = type(error).__name__
+            payload.error_message = str(error)
+            kwargs = error.kwargs if isinstance(error, exception.ComputedError) else {}
+            payload.error_kwargs = {k: None if v is None else str(v) for k, v in kwargs.items()}
+        notifier = self._notifier.prepare(publisher_id=f"computed.{host}")
+        send = notifier.error if phase == "error" else notifier.info
+        try:
+            send(ctxt, event_type(operation, phase), payload.obj_to_primitive())
+        except Exception:  # the operation's result matters more than its report
+            LOG.exception("Could not publish %s for %s", event_type(operation, phase), uuid)

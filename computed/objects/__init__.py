@@ -1,0 +1,27 @@
+"""Versioned payloads of the compute RPC contract (oslo.versionedobjects).
+
+Every argument and result that crosses the bus is one of these objects, so
+each side can tell which version of a payload it holds and backport it with
+``obj_make_compatible`` when the other side is older.
+"""
+
+from __future__ import annotations
+
+from computed.objects.base import ComputedObject, ComputedObjectSerializer
+from computed.objects.fields import PowerState
+from computed.objects.host import HostCapabilities, HostResources, PingResult
+from computed.objects.instance import InstanceInfo, InstanceInfoList, InstanceSpec
+from computed.objects.notification import InstanceActionPayload
+
+__all__ = [
+    "ComputedObject",
+    "ComputedObjectSerializer",
+    "HostCapabilities",
+    "HostResources",
+    "InstanceActionPayload",
+    "InstanceInfo",
+    "InstanceInfoList",
+    "InstanceSpec",
+    "PingResult",
+    "PowerState",
+]

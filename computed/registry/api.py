@@ -1,0 +1,249 @@
+"""Reading and writing the registry.
+
+Workers register themselves, heartbeat and deregister; clients and the
+operator CLI read :class:`WorkerRecord` snapshots. Records are plain data,
+detached from any database session, so a client can cache them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, orm
+
+from computed import exception
+from computed.registry import migration, models
+
+__all__ = ["Registry", "WorkerRecord", "utcnow", "STATE_UP", "STATE_DRAINING", "STATE_STOPPED"]
+
+LOG = logging.getLogger(__name__)
+
+STATE_UP = "up"
+STATE_DRAINING = "draining"
+STATE_STOPPED = "stopped"
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC now, the form timestamps are stored in."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRecord:
+    """A worker as the registry knows it."""
+
+    id: str
+    driver: str
+    hosts: tuple[str, ...]
+    rpc_version: str
+    rpc_min_version: str
+    support_tier: str
+    capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
+    driver_version: str = ""
+    machine: str = ""
+    pid: int = 0
+    state: str = STATE_UP
+    disabled: bool = False
+    disabled_reason: str | None = None
+    started_at: datetime.datetime | None = None
+    heartbeat_at: datetime.datetime | None = None
+
+    def heartbeat_age(self, now: datetime.datetime | None = None) -> float | None:
+        if self.heartbeat_at is None:
+            return None
+        return ((now or utcnow()) - self.heartbeat_at).total_seconds()
+
+    def status(self, down_time: float, now: datetime.datetime | None = None) -> str:
+        """One word for operators: up, down, draining, stopped or disabled."""
+        if self.state != STATE_UP:
+            return self.state
+        if self.disabled:
+            return "disabled"
+        age = self.heartbeat_age(now)
+        return "up" if age is not None and age <= down_time else "down"
+
+    def is_alive(self, down_time: float, now: datetime.datetime | None = None) -> bool:
+        return self.status(down_time, now) == "up"
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["hosts"] = list(self.hosts)
+        for key in ("started_at", "heartbeat_at"):
+            if data[key] is not None:
+                data[key] = data[key].isoformat() + "Z"
+        return data
+
+
+class Registry:
+    """The registry database behind one SQLAlchemy engine.
+
+    :param url: an SQLAlchemy URL; SQLite files are opened in WAL mode with a
+        busy timeout so that several processes can share them.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def migrate(self, attempts: int = 5) -> None:
+        """Bring the schema up to date; safe when several processes race to do it."""
+        for attempt in range(1, attempts + 1):
+            try:
+                migration.upgrade(self.engine)
+                return
+            except sa.exc.SQLAlchemyError as exc:
+                if self.is_current():
+                    return
+                if attempt == attempts:
+                    raise exception.RegistryError(reason=f"schema migration failed: {exc}") from exc
+                time.sleep(0.2 * attempt)
+
+    def is_current(self) -> bool:
+        try:
+            return migration.current_revision(self.engine) == migration.head_revision()
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    # Workers ---------------------------------------------------------------
+
+    def register(self, record: WorkerRecord) -> WorkerRecord:
+        """Insert or replace the worker's record and host list; mark it up now."""
+        now = utcnow()
+        with self._transaction() as session:
+            row = session.get(models.Worker, record.id)
+            if row is None:
+                row = models.Worker(id=record.id, disabled=False)
+                session.add(row)
+            row.driver = record.driver
+            row.driver_version = record.driver_version
+            row.machine = record.machine
+            row.pid = record.pid
+            row.rpc_version = record.rpc_version
+            row.rpc_min_version = record.rpc_min_version
+            row.capabilities = json.dumps(record.capabilities, sort_keys=True)
+            row.support_tier = record.support_tier
+            row.state = STATE_UP
+            row.started_at = now
+            row.heartbeat_at = now
+            row.hosts = [models.WorkerHost(host=host) for host in record.hosts]
+            session.flush()
+            return _record(row)
+
+    def heartbeat(self, worker_id: str) -> bool:
+        """Record that the worker is alive. Returns False if its record is gone."""
+        with self._transaction() as session:
+            result = session.execute(
+                sa.update(models.Worker)
+                .where(models.Worker.id == worker_id)
+                .values(heartbeat_at=utcnow())
+            )
+            return bool(result.rowcount)
+
+    def set_state(self, worker_id: str, state: str) -> None:
+        with self._transaction() as session:
+            session.execute(
+                sa.update(models.Worker).where(models.Worker.id == worker_id).values(state=state)
+            )
+
+    def set_disabled(self, worker_id: str, disabled: bool, reason: str | None = None) -> None:
+        """:raises computed.exception.RegistryError: if there is no such worker."""
+        with self._transaction() as session:
+            row = self._get_row(session, worker_id)
+            row.disabled = disabled
+            row.disabled_reason = reason if disabled else None
+
+    def delete(self, worker_id: str) -> None:
+        """:raises computed.exception.RegistryError: if there is no such worker."""
+        with self._transaction() as session:
+            session.delete(self._get_row(session, worker_id))
+
+    def get(self, worker_id: str) -> WorkerRecord:
+        with self._transaction() as session:
+            return _record(self._get_row(session, worker_id))
+
+    def list_workers(self) -> list[WorkerRecord]:
+        with self._transaction() as session:
+            rows = session.scalars(sa.select(models.Worker).order_by(models.Worker.id))
+            return [_record(row) for row in rows]
+
+    # -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[orm.Session]:
+        """A session in a transaction; database failures become RegistryError."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except sa.exc.DBAPIError as exc:
+            detail = str(exc.orig).strip().splitlines()[0]
+            if "no such table" in detail or "does not exist" in detail:
+                detail += " (the schema is missing or old: run 'computedctl db sync')"
+            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
+
+    @staticmethod
+    def _get_row(session: orm.Session, worker_id: str) -> models.Worker:
+        row = session.get(models.Worker, worker_id)
+        if row is None:
+            raise exception.RegistryError(reason=f"no worker {worker_id!r} is registered")
+        return row
+
+
+def safe_db_url(url: str) -> str:
+    """The database URL without its password, fit for errors and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _record(row: models.Worker) -> WorkerRecord:
+    return WorkerRecord(
+        id=row.id,
+        driver=row.driver,
+        hosts=tuple(sorted(h.host for h in row.hosts)),
+        rpc_version=row.rpc_version,
+        rpc_min_version=row.rpc_min_version,
+        support_tier=row.support_tier,
+        capabilities=json.loads(row.capabilities or "{}"),
+        driver_version=row.driver_version,
+        machine=row.machine,
+        pid=row.pid,
+        state=row.state,
+        disabled=row.disabled,
+        disabled_reason=row.disabled_reason,
+        started_at=row.started_at,
+        heartbeat_at=row.heartbeat_at,
+    )
+
+
+def _make_engine(url: str) -> sa.Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine

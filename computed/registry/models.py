@@ -1,0 +1,48 @@
+"""SQLAlchemy models of the registry. Schema changes go through alembic migrations."""
+
+from __future__ import annotations
+
+import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = ["Base", "Worker", "WorkerHost"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    driver: Mapped[str] = mapped_column(String(64))
+    driver_version: Mapped[str] = mapped_column(String(64), default="")
+    machine: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    rpc_version: Mapped[str] = mapped_column(String(16))
+    rpc_min_version: Mapped[str] = mapped_column(String(16))
+    capabilities: Mapped[str] = mapped_column(Text, default="{}")
+    support_tier: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    started_at: Mapped[datetime.datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime.datetime] = mapped_column(DateTime)
+
+    hosts: Mapped[list[WorkerHost]] = relationship(
+        back_populates="worker", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class WorkerHost(Base):
+    __tablename__ = "worker_hosts"
+
+    worker_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True
+    )
+    host: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+    worker: Mapped[Worker] = relationship(back_populates="hosts")

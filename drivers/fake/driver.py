@@ -1,0 +1,154 @@
+"""An in-memory hypervisor that follows the contract to the letter.
+
+Every host the worker serves gets its own table of instances. Nothing is
+random: the same sequence of operations always gives the same results, which
+makes this driver the reference the conformance checks are written against.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from oslo_config import cfg
+
+from computed import exception
+from computed.objects import HostResources, InstanceInfo, InstanceSpec, PowerState
+from drivers import base
+from drivers.fake import conf as fake_conf
+
+__all__ = ["FakeDriver"]
+
+
+@dataclass
+class _Instance:
+    spec: InstanceSpec
+    power_state: str
+
+
+class FakeDriver(base.ComputeDriver):
+    """In-memory driver; see :mod:`drivers.base` for the semantics it implements."""
+
+    name = "fake"
+    version = "1.0"
+    support_tier = base.SupportTier.CONFORMANT
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        super().__init__(conf)
+        self._hosts: dict[str, dict[str, _Instance]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def register_opts(cls, conf: cfg.ConfigOpts) -> None:
+        fake_conf.register_opts(conf)
+
+    def init_host(self, host: str) -> None:
+        with self._lock:
+            self._hosts.setdefault(host, {})
+
+    def spawn(self, host: str, spec: InstanceSpec) -> InstanceInfo:
+        with self._lock:
+            existing = self._instances(host).get(spec.uuid)
+        if existing is not None:
+            return self._info(host, existing)
+        self._delay(self.conf.fake.spawn_delay)
+        instance = _Instance(spec=spec, power_state=PowerState.RUNNING)
+        with self._lock:
+            instance = self._instances(host).setdefault(spec.uuid, instance)
+        return self._info(host, instance)
+
+    def destroy(self, host: str, uuid: str) -> None:
+        with self._lock:
+            found = self._instances(host).pop(uuid, None)
+        if found is not None:
+            self._delay(self.conf.fake.action_delay)
+
+    def get_info(self, host: str, uuid: str) -> InstanceInfo:
+        return self._info(host, self._get(host, uuid))
+
+    def list_instances(self, host: str) -> list[InstanceInfo]:
+        return [self._info(host, instance) for instance in self._snapshot(host)]
+
+    def reboot(self, host: str, uuid: str, reboot_type: str) -> InstanceInfo:
+        return self._transition(host, uuid, f"reboot.{reboot_type}")
+
+    def power_on(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "power_on")
+
+    def power_off(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "power_off")
+
+    def pause(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "pause")
+
+    def unpause(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "unpause")
+
+    def suspend(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "suspend")
+
+    def resume(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "resume")
+
+    def get_host_resources(self, host: str) -> HostResources:
+        instances = [i.spec for i in self._snapshot(host)]
+        fake = self.conf.fake
+        return HostResources(
+            host=host,
+            hypervisor_type="fake",
+            hypervisor_version=self.version,
+            vcpus=fake.vcpus,
+            vcpus_used=sum(spec.vcpus for spec in instances),
+            memory_mb=fake.memory_mb,
+            memory_mb_used=sum(spec.memory_mb for spec in instances),
+            disk_gb=fake.disk_gb,
+            disk_gb_used=sum(spec.disk_gb for spec in instances),
+            instances=len(instances),
+        )
+
+    # ---------------------------------------------------------------------
+
+    def _transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
+        instance = self._get(host, uuid)
+        if base.plan_transition(operation, uuid, instance.power_state):
+            self._delay(self.conf.fake.action_delay)
+            instance.power_state = base.TRANSITIONS[operation].target
+        return self._info(host, instance)
+
+    def _instances(self, host: str) -> dict[str, _Instance]:
+        try:
+            return self._hosts[host]
+        except KeyError:
+            raise exception.DriverError(
+                driver=self.name, host=host, reason="host is not served by this worker"
+            ) from None
+
+    def _snapshot(self, host: str) -> list[_Instance]:
+        with self._lock:
+            return list(self._instances(host).values())
+
+    def _get(self, host: str, uuid: str) -> _Instance:
+        with self._lock:
+            instance = self._instances(host).get(uuid)
+        if instance is None:
+            raise exception.InstanceNotFound(uuid=uuid, host=host)
+        return instance
+
+    @staticmethod
+    def _info(host: str, instance: _Instance) -> InstanceInfo:
+        spec = instance.spec
+        return InstanceInfo(
+            uuid=spec.uuid,
+            name=spec.name,
+            host=host,
+            power_state=instance.power_state,
+            vcpus=spec.vcpus,
+            memory_mb=spec.memory_mb,
+            disk_gb=spec.disk_gb,
+        )
+
+    @staticmethod
+    def _delay(seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)

@@ -1,0 +1,81 @@
+"""Finding the worker that serves a host, through a short-lived copy of the registry."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from computed import exception
+from computed.registry import Registry, WorkerRecord
+from computed.registry.api import utcnow
+
+__all__ = ["HostResolver"]
+
+#: A host missing from the copy forces a re-read, but not more often than this.
+_MIN_REFRESH_INTERVAL = 0.2
+
+
+class HostResolver:
+    """Resolves host names to their live worker.
+
+    The whole registry is read at once and kept for ``ttl`` seconds, so a call
+    costs no database round trip. Liveness is judged at each lookup from the
+    cached heartbeat, so a worker that stops heartbeating is noticed after
+    ``down_time`` even between reads.
+    """
+
+    def __init__(self, registry: Registry, ttl: float, down_time: float) -> None:
+        self._registry = registry
+        self._ttl = ttl
+        self._down_time = down_time
+        self._lock = threading.Lock()
+        self._by_host: dict[str, list[WorkerRecord]] = {}
+        self._read_at = float("-inf")
+
+    def resolve(self, host: str) -> WorkerRecord:
+        """The live worker serving ``host``.
+
+        :raises computed.exception.HostUnavailable: at once, with the reason.
+        """
+        if time.monotonic() - self._read_at > self._ttl:
+            self.refresh()
+        owner = self._live_owner(host)
+        if owner is None and time.monotonic() - self._read_at > _MIN_REFRESH_INTERVAL:
+            self.refresh()
+            owner = self._live_owner(host)
+        if owner is None:
+            raise exception.HostUnavailable(host=host, reason=self._why_unavailable(host))
+        return owner
+
+    def refresh(self) -> None:
+        with self._lock:
+            workers = self._registry.list_workers()
+            by_host: dict[str, list[WorkerRecord]] = {}
+            for worker in workers:
+                for host in worker.hosts:
+                    by_host.setdefault(host, []).append(worker)
+            self._by_host = by_host
+            self._read_at = time.monotonic()
+
+    def _live_owner(self, host: str) -> WorkerRecord | None:
+        now = utcnow()
+        live = [w for w in self._by_host.get(host, ()) if w.is_alive(self._down_time, now)]
+        if not live:
+            return None
+        return max(live, key=lambda w: w.heartbeat_at or now)
+
+    def _why_unavailable(self, host: str) -> str:
+        workers = self._by_host.get(host)
+        if not workers:
+            return "no worker has registered it"
+        now = utcnow()
+        reasons = []
+        for worker in workers:
+            status = worker.status(self._down_time, now)
+            if status == "down":
+                age = worker.heartbeat_age(now) or 0.0
+                status = f"down, last heartbeat {age:.0f} s ago (down after {self._down_time:g} s)"
+            elif status == "disabled" and worker.disabled_reason:
+                status = f"disabled: {worker.disabled_reason}"
+            reasons.append(f"worker {worker.id} is {status}")
+        return "; ".join(reasons)

@@ -1,0 +1,216 @@
+"""Client side of the compute RPC contract."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import oslo_messaging as messaging
+from oslo_config import cfg
+from oslo_context import context as oslo_context
+
+from computed import exception, rpc, version
+from computed.conf import client as client_conf
+from computed.conf import registry as registry_conf
+from computed.conf import worker as worker_conf
+from computed.objects import (
+    HostCapabilities,
+    HostResources,
+    InstanceInfo,
+    InstanceSpec,
+    PingResult,
+)
+from computed.registry import Registry
+from rpcapi._resolver import HostResolver
+
+__all__ = ["ComputeAPI"]
+
+
+class ComputeAPI:
+    """Client side of the compute RPC API.
+
+    Every method takes a request context (an ``oslo_context`` RequestContext,
+    or None for a new one) and the compute host to act on. Lifecycle methods
+    are calls by default and return the instance's new state; with
+    ``cast=True`` they return at once, and the worker publishes the outcome as
+    ``instance.<operation>.start/end/error`` notifications carrying the
+    context's ``request_id``.
+
+    Errors raised by the worker arrive as their :mod:`computed.exception`
+    types. A host that no live worker serves raises HostUnavailable at once.
+
+    API version history:
+
+    * 1.0 - Initial version: spawn, destroy, reboot, power_on, power_off,
+      pause, unpause, suspend, resume, get_info, list_instances,
+      get_host_resources, get_capabilities, ping.
+    """
+
+    VERSION_ALIASES = version.VERSION_ALIASES
+
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts | None = None,
+        registry: Registry | None = None,
+        transport: messaging.Transport | None = None,
+    ) -> None:
+        self._conf = conf = conf or cfg.CONF
+        for module in (client_conf, registry_conf, worker_conf):
+            module.register_opts(conf)
+        self._registry = registry or Registry(conf.registry.connection)
+        self._resolver = HostResolver(
+            self._registry, conf.client.cache_ttl, conf.registry.down_time
+        )
+        self._transport = transport
+        self._client: messaging.RPCClient | None = None
+        self._prepared: dict[tuple[str, str, bool], Any] = {}
+        self._lock = threading.Lock()
+
+    # Instance lifecycle ------------------------------------------------------
+
+    def spawn(
+        self, ctxt: Any, host: str, instance: InstanceSpec, *, cast: bool = False
+    ) -> InstanceInfo | None:
+        """Build and start ``instance``; an existing UUID is returned as it is."""
+        return self._lifecycle(ctxt, host, "spawn", cast, instance=instance)
+
+    def destroy(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> None:
+        """Delete the instance and its disks; a missing instance is not an error."""
+        self._lifecycle(ctxt, host, "destroy", cast, uuid=uuid)
+
+    def reboot(
+        self, ctxt: Any, host: str, uuid: str, reboot_type: str = "soft", *, cast: bool = False
+    ) -> InstanceInfo | None:
+        """Reboot, ``soft`` (through the guest) or ``hard`` (reset)."""
+        return self._lifecycle(ctxt, host, "reboot", cast, uuid=uuid, reboot_type=reboot_type)
+
+    def power_on(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
+        return self._lifecycle(ctxt, host, "power_on", cast, uuid=uuid)
+
+    def power_off(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
+        return self._lifecycle(ctxt, host, "power_off", cast, uuid=uuid)
+
+    def pause(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
+        return self._lifecycle(ctxt, host, "pause", cast, uuid=uuid)
+
+    def unpause(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
+        return self._lifecycle(ctxt, host, "unpause", cast, uuid=uuid)
+
+    def suspend(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
+        return self._lifecycle(ctxt, host, "suspend", cast, uuid=uuid)
+
+    def resume(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
+        return self._lifecycle(ctxt, host, "resume", cast, uuid=uuid)
+
+    # Queries ------------------------------------------------------------------
+
+    def get_info(self, ctxt: Any, host: str, uuid: str) -> InstanceInfo:
+        return self._call(ctxt, host, "get_info", uuid=uuid)  # type: ignore[no-any-return]
+
+    def list_instances(self, ctxt: Any, host: str) -> list[InstanceInfo]:
+        return list(self._call(ctxt, host, "list_instances").objects)
+
+    def get_host_resources(self, ctxt: Any, host: str) -> HostResources:
+        return self._call(ctxt, host, "get_host_resources")  # type: ignore[no-any-return]
+
+    def get_capabilities(self, ctxt: Any, host: str) -> HostCapabilities:
+        return self._call(ctxt, host, "get_capabilities")  # type: ignore[no-any-return]
+
+    def ping(self, ctxt: Any, host: str) -> PingResult:
+        return self._call(ctxt, host, "ping")  # type: ignore[no-any-return]
+
+    # --------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Close the broker connections and the registry engine."""
+        if self._transport is not None:
+            self._transport.cleanup()
+        self._registry.close()
+
+    def _lifecycle(self, ctxt: Any, host: str, method: str, cast: bool, **kwargs: Any) -> Any:
+        if cast:
+            ctxt = _context(ctxt)
+            cctxt = self._prepare(host, version.RPC_API_VERSION, long=False)
+            with self._errors(host, method, self._conf.client.call_timeout):
+                cctxt.cast(ctxt, method, **kwargs)
+            return None
+        return self._call(ctxt, host, method, long=True, **kwargs)
+
+    def _call(self, ctxt: Any, host: str, method: str, long: bool = False, **kwargs: Any) -> Any:
+        ctxt = _context(ctxt)
+        cctxt = self._prepare(host, version.RPC_API_VERSION, long=long)
+        timeout = self._conf.client.long_call_timeout if long else self._conf.client.call_timeout
+        with self._errors(host, method, timeout):
+            return cctxt.call(ctxt, method, **kwargs)
+
+    def _prepare(self, host: str, rpc_version: str, long: bool) -> Any:
+        """The call context for ``host``, after checking that a live worker serves it."""
+        self._resolver.resolve(host)
+        key = (host, rpc_version, long)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            client_opts = self._conf.client
+            options: dict[str, Any] = {"server": host, "version": rpc_version}
+            if long:
+                options["timeout"] = client_opts.long_call_timeout
+                options["call_monitor_timeout"] = client_opts.call_timeout
+            else:
+                options["timeout"] = client_opts.call_timeout
+            prepared = self._prepared[key] = self._rpc_client().prepare(**options)
+        return prepared
+
+    def _rpc_client(self) -> messaging.RPCClient:
+        with self._lock:
+            if self._client is None:
+                conf = self._conf
+                if self._transport is None:
+                    self._transport = rpc.get_transport(conf)
+                    rpc.check_broker(conf, conf.transport_url, conf.broker_connect_timeout)
+                self._client = messaging.get_rpc_client(
+                    self._transport,
+                    messaging.Target(topic=rpc.TOPIC, version=version.RPC_API_VERSION),
+                    serializer=rpc.RequestContextSerializer(),
+                )
+            return self._client
+
+    @contextlib.contextmanager
+    def _errors(self, host: str, operation: str, timeout: float) -> Iterator[None]:
+        """Turn oslo.messaging's failures into the project's exceptions."""
+        try:
+            yield
+        except exception.ComputedError as exc:
+            raise _local_copy(exc) from None
+        except messaging.MessagingTimeout:
+            raise exception.HostTimeout(host=host, operation=operation, timeout=timeout) from None
+        except messaging.RemoteError as exc:
+            if exc.exc_type in ("UnsupportedVersion", "NoSuchMethod"):
+                raise exception.UnsupportedVersion(
+                    host=host, operation=operation, version=version.RPC_API_VERSION, reason=exc.value
+                ) from None
+            raise exception.RPCError(
+                host=host, operation=operation, reason=f"{exc.exc_type}: {exc.value}"
+            ) from None
+        except messaging.MessagingException as exc:
+            raise exception.RPCError(
+                host=host, operation=operation, reason=f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _context(ctxt: Any) -> oslo_context.RequestContext:
+    return ctxt if ctxt is not None else oslo_context.RequestContext()
+
+
+def _local_copy(exc: exception.ComputedError) -> exception.ComputedError:
+    """The exception as its original class, without the remote traceback in its text.
+
+    oslo.messaging rebuilds a remote exception as a dynamic subclass whose
+    message carries the worker's traceback; callers want the plain class and
+    message, as if the error had been raised locally.
+    """
+    cls = type(exc)
+    if not cls.__name__.endswith("_Remote"):
+        return exc
+    original = cls.__mro__[1]
+    return original(*exc.args, **exc.kwargs)  # type: ignore[no-any-return]
