@@ -1,0 +1,18 @@
+"""Test helpers shipped with the package, for driver authors and the project's own tests.
+
+* :class:`~computed.testing.broker.RabbitMQBroker`: a private RabbitMQ node on
+  127.0.0.1 with its own ports and data in a temporary directory.
+* :class:`~computed.testing.postgres.PostgreSQLServer`: a private PostgreSQL
+  cluster on 127.0.0.1, likewise.
+
+Both need the server packages installed (``tools/bootstrap.sh`` installs them
+on Debian) and work as root (switching to the ``rabbitmq``/``postgres`` users)
+or as an ordinary user.
+"""
+
+from __future__ import annotations
+
+from computed.testing.broker import RabbitMQBroker
+from computed.testing.postgres import PostgreSQLServer
+
+__all__ = ["RabbitMQBroker", "PostgreSQLServer"]

@@ -1,0 +1,433 @@
+"""A private RabbitMQ node for tests: loopback only, in a temporary directory.
+
+::
+
+    with RabbitMQBroker() as broker:
+        transport_url = broker.url      # rabbit://guest:guest@127.0.0.1:<port>/
+
+Every broker picks its own free ports at :meth:`RabbitMQBroker.start` (AMQP,
+Erlang distribution, and an epmd of its own through ``ERL_EPMD_PORT``), so
+several brokers can run side by side, next to a system RabbitMQ, without
+touching each other.  Its data, logs, pid file and configuration all live in
+one temporary directory that :meth:`RabbitMQBroker.stop` removes.
+
+Which user runs the RabbitMQ tools matters because Erlang nodes authenticate
+each other with a cookie read from ``$HOME/.erlang.cookie``:
+
+* as root, the server and every ``rabbitmqctl`` run as the ``rabbitmq`` user
+  with its home, exactly as Debian's ``/usr/sbin/rabbitmqctl`` wrapper does
+  (calling ``/usr/lib/rabbitmq/bin/rabbitmqctl`` as root would make a new
+  cookie in ``/root`` that the node does not know).  We switch users
+  ourselves instead of going through the wrapper, whose ``su -c`` re-parses
+  arguments through a shell;
+* as any other user, they run directly with that user's ``$HOME`` cookie
+  (the ``/usr/sbin`` wrapper refuses to run for such users).
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from types import TracebackType
+from typing import IO
+from urllib.parse import quote
+
+from computed.testing import _procs
+
+__all__ = ["RabbitMQBroker"]
+
+LOG = logging.getLogger(__name__)
+
+#: How long a graceful stop may take before the node is killed.
+STOP_TIMEOUT = 10.0
+
+_DEBIAN_BIN_DIR = "/usr/lib/rabbitmq/bin"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_LIVE: set[RabbitMQBroker] = set()  # started and not stopped; stopped at exit
+
+
+def _find_bin_dir() -> str:
+    if os.path.isfile(os.path.join(_DEBIAN_BIN_DIR, "rabbitmq-server")):
+        return _DEBIAN_BIN_DIR
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    found = shutil.which("rabbitmq-server", path=path)
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    raise RuntimeError(
+        "rabbitmq-server is not installed: install the rabbitmq-server package "
+        "(tools/bootstrap.sh does so on Debian when run as root)"
+    )
+
+
+def _find_epmd() -> str:
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/lib/erlang/bin"])
+    found = shutil.which("epmd", path=path)
+    if found:
+        return found
+    candidates = sorted(glob.glob("/usr/lib/erlang/erts-*/bin/epmd"))
+    if candidates:
+        return candidates[-1]
+    raise RuntimeError("epmd (Erlang) is not installed: install the rabbitmq-server package")
+
+
+class RabbitMQBroker:
+    """A RabbitMQ node on 127.0.0.1 with its own ports, epmd and data directory.
+
+    :param workdir: directory to create the broker's temporary directory in
+        (default: the system temporary directory).  Only the temporary
+        directory inside it is removed at stop.
+    :param name: node name without host (default: unique per broker);
+        the node is ``<name>@localhost``.
+    """
+
+    def __init__(self, workdir: str | None = None, name: str | None = None) -> None:
+        if name is not None and not _NAME_RE.match(name):
+            raise ValueError(f"invalid node name {name!r}: use letters, digits, '-' and '_'")
+        self.name = name or f"computed-{os.getpid()}-{secrets.token_hex(4)}"
+        self.node = f"{self.name}@localhost"
+        self._parent = workdir
+        self._user = _procs.service_user("rabbitmq")
+        self._dir: str | None = None
+        self._ports: tuple[int, int, int] | None = None  # amqp, dist, epmd
+        self._env: dict[str, str] = {}
+        self._bin = ""
+        self._server: subprocess.Popen[bytes] | None = None
+        self._server_out: IO[bytes] | None = None
+        self._epmd: subprocess.Popen[bytes] | None = None
+
+    # -- public properties ------------------------------------------------
+
+    @property
+    def directory(self) -> str:
+        """The broker's temporary directory (data, logs, configuration)."""
+        if self._dir is None:
+            raise RuntimeError("the broker is not started")
+        return self._dir
+
+    @property
+    def port(self) -> int:
+        """The AMQP port on 127.0.0.1."""
+        return self._require_ports()[0]
+
+    @property
+    def dist_port(self) -> int:
+        """The Erlang distribution port on 127.0.0.1."""
+        return self._require_ports()[1]
+
+    @property
+    def epmd_port(self) -> int:
+        """The port of this broker's own epmd on 127.0.0.1."""
+        return self._require_ports()[2]
+
+    @property
+    def url(self) -> str:
+        """oslo.messaging transport URL for the default vhost as ``guest``."""
+        return self.url_for("/", "guest", "guest")
+
+    @property
+    def amqp_url(self) -> str:
+        """The same as :attr:`url` with the ``amqp://`` scheme kombu understands."""
+        return self.url_for("/", "guest", "guest", scheme="amqp")
+
+    @property
+    def log_file(self) -> str:
+        """The node's main log file."""
+        return os.path.join(self.directory, "log", "rabbit.log")
+
+    @property
+    def running(self) -> bool:
+        """True while the node's processes are alive."""
+        return self._server is not None and self._server.poll() is None
+
+    def url_for(self, vhost: str = "/", user: str = "guest", password: str = "guest",
+                scheme: str = "rabbit") -> str:
+        """A transport URL for ``vhost`` as ``user``; ``scheme='amqp'`` for kombu."""
+        path = "" if vhost == "/" else quote(vhost, safe="")
+        return (f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}"
+                f"@{_procs.LOOPBACK}:{self.port}/{path}")
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self, timeout: float = 60) -> RabbitMQBroker:
+        """Create the directory, pick ports, start epmd and the node, wait until
+        it accepts AMQP connections.
+
+        :raises RuntimeError: if it is not ready within ``timeout`` seconds;
+            the message ends with the tail of the broker's log.  Everything
+            started so far is stopped and removed.
+        """
+        if self._dir is not None:
+            raise RuntimeError(f"broker {self.node} is already started")
+        self._bin = _find_bin_dir()
+        epmd = _find_epmd()
+        begin = time.monotonic()
+        try:
+            self._dir = tempfile.mkdtemp(prefix=f"rabbitmq-{self.name}-", dir=self._parent)
+            amqp, dist, epmd_port = _procs.free_ports(3)
+            self._ports = (amqp, dist, epmd_port)
+            self._write_files()
+            _procs.check_reachable(self._dir, self._user)
+            self._env = self._make_env()
+            self._start_epmd(epmd)
+            self._start_node(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        _LIVE.add(self)
+        LOG.info("RabbitMQ %s ready on port %d in %.1f s", self.node, amqp,
+                 time.monotonic() - begin)
+        return self
+
+    def stop(self) -> None:
+        """Stop the node and its epmd, then remove the directory.
+
+        Idempotent.  A node that does not stop within :data:`STOP_TIMEOUT`
+        seconds is killed, with everything it started.
+        """
+        try:
+            self._stop_node()
+        finally:
+            _procs.end_process(self._epmd)
+            self._epmd = None
+            _procs.remove_tree(self._dir)
+            self._dir = None
+            self._ports = None
+            _LIVE.discard(self)
+
+    def restart(self, timeout: float = 60) -> None:
+        """Stop the node gracefully and start it again on the same ports and
+        data directory: durable queues and their persistent messages survive."""
+        if self._dir is None:
+            raise RuntimeError(f"broker {self.node} is not started")
+        self._stop_node()
+        try:
+            self._start_node(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> RabbitMQBroker:
+        if self._dir is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        port = self._ports[0] if self._ports else None
+        return f"<RabbitMQBroker {self.node} port={port} running={self.running}>"
+
+    # -- management helpers -----------------------------------------------------
+
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl -n <node> *args`` as the right user; return stdout.
+
+        :raises RuntimeError: with its stderr if it fails.
+        """
+        return self._ctl(*args, timeout=timeout).stdout
+
+    def add_vhost(self, name: str) -> None:
+        self.rabbitmqctl("add_vhost", name)
+
+    def add_user(self, user: str, password: str) -> None:
+        self.rabbitmqctl("add_user", user, password)
+
+    def set_permissions(self, vhost: str, user: str, conf: str = ".*", write: str = ".*",
+                        read: str = ".*") -> None:
+        self.rabbitmqctl("set_permissions", "-p", vhost, user, conf, write, read)
+
+    def list_queues(self, vhost: str = "/") -> dict[str, int]:
+        """``{queue name: ready + unacknowledged messages}`` in ``vhost``."""
+        out = self.rabbitmqctl("list_queues", "-q", "-p", vhost, "--formatter", "json",
+                               "name", "messages")
+        rows = json.loads(out or "[]")
+        return {row["name"]: int(row.get("messages") or 0) for row in rows}
+
+    # -- internals ----------------------------------------------------------------
+
+    def _require_ports(self) -> tuple[int, int, int]:
+        if self._ports is None:
+            raise RuntimeError("the broker is not started")
+        return self._ports
+
+    def _path(self, *parts: str) -> str:
+        return os.path.join(self.directory, *parts)
+
+    @property
+    def _pidfile(self) -> str:
+        return self._path("rabbitmq.pid")
+
+    def _write_files(self) -> None:
+        os.makedirs(self._path("mnesia"))
+        os.makedirs(self._path("log"))
+        with open(self._path("rabbitmq.conf"), "w", encoding="utf-8") as fh:
+            fh.write(
+                f"listeners.tcp.default = {_procs.LOOPBACK}:{self.port}\n"
+                "log.console = false\n"
+                "log.file.level = info\n"
+                # a nearly full CI disk must not make the broker block publishers
+                "disk_free_limit.absolute = 10MB\n"
+            )
+        with open(self._path("enabled_plugins"), "w", encoding="utf-8") as fh:
+            fh.write("[].\n")
+        # an empty env file so /etc/rabbitmq/rabbitmq-env.conf is not read
+        open(self._path("rabbitmq-env.conf"), "w", encoding="utf-8").close()
+        _procs.chown_tree(self.directory, self._user)
+
+    def _make_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env.setdefault("LANG", "C.UTF-8")
+        env.setdefault("LC_ALL", "C.UTF-8")
+        if "HOME" not in env and self._user is None:
+            env["HOME"] = os.path.expanduser("~")
+        loopback_dist = "-kernel inet_dist_use_interface {127,0,0,1}"
+        env.update({
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": _procs.LOOPBACK,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": self._path("mnesia"),
+            "RABBITMQ_LOG_BASE": self._path("log"),
+            "RABBITMQ_LOGS": self.log_file,
+            "RABBITMQ_PID_FILE": self._pidfile,
+            "RABBITMQ_CONFIG_FILE": self._path("rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": self._path("advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": self._path("enabled_plugins"),
+            "RABBITMQ_CONF_ENV_FILE": self._path("rabbitmq-env.conf"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback_dist,
+            "RABBITMQ_CTL_ERL_ARGS": loopback_dist,
+            # rabbitmqctl's own distribution port: any free one, not the fixed
+            # 35672-35682 range every CLI call on the machine competes for
+            "RABBITMQ_CTL_DIST_PORT_MIN": "0",
+            "RABBITMQ_CTL_DIST_PORT_MAX": "0",
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": _procs.LOOPBACK,
+        })
+        return _procs.user_env(self._user, env)
+
+    def _start_epmd(self, epmd: str) -> None:
+        with open(self._path("log", "epmd.log"), "ab") as out:
+            self._epmd = _procs.popen(
+                [epmd, "-port", str(self.epmd_port), "-address", _procs.LOOPBACK],
+                user=self._user, env=self._env, cwd=self.directory, stdout=out)
+        if not _procs.wait_for(lambda: _procs.port_open(self.epmd_port)
+                               or self._epmd is None or self._epmd.poll() is not None, 10):
+            raise self._failure("epmd did not listen within 10 s")
+        if self._epmd.poll() is not None:
+            raise self._failure(f"epmd exited with {self._epmd.returncode}",
+                                self._path("log", "epmd.log"))
+
+    def _start_node(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if os.path.exists(self._pidfile):
+            os.unlink(self._pidfile)
+        self._server_out = open(self._path("log", "startup.log"), "ab")
+        self._server = _procs.popen(
+            [os.path.join(self._bin, "rabbitmq-server")],
+            user=self._user, env=self._env, cwd=self.directory, stdout=self._server_out)
+        self._wait_ready(deadline)
+        self._check_amqp(deadline)
+
+    def _wait_ready(self, deadline: float) -> None:
+        assert self._server is not None
+        wait_s = max(1, int(deadline - time.monotonic()))
+        waiter = _procs.popen(
+            [os.path.join(self._bin, "rabbitmqctl"), "-n", self.node, "wait",
+             "--timeout", str(wait_s), self._pidfile],
+            user=self._user, env=self._env, cwd=self.directory,
+            stdout=subprocess.PIPE, new_session=False)
+        try:
+            while waiter.poll() is None:
+                if self._server.poll() is not None:
+                    raise self._failure(f"rabbitmq-server exited with {self._server.returncode}")
+                if time.monotonic() > deadline + 10:
+                    raise self._failure(f"not ready within {wait_s} s")
+                time.sleep(0.05)
+            output = waiter.stdout.read().decode(errors="replace") if waiter.stdout else ""
+            if waiter.returncode != 0:
+                raise self._failure(
+                    f"rabbitmqctl wait exited with {waiter.returncode}: {output.strip()}")
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+            waiter.wait()
+            if waiter.stdout:
+                waiter.stdout.close()
+
+    def _check_amqp(self, deadline: float) -> None:
+        import kombu  # a dependency of the package; imported late to keep imports cheap
+
+        conn = kombu.Connection(self.amqp_url, connect_timeout=5)
+        try:
+            conn.ensure_connection(max_retries=max(1, int(deadline - time.monotonic()) * 5),
+                                   interval_start=0.1, interval_step=0.1, interval_max=0.5,
+                                   timeout=max(1.0, deadline - time.monotonic()))
+        except Exception as exc:
+            raise self._failure(f"no AMQP connection to {self.amqp_url}: {exc!r}") from exc
+        finally:
+            conn.release()
+
+    def _stop_node(self) -> None:
+        server, self._server = self._server, None
+        out, self._server_out = self._server_out, None
+        try:
+            if server is None:
+                return
+            if server.poll() is not None:
+                _procs.kill_group(server.pid, signal.SIGKILL)  # leftovers, if any
+                return
+            beam = _procs.read_pid(self._pidfile) if self._dir else None
+            # The node stops gracefully on SIGTERM, like `rabbitmqctl stop`,
+            # without booting another Erlang VM for the CLI.
+            if beam is not None and _procs.pid_alive(beam):
+                _procs.signal_pid(beam, signal.SIGTERM)
+            else:
+                _procs.kill_group(server.pid, signal.SIGTERM)
+            try:
+                server.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                LOG.warning("RabbitMQ %s did not stop within %.0f s: killing it",
+                            self.node, STOP_TIMEOUT)
+            # whatever is left of the node's process group (beam, erl_child_setup, ...)
+            _procs.kill_group(server.pid, signal.SIGKILL)
+            if server.poll() is None:
+                server.wait(5)
+            if beam is not None and _procs.pid_alive(beam):
+                _procs.signal_pid(beam, signal.SIGKILL)
+                _procs.wait_for(lambda: not _procs.pid_alive(beam), 5)
+        finally:
+            if out is not None:
+                out.close()
+
+    def _ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        if self._dir is None:
+            raise RuntimeError("the broker is not started")
+        return _procs.run([os.path.join(self._bin, "rabbitmqctl"), "-n", self.node, *args],
+                          user=self._user, env=self._env, cwd=self.directory, timeout=timeout)
+
+    def _failure(self, reason: str, log: str | None = None) -> RuntimeError:
+        parts = [f"RabbitMQ node {self.node} failed to start: {reason}"]
+        if self._dir is not None:
+            for path in ([log] if log else [self.log_file, self._path("log", "startup.log")]):
+                parts.append(f"--- last lines of {path} ---\n{_procs.tail(path)}")
+        return RuntimeError("\n".join(parts))
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for broker in list(_LIVE):
+        LOG.warning("stopping RabbitMQ %s left running at exit", broker.node)
+        broker.stop()
