@@ -42,7 +42,7 @@ def load_driver(name: str | None, conf: cfg.ConfigOpts) -> ComputeDriver:
             name,
             invoke_on_load=False,
             on_load_failure_callback=_failed,
-            warn_on_missing_entrypoint=False,
+            on_missing_entrypoints_callback=None,
         )
         driver_class = manager.driver
     except stevedore_exception.NoMatches:

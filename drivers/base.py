@@ -166,7 +166,10 @@ class ComputeDriver(abc.ABC):
 
     @abc.abstractmethod
     def spawn(self, host: str, spec: InstanceSpec) -> InstanceInfo:
-        """Create and start the instance, or return it if its UUID exists."""
+        """Create and start the instance, or return it if its UUID exists.
+
+        ``spec`` has passed :meth:`InstanceSpec.validate`, so every field is set.
+        """
 
     @abc.abstractmethod
     def destroy(self, host: str, uuid: str) -> None:

@@ -1,0 +1,135 @@
+"""The endpoint's boundary checks, exercised by calling it as the dispatcher does."""
+
+from __future__ import annotations
+
+import uuid
+
+import oslo_messaging as messaging
+import pytest
+from oslo_config import cfg
+from oslo_context import context
+
+from computed import exception, version
+from computed.manager import ComputeManager
+from computed.notifications import OutcomeNotifier
+from computed.objects import InstanceInfoList, InstanceSpec
+from drivers.fake import FakeDriver
+
+HOST = "h1"
+
+
+class _Lean(FakeDriver):
+    """A driver that declares less than the whole contract."""
+
+    name = "lean"
+    operations = FakeDriver.operations - {"suspend", "resume"}
+    features = frozenset({"reboot.hard"})
+
+
+def _manager(driver_class: type[FakeDriver] = FakeDriver) -> ComputeManager:
+    conf = cfg.ConfigOpts()
+    driver_class.register_opts(conf)
+    conf([], default_config_files=[])
+    driver = driver_class(conf)
+    driver.init_host(HOST)
+    notifier_conf = cfg.ConfigOpts()
+    from computed.conf import notifications
+
+    notifications.register_opts(notifier_conf)
+    notifier_conf([], default_config_files=[])
+    return ComputeManager(HOST, driver, "w1", OutcomeNotifier(notifier_conf, None))
+
+
+def _refused(call, *args, **kwargs) -> exception.ComputedError:  # type: ignore[no-untyped-def]
+    """Call the endpoint and return the project error it carried out."""
+    with pytest.raises(messaging.ExpectedException) as caught:
+        call(context.RequestContext(), *args, **kwargs)
+    error = caught.value.exc_info[1]
+    assert isinstance(error, exception.ComputedError)
+    return error
+
+
+def _spec() -> InstanceSpec:
+    return InstanceSpec(uuid=str(uuid.uuid4()), name="vm", vcpus=1, memory_mb=64)
+
+
+def test_target_speaks_the_shared_version() -> None:
+    assert ComputeManager.target.version == version.RPC_API_VERSION
+
+
+def test_lifecycle_through_the_endpoint() -> None:
+    manager = _manager()
+    ctxt = context.RequestContext()
+    spec = _spec()
+    assert manager.spawn(ctxt, instance=spec).power_state == "running"
+    assert manager.reboot(ctxt, uuid=spec.uuid, reboot_type="hard").power_state == "running"
+    assert manager.power_off(ctxt, uuid=spec.uuid).power_state == "stopped"
+    listed = manager.list_instances(ctxt)
+    assert isinstance(listed, InstanceInfoList) and [i.uuid for i in listed.objects] == [spec.uuid]
+    assert manager.destroy(ctxt, uuid=spec.uuid) is None
+    assert manager.ping(ctxt).worker_id == "w1"
+
+
+def test_unknown_argument_is_an_invalid_request() -> None:
+    error = _refused(_manager().get_info, uuid=str(uuid.uuid4()), colour="red")
+    assert isinstance(error, exception.InvalidRequest)
+    assert "colour" in str(error)
+
+
+def test_missing_argument_is_an_invalid_request() -> None:
+    error = _refused(_manager().power_on)
+    assert isinstance(error, exception.InvalidRequest)
+    assert "uuid" in str(error)
+
+
+@pytest.mark.parametrize("bad", [123, None, "not-a-uuid", ["x"], "x" * 100_000])
+def test_uuid_must_be_a_uuid(bad: object) -> None:
+    error = _refused(_manager().get_info, uuid=bad)
+    assert isinstance(error, exception.InvalidRequest)
+    assert len(str(error)) < 300
+
+
+def test_spawn_wants_an_instance_spec() -> None:
+    error = _refused(_manager().spawn, instance={"uuid": str(uuid.uuid4())})
+    assert isinstance(error, exception.InvalidRequest)
+    assert "InstanceSpec" in str(error)
+
+
+def test_spawn_checks_the_spec_limits() -> None:
+    spec = _spec()
+    spec.name = "n" * 10_000
+    error = _refused(_manager().spawn, instance=spec)
+    assert isinstance(error, exception.InvalidRequest)
+    assert "name" in str(error)
+
+
+def test_reboot_type_is_checked() -> None:
+    manager = _manager()
+    spec = _spec()
+    manager.spawn(context.RequestContext(), instance=spec)
+    error = _refused(manager.reboot, uuid=spec.uuid, reboot_type="sideways")
+    assert isinstance(error, exception.InvalidRequest)
+
+
+def test_undeclared_operation_is_unsupported_before_the_driver_runs() -> None:
+    manager = _manager(_Lean)
+    spec = _spec()
+    manager.spawn(context.RequestContext(), instance=spec)
+    error = _refused(manager.suspend, uuid=spec.uuid)
+    assert isinstance(error, exception.UnsupportedOperation)
+    assert error.kwargs == {"operation": "suspend", "driver": "lean", "host": HOST}
+    error = _refused(manager.reboot, uuid=spec.uuid, reboot_type="soft")
+    assert isinstance(error, exception.UnsupportedOperation)
+    assert manager.get_info(context.RequestContext(), uuid=spec.uuid).power_state == "running"
+
+
+def test_an_unexpected_driver_failure_becomes_a_driver_error() -> None:
+    class _Broken(FakeDriver):
+        def get_host_resources(self, host: str):  # type: ignore[no-untyped-def]
+            raise OSError("disk on fire")
+
+    manager = _manager(_Broken)
+    with pytest.raises(exception.DriverError) as caught:
+        manager.get_host_resources(context.RequestContext())
+    assert "OSError: disk on fire" in str(caught.value)
+    assert caught.value.kwargs["host"] == HOST

@@ -1,0 +1,100 @@
+"""Versioned payloads: limits, the wire form, and a fingerprint of every object."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from oslo_versionedobjects import fixture
+
+from computed import exception, rpc
+from computed.objects import InstanceActionPayload, InstanceSpec
+from computed.objects.base import ComputedObjectRegistry
+
+# Version and a hash of the fields and remotable methods of every object.
+# Changing an object changes its hash: bump its VERSION (and handle the old
+# version in obj_make_compatible), then record the new "version-hash" here.
+_EXPECTED_FINGERPRINTS = {
+    "HostCapabilities": "1.0-0f40a2258079d07f500d7e7433d75c55",
+    "HostResources": "1.0-b80763915e1eaaf5defa27ee2e117722",
+    "InstanceActionPayload": "1.0-5ab9a5d90ccc53494fa4ac3a1dc3bd27",
+    "InstanceInfo": "1.0-46e1a159554cfc8ff9fdb34adfd09251",
+    "InstanceInfoList": "1.0-6cf6fc8bc8ff8f8eeb8b5b3d3db6637f",
+    "InstanceSpec": "1.0-168e1958b78968a9a71b007fabd21b0f",
+    "PingResult": "1.0-c3f601bc5e211c90bf2e7deab53412ea",
+}
+
+
+def _spec(**changes: object) -> InstanceSpec:
+    spec = InstanceSpec(uuid=str(uuid.uuid4()), name="vm", vcpus=1, memory_mb=64)
+    for key, value in changes.items():
+        setattr(spec, key, value)
+    return spec
+
+
+def test_no_object_changed_without_a_version_bump() -> None:
+    checker = fixture.ObjectVersionChecker(ComputedObjectRegistry.obj_classes())
+    expected, actual = checker.test_hashes(_EXPECTED_FINGERPRINTS)
+    assert expected == actual, (
+        "A versioned object changed: bump its VERSION and update _EXPECTED_FINGERPRINTS"
+    )
+
+
+def test_valid_spec_gets_defaults() -> None:
+    spec = _spec()
+    spec.validate()
+    assert (spec.disk_gb, spec.image, spec.metadata) == (0, None, {})
+
+
+@pytest.mark.parametrize(
+    ("changes", "word"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 256}, "name"),
+        ({"vcpus": 0}, "vcpus"),
+        ({"memory_mb": -1}, "memory_mb"),
+        ({"disk_gb": -5}, "disk_gb"),
+        ({"metadata": {str(i): "v" for i in range(200)}}, "metadata"),
+        ({"metadata": {"k": "v" * 5000}}, "metadata"),
+    ],
+)
+def test_spec_limits(changes: dict[str, object], word: str) -> None:
+    with pytest.raises(exception.InvalidRequest, match=word):
+        _spec(**changes).validate()
+
+
+def test_spec_requires_its_fields() -> None:
+    with pytest.raises(exception.InvalidRequest, match="vcpus"):
+        InstanceSpec(uuid=str(uuid.uuid4()), name="vm", memory_mb=64).validate()
+
+
+def test_serializer_round_trip() -> None:
+    serializer = rpc.RequestContextSerializer()
+    spec = _spec()
+    primitive = serializer.serialize_entity(None, spec)
+    assert primitive["computed_object.name"] == "InstanceSpec"
+    assert serializer.deserialize_entity(None, primitive) == spec
+
+
+@pytest.mark.parametrize(
+    "primitive",
+    [
+        {"computed_object.name": "NoSuchThing", "computed_object.version": "1.0",
+         "computed_object.namespace": "computed", "computed_object.data": {}},
+        {"computed_object.name": "InstanceSpec", "computed_object.version": "9.0",
+         "computed_object.namespace": "computed", "computed_object.data": {}},
+        {"computed_object.name": "InstanceSpec", "computed_object.version": "1.0",
+         "computed_object.namespace": "computed", "computed_object.data": {"vcpus": "many"}},
+    ],
+)
+def test_malformed_object_is_an_invalid_request(primitive: dict[str, object]) -> None:
+    with pytest.raises(exception.InvalidRequest, match="malformed versioned object"):
+        rpc.RequestContextSerializer().deserialize_entity(None, primitive)
+
+
+def test_notification_payload_carries_the_error_context() -> None:
+    payload = InstanceActionPayload(
+        uuid=str(uuid.uuid4()), host="h", operation="pause", phase="error",
+        error_class="InvalidPowerState", error_kwargs={"state": "stopped"},
+    )
+    assert payload.obj_to_primitive()["computed_object.data"]["error_kwargs"] == {"state": "stopped"}

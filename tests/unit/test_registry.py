@@ -1,0 +1,139 @@
+"""The registry and the client's cached view of it, on SQLite (and PostgreSQL when marked)."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from computed import exception
+from computed.registry import Registry, WorkerRecord, migration
+from computed.registry.api import STATE_DRAINING, STATE_STOPPED
+from rpcapi._resolver import HostResolver
+
+
+def _record(worker_id: str = "w1", hosts: tuple[str, ...] = ("h1", "h2")) -> WorkerRecord:
+    return WorkerRecord(
+        id=worker_id,
+        driver="fake",
+        hosts=hosts,
+        rpc_version="1.0",
+        rpc_min_version="1.0",
+        support_tier="conformant",
+        capabilities={"operations": ["spawn"]},
+    )
+
+
+@pytest.fixture
+def registry(tmp_path) -> Iterator[Registry]:  # type: ignore[no-untyped-def]
+    registry = Registry(f"sqlite:///{tmp_path}/sub/registry.sqlite")
+    registry.migrate()
+    yield registry
+    registry.close()
+
+
+def _age(registry: Registry, worker_id: str, seconds: float) -> None:
+    """Pretend the worker's last heartbeat was ``seconds`` ago."""
+    with registry.engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE workers SET heartbeat_at = :t WHERE id = :id"),
+            {"t": datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+             - datetime.timedelta(seconds=seconds), "id": worker_id},
+        )
+
+
+def test_schema_is_at_head(registry: Registry) -> None:
+    assert migration.current_revision(registry.engine) == migration.head_revision()
+    registry.migrate()  # a second run changes nothing
+    assert registry.is_current()
+
+
+def test_register_and_read_back(registry: Registry) -> None:
+    registry.register(_record())
+    (record,) = registry.list_workers()
+    assert record.hosts == ("h1", "h2")
+    assert record.capabilities == {"operations": ["spawn"]}
+    assert record.status(60) == "up"
+
+
+def test_registering_again_replaces_hosts(registry: Registry) -> None:
+    registry.register(_record())
+    registry.register(_record(hosts=("h3",)))
+    assert registry.get("w1").hosts == ("h3",)
+
+
+def test_status_words(registry: Registry) -> None:
+    registry.register(_record())
+    _age(registry, "w1", 120)
+    assert registry.get("w1").status(60) == "down"
+    assert registry.heartbeat("w1")
+    assert registry.get("w1").status(60) == "up"
+    registry.set_disabled("w1", True, "maintenance")
+    assert registry.get("w1").status(60) == "disabled"
+    registry.set_disabled("w1", False)
+    registry.set_state("w1", STATE_DRAINING)
+    assert registry.get("w1").status(60) == "draining"
+
+
+def test_heartbeat_of_unknown_worker_says_so(registry: Registry) -> None:
+    assert registry.heartbeat("ghost") is False
+
+
+def test_unknown_worker_is_a_clear_error(registry: Registry) -> None:
+    with pytest.raises(exception.RegistryError, match="no worker 'ghost'"):
+        registry.set_disabled("ghost", True)
+
+
+def test_missing_schema_says_what_to_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(exception.RegistryError, match="computedctl db sync"):
+        Registry(f"sqlite:///{tmp_path}/empty.sqlite").list_workers()
+
+
+def test_resolver_finds_the_live_owner(registry: Registry) -> None:
+    registry.register(_record())
+    resolver = HostResolver(registry, ttl=60, down_time=30)
+    assert resolver.resolve("h2").id == "w1"
+
+
+def test_resolver_rereads_at_once_for_a_new_host(registry: Registry) -> None:
+    resolver = HostResolver(registry, ttl=3600, down_time=30)
+    with pytest.raises(exception.HostUnavailable, match="no worker has registered it"):
+        resolver.resolve("h1")
+    registry.register(_record())
+    resolver._read_at -= 1  # past the minimum interval between forced re-reads
+    assert resolver.resolve("h1").id == "w1"
+
+
+def test_resolver_notices_death_without_waiting_for_its_ttl(registry: Registry) -> None:
+    registry.register(_record())
+    resolver = HostResolver(registry, ttl=3600, down_time=0.3)
+    resolver.resolve("h1")
+    time.sleep(0.5)  # no heartbeat comes: the cached one grows older than down_time
+    with pytest.raises(exception.HostUnavailable, match=r"worker w1 is down, last heartbeat \d+ s ago"):
+        resolver.resolve("h1")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda r: r.set_disabled("w1", True, "maintenance"), "worker w1 is disabled: maintenance"),
+        (lambda r: r.set_state("w1", STATE_STOPPED), "worker w1 is stopped"),
+        (lambda r: r.set_state("w1", STATE_DRAINING), "worker w1 is draining"),
+    ],
+)
+def test_resolver_says_why_a_host_is_unavailable(registry: Registry, change, reason) -> None:  # type: ignore[no-untyped-def]
+    registry.register(_record())
+    change(registry)
+    with pytest.raises(exception.HostUnavailable) as caught:
+        HostResolver(registry, ttl=0, down_time=30).resolve("h1")
+    assert caught.value.kwargs == {"host": "h1", "reason": reason}
+
+
+def test_resolver_prefers_a_live_worker_over_a_dead_one(registry: Registry) -> None:
+    registry.register(_record("old", ("h1",)))
+    registry.register(_record("new", ("h1",)))
+    _age(registry, "old", 600)
+    assert HostResolver(registry, ttl=0, down_time=30).resolve("h1").id == "new"
