@@ -1,0 +1,118 @@
+"""Fixtures for tests against a real RabbitMQ and real ``computed`` processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from oslo_config import cfg
+
+from computed import conf as computed_conf
+from computed import rpc
+from computed.registry import Registry
+from computed.testing.broker import RabbitMQBroker
+from computed.testing.notifications import NotificationCollector
+from computed.testing.workers import WorkerProcess
+from rpcapi import ComputeAPI
+
+#: Short enough that a test sees a dead worker quickly, long enough for a busy machine.
+HEARTBEAT_INTERVAL = 0.5
+DOWN_TIME = 4.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.functional)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[RabbitMQBroker]:
+    with RabbitMQBroker() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def conf(broker: RabbitMQBroker) -> Iterator[cfg.ConfigOpts]:
+    """The process-wide config, pointed at the test broker."""
+    conf = computed_conf.CONF
+    computed_conf.register_all(conf)
+    conf([], project="computed", default_config_files=[])
+    rpc.get_transport(conf, url=broker.url).cleanup()  # registers transport_url
+    conf.set_override("transport_url", broker.url)
+    conf.set_override("down_time", DOWN_TIME, group="registry")
+    conf.set_override("cache_ttl", 0.2, group="client")
+    conf.set_override("call_timeout", 30, group="client")
+    yield conf
+    conf.reset()
+
+
+class Deployment:
+    """Workers of one test, sharing a registry in the test's own directory."""
+
+    def __init__(self, workdir: Path, broker: RabbitMQBroker, conf: cfg.ConfigOpts) -> None:
+        self.workdir = workdir
+        self.broker = broker
+        self.conf = conf
+        self.registry_url = f"sqlite:///{workdir}/registry.sqlite"
+        self.workers: list[WorkerProcess] = []
+        self.apis: list[ComputeAPI] = []
+
+    def worker_options(self, hosts: list[str], worker_id: str, **groups: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        options: dict[str, dict[str, Any]] = {
+            "DEFAULT": {
+                "transport_url": self.broker.url,
+                "driver": "fake",
+                "hosts": hosts,
+                "worker_id": worker_id,
+                "heartbeat_interval": HEARTBEAT_INTERVAL,
+                "drain_timeout": 20,
+            },
+            "registry": {"connection": self.registry_url},
+        }
+        for group, values in groups.items():
+            options.setdefault(group, {}).update(values)
+        return options
+
+    def start_worker(self, hosts: list[str], worker_id: str = "w1", wait: bool = True, **groups: dict[str, Any]) -> WorkerProcess:
+        worker = WorkerProcess(str(self.workdir), self.worker_options(hosts, worker_id, **groups), name=worker_id)
+        self.workers.append(worker)
+        return worker.start(wait=wait)
+
+    def api(self) -> ComputeAPI:
+        api = ComputeAPI(self.conf, registry=Registry(self.registry_url))
+        self.apis.append(api)
+        return api
+
+    def close(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.kill()
+        for api in self.apis:
+            api.cleanup()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, broker: RabbitMQBroker, conf: cfg.ConfigOpts) -> Iterator[Deployment]:
+    deployment = Deployment(tmp_path, broker, conf)
+    yield deployment
+    deployment.close()
+
+
+@pytest.fixture(scope="session")
+def notifications(conf: cfg.ConfigOpts) -> Iterator[NotificationCollector]:
+    transport = rpc.get_notification_transport(conf)
+    collector = NotificationCollector(transport, conf.notifications.topic, pool=f"tests-{uuid.uuid4().hex[:8]}")
+    collector.start()
+    yield collector
+    collector.stop()
+    transport.cleanup()
+
+
+@pytest.fixture
+def new_uuid() -> Callable[[], str]:
+    return lambda: str(uuid.uuid4())
