@@ -1,0 +1,62 @@
+"""The registry on a real PostgreSQL: migrations, records, and a worker using it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from computed import exception
+from computed.registry import Registry, WorkerRecord, migration
+from computed.registry.api import STATE_STOPPED
+from computed.testing.postgres import PostgreSQLServer
+from rpcapi import ComputeAPI
+
+from .conftest import Deployment
+
+pytestmark = pytest.mark.postgresql
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgreSQLServer]:
+    with PostgreSQLServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: PostgreSQLServer) -> str:
+    return postgres.create_database(f"registry_{uuid.uuid4().hex[:8]}")
+
+
+def test_migrations_and_records(pg_url: str) -> None:
+    registry = Registry(pg_url)
+    with pytest.raises(exception.RegistryError, match="computedctl db sync"):
+        registry.list_workers()
+    registry.migrate()
+    assert migration.current_revision(registry.engine) == migration.head_revision()
+    registry.register(WorkerRecord(id="w1", driver="fake", hosts=("a", "b"), rpc_version="1.0",
+                                   rpc_min_version="1.0", support_tier="conformant",
+                                   capabilities={"operations": ["ping"]}))
+    registry.register(WorkerRecord(id="w1", driver="fake", hosts=("c",), rpc_version="1.0",
+                                   rpc_min_version="1.0", support_tier="conformant"))
+    (record,) = registry.list_workers()
+    assert record.hosts == ("c",) and record.status(60) == "up"
+    assert registry.heartbeat("w1") and not registry.heartbeat("w2")
+    registry.set_disabled("w1", True, "maintenance")
+    assert registry.get("w1").status(60) == "disabled"
+    registry.delete("w1")
+    assert registry.list_workers() == []
+    registry.close()
+
+
+def test_worker_and_client_share_a_postgresql_registry(deployment: Deployment, pg_url: str) -> None:
+    deployment.registry_url = pg_url
+    worker = deployment.start_worker(["pg-host"])
+    api = ComputeAPI(deployment.conf, registry=Registry(pg_url))
+    try:
+        assert api.ping(None, "pg-host").worker_id == "w1"
+        assert worker.terminate() == 0
+        assert Registry(pg_url).get("w1").state == STATE_STOPPED
+    finally:
+        api.cleanup()
