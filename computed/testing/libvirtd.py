@@ -1,0 +1,354 @@
+"""A private libvirtd for tests: session mode, unprivileged, in a temporary directory.
+
+::
+
+    with Libvirtd() as daemon:
+        uri = daemon.uri_for()                 # test+unix:///default?socket=...
+        node = daemon.write_node_xml(text)     # a node fixture the daemon can read
+        uri = daemon.uri_for(node)             # test+unix:///<node>?socket=...
+        uri = daemon.uri_for(driver="qemu")    # qemu+unix:///session?socket=...
+
+The daemon runs in session mode (no ``/etc/libvirt``, no system bus, no
+``libvirt-qemu`` user) with ``XDG_RUNTIME_DIR``, ``XDG_CONFIG_HOME``,
+``XDG_CACHE_HOME``, ``XDG_DATA_HOME`` and ``HOME`` all inside one temporary
+directory that :meth:`Libvirtd.stop` removes, so several can run side by side
+and the machine's own libvirt is never touched.  Clients reach it through
+its socket, ``<dir>/run/libvirt/libvirt-sock``, which is what the
+``?socket=`` of :meth:`Libvirtd.uri_for` names: the test driver is then
+reached over libvirt's real remote protocol, and every process opening the
+same ``test+unix:///default`` URI sees the same domains.
+
+Who runs the daemon: as an ordinary user, that user. As root, the system
+user :data:`DAEMON_USER` (created by :meth:`Libvirtd.start` with ``useradd
+--system`` if missing, without a home or a login shell); root still reaches
+the socket. A session-mode libvirtd as root would be a system daemon in
+disguise, and qemu:///session guests should not run as root.
+
+Two things about the test driver that tests must allow for:
+
+* ``test+unix:///default`` keeps its domains in the daemon only while at
+  least one connection to it is open; when the last one closes they are
+  reset to the single built-in ``test`` domain.
+* every connection to ``test+unix:///<node.xml>`` loads the file afresh and
+  has domains of its own, not shared with other connections.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from types import TracebackType
+from urllib.parse import quote
+
+from computed.testing import _procs
+
+__all__ = ["Libvirtd", "DAEMON_USER", "find_libvirtd"]
+
+LOG = logging.getLogger(__name__)
+
+#: The user the daemon runs as when the tests run as root.
+DAEMON_USER = "computed-test"
+
+#: How long a graceful stop may take before the daemon is killed.
+STOP_TIMEOUT = 10.0
+
+_LIVE: set[Libvirtd] = set()  # started and not stopped; stopped at exit
+
+
+def find_libvirtd() -> str:
+    """The ``libvirtd`` binary.
+
+    :raises RuntimeError: if it is not installed.
+    """
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    found = shutil.which("libvirtd", path=path)
+    if found:
+        return found
+    raise RuntimeError(
+        "libvirtd is not installed: install the libvirt-daemon and "
+        "libvirt-daemon-driver-qemu packages (tools/bootstrap.sh does so on Debian)"
+    )
+
+
+def daemon_user(create: bool = True) -> pwd.struct_passwd | None:
+    """The account to run libvirtd as: None for an ordinary user (run as we are);
+    as root :data:`DAEMON_USER`, created if missing and ``create`` is true."""
+    if not _procs.is_root():
+        return None
+    try:
+        return pwd.getpwnam(DAEMON_USER)
+    except KeyError:
+        if not create:
+            raise
+    LOG.warning("creating system user %r to run libvirtd for the tests", DAEMON_USER)
+    _procs.run(["useradd", "--system", "--user-group", "--no-create-home",
+                "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", DAEMON_USER])
+    return pwd.getpwnam(DAEMON_USER)
+
+
+class Libvirtd:
+    """A session-mode libvirtd with its own socket and state in a temporary directory.
+
+    :param workdir: directory to create the daemon's temporary directory in
+        (default: the system temporary directory). As root it must be
+        traversable by :data:`DAEMON_USER`.
+    """
+
+    def __init__(self, workdir: str | None = None) -> None:
+        self._parent = workdir
+        self._dir: str | None = None
+        self._user: pwd.struct_passwd | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._binary = ""
+
+    # -- where things are ----------------------------------------------------------
+
+    @property
+    def directory(self) -> str:
+        if self._dir is None:
+            raise RuntimeError("libvirtd is not started")
+        return self._dir
+
+    @property
+    def socket(self) -> str:
+        """Path of the daemon's read-write socket."""
+        return os.path.join(self.directory, "run", "libvirt", "libvirt-sock")
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.directory, "libvirtd.log")
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
+    def user(self) -> str:
+        """The name of the user the daemon runs as."""
+        return self._user.pw_name if self._user else pwd.getpwuid(os.geteuid()).pw_name
+
+    def uri_for(self, node_xml_path: str | None = None, driver: str = "test") -> str:
+        """A libvirt URI reaching this daemon.
+
+        :param node_xml_path: with the test driver, an absolute path to a node
+            XML file the daemon can read (see :meth:`write_node_xml`) instead of
+            the built-in ``/default`` node.
+        :param driver: ``test`` or ``qemu`` (``qemu+unix:///session``, guests
+            running as the daemon's user).
+        """
+        if driver == "test":
+            path = "/default"
+            if node_xml_path is not None:
+                if not os.path.isabs(node_xml_path):
+                    raise ValueError(f"node XML path must be absolute: {node_xml_path!r}")
+                path = node_xml_path
+        elif driver == "qemu":
+            if node_xml_path is not None:
+                raise ValueError("a node XML file is for the test driver only")
+            path = "/session"
+        else:
+            raise ValueError(f"unknown libvirt driver {driver!r}: use 'test' or 'qemu'")
+        return f"{driver}+unix://{quote(path)}?socket={quote(self.socket)}"
+
+    def write_node_xml(self, text: str, name: str = "node.xml") -> str:
+        """Write a test-driver node description where the daemon can read it.
+
+        :returns: its absolute path, for :meth:`uri_for`.
+        """
+        if os.sep in name or name.startswith("."):
+            raise ValueError(f"invalid file name {name!r}")
+        path = os.path.join(self.directory, "nodes", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        _procs.chown_tree(os.path.dirname(path), self._user)
+        return path
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def start(self, timeout: float = 30) -> Libvirtd:
+        """Create the directory and start the daemon; wait until it accepts clients.
+
+        :raises RuntimeError: if it is not ready within ``timeout`` seconds; the
+            message ends with the tail of its log. Everything started is removed.
+        """
+        if self._dir is not None:
+            raise RuntimeError("libvirtd is already started")
+        self._binary = find_libvirtd()
+        self._user = daemon_user()
+        begin = time.monotonic()
+        try:
+            self._dir = tempfile.mkdtemp(prefix="libvirtd-", dir=self._parent)
+            for sub in ("home", "run", "config", "cache", "data"):
+                os.mkdir(os.path.join(self._dir, sub), 0o700)
+            os.chmod(self._dir, 0o755)
+            _procs.chown_tree(self._dir, self._user)
+            self._start_daemon(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        _LIVE.add(self)
+        LOG.info("libvirtd ready on %s as %s in %.1f s", self.socket, self.user,
+                 time.monotonic() - begin)
+        return self
+
+    def stop(self) -> None:
+        """Stop the daemon and what it spawned, then remove the directory. Idempotent."""
+        try:
+            self._stop_daemon()
+        finally:
+            _procs.remove_tree(self._dir)
+            self._dir = None
+            _LIVE.discard(self)
+
+    def restart(self, timeout: float = 30) -> None:
+        """Stop the daemon and start it again on the same socket and directory.
+
+        Clients' connections drop. The test driver's domains are in memory
+        only: after the restart ``/default`` is back to its built-in domain.
+        """
+        self.stop_daemon()
+        self.start_daemon(timeout)
+
+    def stop_daemon(self) -> None:
+        """Stop the daemon only, keeping its directory for :meth:`start_daemon`.
+
+        Until then clients fail to connect, as to a crashed libvirtd.
+        """
+        if self._dir is None:
+            raise RuntimeError("libvirtd is not started")
+        self._stop_daemon()
+
+    def start_daemon(self, timeout: float = 30) -> None:
+        """Start the daemon again after :meth:`stop_daemon`, on the same socket.
+
+        :raises RuntimeError: as :meth:`start` does; everything is then removed.
+        """
+        if self._dir is None:
+            raise RuntimeError("libvirtd is not started")
+        if self.running:
+            return
+        try:
+            self._start_daemon(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> Libvirtd:
+        if self._dir is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.socket if self._dir else None
+        return f"<Libvirtd socket={where} running={self.running}>"
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        d = self.directory
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": os.path.join(d, "home"),
+            "XDG_RUNTIME_DIR": os.path.join(d, "run"),
+            "XDG_CONFIG_HOME": os.path.join(d, "config"),
+            "XDG_CACHE_HOME": os.path.join(d, "cache"),
+            "XDG_DATA_HOME": os.path.join(d, "data"),
+        }
+        if self._user is not None:
+            env.update(USER=self._user.pw_name, LOGNAME=self._user.pw_name)
+        return env
+
+    def _start_daemon(self, timeout: float) -> None:
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)  # left by a daemon that was killed
+        log = open(self.log_file, "ab")
+        try:
+            self._proc = _procs.popen([self._binary], user=self._user, env=self._env(),
+                                      cwd=self.directory, stdout=log)
+        finally:
+            log.close()
+        if not _procs.wait_for(lambda: self._accepts() or not self.running, timeout):
+            raise self._failure(f"not accepting connections within {timeout:g} s")
+        if not self.running:
+            assert self._proc is not None
+            raise self._failure(f"libvirtd exited with {self._proc.returncode}")
+
+    def _accepts(self) -> bool:
+        if not os.path.exists(self.socket):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(self.socket)
+            except OSError:
+                return False
+        return True
+
+    def _stop_daemon(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            _procs.signal_pid(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                LOG.warning("libvirtd did not stop within %.0f s: killing it", STOP_TIMEOUT)
+        if proc is not None:
+            _procs.kill_group(proc.pid, signal.SIGKILL)  # its children: qemu, helpers
+            if proc.poll() is None:
+                proc.wait(5)
+        self._stop_spawned()
+
+    def _stop_spawned(self) -> None:
+        """Stop the daemons libvirtd spawned in the background (virtlogd, ...).
+
+        They left our process group to become daemons; their pid files in our
+        runtime directory say who they are.
+        """
+        if self._dir is None:
+            return
+        pattern = os.path.join(self._dir, "run", "libvirt", "*.pid")
+        for pid_file in glob.glob(pattern):
+            pid = _procs.read_pid(pid_file)
+            if pid is None or not _procs.pid_alive(pid) or not self._ours(pid):
+                continue
+            _procs.signal_pid(pid, signal.SIGTERM)
+            if not _procs.wait_for(lambda p=pid: not _procs.pid_alive(p), 5):  # type: ignore[misc]
+                _procs.signal_pid(pid, signal.SIGKILL)
+
+    def _ours(self, pid: int) -> bool:
+        """True if process ``pid`` runs with our runtime directory in its environment."""
+        marker = f"XDG_RUNTIME_DIR={os.path.join(self.directory, 'run')}".encode()
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                return marker in fh.read().split(b"\0")
+        except OSError:
+            return False
+
+    def _failure(self, reason: str) -> RuntimeError:
+        return RuntimeError(f"libvirtd failed to start: {reason}\n"
+                            f"--- last lines of {self.log_file} ---\n{_procs.tail(self.log_file)}")
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for daemon in list(_LIVE):
+        LOG.warning("stopping libvirtd %s left running at exit", daemon.socket)
+        daemon.stop()

@@ -1,0 +1,158 @@
+"""Domain XML for an :class:`~computed.objects.InstanceSpec`, and the metadata read back.
+
+The XML is built with :mod:`xml.etree.ElementTree`, never by pasting user
+input into text, so an instance name such as ``</name><devices>`` stays a
+name. libvirt has no field for the instance's own name (its domain name is
+derived from the UUID, see :func:`~drivers.libvirt.constants.domain_name`),
+its disk size or its image: they live in a ``<metadata>`` element of the
+driver's namespace, where :func:`parse_metadata` finds them again.
+
+Direct kernel boot: three keys of ``InstanceSpec.metadata`` are read by this
+driver as boot hints, for guests without a disk image:
+
+* ``libvirt:kernel`` and ``libvirt:initrd``: absolute paths, on the
+  hypervisor host, of a kernel and an initramfs to boot;
+* ``libvirt:cmdline``: the kernel command line.
+
+The driver creates no disks: ``disk_gb`` and ``image`` are recorded, not acted on.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+from computed import exception
+from computed.objects import InstanceSpec
+from drivers.libvirt import constants
+
+__all__ = ["BOOT_KERNEL", "BOOT_INITRD", "BOOT_CMDLINE", "StoredMetadata", "domain_xml",
+           "parse_metadata"]
+
+BOOT_KERNEL = "libvirt:kernel"
+BOOT_INITRD = "libvirt:initrd"
+BOOT_CMDLINE = "libvirt:cmdline"
+
+_NS = constants.METADATA_NS
+ET.register_namespace(constants.METADATA_PREFIX, _NS)
+
+# Characters XML 1.0 cannot carry at all, not even escaped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+@dataclass(frozen=True)
+class StoredMetadata:
+    """What the driver keeps in a domain's metadata element."""
+
+    name: str | None = None
+    disk_gb: int = 0
+    image: str | None = None
+    items: dict[str, str] = field(default_factory=dict)
+
+
+def domain_xml(spec: InstanceSpec, domain_type: str) -> str:
+    """The persistent definition of ``spec`` as a ``domain_type`` domain.
+
+    :raises computed.exception.InvalidRequest: if a text field holds characters
+        XML cannot carry, or a boot hint is not an absolute path.
+    """
+    _check_text(spec)
+    domain = ET.Element("domain", type=domain_type)
+    ET.SubElement(domain, "name").text = constants.domain_name(spec.uuid)
+    ET.SubElement(domain, "uuid").text = spec.uuid
+    domain.append(_metadata(spec))
+    memory_kib = str(spec.memory_mb * 1024)
+    ET.SubElement(domain, "memory", unit="KiB").text = memory_kib
+    ET.SubElement(domain, "currentMemory", unit="KiB").text = memory_kib
+    ET.SubElement(domain, "vcpu", placement="static").text = str(spec.vcpus)
+    domain.append(_os(spec))
+    features = ET.SubElement(domain, "features")
+    ET.SubElement(features, "acpi")  # without it a guest never hears the power button
+    ET.SubElement(features, "apic")
+    ET.SubElement(domain, "clock", offset="utc")
+    for event, action in (("on_poweroff", "destroy"), ("on_reboot", "restart"),
+                          ("on_crash", "destroy")):
+        ET.SubElement(domain, event).text = action
+    devices = ET.SubElement(domain, "devices")
+    ET.SubElement(devices, "serial", type="pty")
+    ET.SubElement(devices, "console", type="pty")
+    return ET.tostring(domain, encoding="unicode")
+
+
+def parse_metadata(text: str) -> StoredMetadata:
+    """Read back the element :func:`domain_xml` stored.
+
+    :param text: the element as ``virDomain.metadata()`` returns it (libvirt
+        drops its namespace on the way out) or with the namespace.
+    """
+    root = ET.fromstring(text)
+
+    def find(tag: str) -> ET.Element | None:
+        found = root.find(tag)
+        return found if found is not None else root.find(f"{{{_NS}}}{tag}")
+
+    name, disk, image, items = find("name"), find("disk_gb"), find("image"), find("metadata")
+    stored_items: dict[str, str] = {}
+    if items is not None:
+        for item in items:
+            stored_items[item.get("key", "")] = item.text or ""
+    return StoredMetadata(
+        name=(name.text or "") if name is not None else None,
+        disk_gb=_int(disk.text if disk is not None else None),
+        image=image.text if image is not None else None,
+        items=stored_items,
+    )
+
+
+def _int(text: str | None) -> int:
+    try:
+        return max(0, int(text or 0))
+    except ValueError:
+        return 0
+
+
+def _metadata(spec: InstanceSpec) -> ET.Element:
+    wrapper = ET.Element("metadata")
+    instance = ET.SubElement(wrapper, f"{{{_NS}}}instance")
+    ET.SubElement(instance, f"{{{_NS}}}name").text = spec.name
+    ET.SubElement(instance, f"{{{_NS}}}disk_gb").text = str(spec.disk_gb)
+    if spec.image is not None:
+        ET.SubElement(instance, f"{{{_NS}}}image").text = spec.image
+    if spec.metadata:
+        items = ET.SubElement(instance, f"{{{_NS}}}metadata")
+        for key, value in sorted(spec.metadata.items()):
+            ET.SubElement(items, f"{{{_NS}}}item", key=key).text = value
+    return wrapper
+
+
+def _os(spec: InstanceSpec) -> ET.Element:
+    os_element = ET.Element("os")
+    ET.SubElement(os_element, "type").text = "hvm"
+    hints = spec.metadata
+    for key, tag in ((BOOT_KERNEL, "kernel"), (BOOT_INITRD, "initrd")):
+        if key in hints:
+            if not hints[key].startswith("/"):
+                _invalid(f"metadata {key!r} must be an absolute path on the hypervisor host")
+            ET.SubElement(os_element, tag).text = hints[key]
+    if BOOT_CMDLINE in hints:
+        if BOOT_KERNEL not in hints:
+            _invalid(f"metadata {BOOT_CMDLINE!r} needs {BOOT_KERNEL!r}")
+        ET.SubElement(os_element, "cmdline").text = hints[BOOT_CMDLINE]
+    if BOOT_KERNEL not in hints:
+        ET.SubElement(os_element, "boot", dev="hd")
+    return os_element
+
+
+def _check_text(spec: InstanceSpec) -> None:
+    texts = {"name": spec.name, "image": spec.image or ""}
+    for key, value in spec.metadata.items():
+        texts[f"metadata key {key[:40]!r}"] = key
+        texts[f"metadata item {key[:40]!r}"] = value
+    for what, text in texts.items():
+        if _NOT_XML.search(text):
+            _invalid(f"{what} holds control characters libvirt cannot store")
+
+
+def _invalid(reason: str) -> None:
+    raise exception.InvalidRequest(operation="spawn", reason=reason)

@@ -1,0 +1,289 @@
+"""Domain lifecycle: the contract's instance operations on libvirt domains.
+
+Every transition reads the domain's state, asks :func:`drivers.base.plan_transition`
+whether to act (so a refusal is worded exactly as every other driver words
+it), then makes the libvirt calls below:
+
+============  =========================================================
+operation     libvirt
+============  =========================================================
+spawn         ``defineXML`` + ``create`` (an existing UUID is returned as is)
+destroy       ``destroy`` if active, then ``undefineFlags`` (managed save,
+              snapshot, checkpoint metadata, NVRAM)
+power_on      ``create`` (a domain still shutting down is destroyed first)
+power_off     ``destroy``; with ``[libvirt] shutdown_timeout`` an ACPI
+              ``shutdown`` first; a suspended domain loses its save image
+pause         ``suspend``
+unpause       ``resume``
+suspend       ``managedSave`` (a shut-off domain with a managed save image
+              is what the contract calls suspended)
+resume        ``create``, which restores the image (``pMWakeup`` for a
+              guest that suspended itself to RAM)
+reboot soft   ``reboot``
+reboot hard   ``reset`` (``destroy`` + ``create`` where unsupported), then
+              ``resume`` if the domain was paused
+============  =========================================================
+
+libvirt errors other than those handled here propagate as libvirtError; the
+driver maps them at its boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import libvirt
+from oslo_config import cfg
+
+from computed import exception
+from computed.objects import InstanceInfo, InstanceSpec, PowerState
+from drivers import base
+from drivers.libvirt import config, constants, errors, hostops
+
+__all__ = ["VMOps"]
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds between two looks at a guest shutting down.
+_SHUTDOWN_POLL = 0.2
+
+_UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                   | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+_UNDEFINE_MORE = libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+_REFUSED = frozenset({libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+                        libvirt.VIR_ERR_NO_SUPPORT})
+
+Action = Callable[[libvirt.virDomain, "_Observed"], None]
+
+
+@dataclass(frozen=True)
+class _Observed:
+    """A domain's state as libvirt reports it, and in the contract's terms."""
+
+    state: int
+    active: bool
+    power_state: str
+
+
+class VMOps:
+    """The instance operations, given an open connection to the host's libvirtd."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self._conf = conf
+        self._actions: dict[str, Action] = {
+            "power_on": self._power_on,
+            "power_off": self._power_off,
+            "pause": lambda dom, _seen: dom.suspend(),
+            "unpause": lambda dom, _seen: dom.resume(),
+            "suspend": lambda dom, _seen: dom.managedSave(0),
+            "resume": self._resume,
+            "reboot.soft": lambda dom, _seen: dom.reboot(0),
+            "reboot.hard": self._hard_reboot,
+        }
+
+    # Instances ------------------------------------------------------------
+
+    def spawn(self, conn: libvirt.virConnect, host: str, spec: InstanceSpec) -> InstanceInfo:
+        dom = _find(conn, spec.uuid)
+        if dom is not None:
+            return self.info(dom, host)
+        domain_type = hostops.domain_type(conn, self._conf.libvirt.virt_type)
+        dom = conn.defineXML(config.domain_xml(spec, domain_type))
+        try:
+            dom.create()
+        except libvirt.libvirtError:
+            # Leave nothing behind, so that spawning again starts afresh.
+            try:
+                dom.undefineFlags(_UNDEFINE_FLAGS)
+            except libvirt.libvirtError as undefine_error:
+                LOG.warning("Could not undefine %s after a failed start: %s", spec.uuid,
+                            undefine_error)
+            raise
+        LOG.info("Host %s: spawned %s as %s domain %s", host, spec.uuid, domain_type,
+                 dom.name())
+        return self.info(dom, host)
+
+    def destroy(self, conn: libvirt.virConnect, host: str, uuid: str) -> None:
+        dom = _find(conn, uuid)
+        if dom is None:
+            return
+        try:
+            if dom.isActive():
+                _force_off(dom)
+            if dom.isPersistent():
+                _undefine(dom)
+        except libvirt.libvirtError as exc:
+            if errors.code_of(exc) != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+            # A transient domain vanishes once stopped; either way it is gone.
+        LOG.info("Host %s: destroyed %s", host, uuid)
+
+    def get_info(self, conn: libvirt.virConnect, host: str, uuid: str) -> InstanceInfo:
+        return self.info(_lookup(conn, host, uuid), host)
+
+    def list_instances(self, conn: libvirt.virConnect, host: str) -> list[InstanceInfo]:
+        found = []
+        for dom in conn.listAllDomains(0):
+            try:
+                found.append(self.info(dom, host))
+            except libvirt.libvirtError as exc:
+                if errors.code_of(exc) != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise  # else it went away while we looked: not on the host any more
+        return found
+
+    def transition(self, conn: libvirt.virConnect, host: str, uuid: str,
+                   operation: str) -> InstanceInfo:
+        """Apply the lifecycle ``operation`` (a key of :data:`drivers.base.TRANSITIONS`)."""
+        dom = _lookup(conn, host, uuid)
+        seen = _observe(dom)
+        if base.plan_transition(operation, uuid, seen.power_state):
+            try:
+                self._actions[operation](dom, seen)
+            except libvirt.libvirtError as exc:
+                if errors.code_of(exc) != libvirt.VIR_ERR_OPERATION_INVALID:
+                    raise
+                self._recheck(dom, host, uuid, operation, exc)
+        elif operation == "power_off" and seen.active:
+            _force_off(dom)  # stopped as the contract sees it, but still shutting down
+        return self.info(dom, host)
+
+    def info(self, dom: libvirt.virDomain, host: str) -> InstanceInfo:
+        """The contract's view of ``dom``."""
+        state, max_memory_kib, _memory, vcpus, _cpu_time = dom.info()
+        stored = _stored(dom)
+        return InstanceInfo(
+            uuid=dom.UUIDString(),
+            name=stored.name if stored.name else dom.name(),
+            host=host,
+            power_state=_observe(dom, state).power_state,
+            vcpus=vcpus,
+            memory_mb=max_memory_kib // 1024,
+            disk_gb=stored.disk_gb,
+        )
+
+    # Actions --------------------------------------------------------------
+
+    def _power_on(self, dom: libvirt.virDomain, seen: _Observed) -> None:
+        if seen.active:
+            _force_off(dom)  # crashed but kept, or still on its way down
+        dom.create()
+
+    def _power_off(self, dom: libvirt.virDomain, seen: _Observed) -> None:
+        if not seen.active:
+            dom.managedSaveRemove(0)  # suspended: forget the saved memory
+            return
+        timeout = self._conf.libvirt.shutdown_timeout
+        if seen.power_state == PowerState.RUNNING and timeout > 0 and _shut_down(dom, timeout):
+            return
+        _force_off(dom)
+
+    def _resume(self, dom: libvirt.virDomain, seen: _Observed) -> None:
+        if seen.active:
+            dom.pMWakeup(0)  # the guest suspended itself to RAM
+        else:
+            dom.create()  # restores the managed save image
+
+    def _hard_reboot(self, dom: libvirt.virDomain, seen: _Observed) -> None:
+        try:
+            dom.reset(0)
+        except libvirt.libvirtError as exc:
+            if errors.code_of(exc) not in _REFUSED:
+                raise
+            dom.destroy()
+            dom.create()
+            return
+        if _observe(dom).state == libvirt.VIR_DOMAIN_PAUSED:
+            dom.resume()  # a reset keeps the vCPUs stopped
+
+    def _recheck(self, dom: libvirt.virDomain, host: str, uuid: str, operation: str,
+                 exc: libvirt.libvirtError) -> None:
+        """libvirt refused ``operation`` for the domain's state: did the state just change?"""
+        now = _observe(dom)
+        try:
+            must_act = base.plan_transition(operation, uuid, now.power_state)
+        except exception.InvalidPowerState as refused:
+            raise refused from exc
+        if must_act:
+            raise errors.translate(exc, host=host, operation=operation, uuid=uuid,
+                                   state=now.power_state) from exc
+        # Otherwise the domain reached the target on its own meanwhile.
+
+
+def _lookup(conn: libvirt.virConnect, host: str, uuid: str) -> libvirt.virDomain:
+    try:
+        return conn.lookupByUUIDString(uuid)
+    except libvirt.libvirtError as exc:
+        raise errors.translate(exc, host=host, operation="lookup", uuid=uuid) from exc
+
+
+def _find(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain | None:
+    try:
+        return conn.lookupByUUIDString(uuid)
+    except libvirt.libvirtError as exc:
+        if errors.code_of(exc) == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
+
+
+def _observe(dom: libvirt.virDomain, state: int | None = None) -> _Observed:
+    if state is None:
+        state = dom.state(0)[0]
+    active = bool(dom.isActive())
+    managed_save = (state == libvirt.VIR_DOMAIN_SHUTOFF and bool(dom.hasManagedSaveImage(0)))
+    return _Observed(state, active, constants.power_state(state, active, managed_save))
+
+
+def _stored(dom: libvirt.virDomain) -> config.StoredMetadata:
+    try:
+        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, constants.METADATA_NS, 0)
+    except libvirt.libvirtError as exc:
+        if errors.code_of(exc) != libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            raise
+        return config.StoredMetadata()  # a domain this driver did not define
+    try:
+        return config.parse_metadata(text)
+    except ET.ParseError:
+        LOG.warning("Unreadable metadata on domain %s", dom.name())
+        return config.StoredMetadata()
+
+
+def _force_off(dom: libvirt.virDomain) -> None:
+    try:
+        dom.destroy()
+    except libvirt.libvirtError as exc:
+        if errors.code_of(exc) != libvirt.VIR_ERR_OPERATION_INVALID:
+            raise  # else it stopped by itself meanwhile
+
+
+def _shut_down(dom: libvirt.virDomain, timeout: float) -> bool:
+    """Press the power button and wait up to ``timeout`` s; True if the guest went off."""
+    try:
+        dom.shutdown()
+    except libvirt.libvirtError as exc:
+        LOG.info("Graceful shutdown of %s refused (%s); forcing it off", dom.name(), exc)
+        return False
+    deadline = time.monotonic() + timeout
+    while dom.isActive():
+        if time.monotonic() >= deadline:
+            LOG.info("%s still running %.0f s after the power button; forcing it off",
+                     dom.name(), timeout)
+            return False
+        time.sleep(_SHUTDOWN_POLL)
+    return True
+
+
+def _undefine(dom: libvirt.virDomain) -> None:
+    flags = _UNDEFINE_FLAGS | _UNDEFINE_MORE
+    if ET.fromstring(dom.XMLDesc(0)).find("os/nvram") is not None:
+        flags |= libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+    try:
+        dom.undefineFlags(flags)
+    except libvirt.libvirtError as exc:
+        if errors.code_of(exc) not in _REFUSED:
+            raise
+        # Hypervisors without checkpoints or NVRAM (the test driver) refuse those flags.
+        dom.undefineFlags(_UNDEFINE_FLAGS)
