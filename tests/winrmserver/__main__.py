@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.self_signed_tls and tls is None:
         tls = make_self_signed_cert(tempfile.mkdtemp(prefix="winrm-tls-"))
     server = WinRMTestServer(
-        users=dict(zip(args.user, args.password)),
+        users=dict(zip(args.user, args.password, strict=True)),
         hosts=[HyperVHost(name) for name in args.host] or None,
-        tls=tls,  # type: ignore[arg-type]
+        tls=tls,
         bind=args.bind,
         port=args.port,
         allow_unencrypted=args.allow_unencrypted,

@@ -169,9 +169,17 @@ def encrypt_message(acceptor: NtlmAcceptor, plaintext: bytes) -> bytes:
     return (
         BOUNDARY + b"\r\n"
         b"\tContent-Type: " + PROTOCOL.encode() + b"\r\n"
-        b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=" + str(len(plaintext)).encode() + b"\r\n"
-        + BOUNDARY + b"\r\n" + _OCTET + struct.pack("<i", len(signature)) + signature + data
-        + BOUNDARY + b"--\r\n"
+        b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
+        + str(len(plaintext)).encode()
+        + b"\r\n"
+        + BOUNDARY
+        + b"\r\n"
+        + _OCTET
+        + struct.pack("<i", len(signature))
+        + signature
+        + data
+        + BOUNDARY
+        + b"--\r\n"
     )
 
 

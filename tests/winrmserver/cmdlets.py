@@ -15,10 +15,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .hyperv import MiB, HyperVError, HyperVHost, VirtualMachine, VMState, has_wildcards, wildcard_match
+from .hyperv import HyperVError, HyperVHost, MiB, VirtualMachine, VMState, has_wildcards, wildcard_match
+from .psbind import CmdletSpec, ParamSpec
 from .psjson import convert_to_json
 from .psobjects import PSEnum, PSObject, custom_object, timespan, to_display_string
-from .psruntime import CmdletSpec, Invocation, ParamSpec
+from .psruntime import Invocation
 
 __all__ = ["CMDLETS", "VM_TYPE", "vm_view", "vmhost_view"]
 
@@ -406,7 +407,13 @@ CMDLETS: dict[str, CmdletSpec] = {
         _spec("Start-VM", [_NAME, _PASSTHRU], _state_cmdlet("start"), should_process=True),
         _spec(
             "Stop-VM",
-            [_NAME, ParamSpec("Save", "switch"), ParamSpec("TurnOff", "switch"), ParamSpec("Force", "switch"), _PASSTHRU],
+            [
+                _NAME,
+                ParamSpec("Save", "switch"),
+                ParamSpec("TurnOff", "switch"),
+                ParamSpec("Force", "switch"),
+                _PASSTHRU,
+            ],
             _state_cmdlet("stop"),
             exclusive=[("Save", "TurnOff")],
             should_process=True,
@@ -416,7 +423,17 @@ CMDLETS: dict[str, CmdletSpec] = {
         _spec("Save-VM", [_NAME, _PASSTHRU], _state_cmdlet("save"), should_process=True),
         _spec(
             "Restart-VM",
-            [_NAME, ParamSpec("Force", "switch"), _PASSTHRU, ParamSpec("Type", "enum", values=("Reset", "Reboot"), enum_type="Microsoft.HyperV.PowerShell.Commands.RestartVM+RestartType")],
+            [
+                _NAME,
+                ParamSpec("Force", "switch"),
+                _PASSTHRU,
+                ParamSpec(
+                    "Type",
+                    "enum",
+                    values=("Reset", "Reboot"),
+                    enum_type="Microsoft.HyperV.PowerShell.Commands.RestartVM+RestartType",
+                ),
+            ],
             _state_cmdlet("restart"),
             should_process=True,
         ),

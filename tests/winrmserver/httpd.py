@@ -128,7 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- responses -------------------------------------------------------------------
 
-    def _send(self, status: int, body: bytes = b"", content_type: str = "", extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes = b"", content_type: str = "", extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         for key, value in (extra or {}).items():
             self.send_header(key, value)

@@ -130,9 +130,7 @@ class VirtualMachine:
     version: str = "9.0"
     switch_name: str | None = None
     hard_drives: list[str] = field(default_factory=list)
-    creation_time: _dt.datetime = field(
-        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
-    )
+    creation_time: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).replace(microsecond=0))
     boot_count: int = 0
     _running_since: float | None = None
 

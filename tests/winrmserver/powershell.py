@@ -54,7 +54,10 @@ def run_command_line(host: HyperVHost, command: str, arguments: list[str], optio
     if program == "echo":
         return ScriptResult((" ".join(tokens[1:]) + "\r\n").encode("cp437", errors="replace"), b"", 0)
     if program not in ("powershell", "powershell.exe"):
-        message = f"'{tokens[0]}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
+        message = (
+            f"'{tokens[0]}' is not recognized as an internal or external command,\r\n"
+            "operable program or batch file.\r\n"
+        )
         return ScriptResult(b"", message.encode("cp437", errors="replace"), 1)
     script = _script_from_arguments(tokens[1:])
     if isinstance(script, ScriptResult):

@@ -24,7 +24,7 @@ from .psobjects import PSEnum, PSObject, to_display_string
 
 __all__ = ["convert_to_json"]
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 class _Date:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "ArrayValue",
@@ -97,7 +97,7 @@ class ArrayValue:
     end: int
 
 
-Argument = Union[Value, ArrayValue]
+Argument = Value | ArrayValue
 
 
 @dataclass
@@ -146,7 +146,7 @@ class ExitAst:
     end: int
 
 
-Statement = Union[PipelineAst, AssignAst, ExitAst]
+Statement = PipelineAst | AssignAst | ExitAst
 
 
 @dataclass
@@ -282,8 +282,10 @@ class _Parser:
     def element(self, first: bool) -> CommandAst | ExprAst:
         start = self.pos
         c = self.peek()
-        is_literal = c in SINGLE_QUOTES + DOUBLE_QUOTES or c == "$" or _NUMBER.fullmatch(
-            self.text[start : self._bareword_end(start)]
+        is_literal = (
+            c in SINGLE_QUOTES + DOUBLE_QUOTES
+            or c == "$"
+            or _NUMBER.fullmatch(self.text[start : self._bareword_end(start)])
         )
         if is_literal:
             if not first:
@@ -336,9 +338,7 @@ class _Parser:
                 self.pos += 1
                 self.skip_blanks()
                 if self.at_separator() or self.peek() == "|":
-                    raise ParseError(
-                        "Missing argument in parameter list.", "MissingArgument", start, self.pos
-                    )
+                    raise ParseError("Missing argument in parameter list.", "MissingArgument", start, self.pos)
                 value = self.argument()
             return ParamArg(name, value, start, self.pos)
         return self.argument()
@@ -427,7 +427,9 @@ class _Parser:
                 return "".join(out)
             out.append(c)
             self.pos += 1
-        raise ParseError("The string is missing the terminator: '.", "TerminatorExpectedAtEndOfString", start, len(self.text))
+        raise ParseError(
+            "The string is missing the terminator: '.", "TerminatorExpectedAtEndOfString", start, len(self.text)
+        )
 
     def _double_quoted(self) -> str:
         start = self.pos
@@ -451,7 +453,9 @@ class _Parser:
                 raise _unsupported("variable expansion in double-quoted strings", self.pos, self.pos + 2)
             out.append(c)
             self.pos += 1
-        raise ParseError('The string is missing the terminator: ".', "TerminatorExpectedAtEndOfString", start, len(self.text))
+        raise ParseError(
+            'The string is missing the terminator: ".', "TerminatorExpectedAtEndOfString", start, len(self.text)
+        )
 
     def _bareword_end(self, i: int) -> int:
         while i < len(self.text) and self.text[i] not in _TERMINATORS:

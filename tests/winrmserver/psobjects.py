@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PSEnum", "PSObject", "custom_object", "timespan", "to_display_string"]
+__all__ = ["PSEnum", "PSObject", "custom_object", "format_output", "timespan", "to_display_string"]
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,44 @@ def to_display_string(value: Any) -> str:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, _dt.datetime):
-        local = value.astimezone(_dt.timezone.utc)
+        local = value.astimezone(_dt.UTC)
         return f"{local.month}/{local.day}/{local.year} {local.strftime('%I:%M:%S %p').lstrip('0')}"
     if isinstance(value, float):
         return repr(value) if not value.is_integer() else str(int(value))
     if isinstance(value, list):
         return " ".join(to_display_string(v) for v in value)
     return str(value)
+
+
+def format_output(output: list[Any]) -> str:
+    """Out-Default, approximately: strings as lines, objects as a table or a list."""
+    lines: list[str] = []
+    objects: list[PSObject] = []
+
+    def flush() -> None:
+        if objects:
+            lines.append(_format_objects(objects))
+            objects.clear()
+
+    for item in output:
+        if isinstance(item, PSObject) and item.type_name != "System.TimeSpan":
+            objects.append(item)
+            continue
+        flush()
+        lines.append(to_display_string(item).replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n")
+    flush()
+    return "".join(lines)
+
+
+def _format_objects(objects: list[PSObject]) -> str:
+    columns = list(objects[0].view) or list(objects[0].props)
+    rows = [[to_display_string(o.props.get(c)) for c in columns] for o in objects]
+    if objects[0].view or len(columns) <= 4:
+        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+        head = " ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
+        rule = " ".join(("-" * len(c)).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
+        body = [" ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        return "\r\n" + "\r\n".join([head, rule, *body]) + "\r\n\r\n\r\n"
+    width = max(len(c) for c in columns)
+    blocks = ["\r\n".join(f"{c.ljust(width)} : {v}" for c, v in zip(columns, r, strict=True)) for r in rows]
+    return "\r\n" + "\r\n\r\n".join(blocks) + "\r\n\r\n\r\n"

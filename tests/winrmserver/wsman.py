@@ -136,7 +136,9 @@ class WSManService:
             try:
                 root = ET.fromstring(body)
             except ET.ParseError as exc:
-                raise _invalid(f"The WS-Management service cannot process the request. The request is not valid XML: {exc}.") from None
+                raise _invalid(
+                    f"The WS-Management service cannot process the request. The request is not valid XML: {exc}."
+                ) from None
             header = root.find("s:Header", NS)
             if header is None or root.find("s:Body", NS) is None:
                 raise _invalid("The WS-Management service cannot process the request. The SOAP envelope is incomplete.")
@@ -258,7 +260,7 @@ class WSManService:
                 )
                 setattr(command, name, data[chunk:])
         done = not command.stdout and not command.stderr
-        state = f'{_SHELL_URI}/CommandState/{"Done" if done else "Running"}'
+        state = f"{_SHELL_URI}/CommandState/{'Done' if done else 'Running'}"
         if done:
             for name in ("stdout", "stderr"):
                 parts.append(f'<rsp:Stream Name="{name}" CommandId="{command.id}" End="true"></rsp:Stream>')
@@ -294,7 +296,8 @@ class WSManService:
         )
 
     def _envelope(self, action: str, relates_to: str, payload: str) -> bytes:
-        text = f'<s:Envelope xml:lang="en-US" {_ENVELOPE_NS}>{self._header(action, relates_to)}<s:Body>{payload}</s:Body></s:Envelope>'
+        header = self._header(action, relates_to)
+        text = f'<s:Envelope xml:lang="en-US" {_ENVELOPE_NS}>{header}<s:Body>{payload}</s:Body></s:Envelope>'
         return text.encode("utf-8")
 
     def _fault(self, fault: WSManFault, relates_to: str) -> bytes:

@@ -1,0 +1,520 @@
+"""The WinRM test server, driven only through unmodified pywinrm over real HTTP(S).
+
+Every test talks WinRM to a server running in a thread (or, for the CLI, in a
+subprocess): NTLM with message sealing over HTTP, Basic or NTLM over HTTPS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+winrm = pytest.importorskip("winrm")
+pytest.importorskip("spnego")
+
+from winrm.exceptions import InvalidCredentialsError, WSManFaultError  # noqa: E402
+
+import tests.winrmserver as winrmserver  # noqa: E402
+from tests.winrmserver import GiB, HyperVHost, VMState, WinRMTestServer, make_self_signed_cert  # noqa: E402
+
+pytestmark = pytest.mark.hyperv
+
+USER, PASSWORD = "hvadmin", "S3cret-pass"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server() -> Iterator[WinRMTestServer]:
+    with WinRMTestServer(users={USER: PASSWORD}, hosts=[HyperVHost("HV01", memory_capacity=8 * GiB)]) as srv:
+        yield srv
+
+
+@pytest.fixture
+def host(server: WinRMTestServer) -> HyperVHost:
+    return server.host()
+
+
+def session(url: str, **kw: object) -> winrm.Session:
+    return winrm.Session(url, auth=(USER, PASSWORD), transport="ntlm", **kw)
+
+
+def ps(srv: WinRMTestServer, script: str) -> tuple[int, str, str]:
+    result = session(srv.url).run_ps(script)
+    return result.status_code, result.std_out.decode("cp437"), result.std_err.decode("utf-8")
+
+
+def unwrapped(stderr: str) -> str:
+    """Undo the 80-column console wrapping in a cleaned error message."""
+    return stderr.replace(" \n   ", "").replace(" \n", " ")
+
+
+def vm_json(srv: WinRMTestServer, name: str) -> dict[str, object]:
+    code, out, err = ps(srv, f"Get-VM -Name '{name}' | ConvertTo-Json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert isinstance(data, dict)
+    return data
+
+
+# -- package surface -------------------------------------------------------------------
+
+
+def test_exported_names() -> None:
+    assert sorted(winrmserver.__all__) == sorted(
+        ["GiB", "HyperVHost", "MiB", "VMState", "VirtualMachine", "WinRMTestServer", "make_self_signed_cert"]
+    )
+
+
+# -- authentication and transport ------------------------------------------------------------
+
+
+def test_wrong_password_and_unknown_user_are_rejected(server: WinRMTestServer) -> None:
+    for user, password in ((USER, "wrong"), ("nobody", PASSWORD)):
+        bad = winrm.Session(server.url, auth=(user, password), transport="ntlm")
+        with pytest.raises(InvalidCredentialsError):
+            bad.run_ps("Get-VM")
+    assert server.open_shells() == 0
+
+
+def test_ntlm_over_http_seals_every_soap_message(server: WinRMTestServer) -> None:
+    code, out, _ = ps(server, "New-VM -Name 'sealed-vm-7f3a' | Select-Object -Property Name | ConvertTo-Json")
+    assert code == 0 and json.loads(out) == {"Name": "sealed-vm-7f3a"}
+    soap = [r for r in server.wire_log if r.body]
+    assert len(soap) == 5  # Create, Command, Receive, Signal, Delete
+    for record in soap:
+        assert record.content_type.startswith("multipart/encrypted;")
+        assert 'protocol="application/HTTP-SPNEGO-session-encrypted"' in record.content_type
+        assert b"Envelope" not in record.body and b"powershell" not in record.body
+        assert record.status == 200 and record.user == USER
+
+
+def test_plaintext_soap_is_refused_under_ntlm_over_http(server: WinRMTestServer, host: HyperVHost) -> None:
+    plain = session(server.url, message_encryption="never")
+    with pytest.raises(InvalidCredentialsError):
+        plain.run_ps("New-VM -Name 'should-not-exist'")
+    refused = [r for r in server.wire_log if r.body and r.authorization == "Negotiate"]
+    assert refused and all(r.status == 401 for r in refused)
+    assert refused[-1].content_type.startswith("application/soap+xml") and b"<env:Envelope" in refused[-1].body
+    assert host.vms() == [] and server.open_shells() == 0
+
+
+def test_basic_is_refused_over_plain_http(server: WinRMTestServer) -> None:
+    basic = winrm.Session(server.url, auth=(USER, PASSWORD), transport="basic")
+    with pytest.raises(InvalidCredentialsError):
+        basic.run_ps("Get-VM")
+
+
+def test_https_with_self_signed_cert_accepts_basic_and_ntlm(tmp_path: Path) -> None:
+    tls = make_self_signed_cert(tmp_path)
+    with WinRMTestServer(users={USER: PASSWORD}, tls=tls) as srv:
+        assert srv.url.startswith("https://127.0.0.1:")
+        for transport in ("basic", "ntlm"):
+            s = winrm.Session(srv.url, auth=(USER, PASSWORD), transport=transport, server_cert_validation="ignore")
+            result = s.run_ps("Get-VMHost | Select-Object -Property Name | ConvertTo-Json -Compress")
+            assert (result.status_code, result.std_out) == (0, b'{"Name":"HV01"}\r\n')
+        bad = winrm.Session(srv.url, auth=(USER, "nope"), transport="basic", server_cert_validation="ignore")
+        with pytest.raises(InvalidCredentialsError):
+            bad.run_ps("Get-VM")
+        assert all(r.content_type.startswith("application/soap+xml") for r in srv.wire_log if r.body)
+
+
+# -- WinRS protocol ---------------------------------------------------------------------------
+
+
+def test_unknown_shell_id_is_a_wsman_fault(server: WinRMTestServer) -> None:
+    protocol = session(server.url).protocol
+    with pytest.raises(WSManFaultError) as info:
+        protocol.run_command(str(uuid.uuid4()).upper(), "ipconfig")
+    assert info.value.code == 500
+    assert info.value.wsman_fault_code == 2150858843
+    assert "the shell was not found on the server" in info.value.response
+
+
+def test_shells_are_deleted_and_per_user_quota_is_enforced(tmp_path: Path) -> None:
+    with WinRMTestServer(users={USER: PASSWORD}, max_shells_per_user=2) as srv:
+        protocol = session(srv.url).protocol
+        shells = [protocol.open_shell(), protocol.open_shell()]
+        assert srv.open_shells() == 2
+        with pytest.raises(WSManFaultError) as info:
+            protocol.open_shell()
+        assert "maximum number of 2 concurrent shells" in info.value.response
+        for shell_id in shells:
+            protocol.close_shell(shell_id, close_session=False)
+        assert srv.open_shells() == 0
+
+
+def test_receive_timeouts_and_chunked_output_are_transparent_to_pywinrm() -> None:
+    hv = HyperVHost("HV01")
+    for i in range(30):
+        hv.add_vm(f"vm-{i:02d}")
+    with WinRMTestServer(users={USER: PASSWORD}, hosts=hv, receive_timeouts=2, receive_chunk_bytes=512) as srv:
+        code, out, _ = ps(srv, "Get-VM | ConvertTo-Json")
+    assert code == 0
+    assert [vm["Name"] for vm in json.loads(out)] == [f"vm-{i:02d}" for i in range(30)]
+
+
+def test_non_powershell_commands_fail_like_cmd(server: WinRMTestServer) -> None:
+    result = session(server.url).run_cmd("ipconfig", ["/all"])
+    assert result.status_code == 1
+    assert result.std_err.startswith(b"'ipconfig' is not recognized as an internal or external command")
+
+
+def test_cli_runs_as_a_subprocess_with_several_hosts() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.winrmserver",
+            "--port",
+            "0",
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+            "--host",
+            "HVA",
+            "--host",
+            "HVB",
+        ],  # fmt: skip
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first, *pairs = proc.stdout.readline().split()
+        urls = dict(pair.split("=", 1) for pair in pairs)
+        assert first == urls["HVA"] and urls["HVA"] != urls["HVB"]
+        s_a, s_b = session(urls["HVA"]), session(urls["HVB"])
+        assert s_a.run_ps("New-VM -Name 'only-on-a' | Out-Null").status_code == 0
+        assert s_a.run_ps("Get-VM | Select-Object -Property Name | ConvertTo-Json -Compress").std_out == (
+            b'{"Name":"only-on-a"}\r\n'
+        )
+        assert s_b.run_ps("Get-VM | ConvertTo-Json").std_out == b""
+        assert b'"ComputerName":"HVB"' in s_b.run_ps("Get-VMHost | ConvertTo-Json -Compress").std_out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# -- output shapes -------------------------------------------------------------------------------
+
+
+def test_get_vm_gives_nothing_one_object_or_an_array(server: WinRMTestServer, host: HyperVHost) -> None:
+    assert ps(server, "Get-VM | ConvertTo-Json") == (0, "", ps(server, "Get-VM")[2])
+    host.add_vm("alpha")
+    assert isinstance(json.loads(ps(server, "Get-VM | ConvertTo-Json")[1]), dict)
+    host.add_vm("beta")
+    names = [vm["Name"] for vm in json.loads(ps(server, "Get-VM | ConvertTo-Json")[1])]
+    assert names == ["alpha", "beta"]
+
+
+def test_convert_to_json_uses_powershell_5_layout(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vm("layout", notes="a<b & 'c'>")
+    code, out, _ = ps(
+        server, "Get-VM -Name 'layout' | Select-Object -Property Name,State,Notes,HardDrives | ConvertTo-Json"
+    )
+    assert code == 0
+    assert out == (
+        "{\r\n"
+        '    "Name":  "layout",\r\n'
+        '    "State":  3,\r\n'
+        '    "Notes":  "a\\u003cb \\u0026 \\u0027c\\u0027\\u003e",\r\n'
+        '    "HardDrives":  [\r\n'
+        "\r\n"
+        "                   ]\r\n"
+        "}\r\n"
+    )
+    assert json.loads(out)["Notes"] == "a<b & 'c'>"
+
+
+def test_vm_object_fields(server: WinRMTestServer, host: HyperVHost) -> None:
+    vm = host.add_vm("fields", memory_startup=2 * GiB, processor_count=4, generation=2)
+    code, out, _ = ps(server, "Get-VM -Name 'fields' | ConvertTo-Json")
+    assert '"CreationTime":  "\\/Date(' in out
+    data = json.loads(out)
+    assert data["Id"] == data["VMId"] == str(vm.id) == str(vm.id).lower()
+    assert (data["Name"], data["VMName"], data["State"]) == ("fields", "fields", VMState.Off)
+    assert (data["MemoryStartup"], data["ProcessorCount"], data["Generation"]) == (2 * GiB, 4, 2)
+    assert re.fullmatch(r"/Date\(\d+\)/", data["CreationTime"])
+    assert data["Uptime"]["TotalSeconds"] == 0 and data["ComputerName"] == "HV01"
+    assert isinstance(data["NetworkAdapters"][0], dict) and data["NetworkAdapters"][0]["VMId"] == str(vm.id)
+
+
+def test_nested_objects_past_depth_become_type_names(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vm("one")
+    adapter_type = "Microsoft.HyperV.PowerShell.VMNetworkAdapter"
+    assert json.loads(ps(server, "Get-VM | ConvertTo-Json -Depth 1")[1])["NetworkAdapters"] == [adapter_type]
+    host.add_vm("two")
+    many = json.loads(ps(server, "Get-VM | ConvertTo-Json")[1])
+    assert [vm["NetworkAdapters"] for vm in many] == [[adapter_type], [adapter_type]]
+    assert isinstance(many[0]["Uptime"], dict)
+
+
+def test_get_vmhost(server: WinRMTestServer) -> None:
+    data = json.loads(ps(server, "Get-VMHost | ConvertTo-Json")[1])
+    assert (data["ComputerName"], data["LogicalProcessorCount"], data["MemoryCapacity"]) == ("HV01", 8, 8 * GiB)
+
+
+def test_successful_runs_still_carry_the_module_progress_record(server: WinRMTestServer) -> None:
+    code, out, err = ps(server, "$ProgressPreference = 'SilentlyContinue'; Get-VMHost | Out-Null")
+    assert (code, out) == (0, "")
+    assert err.startswith("#< CLIXML") and "Preparing modules for first use." in err
+    with WinRMTestServer(users={USER: PASSWORD}, module_progress=False) as quiet:
+        assert ps(quiet, "Get-VMHost | Out-Null") == (0, "", "")
+
+
+# -- cmdlets and state transitions ------------------------------------------------------------------
+
+
+def test_new_vm_and_set_vm(server: WinRMTestServer, host: HyperVHost) -> None:
+    code, out, err = ps(
+        server,
+        "New-VM -Name 'web-01' -MemoryStartupBytes 1GB -Generation 2 -NoVHD -Path 'D:\\VMs' | "
+        "Select-Object -Property Name,Id,MemoryStartup,Generation,Path,State | ConvertTo-Json",
+    )
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["Name"] == "web-01" and created["MemoryStartup"] == GiB and created["Generation"] == 2
+    assert created["Path"] == "D:\\VMs" and created["State"] == VMState.Off
+    assert host.vm(created["Id"]) is not None
+    code, _, err = ps(
+        server, "Set-VM -Name 'web-01' -ProcessorCount 4 -MemoryStartupBytes '2147483648' -Notes 'tenant=42'"
+    )
+    assert code == 0, err
+    data = vm_json(server, "web-01")
+    assert (data["ProcessorCount"], data["MemoryStartup"], data["Notes"]) == (4, 2 * GiB, "tenant=42")
+
+
+@pytest.mark.parametrize(
+    ("initial", "script", "final"),
+    [
+        (VMState.Off, "Start-VM -Name 'vm'", VMState.Running),
+        (VMState.Saved, "Start-VM -Name 'vm'", VMState.Running),
+        (VMState.Running, "Stop-VM -Name 'vm'", VMState.Off),
+        (VMState.Running, "Stop-VM -Name 'vm' -Force", VMState.Off),
+        (VMState.Running, "Stop-VM -Name 'vm' -TurnOff", VMState.Off),
+        (VMState.Running, "Stop-VM -Name 'vm' -Save", VMState.Saved),
+        (VMState.Saved, "Stop-VM -Name 'vm' -TurnOff", VMState.Off),
+        (VMState.Running, "Suspend-VM -Name 'vm'", VMState.Paused),
+        (VMState.Paused, "Resume-VM -Name 'vm'", VMState.Running),
+        (VMState.Running, "Save-VM -Name 'vm'", VMState.Saved),
+        (VMState.Paused, "Save-VM -Name 'vm'", VMState.Saved),
+        (VMState.Running, "Restart-VM -Name 'vm' -Force", VMState.Running),
+        (VMState.Running, "Restart-VM -Name 'vm' -Force -Type Reset", VMState.Running),
+    ],
+)
+def test_valid_transitions(
+    server: WinRMTestServer, host: HyperVHost, initial: VMState, script: str, final: VMState
+) -> None:
+    vm = host.add_vm("vm", state=initial)
+    boots = vm.boot_count
+    code, out, err = ps(server, script)
+    assert (code, out) == (0, ""), err
+    assert vm_json(server, "vm")["State"] == final == vm.state
+    if script.startswith("Restart-VM"):
+        assert vm.boot_count == boots + 1
+
+
+@pytest.mark.parametrize(
+    ("initial", "script", "cmdlet_class"),
+    [
+        (VMState.Off, "Suspend-VM -Name 'vm'", "SuspendVM"),
+        (VMState.Off, "Resume-VM -Name 'vm'", "ResumeVM"),
+        (VMState.Off, "Save-VM -Name 'vm'", "SaveVM"),
+        (VMState.Off, "Restart-VM -Name 'vm' -Force", "RestartVM"),
+        (VMState.Saved, "Stop-VM -Name 'vm'", "StopVM"),
+        (VMState.Saved, "Suspend-VM -Name 'vm'", "SuspendVM"),
+        (VMState.Running, "Remove-VM -Name 'vm' -Force", "RemoveVM"),
+        (VMState.Running, "Set-VM -Name 'vm' -ProcessorCount 2", "SetVM"),
+        (VMState.Starting, "Start-VM -Name 'vm'", "StartVM"),
+        (VMState.Stopping, "Stop-VM -Name 'vm' -TurnOff", "StopVM"),
+    ],
+)
+def test_invalid_transitions_fail_like_hyperv(
+    server: WinRMTestServer, host: HyperVHost, initial: VMState, script: str, cmdlet_class: str
+) -> None:
+    vm = host.add_vm("vm", state=initial)
+    code, out, err = ps(server, script)
+    assert (code, out) == (1, "")
+    text = unwrapped(err)
+    cmdlet = script.split()[0]
+    assert text.startswith(
+        f"{cmdlet} : The operation cannot be performed while the virtual machine is in its current state."
+    )
+    assert f"FullyQualifiedErrorId : InvalidState,Microsoft.HyperV.PowerShell.Commands.{cmdlet_class}" in text
+    assert vm.state == initial
+
+
+def test_already_in_state_is_a_warning_not_an_error(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vm("vm")
+    assert ps(server, "Stop-VM -Name 'vm'") == (0, "", "The virtual machine is already in the specified state.")
+    assert ps(server, "Stop-VM -Name 'vm' -WarningAction SilentlyContinue")[2].count("already") == 0
+
+
+def test_remove_vm(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vm("doomed", state=VMState.Saved)
+    assert ps(server, "Remove-VM -Name 'doomed' -Force")[0] == 0
+    assert host.vms() == []
+
+
+def test_confirmation_prompts_cannot_be_answered(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vm("keep")
+    code, _, err = ps(server, "Remove-VM -Name 'keep'")
+    assert code == 1 and "pass -Force" in unwrapped(err)
+    assert ps(server, "Remove-VM -Name 'keep' -Confirm:$false")[0] == 0
+    assert host.vms() == []
+
+
+def test_start_fails_when_host_memory_is_exhausted(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vm("big", state=VMState.Running, memory_startup=6 * GiB)
+    host.add_vm("next", memory_startup=4 * GiB)
+    code, _, err = ps(server, "Start-VM -Name 'next'")
+    assert code == 1 and "Ran out of memory (0x8007000E)" in unwrapped(err)
+    assert vm_json(server, "next")["State"] == VMState.Off
+
+
+def test_injected_failure(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vm("flaky")
+    host.fail_next("Start-VM", "'flaky' failed to start. (Virtual machine ID 1234)")
+    code, _, err = ps(server, "Start-VM -Name 'flaky'")
+    assert code == 1 and "failed to start" in err
+    assert ps(server, "Start-VM -Name 'flaky'")[0] == 0
+
+
+def test_addressing_by_id_through_the_pipeline(server: WinRMTestServer, host: HyperVHost) -> None:
+    first = host.add_vm("twin")
+    second = host.add_vm("twin")
+    assert len(json.loads(ps(server, "Get-VM -Name 'twin' | ConvertTo-Json")[1])) == 2
+    code, out, err = ps(
+        server, f"Get-VM -Id '{second.id}' | Start-VM -Passthru | Select-Object -Property Id,State | ConvertTo-Json"
+    )
+    assert code == 0, err
+    assert json.loads(out) == {"Id": str(second.id), "State": VMState.Running}
+    assert first.state == VMState.Off
+    missing = uuid.uuid4()
+    code, _, err = ps(server, f"Get-VM -Id '{missing}'")
+    assert code == 1 and f'Hyper-V was unable to find a virtual machine with id "{missing}".' in unwrapped(err)
+
+
+def test_wildcards_match_and_do_not_fail_when_empty(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vm("db-1")
+    host.add_vm("db-2")
+    host.add_vm("web-1")
+    out = ps(server, "Get-VM -Name 'db-*' | Select-Object -Property Name | ConvertTo-Json -Compress")[1]
+    assert out == '[{"Name":"db-1"},{"Name":"db-2"}]\r\n'
+    assert ps(server, "Get-VM -Name 'cache-*' | ConvertTo-Json")[:2] == (0, "")
+
+
+# -- PowerShell errors ------------------------------------------------------------------------------------
+
+
+def test_vm_not_found(server: WinRMTestServer) -> None:
+    code, out, err = ps(server, "Get-VM -Name 'ghost' | ConvertTo-Json")
+    assert (code, out) == (1, "")
+    assert not err.startswith("#< CLIXML"), "pywinrm should have cleaned the CLIXML"
+    text = unwrapped(err)
+    assert text.startswith('Get-VM : Hyper-V was unable to find a virtual machine with name "ghost".')
+    assert "CategoryInfo          : InvalidArgument: (ghost:String) [Get-VM], VirtualizationException" in text
+    assert "FullyQualifiedErrorId : InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM" in text
+    assert "Start-VM" in unwrapped(ps(server, "Start-VM -Name 'ghost'")[2]).split(" : ")[0]
+
+
+def test_unknown_cmdlet_is_command_not_found(server: WinRMTestServer) -> None:
+    code, _, err = ps(server, "Get-Process")
+    text = unwrapped(err)
+    assert code == 1
+    assert text.startswith("Get-Process : The term 'Get-Process' is not recognized as the name of a cmdlet")
+    assert "FullyQualifiedErrorId : CommandNotFoundException" in text
+
+
+def test_parameter_binding_errors(server: WinRMTestServer) -> None:
+    cases = {
+        "Get-VM -Nmae 'x'": ("A parameter cannot be found that matches parameter name 'Nmae'.", "NamedParameterNotFound"),
+        "Start-VM -Name": ("Missing an argument for parameter 'Name'.", "MissingArgument"),
+        "Set-VM -N 'x'": ("the parameter name 'N' is ambiguous. Possible matches include: -Name -Notes", "AmbiguousParameter"),
+        "Get-VM -Id 'not-a-guid'": ('Cannot convert value "not-a-guid" to type "System.Guid".', "CannotConvertArgumentNoMessage"),
+        "New-VM -Name 'x' -Generation 3": ('The argument "3" does not belong to the set "1,2"', "ParameterArgumentValidationError"),
+        "Get-VM 'a' 'b'": ("A positional parameter cannot be found that accepts argument 'b'.", "PositionalParameterNotFound"),
+        f"Get-VM -Name 'a' -Id '{uuid.uuid4()}'": ("Parameter set cannot be resolved", "AmbiguousParameterSet"),
+    }  # fmt: skip
+    for script, (message, error_id) in cases.items():
+        code, _, err = ps(server, script)
+        text = unwrapped(err)
+        assert code == 1, script
+        assert message in text, (script, text)
+        assert f"FullyQualifiedErrorId : {error_id}," in text, (script, text)
+        assert "ParameterBindingException" in text or "ParameterBindingValidationException" in text
+
+
+def test_parse_errors_run_nothing(server: WinRMTestServer, host: HyperVHost) -> None:
+    code, _, err = ps(server, "New-VM -Name 'before' | Out-Null; Get-VM -Name 'unterminated")
+    assert code == 1 and host.vms() == []
+    assert "The string is missing the terminator: '." in err and "TerminatorExpectedAtEndOfString" in err
+    code, _, err = ps(server, "Get-VM && New-VM -Name 'x'")
+    assert code == 1 and "The token '&&' is not a valid statement separator in this version." in err
+
+
+def test_unsupported_powershell_is_refused_before_running(server: WinRMTestServer, host: HyperVHost) -> None:
+    for script in ("New-VM -Name 'a' | Out-Null; $vm = Get-VM", "New-VM -Name 'a'; if ($true) { Get-VM }"):
+        code, _, err = ps(server, script)
+        assert code == 1 and "EmulatorUnsupportedSyntax" in unwrapped(err)
+    assert host.vms() == []
+
+
+def test_error_action_preference_stop_ends_the_script(server: WinRMTestServer, host: HyperVHost) -> None:
+    code, _, _ = ps(server, "$ErrorActionPreference = 'Stop'; Get-VM -Name 'ghost'; New-VM -Name 'after'")
+    assert code == 1 and host.vms() == []
+    code, _, _ = ps(server, "Get-VM -Name 'ghost' -ErrorAction Stop; New-VM -Name 'after'")
+    assert code == 1 and host.vms() == []
+    code, out, err = ps(server, "Get-VM -Name 'ghost'; New-VM -Name 'after' | Out-Null")
+    assert (code, out) == (0, "") and "ghost" in err
+    assert [vm.name for vm in host.vms()] == ["after"]
+
+
+def test_exit_code_follows_the_last_statement_or_exit(server: WinRMTestServer) -> None:
+    assert ps(server, "Get-VMHost | Out-Null; Get-VM -Name 'ghost'")[0] == 1
+    code, _, err = ps(server, "Get-VM -Name 'ghost' -ErrorAction SilentlyContinue")
+    assert code == 1 and "ghost" not in err
+    assert ps(server, "Get-VMHost | Out-Null; exit 7")[0] == 7
+
+
+# -- quoting and injection ---------------------------------------------------------------------------------
+
+
+def test_quoted_injection_stays_data(server: WinRMTestServer, host: HyperVHost) -> None:
+    victim = host.add_vm("victim")
+    evil = "x'; Remove-VM -Name 'victim' -Force; $(Stop-Computer) `n; '"
+    quoted = "'" + evil.replace("'", "''") + "'"
+    code, out, err = ps(server, f"New-VM -Name {quoted} | Select-Object -Property Name | ConvertTo-Json -Compress")
+    assert code == 0, err
+    assert json.loads(out) == {"Name": evil}
+    assert host.vm(victim.id) is not None
+    assert sorted(vm.name for vm in host.vms()) == sorted(["victim", evil])
+
+
+def test_unquoted_injection_is_parsed_as_code(server: WinRMTestServer, host: HyperVHost) -> None:
+    victim = host.add_vm("victim")
+    code, _, err = ps(server, "Get-VM -Name x; Remove-VM -Name victim -Force")
+    assert code == 0 and host.vm(victim.id) is None and "x" in err
+    code, _, err = ps(server, "Get-VM -Name x; Stop-Computer -Force")
+    assert code == 1 and "'Stop-Computer' is not recognized" in unwrapped(err)
+    code, _, err = ps(server, "Get-VM -Name x$(Stop-Computer)")
+    assert code == 1 and "EmulatorUnsupportedSyntax" in unwrapped(err)
+
+
+def test_typographic_quotes_end_single_quoted_strings(server: WinRMTestServer, host: HyperVHost) -> None:
+    # PowerShell treats U+2019 like an ASCII quote: a driver must double it too.
+    victim = host.add_vm("victim")
+    ps(server, "Get-VM -Name 'x\u2019; Remove-VM -Name victim -Force; \u2019'")
+    assert host.vm(victim.id) is None
+    survivor = host.add_vm("survivor")
+    code, _, err = ps(server, "Get-VM -Name 'x\u2019\u2019; Remove-VM -Name survivor -Force'")
+    assert code == 1 and host.vm(survivor.id) is not None
