@@ -1,0 +1,209 @@
+"""The scheduler walkthrough behind ``tools/demo.sh``.
+
+Starts a private RabbitMQ on 127.0.0.1, one ``computed`` worker per driver
+type available here (each a separate process), drives instances on several
+hosts through ``rpcapi.ComputeAPI`` the way a scheduler would, prints what
+happens at each step, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
+
+from oslo_config import cfg  # noqa: E402
+from oslo_context import context  # noqa: E402
+
+from computed import conf as computed_conf  # noqa: E402
+from computed import exception, rpc  # noqa: E402
+from computed.objects import InstanceSpec  # noqa: E402
+from computed.registry import Registry  # noqa: E402
+from computed.testing.broker import RabbitMQBroker  # noqa: E402
+from computed.testing.notifications import NotificationCollector  # noqa: E402
+from computed.testing.workers import WorkerProcess, computed_command, write_config  # noqa: E402
+from rpcapi import ComputeAPI  # noqa: E402
+
+#: Driver type -> the hosts its demo worker serves.
+FLEET = {"fake": ["fake-1", "fake-2", "fake-3"]}
+
+
+def step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def show(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+@contextmanager
+def timed(text: str) -> Iterator[None]:
+    print(f"\n==> {text} ...", end="", flush=True)
+    started = time.monotonic()
+    yield
+    print(f" done ({time.monotonic() - started:.1f} s)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    workdir = tempfile.mkdtemp(prefix="computed-demo-")
+    try:
+        with ExitStack() as stack:
+            run(stack, workdir)
+    finally:
+        if args.keep:
+            print(f"\nWork directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("\nEverything the demo started has been stopped.")
+    return 0
+
+
+def run(stack: ExitStack, workdir: str) -> None:
+    registry_url = f"sqlite:///{workdir}/registry.sqlite"
+    with timed("Starting a private RabbitMQ on 127.0.0.1"):
+        broker = stack.enter_context(RabbitMQBroker())
+    show(f"transport_url = rabbit://guest:***@127.0.0.1:{broker.port}/")
+
+    workers = {}
+    for driver, hosts in FLEET.items():
+        with timed(f"Starting a {driver} worker for {', '.join(hosts)}"):
+            worker = WorkerProcess(workdir, _worker_options(broker, registry_url, driver, hosts), name=f"{driver}-worker")
+            stack.callback(_stop_worker, worker)
+            workers[driver] = worker.start()
+
+    step("computedctl workers (what an operator sees)")
+    _computedctl(workdir, registry_url, "workers")
+
+    conf = _client_conf(broker.url)
+    api = ComputeAPI(conf, registry=Registry(registry_url))
+    stack.callback(api.cleanup)
+    collector = NotificationCollector(rpc.get_notification_transport(conf), "versioned_notifications", pool="demo")
+    collector.start()
+    stack.callback(collector.stop)
+
+    walkthrough(api, collector, [h for hosts in FLEET.values() for h in hosts])
+
+    step("Stopping the workers with SIGTERM (they drain, deregister and exit 0)")
+    for driver, worker in workers.items():
+        show(f"{driver}-worker exited with status {worker.terminate()}")
+    _computedctl(workdir, registry_url, "workers")
+
+
+def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[str]) -> None:
+    step("Scheduler: which hosts answer, and what can they do?")
+    for host in hosts:
+        pong = api.ping(None, host)
+        caps = api.get_capabilities(None, host)
+        show(f"{host}: served by {pong.worker_id} ({pong.driver}, RPC {pong.rpc_version}), "
+             f"tier {caps.support_tier}, {len(caps.operations)} operations")
+
+    step("Scheduler: spawn two instances on each host (calls)")
+    placed: dict[str, list[str]] = {}
+    for host in hosts:
+        for n in (1, 2):
+            spec = InstanceSpec(uuid=str(uuid.uuid4()), name=f"{host}-vm{n}", vcpus=2, memory_mb=2048, disk_gb=20)
+            info = api.spawn(None, host, spec)
+            assert info is not None
+            placed.setdefault(host, []).append(info.uuid)
+            show(f"{host}: spawned {info.name} {info.uuid} -> {info.power_state}")
+
+    step("Scheduler: spawn again with the same UUID (idempotent: no second VM)")
+    host = hosts[0]
+    again = api.spawn(None, host, InstanceSpec(uuid=placed[host][0], name=f"{host}-vm1", vcpus=2, memory_mb=2048))
+    show(f"{host}: {again.name} is still {again.power_state}; "
+         f"{len(api.list_instances(None, host))} instances on the host")
+
+    step("Scheduler: reboot every instance as a cast; outcomes arrive as notifications")
+    requests = []
+    for host, uuids in placed.items():
+        for instance in uuids:
+            ctxt = context.RequestContext()
+            api.reboot(ctxt, host, instance, "soft", cast=True)
+            requests.append((host, instance, ctxt.request_id))
+    show(f"{len(requests)} casts sent")
+    for host, instance, request_id in requests:
+        done = collector.for_request(request_id, "instance.reboot.end")
+        show(f"{host}: {done.event_type} for {instance} -> {done.payload.power_state}")
+
+    step("Scheduler: pause one, power off another, then list instances per host")
+    api.pause(None, hosts[0], placed[hosts[0]][0])
+    api.power_off(None, hosts[-1], placed[hosts[-1]][1])
+    for host in hosts:
+        listing = ", ".join(f"{i.name}={i.power_state}" for i in api.list_instances(None, host))
+        res = api.get_host_resources(None, host)
+        show(f"{host}: {listing}  [vcpus {res.vcpus_used}/{res.vcpus}, "
+             f"memory {res.memory_mb_used}/{res.memory_mb} MiB]")
+
+    step("Scheduler: mistakes get clear errors, in bounded time")
+    stopped = placed[hosts[-1]][1]
+    for label, call in [
+        ("suspend a stopped instance", lambda: api.suspend(None, hosts[-1], stopped)),
+        ("reboot a missing instance", lambda: api.reboot(None, hosts[0], str(uuid.uuid4()))),
+        ("call a host nobody serves", lambda: api.ping(None, "kvm-99")),
+    ]:
+        started = time.monotonic()
+        try:
+            call()
+        except exception.ComputedError as exc:
+            show(f"{label}: {type(exc).__name__} after {1000 * (time.monotonic() - started):.0f} ms: {exc}")
+
+    step("Scheduler: destroy everything (twice: destroying a missing instance succeeds)")
+    for host, uuids in placed.items():
+        for instance in uuids:
+            api.destroy(None, host, instance)
+            api.destroy(None, host, instance)
+        show(f"{host}: {len(api.list_instances(None, host))} instances left")
+
+
+def _worker_options(broker: RabbitMQBroker, registry_url: str, driver: str, hosts: list[str]) -> dict[str, dict[str, Any]]:
+    return {
+        "DEFAULT": {
+            "transport_url": broker.url,
+            "driver": driver,
+            "hosts": hosts,
+            "worker_id": f"demo-{driver}",
+            "heartbeat_interval": 2,
+        },
+        "registry": {"connection": registry_url, "down_time": 10},
+    }
+
+
+def _client_conf(url: str) -> cfg.ConfigOpts:
+    conf = computed_conf.CONF
+    computed_conf.register_all(conf)
+    conf([], project="computed", default_config_files=[])
+    rpc.get_transport(conf, url=url).cleanup()
+    conf.set_override("transport_url", url)
+    conf.set_override("down_time", 10, group="registry")
+    return conf
+
+
+def _computedctl(workdir: str, registry_url: str, *args: str) -> None:
+    config = write_config(f"{workdir}/ctl.conf", {"registry": {"connection": registry_url, "down_time": 10}})
+    script = computed_command()[0]
+    command = [script + "ctl"] if script.endswith("computed") else [sys.executable, "-m", "computed.cmd.ctl"]
+    output = subprocess.run([*command, "--config-file", config, *args], capture_output=True, text=True, check=True)
+    for line in output.stdout.splitlines():
+        show(line)
+
+
+def _stop_worker(worker: WorkerProcess) -> None:
+    if worker.poll() is None:
+        worker.terminate()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
