@@ -63,10 +63,14 @@ class OutcomeNotifier:
             power_state=info.power_state if info is not None else None,
         )
         if error is not None:
-            payload.error_class = type(error).__name__
-            payload.error_message = str(error)
             kwargs = error.kwargs if isinstance(error, exception.ComputedError) else {}
-            payload.error_kwargs = {k: None if v is None else str(v) for k, v in kwargs.items()}
+            payload.update(
+                {
+                    "error_class": type(error).__name__,
+                    "error_message": str(error),
+                    "error_kwargs": {k: None if v is None else str(v) for k, v in kwargs.items()},
+                }
+            )
         notifier = self._notifier.prepare(publisher_id=f"computed.{host}")
         send = notifier.error if phase == "error" else notifier.info
         try:

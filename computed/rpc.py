@@ -37,7 +37,7 @@ TOPIC = "compute"
 ALLOWED_EXMODS = [exception.__name__]
 
 
-class RequestContextSerializer(messaging.Serializer):
+class RequestContextSerializer(messaging.Serializer):  # type: ignore[misc]
     """Carries oslo.context request contexts and the project's versioned objects.
 
     A payload that claims to be a versioned object but cannot be rebuilt
@@ -114,10 +114,13 @@ def check_broker(conf: cfg.ConfigOpts, url: str | None, timeout: float) -> None:
         f"{parsed.virtual_host or ''}"
         for h in parsed.hosts
     ] or ["amqp://guest:guest@localhost:5672/"]
-    connection = kombu.Connection(";".join(kombu_urls), connect_timeout=timeout)
+    urls = ";".join(kombu_urls)
+    connection = kombu.Connection(urls, connect_timeout=timeout)  # type: ignore[attr-defined]
     try:
         connection.ensure_connection(max_retries=1, timeout=timeout)
     except Exception as exc:
-        raise exception.BrokerUnavailable(url=safe_url(url), reason=str(exc) or type(exc).__name__) from exc
+        raise exception.BrokerUnavailable(
+            url=safe_url(url), reason=str(exc) or type(exc).__name__
+        ) from exc
     finally:
         connection.release()

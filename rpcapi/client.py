@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,7 +75,9 @@ class ComputeAPI:
         self, ctxt: Any, host: str, instance: InstanceSpec, *, cast: bool = False
     ) -> InstanceInfo | None:
         """Build and start ``instance``; an existing UUID is returned as it is."""
-        return self._lifecycle(ctxt, host, "spawn", cast, instance=instance)
+        return typing.cast(
+            "InstanceInfo | None", self._lifecycle(ctxt, host, "spawn", cast, instance=instance)
+        )
 
     def destroy(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> None:
         """Delete the instance and its disks; a missing instance is not an error."""
@@ -84,42 +87,65 @@ class ComputeAPI:
         self, ctxt: Any, host: str, uuid: str, reboot_type: str = "soft", *, cast: bool = False
     ) -> InstanceInfo | None:
         """Reboot, ``soft`` (through the guest) or ``hard`` (reset)."""
-        return self._lifecycle(ctxt, host, "reboot", cast, uuid=uuid, reboot_type=reboot_type)
+        return typing.cast(
+            "InstanceInfo | None",
+            self._lifecycle(ctxt, host, "reboot", cast, uuid=uuid, reboot_type=reboot_type),
+        )
 
-    def power_on(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
-        return self._lifecycle(ctxt, host, "power_on", cast, uuid=uuid)
+    def power_on(
+        self, ctxt: Any, host: str, uuid: str, *, cast: bool = False
+    ) -> InstanceInfo | None:
+        return typing.cast(
+            "InstanceInfo | None", self._lifecycle(ctxt, host, "power_on", cast, uuid=uuid)
+        )
 
-    def power_off(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
-        return self._lifecycle(ctxt, host, "power_off", cast, uuid=uuid)
+    def power_off(
+        self, ctxt: Any, host: str, uuid: str, *, cast: bool = False
+    ) -> InstanceInfo | None:
+        return typing.cast(
+            "InstanceInfo | None", self._lifecycle(ctxt, host, "power_off", cast, uuid=uuid)
+        )
 
     def pause(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
-        return self._lifecycle(ctxt, host, "pause", cast, uuid=uuid)
+        return typing.cast(
+            "InstanceInfo | None", self._lifecycle(ctxt, host, "pause", cast, uuid=uuid)
+        )
 
-    def unpause(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
-        return self._lifecycle(ctxt, host, "unpause", cast, uuid=uuid)
+    def unpause(
+        self, ctxt: Any, host: str, uuid: str, *, cast: bool = False
+    ) -> InstanceInfo | None:
+        return typing.cast(
+            "InstanceInfo | None", self._lifecycle(ctxt, host, "unpause", cast, uuid=uuid)
+        )
 
-    def suspend(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
-        return self._lifecycle(ctxt, host, "suspend", cast, uuid=uuid)
+    def suspend(
+        self, ctxt: Any, host: str, uuid: str, *, cast: bool = False
+    ) -> InstanceInfo | None:
+        return typing.cast(
+            "InstanceInfo | None", self._lifecycle(ctxt, host, "suspend", cast, uuid=uuid)
+        )
 
     def resume(self, ctxt: Any, host: str, uuid: str, *, cast: bool = False) -> InstanceInfo | None:
-        return self._lifecycle(ctxt, host, "resume", cast, uuid=uuid)
+        return typing.cast(
+            "InstanceInfo | None", self._lifecycle(ctxt, host, "resume", cast, uuid=uuid)
+        )
 
     # Queries ------------------------------------------------------------------
 
     def get_info(self, ctxt: Any, host: str, uuid: str) -> InstanceInfo:
-        return self._call(ctxt, host, "get_info", uuid=uuid)  # type: ignore[no-any-return]
+        return typing.cast(InstanceInfo, self._call(ctxt, host, "get_info", uuid=uuid))
 
     def list_instances(self, ctxt: Any, host: str) -> list[InstanceInfo]:
         return list(self._call(ctxt, host, "list_instances").objects)
 
     def get_host_resources(self, ctxt: Any, host: str) -> HostResources:
-        return self._call(ctxt, host, "get_host_resources")  # type: ignore[no-any-return]
+        return typing.cast(HostResources, self._call(ctxt, host, "get_host_resources"))
 
     def get_capabilities(self, ctxt: Any, host: str) -> HostCapabilities:
-        return self._call(ctxt, host, "get_capabilities")  # type: ignore[no-any-return]
+        return typing.cast(HostCapabilities, self._call(ctxt, host, "get_capabilities"))
 
     def ping(self, ctxt: Any, host: str) -> PingResult:
-        return self._call(ctxt, host, "ping")  # type: ignore[no-any-return]
+        return typing.cast(PingResult, self._call(ctxt, host, "ping"))
 
     # --------------------------------------------------------------------------
 
@@ -187,7 +213,10 @@ class ComputeAPI:
         except messaging.RemoteError as exc:
             if exc.exc_type in ("UnsupportedVersion", "NoSuchMethod"):
                 raise exception.UnsupportedVersion(
-                    host=host, operation=operation, version=version.RPC_API_VERSION, reason=exc.value
+                    host=host,
+                    operation=operation,
+                    version=version.RPC_API_VERSION,
+                    reason=exc.value,
                 ) from None
             raise exception.RPCError(
                 host=host, operation=operation, reason=f"{exc.exc_type}: {exc.value}"

@@ -80,7 +80,11 @@ def run(stack: ExitStack, workdir: str) -> None:
     workers = {}
     for driver, hosts in FLEET.items():
         with timed(f"Starting a {driver} worker for {', '.join(hosts)}"):
-            worker = WorkerProcess(workdir, _worker_options(broker, registry_url, driver, hosts), name=f"{driver}-worker")
+            worker = WorkerProcess(
+                workdir,
+                _worker_options(broker, registry_url, driver, hosts),
+                name=f"{driver}-worker",
+            )
             stack.callback(_stop_worker, worker)
             workers[driver] = worker.start()
 
@@ -90,7 +94,9 @@ def run(stack: ExitStack, workdir: str) -> None:
     conf = _client_conf(broker.url)
     api = ComputeAPI(conf, registry=Registry(registry_url))
     stack.callback(api.cleanup)
-    collector = NotificationCollector(rpc.get_notification_transport(conf), "versioned_notifications", pool="demo")
+    collector = NotificationCollector(
+        rpc.get_notification_transport(conf), "versioned_notifications", pool="demo"
+    )
     collector.start()
     stack.callback(collector.stop)
 
@@ -107,14 +113,18 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
     for host in hosts:
         pong = api.ping(None, host)
         caps = api.get_capabilities(None, host)
-        show(f"{host}: served by {pong.worker_id} ({pong.driver}, RPC {pong.rpc_version}), "
-             f"tier {caps.support_tier}, {len(caps.operations)} operations")
+        show(
+            f"{host}: served by {pong.worker_id} ({pong.driver}, RPC {pong.rpc_version}), "
+            f"tier {caps.support_tier}, {len(caps.operations)} operations"
+        )
 
     step("Scheduler: spawn two instances on each host (calls)")
     placed: dict[str, list[str]] = {}
     for host in hosts:
         for n in (1, 2):
-            spec = InstanceSpec(uuid=str(uuid.uuid4()), name=f"{host}-vm{n}", vcpus=2, memory_mb=2048, disk_gb=20)
+            spec = InstanceSpec(
+                uuid=str(uuid.uuid4()), name=f"{host}-vm{n}", vcpus=2, memory_mb=2048, disk_gb=20
+            )
             info = api.spawn(None, host, spec)
             assert info is not None
             placed.setdefault(host, []).append(info.uuid)
@@ -122,9 +132,13 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
 
     step("Scheduler: spawn again with the same UUID (idempotent: no second VM)")
     host = hosts[0]
-    again = api.spawn(None, host, InstanceSpec(uuid=placed[host][0], name=f"{host}-vm1", vcpus=2, memory_mb=2048))
-    show(f"{host}: {again.name} is still {again.power_state}; "
-         f"{len(api.list_instances(None, host))} instances on the host")
+    again = api.spawn(
+        None, host, InstanceSpec(uuid=placed[host][0], name=f"{host}-vm1", vcpus=2, memory_mb=2048)
+    )
+    show(
+        f"{host}: {again.name} is still {again.power_state}; "
+        f"{len(api.list_instances(None, host))} instances on the host"
+    )
 
     step("Scheduler: reboot every instance as a cast; outcomes arrive as notifications")
     requests = []
@@ -144,8 +158,10 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
     for host in hosts:
         listing = ", ".join(f"{i.name}={i.power_state}" for i in api.list_instances(None, host))
         res = api.get_host_resources(None, host)
-        show(f"{host}: {listing}  [vcpus {res.vcpus_used}/{res.vcpus}, "
-             f"memory {res.memory_mb_used}/{res.memory_mb} MiB]")
+        show(
+            f"{host}: {listing}  [vcpus {res.vcpus_used}/{res.vcpus}, "
+            f"memory {res.memory_mb_used}/{res.memory_mb} MiB]"
+        )
 
     step("Scheduler: mistakes get clear errors, in bounded time")
     stopped = placed[hosts[-1]][1]
@@ -158,7 +174,9 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
         try:
             call()
         except exception.ComputedError as exc:
-            show(f"{label}: {type(exc).__name__} after {1000 * (time.monotonic() - started):.0f} ms: {exc}")
+            show(
+                f"{label}: {type(exc).__name__} after {1000 * (time.monotonic() - started):.0f} ms: {exc}"
+            )
 
     step("Scheduler: destroy everything (twice: destroying a missing instance succeeds)")
     for host, uuids in placed.items():
@@ -168,7 +186,9 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
         show(f"{host}: {len(api.list_instances(None, host))} instances left")
 
 
-def _worker_options(broker: RabbitMQBroker, registry_url: str, driver: str, hosts: list[str]) -> dict[str, dict[str, Any]]:
+def _worker_options(
+    broker: RabbitMQBroker, registry_url: str, driver: str, hosts: list[str]
+) -> dict[str, dict[str, Any]]:
     return {
         "DEFAULT": {
             "transport_url": broker.url,
@@ -192,10 +212,18 @@ def _client_conf(url: str) -> cfg.ConfigOpts:
 
 
 def _computedctl(workdir: str, registry_url: str, *args: str) -> None:
-    config = write_config(f"{workdir}/ctl.conf", {"registry": {"connection": registry_url, "down_time": 10}})
+    config = write_config(
+        f"{workdir}/ctl.conf", {"registry": {"connection": registry_url, "down_time": 10}}
+    )
     script = computed_command()[0]
-    command = [script + "ctl"] if script.endswith("computed") else [sys.executable, "-m", "computed.cmd.ctl"]
-    output = subprocess.run([*command, "--config-file", config, *args], capture_output=True, text=True, check=True)
+    command = (
+        [script + "ctl"]
+        if script.endswith("computed")
+        else [sys.executable, "-m", "computed.cmd.ctl"]
+    )
+    output = subprocess.run(
+        [*command, "--config-file", config, *args], capture_output=True, text=True, check=True
+    )
     for line in output.stdout.splitlines():
         show(line)
 

@@ -25,8 +25,7 @@ from oslo_config import cfg
 from computed import conf as computed_conf
 from computed import exception
 from computed.driver_loader import available_drivers
-from computed.registry import Registry, WorkerRecord
-from computed.registry import migration
+from computed.registry import Registry, WorkerRecord, migration
 from computed.registry.api import utcnow
 
 __all__ = ["main"]
@@ -40,7 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in args.config_file or []:
         config_args += ["--config-file", path]
     try:
-        conf(config_args, project="computed", default_config_files=None if not args.config_file else [])
+        conf(
+            config_args,
+            project="computed",
+            default_config_files=None if not args.config_file else [],
+        )
     except cfg.Error as exc:
         return _fail(f"configuration error: {exc}")
     try:
@@ -101,9 +104,7 @@ def _list_workers(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     down_time = conf.registry.down_time
     now = utcnow()
     if args.json:
-        _print_json(
-            [dict(w.to_json(), status=w.status(down_time, now)) for w in workers]
-        )
+        _print_json([dict(w.to_json(), status=w.status(down_time, now)) for w in workers])
         return
     rows = [
         (
@@ -126,9 +127,7 @@ def _list_hosts(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     workers = _registry(conf).list_workers()
     down_time = conf.registry.down_time
     now = utcnow()
-    entries = sorted(
-        (host, w) for w in workers for host in w.hosts
-    )
+    entries = sorted((host, w) for w in workers for host in w.hosts)
     if args.json:
         _print_json(
             [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oslo_versionedobjects import base as ovo_base
 
@@ -22,6 +22,10 @@ class ComputedObject(ovo_base.VersionedObject, ovo_base.ComparableVersionedObjec
 
     OBJ_SERIAL_NAMESPACE = "computed_object"
     OBJ_PROJECT_NAMESPACE = "computed"
+
+    if TYPE_CHECKING:  # fields are attributes made at run time from ``fields``
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def to_dict(self) -> dict[str, Any]:
         """Return the set fields as a plain dict (for CLIs and logs)."""

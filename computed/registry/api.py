@@ -150,7 +150,7 @@ class Registry:
                 .where(models.Worker.id == worker_id)
                 .values(heartbeat_at=utcnow())
             )
-            return bool(result.rowcount)
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def set_state(self, worker_id: str, state: str) -> None:
         with self._transaction() as session:

@@ -27,10 +27,14 @@ class _Endpoint:
     def __init__(self, collector: NotificationCollector) -> None:
         self._collector = collector
 
-    def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any, metadata: Any) -> None:
+    def info(
+        self, ctxt: Any, publisher_id: str, event_type: str, payload: Any, metadata: Any
+    ) -> None:
         self._collector._add(publisher_id, event_type, payload)
 
-    def error(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any, metadata: Any) -> None:
+    def error(
+        self, ctxt: Any, publisher_id: str, event_type: str, payload: Any, metadata: Any
+    ) -> None:
         self._collector._add(publisher_id, event_type, payload)
 
 
@@ -84,7 +88,9 @@ class NotificationCollector:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     seen = [e.event_type for e in self._events[-20:]]
-                    raise TimeoutError(f"no matching notification in {timeout} s; last seen: {seen}")
+                    raise TimeoutError(
+                        f"no matching notification in {timeout} s; last seen: {seen}"
+                    )
                 self._changed.wait(remaining)
 
     def for_request(self, request_id: str, event_type: str, timeout: float = 30.0) -> Notification:

@@ -102,7 +102,9 @@ class WorkerProcess:
         try:
             while time.monotonic() < deadline:
                 if self.poll() is not None:
-                    raise RuntimeError(f"worker {self.name} exited with {self.poll()}:\n{self.log()}")
+                    raise RuntimeError(
+                        f"worker {self.name} exited with {self.poll()}:\n{self.log()}"
+                    )
                 try:
                     if any(
                         w.id == worker_id and w.state == "up" and w.pid == self.pid

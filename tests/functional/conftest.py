@@ -62,7 +62,9 @@ class Deployment:
         self.workers: list[WorkerProcess] = []
         self.apis: list[ComputeAPI] = []
 
-    def worker_options(self, hosts: list[str], worker_id: str, **groups: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def worker_options(
+        self, hosts: list[str], worker_id: str, **groups: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
         options: dict[str, dict[str, Any]] = {
             "DEFAULT": {
                 "transport_url": self.broker.url,
@@ -78,8 +80,12 @@ class Deployment:
             options.setdefault(group, {}).update(values)
         return options
 
-    def start_worker(self, hosts: list[str], worker_id: str = "w1", wait: bool = True, **groups: dict[str, Any]) -> WorkerProcess:
-        worker = WorkerProcess(str(self.workdir), self.worker_options(hosts, worker_id, **groups), name=worker_id)
+    def start_worker(
+        self, hosts: list[str], worker_id: str = "w1", wait: bool = True, **groups: dict[str, Any]
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            str(self.workdir), self.worker_options(hosts, worker_id, **groups), name=worker_id
+        )
         self.workers.append(worker)
         return worker.start(wait=wait)
 
@@ -97,7 +103,9 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, broker: RabbitMQBroker, conf: cfg.ConfigOpts) -> Iterator[Deployment]:
+def deployment(
+    tmp_path: Path, broker: RabbitMQBroker, conf: cfg.ConfigOpts
+) -> Iterator[Deployment]:
     deployment = Deployment(tmp_path, broker, conf)
     yield deployment
     deployment.close()
@@ -106,7 +114,9 @@ def deployment(tmp_path: Path, broker: RabbitMQBroker, conf: cfg.ConfigOpts) -> 
 @pytest.fixture(scope="session")
 def notifications(conf: cfg.ConfigOpts) -> Iterator[NotificationCollector]:
     transport = rpc.get_notification_transport(conf)
-    collector = NotificationCollector(transport, conf.notifications.topic, pool=f"tests-{uuid.uuid4().hex[:8]}")
+    collector = NotificationCollector(
+        transport, conf.notifications.topic, pool=f"tests-{uuid.uuid4().hex[:8]}"
+    )
     collector.start()
     yield collector
     collector.stop()

@@ -31,7 +31,11 @@ def _ctl(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]
         {"registry": {"connection": deployment.registry_url, "down_time": DOWN_TIME}},
     )
     script = computed_command()[0]
-    command = [script + "ctl"] if script.endswith("computed") else [sys.executable, "-m", "computed.cmd.ctl"]
+    command = (
+        [script + "ctl"]
+        if script.endswith("computed")
+        else [sys.executable, "-m", "computed.cmd.ctl"]
+    )
     return subprocess.run(
         [*command, "--config-file", config, *args], capture_output=True, text=True, timeout=60
     )
@@ -78,7 +82,9 @@ def test_sigterm_lets_a_running_call_finish(
 
     def spawn() -> None:
         try:
-            outcome["info"] = api.spawn(ctxt, "h1", InstanceSpec(uuid=uuid, name="slow", vcpus=1, memory_mb=64))
+            outcome["info"] = api.spawn(
+                ctxt, "h1", InstanceSpec(uuid=uuid, name="slow", vcpus=1, memory_mb=64)
+            )
         except Exception as exc:  # reported below
             outcome["error"] = exc
 
@@ -127,7 +133,9 @@ def test_message_that_is_not_json_is_dropped_with_a_log_line(deployment: Deploym
             content_type="application/json",
             content_encoding="utf-8",
         )
-    _wait_until(lambda: "Failed to process message" in worker.log(), 30, "the worker logging the drop")
+    _wait_until(
+        lambda: "Failed to process message" in worker.log(), 30, "the worker logging the drop"
+    )
     _still_serving(deployment)
 
 
@@ -154,15 +162,41 @@ def test_unsupported_version_gets_an_error_reply(deployment: Deployment, bare_cl
         ("get_info", {}, "missing a required argument: 'uuid'"),
         ("power_on", {"uuid": "4f6b7f57-5c2b-4e7b-a4a2-8c8a8e1e0c11", "force": True}, "force"),
         ("spawn", {"instance": "a string"}, "instance must be an InstanceSpec"),
-        ("spawn", {"instance": {"computed_object.name": "InstanceSpec", "computed_object.version": "1.0",
-                                "computed_object.namespace": "computed",
-                                "computed_object.data": {"vcpus": "lots"}}}, "malformed versioned object"),
+        (
+            "spawn",
+            {
+                "instance": {
+                    "computed_object.name": "InstanceSpec",
+                    "computed_object.version": "1.0",
+                    "computed_object.namespace": "computed",
+                    "computed_object.data": {"vcpus": "lots"},
+                }
+            },
+            "malformed versioned object",
+        ),
         ("get_info", {"uuid": "x" * (8 * 1024 * 1024)}, "uuid must be a UUID string"),
-        ("spawn", {"instance": InstanceSpec(uuid="4f6b7f57-5c2b-4e7b-a4a2-8c8a8e1e0c11", name="n" * 4_000_000,
-                                            vcpus=1, memory_mb=64)}, "name must be 1 to 255"),
+        (
+            "spawn",
+            {
+                "instance": InstanceSpec(
+                    uuid="4f6b7f57-5c2b-4e7b-a4a2-8c8a8e1e0c11",
+                    name="n" * 4_000_000,
+                    vcpus=1,
+                    memory_mb=64,
+                )
+            },
+            "name must be 1 to 255",
+        ),
     ],
-    ids=["wrong-type", "missing-arg", "unknown-arg", "not-an-object", "corrupt-object",
-         "8MiB-string", "4MB-name"],
+    ids=[
+        "wrong-type",
+        "missing-arg",
+        "unknown-arg",
+        "not-an-object",
+        "corrupt-object",
+        "8MiB-string",
+        "4MB-name",
+    ],
 )
 def test_bad_arguments_get_an_invalid_request_reply(
     deployment: Deployment, bare_client: Any, method: str, kwargs: dict[str, Any], complaint: str
@@ -177,8 +211,16 @@ def test_bad_arguments_get_an_invalid_request_reply(
 def test_client_with_unreachable_broker_fails_in_bounded_time(deployment: Deployment) -> None:
     registry = Registry(deployment.registry_url)
     registry.migrate()
-    registry.register(WorkerRecord(id="w9", driver="fake", hosts=("h1",), rpc_version="1.0",
-                                   rpc_min_version="1.0", support_tier="conformant"))
+    registry.register(
+        WorkerRecord(
+            id="w9",
+            driver="fake",
+            hosts=("h1",),
+            rpc_version="1.0",
+            rpc_min_version="1.0",
+            support_tier="conformant",
+        )
+    )
     conf = deployment.conf
     closed_port = deployment.broker.url.replace(f":{deployment.broker.port}/", ":1/")
     conf.set_override("transport_url", closed_port)
@@ -198,8 +240,9 @@ def _run_worker(deployment: Deployment, **overrides: Any) -> subprocess.Complete
     options = deployment.worker_options(["h1"], "w1")
     options["DEFAULT"].update(overrides)
     config = write_config(str(deployment.workdir / "bad.conf"), options)
-    return subprocess.run([*computed_command(), "--config-file", config],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*computed_command(), "--config-file", config], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_worker_exits_when_the_broker_is_unreachable(deployment: Deployment) -> None:
@@ -207,7 +250,9 @@ def test_worker_exits_when_the_broker_is_unreachable(deployment: Deployment) -> 
     result = _run_worker(deployment, transport_url=closed_port, broker_connect_timeout=1)
     assert result.returncode == 3
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("computed: error: Cannot reach the message broker at rabbit://guest@127.0.0.1:1/")
+    assert last.startswith(
+        "computed: error: Cannot reach the message broker at rabbit://guest@127.0.0.1:1/"
+    )
 
 
 def test_worker_exits_when_the_driver_cannot_load(deployment: Deployment) -> None:

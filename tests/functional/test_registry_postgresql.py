@@ -35,11 +35,27 @@ def test_migrations_and_records(pg_url: str) -> None:
         registry.list_workers()
     registry.migrate()
     assert migration.current_revision(registry.engine) == migration.head_revision()
-    registry.register(WorkerRecord(id="w1", driver="fake", hosts=("a", "b"), rpc_version="1.0",
-                                   rpc_min_version="1.0", support_tier="conformant",
-                                   capabilities={"operations": ["ping"]}))
-    registry.register(WorkerRecord(id="w1", driver="fake", hosts=("c",), rpc_version="1.0",
-                                   rpc_min_version="1.0", support_tier="conformant"))
+    registry.register(
+        WorkerRecord(
+            id="w1",
+            driver="fake",
+            hosts=("a", "b"),
+            rpc_version="1.0",
+            rpc_min_version="1.0",
+            support_tier="conformant",
+            capabilities={"operations": ["ping"]},
+        )
+    )
+    registry.register(
+        WorkerRecord(
+            id="w1",
+            driver="fake",
+            hosts=("c",),
+            rpc_version="1.0",
+            rpc_min_version="1.0",
+            support_tier="conformant",
+        )
+    )
     (record,) = registry.list_workers()
     assert record.hosts == ("c",) and record.status(60) == "up"
     assert registry.heartbeat("w1") and not registry.heartbeat("w2")

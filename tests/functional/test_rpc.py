@@ -53,7 +53,9 @@ def test_every_operation_as_a_call(deployment: Deployment, new_uuid: Callable[[]
     assert caught.value.kwargs == {"uuid": uuid, "host": "h1"}
 
 
-def test_errors_arrive_as_project_exceptions(deployment: Deployment, new_uuid: Callable[[], str]) -> None:
+def test_errors_arrive_as_project_exceptions(
+    deployment: Deployment, new_uuid: Callable[[], str]
+) -> None:
     deployment.start_worker(["h1"])
     api = deployment.api()
     uuid = new_uuid()

@@ -38,6 +38,8 @@ def _unique(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[RabbitMQBroker]:
+    """This module's own broker: its tests restart and kill it, so it must not
+    be the session broker of tests/functional/conftest.py that it overrides."""
     _need(broker_mod._find_bin_dir, "RabbitMQ")
     b = RabbitMQBroker()
     b.start()  # cleans up after itself if it fails
@@ -72,14 +74,16 @@ def test_broker_urls(broker: RabbitMQBroker) -> None:
     assert broker.url == f"rabbit://guest:guest@127.0.0.1:{broker.port}/"
     assert broker.amqp_url == f"amqp://guest:guest@127.0.0.1:{broker.port}/"
     assert broker.url_for("a/b", "u@x", "p:w") == (
-        f"rabbit://u%40x:p%3Aw@127.0.0.1:{broker.port}/a%2Fb")
+        f"rabbit://u%40x:p%3Aw@127.0.0.1:{broker.port}/a%2Fb"
+    )
     assert len({broker.port, broker.dist_port, broker.epmd_port}) == 3
     assert _procs.port_open(broker.port) and _procs.port_open(broker.epmd_port)
     assert broker.running
 
 
-def test_send_and_receive_on_fresh_vhost(broker: RabbitMQBroker,
-                                         vhost_user: tuple[str, str, str]) -> None:
+def test_send_and_receive_on_fresh_vhost(
+    broker: RabbitMQBroker, vhost_user: tuple[str, str, str]
+) -> None:
     vhost, user, password = vhost_user
     with kombu.Connection(broker.url_for(vhost, user, password, scheme="amqp")) as conn:
         queue = conn.SimpleQueue("fixture-test")
@@ -94,8 +98,9 @@ def test_send_and_receive_on_fresh_vhost(broker: RabbitMQBroker,
     assert broker.list_queues(vhost) == {"fixture-test": 0}
 
 
-def test_user_without_permissions_is_refused(broker: RabbitMQBroker,
-                                             vhost_user: tuple[str, str, str]) -> None:
+def test_user_without_permissions_is_refused(
+    broker: RabbitMQBroker, vhost_user: tuple[str, str, str]
+) -> None:
     vhost, _, _ = vhost_user
     stranger, password = _unique("stranger"), "secret"
     broker.add_user(stranger, password)
@@ -121,8 +126,9 @@ def test_restart_keeps_durable_messages(broker: RabbitMQBroker) -> None:
     queue = kombu.Queue(name, exchange, routing_key=name, durable=True)
     with kombu.Connection(broker.amqp_url) as conn:
         with conn.Producer() as producer:
-            producer.publish({"n": 1}, exchange=exchange, routing_key=name,
-                             declare=[queue], delivery_mode=2)
+            producer.publish(
+                {"n": 1}, exchange=exchange, routing_key=name, declare=[queue], delivery_mode=2
+            )
     port, directory = broker.port, broker.directory
 
     broker.restart()
@@ -135,8 +141,21 @@ def test_restart_keeps_durable_messages(broker: RabbitMQBroker) -> None:
         queue(conn.default_channel).delete()
 
 
-def test_second_broker_is_isolated_and_stop_cleans_up(broker: RabbitMQBroker,
-                                                      workdir: str) -> None:
+def test_kill_then_restart(broker: RabbitMQBroker) -> None:
+    try:
+        broker.kill()
+        assert not broker.running
+        assert not _procs.port_open(broker.port)
+        broker.restart()
+        assert broker.running
+        with kombu.Connection(broker.amqp_url) as conn:
+            conn.ensure_connection(max_retries=1)
+    finally:
+        if not broker.running:  # leave a working broker to the other tests
+            broker.restart()
+
+
+def test_second_broker_is_isolated_and_stop_cleans_up(broker: RabbitMQBroker, workdir: str) -> None:
     with RabbitMQBroker(workdir=workdir) as other:
         directory = other.directory
         ports = (other.port, other.dist_port, other.epmd_port)
@@ -174,8 +193,9 @@ def test_failed_start_raises_with_log(monkeypatch: pytest.MonkeyPatch) -> None:
     _need(broker_mod._find_bin_dir, "RabbitMQ")
     busy = _procs.free_ports(1)[0]
     real = _procs.free_ports
-    monkeypatch.setattr(_procs, "free_ports",
-                        lambda count, host=_procs.LOOPBACK: [busy, *real(count - 1, host)])
+    monkeypatch.setattr(
+        _procs, "free_ports", lambda count, host=_procs.LOOPBACK: [busy, *real(count - 1, host)]
+    )
     b = RabbitMQBroker()
     with _listening(busy):
         with pytest.raises(RuntimeError) as info:
@@ -217,8 +237,10 @@ def test_postgresql_server() -> None:
         try:
             with engine.connect() as conn:
                 assert conn.execute(sqlalchemy.text("select 1")).scalar() == 1
-                assert conn.execute(sqlalchemy.text("select current_database()")).scalar() \
+                assert (
+                    conn.execute(sqlalchemy.text("select current_database()")).scalar()
                     == "fixture_test"
+                )
         finally:
             engine.dispose()
     assert not os.path.exists(directory)

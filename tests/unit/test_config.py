@@ -28,7 +28,9 @@ def test_sample_is_current() -> None:
     missing = []
     for group, options in opts.list_opts() + fake_conf.list_opts():
         name = "DEFAULT" if group is None else getattr(group, "name", group)
-        missing += [f"[{name}] {o.dest}" for o in options if o.dest not in in_sample.get(name, set())]
+        missing += [
+            f"[{name}] {o.dest}" for o in options if o.dest not in in_sample.get(name, set())
+        ]
     assert not missing, (
         "etc/computed.conf.sample is stale; regenerate it with "
         "'oslo-config-generator --config-file etc/computed-config-generator.conf'. "

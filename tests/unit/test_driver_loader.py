@@ -49,7 +49,11 @@ def _load_elsewhere(plugin_path: str, name: str) -> str:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([plugin_path, *sys.path]))
     result = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", script],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return result.stdout
 
@@ -67,7 +71,9 @@ def test_loads_the_fake_driver() -> None:
 
 
 def test_unknown_driver_lists_the_installed_ones() -> None:
-    with pytest.raises(exception.DriverLoadError, match="no such driver; installed drivers: .*fake"):
+    with pytest.raises(
+        exception.DriverLoadError, match="no such driver; installed drivers: .*fake"
+    ):
         load_driver("nope", _conf())
 
 

@@ -79,12 +79,24 @@ def test_serializer_round_trip() -> None:
 @pytest.mark.parametrize(
     "primitive",
     [
-        {"computed_object.name": "NoSuchThing", "computed_object.version": "1.0",
-         "computed_object.namespace": "computed", "computed_object.data": {}},
-        {"computed_object.name": "InstanceSpec", "computed_object.version": "9.0",
-         "computed_object.namespace": "computed", "computed_object.data": {}},
-        {"computed_object.name": "InstanceSpec", "computed_object.version": "1.0",
-         "computed_object.namespace": "computed", "computed_object.data": {"vcpus": "many"}},
+        {
+            "computed_object.name": "NoSuchThing",
+            "computed_object.version": "1.0",
+            "computed_object.namespace": "computed",
+            "computed_object.data": {},
+        },
+        {
+            "computed_object.name": "InstanceSpec",
+            "computed_object.version": "9.0",
+            "computed_object.namespace": "computed",
+            "computed_object.data": {},
+        },
+        {
+            "computed_object.name": "InstanceSpec",
+            "computed_object.version": "1.0",
+            "computed_object.namespace": "computed",
+            "computed_object.data": {"vcpus": "many"},
+        },
     ],
 )
 def test_malformed_object_is_an_invalid_request(primitive: dict[str, object]) -> None:
@@ -94,7 +106,13 @@ def test_malformed_object_is_an_invalid_request(primitive: dict[str, object]) ->
 
 def test_notification_payload_carries_the_error_context() -> None:
     payload = InstanceActionPayload(
-        uuid=str(uuid.uuid4()), host="h", operation="pause", phase="error",
-        error_class="InvalidPowerState", error_kwargs={"state": "stopped"},
+        uuid=str(uuid.uuid4()),
+        host="h",
+        operation="pause",
+        phase="error",
+        error_class="InvalidPowerState",
+        error_kwargs={"state": "stopped"},
     )
-    assert payload.obj_to_primitive()["computed_object.data"]["error_kwargs"] == {"state": "stopped"}
+    assert payload.obj_to_primitive()["computed_object.data"]["error_kwargs"] == {
+        "state": "stopped"
+    }

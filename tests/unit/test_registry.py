@@ -40,8 +40,11 @@ def _age(registry: Registry, worker_id: str, seconds: float) -> None:
     with registry.engine.begin() as connection:
         connection.execute(
             sa.text("UPDATE workers SET heartbeat_at = :t WHERE id = :id"),
-            {"t": datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-             - datetime.timedelta(seconds=seconds), "id": worker_id},
+            {
+                "t": datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+                - datetime.timedelta(seconds=seconds),
+                "id": worker_id,
+            },
         )
 
 
@@ -112,7 +115,9 @@ def test_resolver_notices_death_without_waiting_for_its_ttl(registry: Registry) 
     resolver = HostResolver(registry, ttl=3600, down_time=0.3)
     resolver.resolve("h1")
     time.sleep(0.5)  # no heartbeat comes: the cached one grows older than down_time
-    with pytest.raises(exception.HostUnavailable, match=r"worker w1 is down, last heartbeat \d+ s ago"):
+    with pytest.raises(
+        exception.HostUnavailable, match=r"worker w1 is down, last heartbeat \d+ s ago"
+    ):
         resolver.resolve("h1")
 
 
