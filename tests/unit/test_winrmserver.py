@@ -32,7 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def server() -> Iterator[WinRMTestServer]:
-    with WinRMTestServer(users={USER: PASSWORD}, hosts=[HyperVHost("HV01", memory_capacity=8 * GiB)]) as srv:
+    with WinRMTestServer(
+        users={USER: PASSWORD}, hosts=[HyperVHost("HV01", memory_capacity=8 * GiB)]
+    ) as srv:
         yield srv
 
 
@@ -68,7 +70,15 @@ def vm_json(srv: WinRMTestServer, name: str) -> dict[str, object]:
 
 def test_exported_names() -> None:
     assert sorted(winrmserver.__all__) == sorted(
-        ["GiB", "HyperVHost", "MiB", "VMState", "VirtualMachine", "WinRMTestServer", "make_self_signed_cert"]
+        [
+            "GiB",
+            "HyperVHost",
+            "MiB",
+            "VMState",
+            "VirtualMachine",
+            "WinRMTestServer",
+            "make_self_signed_cert",
+        ]
     )
 
 
@@ -84,7 +94,9 @@ def test_wrong_password_and_unknown_user_are_rejected(server: WinRMTestServer) -
 
 
 def test_ntlm_over_http_seals_every_soap_message(server: WinRMTestServer) -> None:
-    code, out, _ = ps(server, "New-VM -Name 'sealed-vm-7f3a' | Select-Object -Property Name | ConvertTo-Json")
+    code, out, _ = ps(
+        server, "New-VM -Name 'sealed-vm-7f3a' | Select-Object -Property Name | ConvertTo-Json"
+    )
     assert code == 0 and json.loads(out) == {"Name": "sealed-vm-7f3a"}
     soap = [r for r in server.wire_log if r.body]
     assert len(soap) == 5  # Create, Command, Receive, Signal, Delete
@@ -95,13 +107,18 @@ def test_ntlm_over_http_seals_every_soap_message(server: WinRMTestServer) -> Non
         assert record.status == 200 and record.user == USER
 
 
-def test_plaintext_soap_is_refused_under_ntlm_over_http(server: WinRMTestServer, host: HyperVHost) -> None:
+def test_plaintext_soap_is_refused_under_ntlm_over_http(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
     plain = session(server.url, message_encryption="never")
     with pytest.raises(InvalidCredentialsError):
         plain.run_ps("New-VM -Name 'should-not-exist'")
     refused = [r for r in server.wire_log if r.body and r.authorization == "Negotiate"]
     assert refused and all(r.status == 401 for r in refused)
-    assert refused[-1].content_type.startswith("application/soap+xml") and b"<env:Envelope" in refused[-1].body
+    assert (
+        refused[-1].content_type.startswith("application/soap+xml")
+        and b"<env:Envelope" in refused[-1].body
+    )
     assert host.vms() == [] and server.open_shells() == 0
 
 
@@ -116,13 +133,21 @@ def test_https_with_self_signed_cert_accepts_basic_and_ntlm(tmp_path: Path) -> N
     with WinRMTestServer(users={USER: PASSWORD}, tls=tls) as srv:
         assert srv.url.startswith("https://127.0.0.1:")
         for transport in ("basic", "ntlm"):
-            s = winrm.Session(srv.url, auth=(USER, PASSWORD), transport=transport, server_cert_validation="ignore")
-            result = s.run_ps("Get-VMHost | Select-Object -Property Name | ConvertTo-Json -Compress")
+            s = winrm.Session(
+                srv.url, auth=(USER, PASSWORD), transport=transport, server_cert_validation="ignore"
+            )
+            result = s.run_ps(
+                "Get-VMHost | Select-Object -Property Name | ConvertTo-Json -Compress"
+            )
             assert (result.status_code, result.std_out) == (0, b'{"Name":"HV01"}\r\n')
-        bad = winrm.Session(srv.url, auth=(USER, "nope"), transport="basic", server_cert_validation="ignore")
+        bad = winrm.Session(
+            srv.url, auth=(USER, "nope"), transport="basic", server_cert_validation="ignore"
+        )
         with pytest.raises(InvalidCredentialsError):
             bad.run_ps("Get-VM")
-        assert all(r.content_type.startswith("application/soap+xml") for r in srv.wire_log if r.body)
+        assert all(
+            r.content_type.startswith("application/soap+xml") for r in srv.wire_log if r.body
+        )
 
 
 # -- WinRS protocol ---------------------------------------------------------------------------
@@ -154,7 +179,9 @@ def test_receive_timeouts_and_chunked_output_are_transparent_to_pywinrm() -> Non
     hv = HyperVHost("HV01")
     for i in range(30):
         hv.add_vm(f"vm-{i:02d}")
-    with WinRMTestServer(users={USER: PASSWORD}, hosts=hv, receive_timeouts=2, receive_chunk_bytes=512) as srv:
+    with WinRMTestServer(
+        users={USER: PASSWORD}, hosts=hv, receive_timeouts=2, receive_chunk_bytes=512
+    ) as srv:
         code, out, _ = ps(srv, "Get-VM | ConvertTo-Json")
     assert code == 0
     assert [vm["Name"] for vm in json.loads(out)] == [f"vm-{i:02d}" for i in range(30)]
@@ -163,7 +190,9 @@ def test_receive_timeouts_and_chunked_output_are_transparent_to_pywinrm() -> Non
 def test_non_powershell_commands_fail_like_cmd(server: WinRMTestServer) -> None:
     result = session(server.url).run_cmd("ipconfig", ["/all"])
     assert result.status_code == 1
-    assert result.std_err.startswith(b"'ipconfig' is not recognized as an internal or external command")
+    assert result.std_err.startswith(
+        b"'ipconfig' is not recognized as an internal or external command"
+    )
 
 
 def test_cli_runs_as_a_subprocess_with_several_hosts() -> None:
@@ -194,11 +223,13 @@ def test_cli_runs_as_a_subprocess_with_several_hosts() -> None:
         assert first == urls["HVA"] and urls["HVA"] != urls["HVB"]
         s_a, s_b = session(urls["HVA"]), session(urls["HVB"])
         assert s_a.run_ps("New-VM -Name 'only-on-a' | Out-Null").status_code == 0
-        assert s_a.run_ps("Get-VM | Select-Object -Property Name | ConvertTo-Json -Compress").std_out == (
-            b'{"Name":"only-on-a"}\r\n'
-        )
+        assert s_a.run_ps(
+            "Get-VM | Select-Object -Property Name | ConvertTo-Json -Compress"
+        ).std_out == (b'{"Name":"only-on-a"}\r\n')
         assert s_b.run_ps("Get-VM | ConvertTo-Json").std_out == b""
-        assert b'"ComputerName":"HVB"' in s_b.run_ps("Get-VMHost | ConvertTo-Json -Compress").std_out
+        assert (
+            b'"ComputerName":"HVB"' in s_b.run_ps("Get-VMHost | ConvertTo-Json -Compress").std_out
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -207,7 +238,9 @@ def test_cli_runs_as_a_subprocess_with_several_hosts() -> None:
 # -- output shapes -------------------------------------------------------------------------------
 
 
-def test_get_vm_gives_nothing_one_object_or_an_array(server: WinRMTestServer, host: HyperVHost) -> None:
+def test_get_vm_gives_nothing_one_object_or_an_array(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
     assert ps(server, "Get-VM | ConvertTo-Json") == (0, "", ps(server, "Get-VM")[2])
     host.add_vm("alpha")
     assert isinstance(json.loads(ps(server, "Get-VM | ConvertTo-Json")[1]), dict)
@@ -216,10 +249,13 @@ def test_get_vm_gives_nothing_one_object_or_an_array(server: WinRMTestServer, ho
     assert names == ["alpha", "beta"]
 
 
-def test_convert_to_json_uses_powershell_5_layout(server: WinRMTestServer, host: HyperVHost) -> None:
+def test_convert_to_json_uses_powershell_5_layout(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
     host.add_vm("layout", notes="a<b & 'c'>")
     code, out, _ = ps(
-        server, "Get-VM -Name 'layout' | Select-Object -Property Name,State,Notes,HardDrives | ConvertTo-Json"
+        server,
+        "Get-VM -Name 'layout' | Select-Object -Property Name,State,Notes,HardDrives | ConvertTo-Json",
     )
     assert code == 0
     assert out == (
@@ -245,13 +281,19 @@ def test_vm_object_fields(server: WinRMTestServer, host: HyperVHost) -> None:
     assert (data["MemoryStartup"], data["ProcessorCount"], data["Generation"]) == (2 * GiB, 4, 2)
     assert re.fullmatch(r"/Date\(\d+\)/", data["CreationTime"])
     assert data["Uptime"]["TotalSeconds"] == 0 and data["ComputerName"] == "HV01"
-    assert isinstance(data["NetworkAdapters"][0], dict) and data["NetworkAdapters"][0]["VMId"] == str(vm.id)
+    assert isinstance(data["NetworkAdapters"][0], dict) and data["NetworkAdapters"][0][
+        "VMId"
+    ] == str(vm.id)
 
 
-def test_nested_objects_past_depth_become_type_names(server: WinRMTestServer, host: HyperVHost) -> None:
+def test_nested_objects_past_depth_become_type_names(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
     host.add_vm("one")
     adapter_type = "Microsoft.HyperV.PowerShell.VMNetworkAdapter"
-    assert json.loads(ps(server, "Get-VM | ConvertTo-Json -Depth 1")[1])["NetworkAdapters"] == [adapter_type]
+    assert json.loads(ps(server, "Get-VM | ConvertTo-Json -Depth 1")[1])["NetworkAdapters"] == [
+        adapter_type
+    ]
     host.add_vm("two")
     many = json.loads(ps(server, "Get-VM | ConvertTo-Json")[1])
     assert [vm["NetworkAdapters"] for vm in many] == [[adapter_type], [adapter_type]]
@@ -260,7 +302,11 @@ def test_nested_objects_past_depth_become_type_names(server: WinRMTestServer, ho
 
 def test_get_vmhost(server: WinRMTestServer) -> None:
     data = json.loads(ps(server, "Get-VMHost | ConvertTo-Json")[1])
-    assert (data["ComputerName"], data["LogicalProcessorCount"], data["MemoryCapacity"]) == ("HV01", 8, 8 * GiB)
+    assert (data["ComputerName"], data["LogicalProcessorCount"], data["MemoryCapacity"]) == (
+        "HV01",
+        8,
+        8 * GiB,
+    )
 
 
 def test_successful_runs_still_carry_the_module_progress_record(server: WinRMTestServer) -> None:
@@ -282,15 +328,24 @@ def test_new_vm_and_set_vm(server: WinRMTestServer, host: HyperVHost) -> None:
     )
     assert code == 0, err
     created = json.loads(out)
-    assert created["Name"] == "web-01" and created["MemoryStartup"] == GiB and created["Generation"] == 2
+    assert (
+        created["Name"] == "web-01"
+        and created["MemoryStartup"] == GiB
+        and created["Generation"] == 2
+    )
     assert created["Path"] == "D:\\VMs" and created["State"] == VMState.Off
     assert host.vm(created["Id"]) is not None
     code, _, err = ps(
-        server, "Set-VM -Name 'web-01' -ProcessorCount 4 -MemoryStartupBytes '2147483648' -Notes 'tenant=42'"
+        server,
+        "Set-VM -Name 'web-01' -ProcessorCount 4 -MemoryStartupBytes '2147483648' -Notes 'tenant=42'",
     )
     assert code == 0, err
     data = vm_json(server, "web-01")
-    assert (data["ProcessorCount"], data["MemoryStartup"], data["Notes"]) == (4, 2 * GiB, "tenant=42")
+    assert (data["ProcessorCount"], data["MemoryStartup"], data["Notes"]) == (
+        4,
+        2 * GiB,
+        "tenant=42",
+    )
 
 
 @pytest.mark.parametrize(
@@ -349,13 +404,22 @@ def test_invalid_transitions_fail_like_hyperv(
     assert text.startswith(
         f"{cmdlet} : The operation cannot be performed while the virtual machine is in its current state."
     )
-    assert f"FullyQualifiedErrorId : InvalidState,Microsoft.HyperV.PowerShell.Commands.{cmdlet_class}" in text
+    assert (
+        f"FullyQualifiedErrorId : InvalidState,Microsoft.HyperV.PowerShell.Commands.{cmdlet_class}"
+        in text
+    )
     assert vm.state == initial
 
 
-def test_already_in_state_is_a_warning_not_an_error(server: WinRMTestServer, host: HyperVHost) -> None:
+def test_already_in_state_is_a_warning_not_an_error(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
     host.add_vm("vm")
-    assert ps(server, "Stop-VM -Name 'vm'") == (0, "", "The virtual machine is already in the specified state.")
+    assert ps(server, "Stop-VM -Name 'vm'") == (
+        0,
+        "",
+        "The virtual machine is already in the specified state.",
+    )
     assert ps(server, "Stop-VM -Name 'vm' -WarningAction SilentlyContinue")[2].count("already") == 0
 
 
@@ -373,7 +437,9 @@ def test_confirmation_prompts_cannot_be_answered(server: WinRMTestServer, host: 
     assert host.vms() == []
 
 
-def test_start_fails_when_host_memory_is_exhausted(server: WinRMTestServer, host: HyperVHost) -> None:
+def test_start_fails_when_host_memory_is_exhausted(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
     host.add_vm("big", state=VMState.Running, memory_startup=6 * GiB)
     host.add_vm("next", memory_startup=4 * GiB)
     code, _, err = ps(server, "Start-VM -Name 'next'")
@@ -394,21 +460,29 @@ def test_addressing_by_id_through_the_pipeline(server: WinRMTestServer, host: Hy
     second = host.add_vm("twin")
     assert len(json.loads(ps(server, "Get-VM -Name 'twin' | ConvertTo-Json")[1])) == 2
     code, out, err = ps(
-        server, f"Get-VM -Id '{second.id}' | Start-VM -Passthru | Select-Object -Property Id,State | ConvertTo-Json"
+        server,
+        f"Get-VM -Id '{second.id}' | Start-VM -Passthru | Select-Object -Property Id,State | ConvertTo-Json",
     )
     assert code == 0, err
     assert json.loads(out) == {"Id": str(second.id), "State": VMState.Running}
     assert first.state == VMState.Off
     missing = uuid.uuid4()
     code, _, err = ps(server, f"Get-VM -Id '{missing}'")
-    assert code == 1 and f'Hyper-V was unable to find a virtual machine with id "{missing}".' in unwrapped(err)
+    assert (
+        code == 1
+        and f'Hyper-V was unable to find a virtual machine with id "{missing}".' in unwrapped(err)
+    )
 
 
-def test_wildcards_match_and_do_not_fail_when_empty(server: WinRMTestServer, host: HyperVHost) -> None:
+def test_wildcards_match_and_do_not_fail_when_empty(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
     host.add_vm("db-1")
     host.add_vm("db-2")
     host.add_vm("web-1")
-    out = ps(server, "Get-VM -Name 'db-*' | Select-Object -Property Name | ConvertTo-Json -Compress")[1]
+    out = ps(
+        server, "Get-VM -Name 'db-*' | Select-Object -Property Name | ConvertTo-Json -Compress"
+    )[1]
     assert out == '[{"Name":"db-1"},{"Name":"db-2"}]\r\n'
     assert ps(server, "Get-VM -Name 'cache-*' | ConvertTo-Json")[:2] == (0, "")
 
@@ -421,9 +495,17 @@ def test_vm_not_found(server: WinRMTestServer) -> None:
     assert (code, out) == (1, "")
     assert not err.startswith("#< CLIXML"), "pywinrm should have cleaned the CLIXML"
     text = unwrapped(err)
-    assert text.startswith('Get-VM : Hyper-V was unable to find a virtual machine with name "ghost".')
-    assert "CategoryInfo          : InvalidArgument: (ghost:String) [Get-VM], VirtualizationException" in text
-    assert "FullyQualifiedErrorId : InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM" in text
+    assert text.startswith(
+        'Get-VM : Hyper-V was unable to find a virtual machine with name "ghost".'
+    )
+    assert (
+        "CategoryInfo          : InvalidArgument: (ghost:String) [Get-VM], VirtualizationException"
+        in text
+    )
+    assert (
+        "FullyQualifiedErrorId : InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM"
+        in text
+    )
     assert "Start-VM" in unwrapped(ps(server, "Start-VM -Name 'ghost'")[2]).split(" : ")[0]
 
 
@@ -431,7 +513,9 @@ def test_unknown_cmdlet_is_command_not_found(server: WinRMTestServer) -> None:
     code, _, err = ps(server, "Get-Process")
     text = unwrapped(err)
     assert code == 1
-    assert text.startswith("Get-Process : The term 'Get-Process' is not recognized as the name of a cmdlet")
+    assert text.startswith(
+        "Get-Process : The term 'Get-Process' is not recognized as the name of a cmdlet"
+    )
     assert "FullyQualifiedErrorId : CommandNotFoundException" in text
 
 
@@ -457,20 +541,32 @@ def test_parameter_binding_errors(server: WinRMTestServer) -> None:
 def test_parse_errors_run_nothing(server: WinRMTestServer, host: HyperVHost) -> None:
     code, _, err = ps(server, "New-VM -Name 'before' | Out-Null; Get-VM -Name 'unterminated")
     assert code == 1 and host.vms() == []
-    assert "The string is missing the terminator: '." in err and "TerminatorExpectedAtEndOfString" in err
+    assert (
+        "The string is missing the terminator: '." in err
+        and "TerminatorExpectedAtEndOfString" in err
+    )
     code, _, err = ps(server, "Get-VM && New-VM -Name 'x'")
     assert code == 1 and "The token '&&' is not a valid statement separator in this version." in err
 
 
-def test_unsupported_powershell_is_refused_before_running(server: WinRMTestServer, host: HyperVHost) -> None:
-    for script in ("New-VM -Name 'a' | Out-Null; $vm = Get-VM", "New-VM -Name 'a'; if ($true) { Get-VM }"):
+def test_unsupported_powershell_is_refused_before_running(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
+    for script in (
+        "New-VM -Name 'a' | Out-Null; $vm = Get-VM",
+        "New-VM -Name 'a'; if ($true) { Get-VM }",
+    ):
         code, _, err = ps(server, script)
         assert code == 1 and "EmulatorUnsupportedSyntax" in unwrapped(err)
     assert host.vms() == []
 
 
-def test_error_action_preference_stop_ends_the_script(server: WinRMTestServer, host: HyperVHost) -> None:
-    code, _, _ = ps(server, "$ErrorActionPreference = 'Stop'; Get-VM -Name 'ghost'; New-VM -Name 'after'")
+def test_error_action_preference_stop_ends_the_script(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
+    code, _, _ = ps(
+        server, "$ErrorActionPreference = 'Stop'; Get-VM -Name 'ghost'; New-VM -Name 'after'"
+    )
     assert code == 1 and host.vms() == []
     code, _, _ = ps(server, "Get-VM -Name 'ghost' -ErrorAction Stop; New-VM -Name 'after'")
     assert code == 1 and host.vms() == []
@@ -493,7 +589,9 @@ def test_quoted_injection_stays_data(server: WinRMTestServer, host: HyperVHost) 
     victim = host.add_vm("victim")
     evil = "x'; Remove-VM -Name 'victim' -Force; $(Stop-Computer) `n; '"
     quoted = "'" + evil.replace("'", "''") + "'"
-    code, out, err = ps(server, f"New-VM -Name {quoted} | Select-Object -Property Name | ConvertTo-Json -Compress")
+    code, out, err = ps(
+        server, f"New-VM -Name {quoted} | Select-Object -Property Name | ConvertTo-Json -Compress"
+    )
     assert code == 0, err
     assert json.loads(out) == {"Name": evil}
     assert host.vm(victim.id) is not None
@@ -510,7 +608,9 @@ def test_unquoted_injection_is_parsed_as_code(server: WinRMTestServer, host: Hyp
     assert code == 1 and "EmulatorUnsupportedSyntax" in unwrapped(err)
 
 
-def test_typographic_quotes_end_single_quoted_strings(server: WinRMTestServer, host: HyperVHost) -> None:
+def test_typographic_quotes_end_single_quoted_strings(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
     # PowerShell treats U+2019 like an ASCII quote: a driver must double it too.
     victim = host.add_vm("victim")
     ps(server, "Get-VM -Name 'x\u2019; Remove-VM -Name victim -Force; \u2019'")

@@ -12,4 +12,12 @@ from __future__ import annotations
 from .hyperv import GiB, HyperVHost, MiB, VirtualMachine, VMState
 from .server import WinRMTestServer, make_self_signed_cert
 
-__all__ = ["GiB", "HyperVHost", "MiB", "VMState", "VirtualMachine", "WinRMTestServer", "make_self_signed_cert"]
+__all__ = [
+    "GiB",
+    "HyperVHost",
+    "MiB",
+    "VMState",
+    "VirtualMachine",
+    "WinRMTestServer",
+    "make_self_signed_cert",
+]

@@ -20,15 +20,31 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.winrmserver", description=__doc__)
-    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="first port; 0 picks free ports (default 0)")
+    parser.add_argument(
+        "--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="first port; 0 picks free ports (default 0)"
+    )
     parser.add_argument("--user", action="append", required=True, help="accepted user (repeatable)")
-    parser.add_argument("--password", action="append", required=True, help="password of each --user, in order")
-    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this PEM cert and key")
-    parser.add_argument("--self-signed-tls", action="store_true", help="serve HTTPS with a fresh self-signed cert")
-    parser.add_argument("--host", action="append", default=[], help="emulated Hyper-V host name (repeatable)")
-    parser.add_argument("--allow-unencrypted", action="store_true", help="accept Basic/unsealed NTLM over HTTP")
-    parser.add_argument("--console-width", type=int, default=80, help="stderr error wrapping width; 0 = none")
+    parser.add_argument(
+        "--password", action="append", required=True, help="password of each --user, in order"
+    )
+    parser.add_argument(
+        "--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this PEM cert and key"
+    )
+    parser.add_argument(
+        "--self-signed-tls", action="store_true", help="serve HTTPS with a fresh self-signed cert"
+    )
+    parser.add_argument(
+        "--host", action="append", default=[], help="emulated Hyper-V host name (repeatable)"
+    )
+    parser.add_argument(
+        "--allow-unencrypted", action="store_true", help="accept Basic/unsealed NTLM over HTTP"
+    )
+    parser.add_argument(
+        "--console-width", type=int, default=80, help="stderr error wrapping width; 0 = none"
+    )
     args = parser.parse_args(argv)
     if len(args.user) != len(args.password):
         parser.error("give one --password per --user")

@@ -81,11 +81,15 @@ class CredentialStore:
     def check_basic(self, header_value: str) -> str:
         """The user named by a ``Basic`` Authorization value, or :class:`AuthFailed`."""
         try:
-            user, _, password = base64.b64decode(header_value, validate=True).decode("utf-8").partition(":")
+            user, _, password = (
+                base64.b64decode(header_value, validate=True).decode("utf-8").partition(":")
+            )
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise AuthFailed("malformed Basic credentials") from exc
         for known, expected in self.users.items():
-            if known.lower() == user.lower() and hmac.compare_digest(expected.encode(), password.encode()):
+            if known.lower() == user.lower() and hmac.compare_digest(
+                expected.encode(), password.encode()
+            ):
                 return known
         raise AuthFailed("bad user name or password")
 
@@ -122,14 +126,18 @@ def channel_bindings_for(certificate_der: bytes) -> spnego.channel_bindings.GssC
         algorithm = hashes.SHA256()
     digest = hashes.Hash(algorithm)
     digest.update(certificate_der)
-    return spnego.channel_bindings.GssChannelBindings(application_data=b"tls-server-end-point:" + digest.finalize())
+    return spnego.channel_bindings.GssChannelBindings(
+        application_data=b"tls-server-end-point:" + digest.finalize()
+    )
 
 
 class NtlmAcceptor:
     """The server half of one connection's NTLM exchange and its sealing keys."""
 
     def __init__(
-        self, store: CredentialStore, bindings: spnego.channel_bindings.GssChannelBindings | None = None
+        self,
+        store: CredentialStore,
+        bindings: spnego.channel_bindings.GssChannelBindings | None = None,
     ) -> None:
         self.store = store
         self.user = ""

@@ -45,7 +45,11 @@ class Position:
             if begin + _MAX_SOURCE < len(line):
                 shown += " ..."
             length = max(1, min(length, len(shown) - offset))
-        return [f"At line:{line_no} char:{col + 1}", f"+ {shown}", "+ " + " " * offset + "~" * length]
+        return [
+            f"At line:{line_no} char:{col + 1}",
+            f"+ {shown}",
+            "+ " + " " * offset + "~" * length,
+        ]
 
 
 @dataclass
@@ -151,5 +155,9 @@ class StderrWriter:
     def getvalue(self) -> bytes:
         if not self._parts:
             return b""
-        doc = f'#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="{_NS}">' + "".join(self._parts) + "</Objs>"
+        doc = (
+            f'#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="{_NS}">'
+            + "".join(self._parts)
+            + "</Objs>"
+        )
         return doc.encode("utf-8")

@@ -15,7 +15,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .hyperv import HyperVError, HyperVHost, MiB, VirtualMachine, VMState, has_wildcards, wildcard_match
+from .hyperv import (
+    HyperVError,
+    HyperVHost,
+    MiB,
+    VirtualMachine,
+    VMState,
+    has_wildcards,
+    wildcard_match,
+)
 from .psbind import CmdletSpec, ParamSpec
 from .psjson import convert_to_json
 from .psobjects import PSEnum, PSObject, custom_object, timespan, to_display_string
@@ -26,7 +34,9 @@ __all__ = ["CMDLETS", "VM_TYPE", "vm_view", "vmhost_view"]
 VM_TYPE = "Microsoft.HyperV.PowerShell.VirtualMachine"
 _HV = "Microsoft.HyperV.PowerShell.Commands."
 _UTIL = "Microsoft.PowerShell.Commands."
-_NAME = ParamSpec("Name", "string[]", position=0, mandatory=True, aliases=("VMName",), from_pipeline=True)
+_NAME = ParamSpec(
+    "Name", "string[]", position=0, mandatory=True, aliases=("VMName",), from_pipeline=True
+)
 _PASSTHRU = ParamSpec("Passthru", "switch")
 
 
@@ -437,7 +447,12 @@ CMDLETS: dict[str, CmdletSpec] = {
             _state_cmdlet("restart"),
             should_process=True,
         ),
-        _spec("Remove-VM", [_NAME, ParamSpec("Force", "switch")], _state_cmdlet("remove"), should_process=True),
+        _spec(
+            "Remove-VM",
+            [_NAME, ParamSpec("Force", "switch")],
+            _state_cmdlet("remove"),
+            should_process=True,
+        ),
         _spec("Get-VMHost", [], _get_vmhost),
         CmdletSpec(
             "ConvertTo-Json",

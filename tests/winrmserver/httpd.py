@@ -20,6 +20,7 @@ import collections
 import logging
 import socket
 import ssl
+import struct
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -129,7 +130,11 @@ class _Handler(BaseHTTPRequestHandler):
     # -- responses -------------------------------------------------------------------
 
     def _send(
-        self, status: int, body: bytes = b"", content_type: str = "", extra: dict[str, str] | None = None
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "",
+        extra: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)
         for key, value in (extra or {}).items():
@@ -143,7 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _challenge(self, token: bytes | None = None) -> None:
         self.send_response(401)
         if token is not None:
-            self.send_header("WWW-Authenticate", "Negotiate " + base64.b64encode(token).decode("ascii"))
+            self.send_header(
+                "WWW-Authenticate", "Negotiate " + base64.b64encode(token).decode("ascii")
+            )
         else:
             self.send_header("WWW-Authenticate", "Negotiate")
             if self._basic_allowed():
@@ -166,7 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "")
         status, user = self._dispatch(body, authorization, content_type)
         self.server.wire_log.append(
-            WireRecord("POST", self.path, authorization.split(" ", 1)[0], content_type, body, status, user)
+            WireRecord(
+                "POST", self.path, authorization.split(" ", 1)[0], content_type, body, status, user
+            )
         )
 
     def _dispatch(self, body: bytes, authorization: str, content_type: str) -> tuple[int, str]:
@@ -223,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         if content_type.lower().startswith("multipart/encrypted"):
             try:
                 plaintext = decrypt_message(self._ntlm, body)
-            except (ValueError, AuthFailed, Exception):
+            except (ValueError, AuthFailed, struct.error):
                 self._ntlm = None
                 self._challenge()
                 return 401

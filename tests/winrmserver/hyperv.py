@@ -31,7 +31,9 @@ __all__ = [
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
-_INVALID_STATE = "The operation cannot be performed while the virtual machine is in its current state."
+_INVALID_STATE = (
+    "The operation cannot be performed while the virtual machine is in its current state."
+)
 _ALREADY = "The virtual machine is already in the specified state."
 
 
@@ -130,7 +132,9 @@ class VirtualMachine:
     version: str = "9.0"
     switch_name: str | None = None
     hard_drives: list[str] = field(default_factory=list)
-    creation_time: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).replace(microsecond=0))
+    creation_time: _dt.datetime = field(
+        default_factory=lambda: _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    )
     boot_count: int = 0
     _running_since: float | None = None
 
@@ -194,7 +198,13 @@ class HyperVHost:
     def set_state(self, vm: VirtualMachine, state: VMState) -> None:
         """Force a state, bypassing the rules (transitional states for tests)."""
         with self.lock:
-            if state in (VMState.Running, VMState.Paused, VMState.Stopping, VMState.Saving, VMState.Pausing):
+            if state in (
+                VMState.Running,
+                VMState.Paused,
+                VMState.Stopping,
+                VMState.Saving,
+                VMState.Pausing,
+            ):
                 if vm._running_since is None:
                     vm._power_on()
                 vm.state = state
@@ -224,7 +234,9 @@ class HyperVHost:
         queue = self._failures.get(operation.lower())
         if queue:
             message = queue.pop(0)
-            raise HyperVError(message, "OperationFailed", "NotSpecified", reason="VirtualizationException")
+            raise HyperVError(
+                message, "OperationFailed", "NotSpecified", reason="VirtualizationException"
+            )
 
     # -- operations ------------------------------------------------------------
 
@@ -283,7 +295,9 @@ class HyperVHost:
                 return self.save(vm, _checked=True)
             if vm.state == VMState.Off:
                 return [_ALREADY]
-            if vm.state == VMState.Running or (turn_off and vm.state in (VMState.Paused, VMState.Saved)):
+            if vm.state == VMState.Running or (
+                turn_off and vm.state in (VMState.Paused, VMState.Saved)
+            ):
                 vm._power_off(VMState.Off)
                 return []
             raise _invalid_state(vm)
@@ -346,7 +360,9 @@ class HyperVHost:
     ) -> list[str]:
         with self.lock:
             self._check_injected("Set-VM", vm)
-            if (processor_count is not None or memory_startup is not None) and vm.state != VMState.Off:
+            if (
+                processor_count is not None or memory_startup is not None
+            ) and vm.state != VMState.Off:
                 raise _invalid_state(vm)
             if processor_count is not None:
                 if processor_count < 1 or processor_count > self.logical_processor_count:

@@ -46,13 +46,17 @@ def _matches(flag: str, full: str, minimum: int) -> bool:
     return len(flag) >= minimum and full.startswith(flag)
 
 
-def run_command_line(host: HyperVHost, command: str, arguments: list[str], options: ShellOptions) -> ScriptResult:
+def run_command_line(
+    host: HyperVHost, command: str, arguments: list[str], options: ShellOptions
+) -> ScriptResult:
     tokens = command.split() + [a for arg in arguments for a in arg.split()]
     if not tokens:
         return ScriptResult(b"", b"", 0)
     program = tokens[0].lower().rsplit("\\", 1)[-1]
     if program == "echo":
-        return ScriptResult((" ".join(tokens[1:]) + "\r\n").encode("cp437", errors="replace"), b"", 0)
+        return ScriptResult(
+            (" ".join(tokens[1:]) + "\r\n").encode("cp437", errors="replace"), b"", 0
+        )
     if program not in ("powershell", "powershell.exe"):
         message = (
             f"'{tokens[0]}' is not recognized as an internal or external command,\r\n"
@@ -62,7 +66,9 @@ def run_command_line(host: HyperVHost, command: str, arguments: list[str], optio
     script = _script_from_arguments(tokens[1:])
     if isinstance(script, ScriptResult):
         return script
-    runtime = Runtime(host, CMDLETS, console_width=options.console_width, module_progress=options.module_progress)
+    runtime = Runtime(
+        host, CMDLETS, console_width=options.console_width, module_progress=options.module_progress
+    )
     return runtime.run(script)
 
 
@@ -90,11 +96,16 @@ def _script_from_arguments(args: list[str]) -> str | ScriptResult:
         if any(_matches(flag, name, n) for name, n in _SWITCHES.items()):
             i += 1
             continue
-        if any(_matches(flag, name, n) for name, n in _FLAGS_WITH_VALUE.items()) or flag in ("ep", "ex"):
+        if any(_matches(flag, name, n) for name, n in _FLAGS_WITH_VALUE.items()) or flag in (
+            "ep",
+            "ex",
+        ):
             i += 2
             continue
         return _usage(f"Unknown or unsupported powershell.exe parameter '{token}'.")
-    return _usage("powershell.exe was started without -Command or -EncodedCommand and would wait for input.")
+    return _usage(
+        "powershell.exe was started without -Command or -EncodedCommand and would wait for input."
+    )
 
 
 def _usage(message: str) -> ScriptResult:

@@ -21,10 +21,22 @@ from .psobjects import PSEnum, to_display_string
 if TYPE_CHECKING:
     from .psruntime import Invocation
 
-__all__ = ["ACTION_PREFERENCES", "Binder", "CmdletSpec", "ParamSpec", "StatementError", "lookup", "to_int"]
+__all__ = [
+    "ACTION_PREFERENCES",
+    "Binder",
+    "CmdletSpec",
+    "ParamSpec",
+    "StatementError",
+    "lookup",
+    "to_int",
+]
 
 ACTION_PREFERENCES = ("SilentlyContinue", "Stop", "Continue", "Inquire", "Ignore", "Suspend")
-_INT_RANGES = {"int16": (-(2**15), 2**15 - 1), "int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+_INT_RANGES = {
+    "int16": (-(2**15), 2**15 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+}
 _NET_TYPES = {
     "string": "System.String",
     "string[]": "System.String[]",
@@ -66,9 +78,19 @@ class CmdletSpec:
 
     def all_params(self) -> list[ParamSpec]:
         common = [
-            ParamSpec("ErrorAction", "enum", aliases=("ea",), values=ACTION_PREFERENCES, enum_type="ActionPreference"),
             ParamSpec(
-                "WarningAction", "enum", aliases=("wa",), values=ACTION_PREFERENCES, enum_type="ActionPreference"
+                "ErrorAction",
+                "enum",
+                aliases=("ea",),
+                values=ACTION_PREFERENCES,
+                enum_type="ActionPreference",
+            ),
+            ParamSpec(
+                "WarningAction",
+                "enum",
+                aliases=("wa",),
+                values=ACTION_PREFERENCES,
+                enum_type="ActionPreference",
             ),
             ParamSpec("Verbose", "switch", aliases=("vb",)),
         ]
@@ -169,7 +191,9 @@ class Binder:
                 argument = nxt
                 i += 1
             self.bound[param.name] = self._convert(param, argument)
-        for param in sorted((p for p in params if p.position is not None), key=lambda p: p.position or 0):
+        for param in sorted(
+            (p for p in params if p.position is not None), key=lambda p: p.position or 0
+        ):
             if not positional:
                 break
             if param.name not in self.bound:
@@ -190,7 +214,9 @@ class Binder:
                     ast,
                 )
         missing = [
-            p.name for p in params if p.mandatory and p.name not in self.bound and not (p.from_pipeline and not first)
+            p.name
+            for p in params
+            if p.mandatory and p.name not in self.bound and not (p.from_pipeline and not first)
         ]
         if missing:
             raise self._binding_error(

@@ -55,13 +55,25 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 _MULTIPLIERS = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
-_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "e": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ESCAPES = {
+    "0": "\0",
+    "a": "\a",
+    "b": "\b",
+    "e": "\x1b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+}
 
 
 class ParseError(Exception):
     """A PowerShell ParseException (or an emulator refusal) pointing at the script."""
 
-    def __init__(self, message: str, fqid: str, start: int, end: int, *, unsupported: bool = False) -> None:
+    def __init__(
+        self, message: str, fqid: str, start: int, end: int, *, unsupported: bool = False
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.fqid = fqid
@@ -227,7 +239,10 @@ class _Parser:
             )
         if c in ")}":
             return ParseError(
-                f"Unexpected token '{c}' in expression or statement.", "UnexpectedToken", self.pos, self.pos + 1
+                f"Unexpected token '{c}' in expression or statement.",
+                "UnexpectedToken",
+                self.pos,
+                self.pos + 1,
             )
         return _unsupported(f"the token '{c}' here", self.pos, self.pos + 1)
 
@@ -271,7 +286,12 @@ class _Parser:
         while True:
             self.skip_blanks()
             if self.at_separator() or self.peek() == "|":
-                raise ParseError("An empty pipe element is not allowed.", "EmptyPipeElement", self.pos, self.pos + 1)
+                raise ParseError(
+                    "An empty pipe element is not allowed.",
+                    "EmptyPipeElement",
+                    self.pos,
+                    self.pos + 1,
+                )
             elements.append(self.element(first=not elements))
             self.skip_blanks()
             if self.peek() == "|" and self.peek(1) != "|":
@@ -327,7 +347,11 @@ class _Parser:
         start = self.pos
         if self.peek() in DASHES and (self.peek(1).isalpha() or self.peek(1) in "_?"):
             end = start + 1
-            while end < len(self.text) and self.text[end] not in _TERMINATORS and self.text[end] != ":":
+            while (
+                end < len(self.text)
+                and self.text[end] not in _TERMINATORS
+                and self.text[end] != ":"
+            ):
                 if self.text[end] in SINGLE_QUOTES + DOUBLE_QUOTES + "$`":
                     raise _unsupported("quoting inside a parameter name", end, end + 1)
                 end += 1
@@ -338,7 +362,9 @@ class _Parser:
                 self.pos += 1
                 self.skip_blanks()
                 if self.at_separator() or self.peek() == "|":
-                    raise ParseError("Missing argument in parameter list.", "MissingArgument", start, self.pos)
+                    raise ParseError(
+                        "Missing argument in parameter list.", "MissingArgument", start, self.pos
+                    )
                 value = self.argument()
             return ParamArg(name, value, start, self.pos)
         return self.argument()
@@ -358,7 +384,9 @@ class _Parser:
             self.pos += 1
             self.skip_blanks()
             if self.at_separator() or self.peek() in "|,":
-                raise ParseError("Missing expression after ','.", "MissingExpressionAfterToken", comma, comma + 1)
+                raise ParseError(
+                    "Missing expression after ','.", "MissingExpressionAfterToken", comma, comma + 1
+                )
             items.append(self.word())
         if len(items) == 1:
             return first
@@ -428,7 +456,10 @@ class _Parser:
             out.append(c)
             self.pos += 1
         raise ParseError(
-            "The string is missing the terminator: '.", "TerminatorExpectedAtEndOfString", start, len(self.text)
+            "The string is missing the terminator: '.",
+            "TerminatorExpectedAtEndOfString",
+            start,
+            len(self.text),
         )
 
     def _double_quoted(self) -> str:
@@ -450,11 +481,16 @@ class _Parser:
                 self.pos += 2
                 continue
             if c == "$" and (self.peek(1).isalnum() or self.peek(1) in "_{(:?^$"):
-                raise _unsupported("variable expansion in double-quoted strings", self.pos, self.pos + 2)
+                raise _unsupported(
+                    "variable expansion in double-quoted strings", self.pos, self.pos + 2
+                )
             out.append(c)
             self.pos += 1
         raise ParseError(
-            'The string is missing the terminator: ".', "TerminatorExpectedAtEndOfString", start, len(self.text)
+            'The string is missing the terminator: ".',
+            "TerminatorExpectedAtEndOfString",
+            start,
+            len(self.text),
         )
 
     def _bareword_end(self, i: int) -> int:
@@ -479,7 +515,11 @@ def _number(text: str) -> int | float | None:
         value = int(m.group("hex"), 16)
     else:
         dec = m.group("dec")
-        value = float(dec) if any(ch in dec for ch in ".eE") or (m.group("suffix") or "").lower() == "d" else int(dec)
+        value = (
+            float(dec)
+            if any(ch in dec for ch in ".eE") or (m.group("suffix") or "").lower() == "d"
+            else int(dec)
+        )
     if m.group("mult"):
         value = value * _MULTIPLIERS[m.group("mult").lower()]
         if isinstance(value, float) and value.is_integer():

@@ -50,7 +50,9 @@ class PSObject:
 
 
 def custom_object(props: dict[str, Any], ref: Any = None) -> PSObject:
-    return PSObject("System.Management.Automation.PSCustomObject", dict(props), custom=True, ref=ref)
+    return PSObject(
+        "System.Management.Automation.PSCustomObject", dict(props), custom=True, ref=ref
+    )
 
 
 def timespan(seconds: float) -> PSObject:
@@ -131,9 +133,14 @@ def _format_objects(objects: list[PSObject]) -> str:
     if objects[0].view or len(columns) <= 4:
         widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
         head = " ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
-        rule = " ".join(("-" * len(c)).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
+        rule = " ".join(
+            ("-" * len(c)).ljust(w) for c, w in zip(columns, widths, strict=True)
+        ).rstrip()
         body = [" ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         return "\r\n" + "\r\n".join([head, rule, *body]) + "\r\n\r\n\r\n"
     width = max(len(c) for c in columns)
-    blocks = ["\r\n".join(f"{c.ljust(width)} : {v}" for c, v in zip(columns, r, strict=True)) for r in rows]
+    blocks = [
+        "\r\n".join(f"{c.ljust(width)} : {v}" for c, v in zip(columns, r, strict=True))
+        for r in rows
+    ]
     return "\r\n" + "\r\n\r\n".join(blocks) + "\r\n\r\n\r\n"

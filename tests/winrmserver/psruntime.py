@@ -22,7 +22,17 @@ from typing import Any
 from .clixml import ErrorRecord, Position, StderrWriter
 from .hyperv import HyperVError, HyperVHost
 from .psbind import ACTION_PREFERENCES, Binder, CmdletSpec, StatementError, lookup, to_int
-from .pslang import ArrayValue, AssignAst, CommandAst, ExitAst, ExprAst, ParseError, PipelineAst, Value, parse
+from .pslang import (
+    ArrayValue,
+    AssignAst,
+    CommandAst,
+    ExitAst,
+    ExprAst,
+    ParseError,
+    PipelineAst,
+    Value,
+    parse,
+)
 from .psobjects import format_output, to_display_string
 
 __all__ = ["Invocation", "Runtime", "ScriptResult"]
@@ -50,7 +60,9 @@ class ScriptResult:
 class Invocation:
     """One bound command in a running pipeline; what a cmdlet body talks to."""
 
-    def __init__(self, runtime: Runtime, spec: CmdletSpec, ast: CommandAst, bound: dict[str, Any]) -> None:
+    def __init__(
+        self, runtime: Runtime, spec: CmdletSpec, ast: CommandAst, bound: dict[str, Any]
+    ) -> None:
         self.runtime = runtime
         self.spec = spec
         self.ast = ast
@@ -59,7 +71,13 @@ class Invocation:
         self.failed = False
 
     def record(
-        self, message: str, error_id: str, category: str, reason: str, target: str = "", target_type: str = ""
+        self,
+        message: str,
+        error_id: str,
+        category: str,
+        reason: str,
+        target: str = "",
+        target_type: str = "",
     ) -> ErrorRecord:
         return ErrorRecord(
             message=message,
@@ -74,7 +92,11 @@ class Invocation:
         )
 
     def hyperv_error(self, exc: HyperVError) -> None:
-        self.write_error(self.record(exc.message, exc.error_id, exc.category, exc.reason, exc.target, exc.target_type))
+        self.write_error(
+            self.record(
+                exc.message, exc.error_id, exc.category, exc.reason, exc.target, exc.target_type
+            )
+        )
 
     def write_error(self, record: ErrorRecord) -> None:
         """A non-terminating error, subject to -ErrorAction / $ErrorActionPreference."""

@@ -29,7 +29,9 @@ from .wsman import WSManService
 __all__ = ["WinRMTestServer", "make_self_signed_cert"]
 
 
-def make_self_signed_cert(directory: str | os.PathLike[str], common_name: str = "localhost") -> tuple[str, str]:
+def make_self_signed_cert(
+    directory: str | os.PathLike[str], common_name: str = "localhost"
+) -> tuple[str, str]:
     """Write ``cert.pem`` and ``key.pem`` (RSA 2048, SHA-256, for localhost/127.0.0.1)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -48,7 +50,9 @@ def make_self_signed_cert(directory: str | os.PathLike[str], common_name: str = 
         .not_valid_before(now - _dt.timedelta(days=1))
         .not_valid_after(now + _dt.timedelta(days=365))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(common_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName(common_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
             critical=False,
         )
         .sign(key, hashes.SHA256())
@@ -60,7 +64,9 @@ def make_self_signed_cert(directory: str | os.PathLike[str], common_name: str = 
     with open(key_path, "wb") as handle:
         handle.write(
             key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
             )
         )
     return cert_path, key_path
@@ -171,7 +177,10 @@ class WinRMTestServer:
                 self._services[host.name] = service
                 self._servers.append(server)
                 thread = threading.Thread(
-                    target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"winrm-{host.name}", daemon=True
+                    target=server.serve_forever,
+                    kwargs={"poll_interval": 0.1},
+                    name=f"winrm-{host.name}",
+                    daemon=True,
                 )
                 thread.start()
                 self._threads.append(thread)
@@ -209,6 +218,9 @@ class WinRMTestServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

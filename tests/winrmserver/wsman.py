@@ -49,7 +49,16 @@ SHELL_NOT_FOUND_CODE = 2150858843
 class WSManFault(Exception):
     """A SOAP fault as WinRM sends it (always with HTTP status 500)."""
 
-    def __init__(self, code: int, reason: str, message: str, subcode: str, *, sender: bool = True, detail: str = ""):
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        subcode: str,
+        *,
+        sender: bool = True,
+        detail: str = "",
+    ):
         super().__init__(message)
         self.code = code
         self.reason = reason
@@ -141,7 +150,9 @@ class WSManService:
                 ) from None
             header = root.find("s:Header", NS)
             if header is None or root.find("s:Body", NS) is None:
-                raise _invalid("The WS-Management service cannot process the request. The SOAP envelope is incomplete.")
+                raise _invalid(
+                    "The WS-Management service cannot process the request. The SOAP envelope is incomplete."
+                )
             message_id = header.findtext("a:MessageID", "", NS)
             action_uri = header.findtext("a:Action", "", NS).strip()
             action = _ACTIONS.get(action_uri)
@@ -217,13 +228,19 @@ class WSManService:
         shell = self._shell(header, user)
         line = root.find("s:Body/rsp:CommandLine", NS)
         if line is None:
-            raise _invalid("The WS-Management service cannot process the request. The rsp:CommandLine is missing.")
+            raise _invalid(
+                "The WS-Management service cannot process the request. The rsp:CommandLine is missing."
+            )
         command = (line.findtext("rsp:Command", "", NS) or "").strip()
         arguments = [a.text or "" for a in line.findall("rsp:Arguments", NS)]
         command_id = (line.get("CommandId") or str(uuid.uuid4())).upper()
         result = run_command_line(self.host, command, arguments, self.options)
         shell.commands[command_id] = _Command(
-            command_id, result.stdout, result.stderr, result.exit_code, timeouts_left=self.receive_timeouts
+            command_id,
+            result.stdout,
+            result.stderr,
+            result.exit_code,
+            timeouts_left=self.receive_timeouts,
         )
         payload = f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
         return _SHELL_URI + "/CommandResponse", payload
@@ -263,14 +280,18 @@ class WSManService:
         state = f"{_SHELL_URI}/CommandState/{'Done' if done else 'Running'}"
         if done:
             for name in ("stdout", "stderr"):
-                parts.append(f'<rsp:Stream Name="{name}" CommandId="{command.id}" End="true"></rsp:Stream>')
+                parts.append(
+                    f'<rsp:Stream Name="{name}" CommandId="{command.id}" End="true"></rsp:Stream>'
+                )
             parts.append(
                 f'<rsp:CommandState CommandId="{command.id}" State="{state}">'
                 f"<rsp:ExitCode>{command.exit_code}</rsp:ExitCode></rsp:CommandState>"
             )
         else:
             parts.append(f'<rsp:CommandState CommandId="{command.id}" State="{state}"/>')
-        return _SHELL_URI + "/ReceiveResponse", "<rsp:ReceiveResponse>" + "".join(parts) + "</rsp:ReceiveResponse>"
+        return _SHELL_URI + "/ReceiveResponse", "<rsp:ReceiveResponse>" + "".join(
+            parts
+        ) + "</rsp:ReceiveResponse>"
 
     def _signal(self, root: ET.Element, header: ET.Element, user: str) -> tuple[str, str]:
         shell = self._shell(header, user)
