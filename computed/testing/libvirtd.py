@@ -51,7 +51,7 @@ from urllib.parse import quote
 
 from computed.testing import _procs
 
-__all__ = ["Libvirtd", "DAEMON_USER", "find_libvirtd"]
+__all__ = ["DAEMON_USER", "Libvirtd", "find_libvirtd"]
 
 LOG = logging.getLogger(__name__)
 
@@ -90,8 +90,19 @@ def daemon_user(create: bool = True) -> pwd.struct_passwd | None:
         if not create:
             raise
     LOG.warning("creating system user %r to run libvirtd for the tests", DAEMON_USER)
-    _procs.run(["useradd", "--system", "--user-group", "--no-create-home",
-                "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", DAEMON_USER])
+    _procs.run(
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            DAEMON_USER,
+        ]
+    )
     return pwd.getpwnam(DAEMON_USER)
 
 
@@ -201,8 +212,9 @@ class Libvirtd:
             self.stop()
             raise
         _LIVE.add(self)
-        LOG.info("libvirtd ready on %s as %s in %.1f s", self.socket, self.user,
-                 time.monotonic() - begin)
+        LOG.info(
+            "libvirtd ready on %s as %s in %.1f s", self.socket, self.user, time.monotonic() - begin
+        )
         return self
 
     def stop(self) -> None:
@@ -252,8 +264,12 @@ class Libvirtd:
             self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -282,8 +298,9 @@ class Libvirtd:
             os.unlink(self.socket)  # left by a daemon that was killed
         log = open(self.log_file, "ab")
         try:
-            self._proc = _procs.popen([self._binary], user=self._user, env=self._env(),
-                                      cwd=self.directory, stdout=log)
+            self._proc = _procs.popen(
+                [self._binary], user=self._user, env=self._env(), cwd=self.directory, stdout=log
+            )
         finally:
             log.close()
         if not _procs.wait_for(lambda: self._accepts() or not self.running, timeout):
@@ -343,8 +360,10 @@ class Libvirtd:
             return False
 
     def _failure(self, reason: str) -> RuntimeError:
-        return RuntimeError(f"libvirtd failed to start: {reason}\n"
-                            f"--- last lines of {self.log_file} ---\n{_procs.tail(self.log_file)}")
+        return RuntimeError(
+            f"libvirtd failed to start: {reason}\n"
+            f"--- last lines of {self.log_file} ---\n{_procs.tail(self.log_file)}"
+        )
 
 
 @atexit.register

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-__all__ = ["GROUP", "register_opts", "list_opts", "uri_for"]
+__all__ = ["GROUP", "list_opts", "register_opts", "uri_for"]
 
 GROUP = "libvirt"
 

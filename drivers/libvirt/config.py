@@ -27,8 +27,14 @@ from computed import exception
 from computed.objects import InstanceSpec
 from drivers.libvirt import constants
 
-__all__ = ["BOOT_KERNEL", "BOOT_INITRD", "BOOT_CMDLINE", "StoredMetadata", "domain_xml",
-           "parse_metadata"]
+__all__ = [
+    "BOOT_CMDLINE",
+    "BOOT_INITRD",
+    "BOOT_KERNEL",
+    "StoredMetadata",
+    "domain_xml",
+    "parse_metadata",
+]
 
 BOOT_KERNEL = "libvirt:kernel"
 BOOT_INITRD = "libvirt:initrd"
@@ -71,8 +77,11 @@ def domain_xml(spec: InstanceSpec, domain_type: str) -> str:
     ET.SubElement(features, "acpi")  # without it a guest never hears the power button
     ET.SubElement(features, "apic")
     ET.SubElement(domain, "clock", offset="utc")
-    for event, action in (("on_poweroff", "destroy"), ("on_reboot", "restart"),
-                          ("on_crash", "destroy")):
+    for event, action in (
+        ("on_poweroff", "destroy"),
+        ("on_reboot", "restart"),
+        ("on_crash", "destroy"),
+    ):
         ET.SubElement(domain, event).text = action
     devices = ET.SubElement(domain, "devices")
     ET.SubElement(devices, "serial", type="pty")

@@ -26,7 +26,7 @@ import libvirt
 from computed import exception
 from drivers.libvirt import constants, errors
 
-__all__ = ["LifecycleEvent", "HostConnection", "start_event_loop", "redact"]
+__all__ = ["HostConnection", "LifecycleEvent", "redact", "start_event_loop"]
 
 LOG = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ def start_event_loop() -> None:
         # the driver expects and handles (a missing domain on destroy...).
         libvirt.registerErrorHandler(_ignore_error, None)
         libvirt.virEventRegisterDefaultImpl()
-        _loop_thread = threading.Thread(target=_run_event_loop, name="libvirt-events",
-                                        daemon=True)
+        _loop_thread = threading.Thread(target=_run_event_loop, name="libvirt-events", daemon=True)
         _loop_thread.start()
 
 
@@ -125,8 +124,9 @@ class HostConnection:
             if conn is not None and not self._dropped and conn.isAlive():
                 return conn
             if conn is not None:
-                LOG.warning("Connection of host %s to %s dropped; reconnecting", self.host,
-                            redact(self.uri))
+                LOG.warning(
+                    "Connection of host %s to %s dropped; reconnecting", self.host, redact(self.uri)
+                )
                 self._close_locked()
             return self._open_locked()
 
@@ -149,21 +149,25 @@ class HostConnection:
             conn = libvirt.open(self.uri)
         except libvirt.libvirtError as exc:
             raise exception.DriverError(
-                driver=errors.DRIVER, host=self.host,
+                driver=errors.DRIVER,
+                host=self.host,
                 reason=f"cannot connect to {redact(self.uri)}: {exc.get_error_message()}",
-                error_code=errors.code_of(exc), detail=exc.get_error_message() or str(exc),
+                error_code=errors.code_of(exc),
+                detail=exc.get_error_message() or str(exc),
             ) from exc
         self._generation += 1
         generation = self._generation
         self._conn, self._dropped = conn, False
         try:
             conn.registerCloseCallback(
-                lambda _conn, reason, _opaque: self._closed(generation, reason), None)
+                lambda _conn, reason, _opaque: self._closed(generation, reason), None
+            )
         except libvirt.libvirtError as exc:
             # Then a drop shows as a failed call, which reconnects as well.
             LOG.debug("No close callback on %s: %s", redact(self.uri), exc)
         self._event_id = conn.domainEventRegisterAny(
-            None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
+            None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None
+        )
         with contextlib.suppress(libvirt.libvirtError):
             # Remote connections only; a local test:/// one has nothing to probe.
             conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
@@ -190,11 +194,21 @@ class HostConnection:
         # closing this very connection: flag it, take no lock.
         if generation == self._generation:
             self._dropped = True
-            LOG.warning("Connection of host %s to %s closed (reason %d)", self.host,
-                        redact(self.uri), reason)
+            LOG.warning(
+                "Connection of host %s to %s closed (reason %d)",
+                self.host,
+                redact(self.uri),
+                reason,
+            )
 
-    def _lifecycle(self, _conn: libvirt.virConnect, dom: libvirt.virDomain, event: int,
-                   detail: int, _opaque: Any) -> None:
+    def _lifecycle(
+        self,
+        _conn: libvirt.virConnect,
+        dom: libvirt.virDomain,
+        event: int,
+        detail: int,
+        _opaque: Any,
+    ) -> None:
         record = LifecycleEvent(
             host=self.host,
             uuid=dom.UUIDString(),
@@ -203,6 +217,12 @@ class HostConnection:
             detail=detail,
             power_state=constants.event_power_state(event, detail),
         )
-        LOG.info("Host %s: domain %s (%s) %s, detail %d", self.host, record.domain,
-                 record.uuid, record.event, detail)
+        LOG.info(
+            "Host %s: domain %s (%s) %s, detail %d",
+            self.host,
+            record.domain,
+            record.uuid,
+            record.event,
+            detail,
+        )
         self._on_event(record)

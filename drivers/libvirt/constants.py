@@ -11,9 +11,9 @@ __all__ = [
     "METADATA_NS",
     "METADATA_PREFIX",
     "domain_name",
-    "power_state",
     "event_name",
     "event_power_state",
+    "power_state",
 ]
 
 #: The libvirt name of a domain this driver defines is this prefix and the

@@ -78,8 +78,7 @@ class LibvirtDriver(base.ComputeDriver):
             previous = self._hosts.pop(host, None)
         if previous is not None:
             previous.close()
-        description = self._call(host, "init_host", None,
-                                 self._hostops.describe, connection)
+        description = self._call(host, "init_host", None, self._hostops.describe, connection)
         with self._lock:
             self._hosts[host] = connection
         LOG.info("Host %s served by %s", host, description)
@@ -93,19 +92,22 @@ class LibvirtDriver(base.ComputeDriver):
     # Instances ------------------------------------------------------------
 
     def spawn(self, host: str, spec: InstanceSpec) -> InstanceInfo:
-        return self._call(host, "spawn", spec.uuid,
-                          lambda conn: self._vmops.spawn(conn, host, spec))
+        return self._call(
+            host, "spawn", spec.uuid, lambda conn: self._vmops.spawn(conn, host, spec)
+        )
 
     def destroy(self, host: str, uuid: str) -> None:
         self._call(host, "destroy", uuid, lambda conn: self._vmops.destroy(conn, host, uuid))
 
     def get_info(self, host: str, uuid: str) -> InstanceInfo:
-        return self._call(host, "get_info", uuid,
-                          lambda conn: self._vmops.get_info(conn, host, uuid))
+        return self._call(
+            host, "get_info", uuid, lambda conn: self._vmops.get_info(conn, host, uuid)
+        )
 
     def list_instances(self, host: str) -> list[InstanceInfo]:
-        return self._call(host, "list_instances", None,
-                          lambda conn: self._vmops.list_instances(conn, host))
+        return self._call(
+            host, "list_instances", None, lambda conn: self._vmops.list_instances(conn, host)
+        )
 
     def reboot(self, host: str, uuid: str, reboot_type: str) -> InstanceInfo:
         return self._transition(host, uuid, f"reboot.{reboot_type}")
@@ -155,12 +157,18 @@ class LibvirtDriver(base.ComputeDriver):
     # ----------------------------------------------------------------------
 
     def _transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
-        return self._call(host, operation, uuid,
-                          lambda conn: self._vmops.transition(conn, host, uuid, operation))
+        return self._call(
+            host, operation, uuid, lambda conn: self._vmops.transition(conn, host, uuid, operation)
+        )
 
-    def _call(self, host: str, operation: str, uuid: str | None,
-              func: Callable[[libvirt.virConnect], _T],
-              connection: HostConnection | None = None) -> _T:
+    def _call(
+        self,
+        host: str,
+        operation: str,
+        uuid: str | None,
+        func: Callable[[libvirt.virConnect], _T],
+        connection: HostConnection | None = None,
+    ) -> _T:
         """Run ``func`` on the host's connection, once more on a new one if it was dead."""
         connection = connection or self._connection(host)
         for attempt in (1, 2):
@@ -169,8 +177,12 @@ class LibvirtDriver(base.ComputeDriver):
                 return func(conn)
             except libvirt.libvirtError as exc:
                 if attempt == 1 and errors.is_connection_error(exc):
-                    LOG.warning("%s on host %s lost the connection (%s); retrying on a new one",
-                                operation, host, exc)
+                    LOG.warning(
+                        "%s on host %s lost the connection (%s); retrying on a new one",
+                        operation,
+                        host,
+                        exc,
+                    )
                     connection.invalidate(conn)
                     continue
                 raise errors.translate(exc, host=host, operation=operation, uuid=uuid) from exc
@@ -180,8 +192,9 @@ class LibvirtDriver(base.ComputeDriver):
         with self._lock:
             connection = self._hosts.get(host)
         if connection is None:
-            raise exception.DriverError(driver=self.name, host=host,
-                                        reason="host is not served by this worker")
+            raise exception.DriverError(
+                driver=self.name, host=host, reason="host is not served by this worker"
+            )
         return connection
 
     def _dispatch(self, event: LifecycleEvent) -> None:

@@ -10,7 +10,7 @@ from oslo_config import cfg
 
 from computed.objects import HostResources, InstanceInfo
 
-__all__ = ["HostOps", "domain_type", "format_version"]
+__all__ = ["HostOps", "domain_type", "pick_domain_type", "format_version"]
 
 LOG = logging.getLogger(__name__)
 
@@ -28,7 +28,12 @@ def domain_type(conn: libvirt.virConnect, configured: str | None) -> str:
     """The domain type for new hvm domains: ``configured``, else the best the host offers."""
     if configured:
         return configured
-    caps = ET.fromstring(conn.getCapabilities())
+    return pick_domain_type(conn.getCapabilities())
+
+
+def pick_domain_type(capabilities: str) -> str:
+    """The preferred hvm domain type in a host's capabilities XML (kvm, qemu, else the first)."""
+    caps = ET.fromstring(capabilities)
     offered: list[str] = []
     for guest in caps.findall("guest"):
         if guest.findtext("os_type") != "hvm":
@@ -53,11 +58,14 @@ class HostOps:
 
     def describe(self, conn: libvirt.virConnect) -> str:
         """One line naming the hypervisor and libvirt versions, for the logs."""
-        return (f"{conn.getType()} {format_version(conn.getVersion())}, "
-                f"libvirt {format_version(conn.getLibVersion())}")
+        return (
+            f"{conn.getType()} {format_version(conn.getVersion())}, "
+            f"libvirt {format_version(conn.getLibVersion())}"
+        )
 
-    def get_host_resources(self, conn: libvirt.virConnect, host: str,
-                           instances: list[InstanceInfo]) -> HostResources:
+    def get_host_resources(
+        self, conn: libvirt.virConnect, host: str, instances: list[InstanceInfo]
+    ) -> HostResources:
         """Capacity from the host, use summed over its instances in any power state.
 
         Use is what the instances were given, as the fake driver counts it, not

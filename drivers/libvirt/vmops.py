@@ -51,11 +51,13 @@ LOG = logging.getLogger(__name__)
 #: Seconds between two looks at a guest shutting down.
 _SHUTDOWN_POLL = 0.2
 
-_UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                   | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+)
 _UNDEFINE_MORE = libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-_REFUSED = frozenset({libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
-                        libvirt.VIR_ERR_NO_SUPPORT})
+_REFUSED = frozenset(
+    {libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED, libvirt.VIR_ERR_NO_SUPPORT}
+)
 
 Action = Callable[[libvirt.virDomain, "_Observed"], None]
 
@@ -100,11 +102,11 @@ class VMOps:
             try:
                 dom.undefineFlags(_UNDEFINE_FLAGS)
             except libvirt.libvirtError as undefine_error:
-                LOG.warning("Could not undefine %s after a failed start: %s", spec.uuid,
-                            undefine_error)
+                LOG.warning(
+                    "Could not undefine %s after a failed start: %s", spec.uuid, undefine_error
+                )
             raise
-        LOG.info("Host %s: spawned %s as %s domain %s", host, spec.uuid, domain_type,
-                 dom.name())
+        LOG.info("Host %s: spawned %s as %s domain %s", host, spec.uuid, domain_type, dom.name())
         return self.info(dom, host)
 
     def destroy(self, conn: libvirt.virConnect, host: str, uuid: str) -> None:
@@ -135,8 +137,9 @@ class VMOps:
                     raise  # else it went away while we looked: not on the host any more
         return found
 
-    def transition(self, conn: libvirt.virConnect, host: str, uuid: str,
-                   operation: str) -> InstanceInfo:
+    def transition(
+        self, conn: libvirt.virConnect, host: str, uuid: str, operation: str
+    ) -> InstanceInfo:
         """Apply the lifecycle ``operation`` (a key of :data:`drivers.base.TRANSITIONS`)."""
         dom = _lookup(conn, host, uuid)
         seen = _observe(dom)
@@ -199,8 +202,14 @@ class VMOps:
         if _observe(dom).state == libvirt.VIR_DOMAIN_PAUSED:
             dom.resume()  # a reset keeps the vCPUs stopped
 
-    def _recheck(self, dom: libvirt.virDomain, host: str, uuid: str, operation: str,
-                 exc: libvirt.libvirtError) -> None:
+    def _recheck(
+        self,
+        dom: libvirt.virDomain,
+        host: str,
+        uuid: str,
+        operation: str,
+        exc: libvirt.libvirtError,
+    ) -> None:
         """libvirt refused ``operation`` for the domain's state: did the state just change?"""
         now = _observe(dom)
         try:
@@ -208,8 +217,9 @@ class VMOps:
         except exception.InvalidPowerState as refused:
             raise refused from exc
         if must_act:
-            raise errors.translate(exc, host=host, operation=operation, uuid=uuid,
-                                   state=now.power_state) from exc
+            raise errors.translate(
+                exc, host=host, operation=operation, uuid=uuid, state=now.power_state
+            ) from exc
         # Otherwise the domain reached the target on its own meanwhile.
 
 
@@ -233,7 +243,7 @@ def _observe(dom: libvirt.virDomain, state: int | None = None) -> _Observed:
     if state is None:
         state = dom.state(0)[0]
     active = bool(dom.isActive())
-    managed_save = (state == libvirt.VIR_DOMAIN_SHUTOFF and bool(dom.hasManagedSaveImage(0)))
+    managed_save = state == libvirt.VIR_DOMAIN_SHUTOFF and bool(dom.hasManagedSaveImage(0))
     return _Observed(state, active, constants.power_state(state, active, managed_save))
 
 
@@ -269,8 +279,11 @@ def _shut_down(dom: libvirt.virDomain, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while dom.isActive():
         if time.monotonic() >= deadline:
-            LOG.info("%s still running %.0f s after the power button; forcing it off",
-                     dom.name(), timeout)
+            LOG.info(
+                "%s still running %.0f s after the power button; forcing it off",
+                dom.name(),
+                timeout,
+            )
             return False
         time.sleep(_SHUTDOWN_POLL)
     return True

@@ -27,7 +27,8 @@ DriverFactory = Callable[..., "LibvirtDriver"]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "libvirt: needs libvirtd and libvirt-python")
     config.addinivalue_line(
-        "markers", "libvirt_guest: boots a real guest under qemu:///session (slow, needs qemu)")
+        "markers", "libvirt_guest: boots a real guest under qemu:///session (slow, needs qemu)"
+    )
 
 
 def need_libvirtd() -> None:

@@ -70,21 +70,34 @@ def node_xml(*domains: tuple[str, int, str]) -> str:
         f"<test:runstate>{state}</test:runstate></domain>"
         for name, state, uuid in domains
     )
-    return (f"<node xmlns:test='{TEST_NS}'><cpu><mhz>2000</mhz><nodes>1</nodes>"
-            f"<sockets>1</sockets><cores>4</cores><threads>2</threads></cpu>"
-            f"<memory>8388608</memory>{body}</node>")
+    return (
+        f"<node xmlns:test='{TEST_NS}'><cpu><mhz>2000</mhz><nodes>1</nodes>"
+        f"<sockets>1</sockets><cores>4</cores><threads>2</threads></cpu>"
+        f"<memory>8388608</memory>{body}</node>"
+    )
 
 
 # spawn, get_info, list_instances -------------------------------------------------
 
 
 def test_spawn_defines_and_starts_a_domain(driver: LibvirtDriver, virt: Any) -> None:
-    spec = new_spec("web </name><devices/> & co", vcpus=2, memory_mb=256, disk_gb=7,
-                    image="debian-12", metadata={"role": "db"})
+    spec = new_spec(
+        "web </name><devices/> & co",
+        vcpus=2,
+        memory_mb=256,
+        disk_gb=7,
+        image="debian-12",
+        metadata={"role": "db"},
+    )
     info = driver.spawn(HOST, spec)
     assert outcome(lambda: info) == {
-        "uuid": spec.uuid, "name": spec.name, "host": HOST, "power_state": "running",
-        "vcpus": 2, "memory_mb": 256, "disk_gb": 7,
+        "uuid": spec.uuid,
+        "name": spec.name,
+        "host": HOST,
+        "power_state": "running",
+        "vcpus": 2,
+        "memory_mb": 256,
+        "disk_gb": 7,
     }
     dom = virt.lookupByUUIDString(spec.uuid)
     assert dom.isActive() and dom.isPersistent()
@@ -174,8 +187,9 @@ def fake() -> FakeDriver:
 
 @pytest.mark.parametrize("start", list(_REACH))
 @pytest.mark.parametrize("operation", _OPERATIONS)
-def test_transition_matches_the_fake_driver(driver: LibvirtDriver, fake: FakeDriver,
-                                            virt: Any, start: str, operation: str) -> None:
+def test_transition_matches_the_fake_driver(
+    driver: LibvirtDriver, fake: FakeDriver, virt: Any, start: str, operation: str
+) -> None:
     spec = new_spec("spec")
 
     def run(subject: base.ComputeDriver) -> tuple[Any, Any, str]:
@@ -197,8 +211,9 @@ def test_transition_matches_the_fake_driver(driver: LibvirtDriver, fake: FakeDri
 
 
 @pytest.mark.parametrize("operation", ["get_info", "destroy", *_OPERATIONS])
-def test_missing_instance_matches_the_fake_driver(driver: LibvirtDriver, fake: FakeDriver,
-                                                  operation: str) -> None:
+def test_missing_instance_matches_the_fake_driver(
+    driver: LibvirtDriver, fake: FakeDriver, operation: str
+) -> None:
     missing = str(uuidlib.uuid4())
 
     def call(subject: base.ComputeDriver) -> Any:
@@ -213,20 +228,23 @@ def test_missing_instance_matches_the_fake_driver(driver: LibvirtDriver, fake: F
     assert expected is None or expected[0] == "InstanceNotFound"
 
 
-def test_not_found_keeps_libvirts_error(driver: LibvirtDriver) -> None:
+def test_not_found_is_worded_as_everywhere_and_keeps_its_cause(driver: LibvirtDriver) -> None:
+    missing = str(uuidlib.uuid4())
     with pytest.raises(exception.InstanceNotFound) as caught:
-        driver.get_info(HOST, str(uuidlib.uuid4()))
-    assert caught.value.error_code == libvirt.VIR_ERR_NO_DOMAIN
-    assert caught.value.detail
-    assert isinstance(caught.value.__cause__, libvirt.libvirtError)
+        driver.get_info(HOST, missing)
+    assert caught.value.kwargs == {"uuid": missing, "host": HOST}
+    cause = caught.value.__cause__
+    assert isinstance(cause, libvirt.libvirtError)
+    assert cause.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
 
 
 # destroy -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("start", list(_REACH))
-def test_destroy_removes_the_domain_in_any_state(driver: LibvirtDriver, virt: Any,
-                                                 start: str) -> None:
+def test_destroy_removes_the_domain_in_any_state(
+    driver: LibvirtDriver, virt: Any, start: str
+) -> None:
     spec = new_spec()
     driver.spawn(HOST, spec)
     for step in _REACH[start]:
@@ -242,8 +260,11 @@ def test_destroy_removes_the_domain_in_any_state(driver: LibvirtDriver, virt: An
 
 def test_destroy_of_a_transient_domain(driver: LibvirtDriver, virt: Any) -> None:
     uuid = str(uuidlib.uuid4())
-    virt.createXML(f"<domain type='test'><name>transient</name><uuid>{uuid}</uuid>"
-                   "<memory>131072</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>", 0)
+    virt.createXML(
+        f"<domain type='test'><name>transient</name><uuid>{uuid}</uuid>"
+        "<memory>131072</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>",
+        0,
+    )
     assert driver.get_info(HOST, uuid).power_state == PowerState.RUNNING
     driver.destroy(HOST, uuid)
     assert uuid not in {i.uuid for i in driver.list_instances(HOST)}
@@ -252,8 +273,9 @@ def test_destroy_of_a_transient_domain(driver: LibvirtDriver, virt: Any) -> None
 # power_off variants, events ----------------------------------------------------------------
 
 
-def test_power_off_of_a_suspended_instance_discards_its_image(driver: LibvirtDriver,
-                                                              virt: Any) -> None:
+def test_power_off_of_a_suspended_instance_discards_its_image(
+    driver: LibvirtDriver, virt: Any
+) -> None:
     spec = new_spec()
     driver.spawn(HOST, spec)
     driver.suspend(HOST, spec.uuid)
@@ -280,8 +302,9 @@ class Events:
 
         with self._cond:
             if not self._cond.wait_for(lambda: match() is not None, timeout):
-                raise AssertionError(f"no {event} event for {uuid} within {timeout} s; "
-                                     f"saw {self.seen}")
+                raise AssertionError(
+                    f"no {event} event for {uuid} within {timeout} s; saw {self.seen}"
+                )
             found = match()
             assert found is not None
             return found
@@ -298,13 +321,16 @@ def test_lifecycle_events_reach_listeners(driver: LibvirtDriver) -> None:
     driver.power_off(HOST, spec.uuid)
     stopped = events.wait(spec.uuid, "stopped")
     assert (stopped.power_state, stopped.detail) == (
-        PowerState.STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED)
+        PowerState.STOPPED,
+        libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED,
+    )
     assert stopped.host == HOST and stopped.domain == f"computed-{spec.uuid}"
     driver.remove_event_listener(events)
 
 
 def test_power_off_tries_the_power_button_first_when_configured(
-        daemon: Libvirtd, virt: Any, make_driver: DriverFactory) -> None:
+    daemon: Libvirtd, virt: Any, make_driver: DriverFactory
+) -> None:
     driver = make_driver(daemon.uri_for(), shutdown_timeout=5.0)
     events = Events()
     driver.add_event_listener(events)
@@ -337,7 +363,8 @@ def test_host_resources_add_up_the_instances(driver: LibvirtDriver, virt: Any) -
     assert resources.hypervisor_type == "test"
     version = virt.getVersion()
     assert resources.hypervisor_version == (
-        f"{version // 1_000_000}.{version // 1000 % 1000}.{version % 1000}")
+        f"{version // 1_000_000}.{version // 1000 % 1000}.{version % 1000}"
+    )
     assert (resources.vcpus, resources.memory_mb) == (cpus, memory_mb)
     assert resources.vcpus_used == 3 + builtin[3]
     assert resources.memory_mb_used == 384 + builtin[1] // 1024
@@ -345,15 +372,17 @@ def test_host_resources_add_up_the_instances(driver: LibvirtDriver, virt: Any) -
     assert resources.instances == 3
 
 
-def test_host_disk_from_a_storage_pool(daemon: Libvirtd, virt: Any,
-                                       make_driver: DriverFactory) -> None:
+def test_host_disk_from_a_storage_pool(
+    daemon: Libvirtd, virt: Any, make_driver: DriverFactory
+) -> None:
     pool = virt.listAllStoragePools()[0]
     driver = make_driver(daemon.uri_for(), storage_pool=pool.name())
     assert driver.get_host_resources(HOST).disk_gb == pool.info()[1] // 1024**3
 
 
-def test_unknown_storage_pool_is_a_driver_error(daemon: Libvirtd, virt: Any,
-                                                make_driver: DriverFactory) -> None:
+def test_unknown_storage_pool_is_a_driver_error(
+    daemon: Libvirtd, virt: Any, make_driver: DriverFactory
+) -> None:
     driver = make_driver(daemon.uri_for(), storage_pool="no-such-pool")
     with pytest.raises(exception.DriverError, match="no-such-pool") as caught:
         driver.get_host_resources(HOST)
@@ -365,15 +394,24 @@ def test_unknown_storage_pool_is_a_driver_error(daemon: Libvirtd, virt: Any,
 
 
 def test_node_xml_domains_in_every_state(daemon: Libvirtd, make_driver: DriverFactory) -> None:
-    states = {RUNNING: "running", BLOCKED: "running", PAUSED: "paused", SHUTDOWN: "stopped",
-              SHUTOFF: "stopped", CRASHED: "stopped", PMSUSPENDED: "suspended"}
+    states = {
+        RUNNING: "running",
+        BLOCKED: "running",
+        PAUSED: "paused",
+        SHUTDOWN: "stopped",
+        SHUTOFF: "stopped",
+        CRASHED: "stopped",
+        PMSUSPENDED: "suspended",
+    }
     uuids = {state: str(uuidlib.uuid4()) for state in states}
     node = daemon.write_node_xml(
-        node_xml(*((f"pre{state}", state, uuids[state]) for state in states)), "states.xml")
+        node_xml(*((f"pre{state}", state, uuids[state]) for state in states)), "states.xml"
+    )
     driver = make_driver(daemon.uri_for(node))
     listed = {i.uuid: i for i in driver.list_instances(HOST)}
     assert {u: listed[u].power_state for u in uuids.values()} == {
-        uuids[s]: expected for s, expected in states.items()}
+        uuids[s]: expected for s, expected in states.items()
+    }
     assert listed[uuids[RUNNING]].name == f"pre{RUNNING}"
     assert (listed[uuids[RUNNING]].vcpus, listed[uuids[RUNNING]].memory_mb) == (2, 256)
     resources = driver.get_host_resources(HOST)
@@ -392,8 +430,9 @@ def test_node_xml_domains_in_every_state(daemon: Libvirtd, make_driver: DriverFa
     assert driver.power_off(HOST, uuids[PMSUSPENDED]).power_state == PowerState.STOPPED
 
 
-def test_power_off_finishes_a_shutdown_in_progress(daemon: Libvirtd,
-                                                   make_driver: DriverFactory) -> None:
+def test_power_off_finishes_a_shutdown_in_progress(
+    daemon: Libvirtd, make_driver: DriverFactory
+) -> None:
     uuid = str(uuidlib.uuid4())
     node = daemon.write_node_xml(node_xml(("going", SHUTDOWN, uuid)), "shutdown.xml")
     driver = make_driver(daemon.uri_for(node))
@@ -407,8 +446,9 @@ def test_power_off_finishes_a_shutdown_in_progress(daemon: Libvirtd,
 # several hosts, unreachable hosts, reconnecting ---------------------------------------------------
 
 
-def test_one_driver_serves_several_hosts(daemon: Libvirtd, virt: Any,
-                                         make_driver: DriverFactory) -> None:
+def test_one_driver_serves_several_hosts(
+    daemon: Libvirtd, virt: Any, make_driver: DriverFactory
+) -> None:
     empty = daemon.write_node_xml("<node/>", "empty.xml")
     driver = make_driver({"h1": daemon.uri_for(), "h2": daemon.uri_for(empty)})
     spec = new_spec()
@@ -435,8 +475,9 @@ def test_connection_uri_is_the_default_for_every_host(daemon: Libvirtd, virt: An
         driver.cleanup_host("anywhere")
 
 
-def test_init_host_fails_clearly_when_libvirtd_is_unreachable(tmp_path: Any,
-                                                              make_driver: DriverFactory) -> None:
+def test_init_host_fails_clearly_when_libvirtd_is_unreachable(
+    tmp_path: Any, make_driver: DriverFactory
+) -> None:
     uri = f"test+unix:///default?socket={tmp_path}/nothing-here"
     with pytest.raises(exception.DriverError, match="cannot connect to") as caught:
         make_driver(uri)
@@ -444,8 +485,9 @@ def test_init_host_fails_clearly_when_libvirtd_is_unreachable(tmp_path: Any,
     assert caught.value.error_code == libvirt.VIR_ERR_SYSTEM_ERROR
 
 
-def test_reconnects_after_libvirtd_restarts(own_daemon: Libvirtd,
-                                            make_driver: DriverFactory) -> None:
+def test_reconnects_after_libvirtd_restarts(
+    own_daemon: Libvirtd, make_driver: DriverFactory
+) -> None:
     driver = make_driver(own_daemon.uri_for())
     before = new_spec()
     driver.spawn(HOST, before)
@@ -457,16 +499,18 @@ def test_reconnects_after_libvirtd_restarts(own_daemon: Libvirtd,
     assert driver.get_info(HOST, after.uuid).power_state == PowerState.RUNNING
 
 
-def test_reconnects_after_each_of_several_restarts(own_daemon: Libvirtd,
-                                                   make_driver: DriverFactory) -> None:
+def test_reconnects_after_each_of_several_restarts(
+    own_daemon: Libvirtd, make_driver: DriverFactory
+) -> None:
     driver = make_driver(own_daemon.uri_for())
     for _ in range(3):
         own_daemon.restart()
         assert "test" in {i.name for i in driver.list_instances(HOST)}
 
 
-def test_calls_fail_while_libvirtd_is_down_then_recover(own_daemon: Libvirtd,
-                                                        make_driver: DriverFactory) -> None:
+def test_calls_fail_while_libvirtd_is_down_then_recover(
+    own_daemon: Libvirtd, make_driver: DriverFactory
+) -> None:
     driver = make_driver(own_daemon.uri_for())
     own_daemon.stop_daemon()
     for _ in range(2):  # and stays failing, quickly, without hanging
