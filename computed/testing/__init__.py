@@ -7,7 +7,8 @@
 
 Both need the server packages installed (``tools/bootstrap.sh`` installs them
 on Debian) and work as root (switching to the ``rabbitmq``/``postgres`` users)
-or as an ordinary user.
+or as an ordinary user.  Sibling modules hold the helpers for worker
+processes, notifications and libvirtd.
 """
 
 from __future__ import annotations

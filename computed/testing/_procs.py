@@ -53,10 +53,11 @@ def user_env(user: pwd.struct_passwd | None, base: Mapping[str, str]) -> dict[st
     return env
 
 
-def _user_kwargs(user: pwd.struct_passwd | None) -> dict[str, object]:
+def _ids(user: pwd.struct_passwd | None) -> tuple[int | None, int | None, list[int] | None]:
+    """Popen's ``user``, ``group`` and ``extra_groups`` to run as ``user``."""
     if user is None:
-        return {}
-    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        return None, None, None
+    return user.pw_uid, user.pw_gid, []
 
 
 def popen(
@@ -75,6 +76,7 @@ def popen(
     before our own clean-up does.
     """
     LOG.debug("starting %s", " ".join(cmd))
+    uid, gid, groups = _ids(user)
     return subprocess.Popen(
         list(cmd),
         stdin=subprocess.DEVNULL,
@@ -83,7 +85,9 @@ def popen(
         env=None if env is None else dict(env),
         cwd=cwd,
         start_new_session=new_session,
-        **_user_kwargs(user),  # type: ignore[arg-type]
+        user=uid,
+        group=gid,
+        extra_groups=groups,
     )
 
 
@@ -106,6 +110,7 @@ def run(
         message holds the command, its exit code and its output.
     """
     LOG.debug("running %s", " ".join(cmd))
+    uid, gid, groups = _ids(user)
     try:
         proc = subprocess.run(
             list(cmd),
@@ -116,7 +121,9 @@ def run(
             cwd=cwd,
             timeout=timeout,
             start_new_session=new_session,
-            **_user_kwargs(user),  # type: ignore[arg-type]
+            user=uid,
+            group=gid,
+            extra_groups=groups,
         )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(
@@ -274,8 +281,12 @@ def check_reachable(path: str, user: pwd.struct_passwd | None) -> None:
     """
     if user is None:
         return
-    proc = run(["/bin/sh", "-c", 'test -d "$0" && test -w "$0" && test -x "$0"', path],
-               user=user, timeout=10, check=False)
+    proc = run(
+        ["/bin/sh", "-c", 'test -d "$0" && test -w "$0" && test -x "$0"', path],
+        user=user,
+        timeout=10,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(
             f"{path} is not reachable by the {user.pw_name!r} user that runs the server: "

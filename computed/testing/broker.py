@@ -27,6 +27,7 @@ each other with a cookie read from ``$HOME/.erlang.cookie``:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import json
 import logging
@@ -35,11 +36,12 @@ import re
 import secrets
 import shutil
 import signal
+import string
 import subprocess
 import tempfile
 import time
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 from urllib.parse import quote
 
 from computed.testing import _procs
@@ -149,12 +151,15 @@ class RabbitMQBroker:
         """True while the node's processes are alive."""
         return self._server is not None and self._server.poll() is None
 
-    def url_for(self, vhost: str = "/", user: str = "guest", password: str = "guest",
-                scheme: str = "rabbit") -> str:
+    def url_for(
+        self, vhost: str = "/", user: str = "guest", password: str = "guest", scheme: str = "rabbit"
+    ) -> str:
         """A transport URL for ``vhost`` as ``user``; ``scheme='amqp'`` for kombu."""
         path = "" if vhost == "/" else quote(vhost, safe="")
-        return (f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}"
-                f"@{_procs.LOOPBACK}:{self.port}/{path}")
+        return (
+            f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}"
+            f"@{_procs.LOOPBACK}:{self.port}/{path}"
+        )
 
     # -- life cycle ---------------------------------------------------------
 
@@ -178,14 +183,16 @@ class RabbitMQBroker:
             self._write_files()
             _procs.check_reachable(self._dir, self._user)
             self._env = self._make_env()
+            self._ensure_cookie()
             self._start_epmd(epmd)
             self._start_node(timeout)
         except BaseException:
             self.stop()
             raise
         _LIVE.add(self)
-        LOG.info("RabbitMQ %s ready on port %d in %.1f s", self.node, amqp,
-                 time.monotonic() - begin)
+        LOG.info(
+            "RabbitMQ %s ready on port %d in %.1f s", self.node, amqp, time.monotonic() - begin
+        )
         return self
 
     def stop(self) -> None:
@@ -216,13 +223,26 @@ class RabbitMQBroker:
             self.stop()
             raise
 
+    def kill(self) -> None:
+        """Kill the node at once (SIGKILL), as a crash would.  Its directory,
+        ports and epmd stay: :meth:`restart` brings it back, :meth:`stop`
+        cleans up."""
+        server = self._server
+        if server is None or server.poll() is not None:
+            return
+        self._kill_node(server)
+
     def __enter__(self) -> RabbitMQBroker:
         if self._dir is None:
             self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -244,14 +264,16 @@ class RabbitMQBroker:
     def add_user(self, user: str, password: str) -> None:
         self.rabbitmqctl("add_user", user, password)
 
-    def set_permissions(self, vhost: str, user: str, conf: str = ".*", write: str = ".*",
-                        read: str = ".*") -> None:
+    def set_permissions(
+        self, vhost: str, user: str, conf: str = ".*", write: str = ".*", read: str = ".*"
+    ) -> None:
         self.rabbitmqctl("set_permissions", "-p", vhost, user, conf, write, read)
 
     def list_queues(self, vhost: str = "/") -> dict[str, int]:
         """``{queue name: ready + unacknowledged messages}`` in ``vhost``."""
-        out = self.rabbitmqctl("list_queues", "-q", "-p", vhost, "--formatter", "json",
-                               "name", "messages")
+        out = self.rabbitmqctl(
+            "list_queues", "-q", "-p", vhost, "--formatter", "json", "name", "messages"
+        )
         rows = json.loads(out or "[]")
         return {row["name"]: int(row.get("messages") or 0) for row in rows}
 
@@ -287,48 +309,87 @@ class RabbitMQBroker:
         _procs.chown_tree(self.directory, self._user)
 
     def _make_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
         env.setdefault("LANG", "C.UTF-8")
         env.setdefault("LC_ALL", "C.UTF-8")
         if "HOME" not in env and self._user is None:
             env["HOME"] = os.path.expanduser("~")
         loopback_dist = "-kernel inet_dist_use_interface {127,0,0,1}"
-        env.update({
-            "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_IP_ADDRESS": _procs.LOOPBACK,
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_MNESIA_BASE": self._path("mnesia"),
-            "RABBITMQ_LOG_BASE": self._path("log"),
-            "RABBITMQ_LOGS": self.log_file,
-            "RABBITMQ_PID_FILE": self._pidfile,
-            "RABBITMQ_CONFIG_FILE": self._path("rabbitmq.conf"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": self._path("advanced.config"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": self._path("enabled_plugins"),
-            "RABBITMQ_CONF_ENV_FILE": self._path("rabbitmq-env.conf"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback_dist,
-            "RABBITMQ_CTL_ERL_ARGS": loopback_dist,
-            # rabbitmqctl's own distribution port: any free one, not the fixed
-            # 35672-35682 range every CLI call on the machine competes for
-            "RABBITMQ_CTL_DIST_PORT_MIN": "0",
-            "RABBITMQ_CTL_DIST_PORT_MAX": "0",
-            "ERL_EPMD_PORT": str(self.epmd_port),
-            "ERL_EPMD_ADDRESS": _procs.LOOPBACK,
-        })
+        env.update(
+            {
+                "RABBITMQ_NODENAME": self.node,
+                "RABBITMQ_NODE_IP_ADDRESS": _procs.LOOPBACK,
+                "RABBITMQ_NODE_PORT": str(self.port),
+                "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_MNESIA_BASE": self._path("mnesia"),
+                "RABBITMQ_LOG_BASE": self._path("log"),
+                "RABBITMQ_LOGS": self.log_file,
+                "RABBITMQ_PID_FILE": self._pidfile,
+                "RABBITMQ_CONFIG_FILE": self._path("rabbitmq.conf"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": self._path("advanced.config"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": self._path("enabled_plugins"),
+                "RABBITMQ_CONF_ENV_FILE": self._path("rabbitmq-env.conf"),
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback_dist,
+                "RABBITMQ_CTL_ERL_ARGS": loopback_dist,
+                # rabbitmqctl's own distribution port: any free one, not the fixed
+                # 35672-35682 range every CLI call on the machine competes for
+                "RABBITMQ_CTL_DIST_PORT_MIN": "0",
+                "RABBITMQ_CTL_DIST_PORT_MAX": "0",
+                "ERL_EPMD_PORT": str(self.epmd_port),
+                "ERL_EPMD_ADDRESS": _procs.LOOPBACK,
+            }
+        )
         return _procs.user_env(self._user, env)
+
+    def _ensure_cookie(self) -> None:
+        """Create ``$HOME/.erlang.cookie`` if it is missing, atomically.
+
+        Otherwise the node and the ``rabbitmqctl wait`` started right after it
+        can each create one on a fresh machine, and one of them is left with a
+        cookie the other does not know.
+        """
+        path = os.path.join(self._env["HOME"], ".erlang.cookie")
+        if os.path.exists(path):
+            return
+        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write("".join(secrets.choice(string.ascii_uppercase) for _ in range(20)))
+            if self._user is not None:
+                os.chown(tmp, self._user.pw_uid, self._user.pw_gid)
+            try:
+                os.link(tmp, path)  # fails if somebody else made one meanwhile: keep theirs
+            except FileExistsError:
+                pass
+        except OSError as exc:
+            LOG.warning("could not create %s (%s): leaving it to Erlang", path, exc)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def _start_epmd(self, epmd: str) -> None:
         with open(self._path("log", "epmd.log"), "ab") as out:
             self._epmd = _procs.popen(
                 [epmd, "-port", str(self.epmd_port), "-address", _procs.LOOPBACK],
-                user=self._user, env=self._env, cwd=self.directory, stdout=out)
-        if not _procs.wait_for(lambda: _procs.port_open(self.epmd_port)
-                               or self._epmd is None or self._epmd.poll() is not None, 10):
+                user=self._user,
+                env=self._env,
+                cwd=self.directory,
+                stdout=out,
+            )
+        if not _procs.wait_for(
+            lambda: (
+                _procs.port_open(self.epmd_port)
+                or self._epmd is None
+                or self._epmd.poll() is not None
+            ),
+            10,
+        ):
             raise self._failure("epmd did not listen within 10 s")
         if self._epmd.poll() is not None:
-            raise self._failure(f"epmd exited with {self._epmd.returncode}",
-                                self._path("log", "epmd.log"))
+            raise self._failure(
+                f"epmd exited with {self._epmd.returncode}", self._path("log", "epmd.log")
+            )
 
     def _start_node(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -337,7 +398,11 @@ class RabbitMQBroker:
         self._server_out = open(self._path("log", "startup.log"), "ab")
         self._server = _procs.popen(
             [os.path.join(self._bin, "rabbitmq-server")],
-            user=self._user, env=self._env, cwd=self.directory, stdout=self._server_out)
+            user=self._user,
+            env=self._env,
+            cwd=self.directory,
+            stdout=self._server_out,
+        )
         self._wait_ready(deadline)
         self._check_amqp(deadline)
 
@@ -345,10 +410,21 @@ class RabbitMQBroker:
         assert self._server is not None
         wait_s = max(1, int(deadline - time.monotonic()))
         waiter = _procs.popen(
-            [os.path.join(self._bin, "rabbitmqctl"), "-n", self.node, "wait",
-             "--timeout", str(wait_s), self._pidfile],
-            user=self._user, env=self._env, cwd=self.directory,
-            stdout=subprocess.PIPE, new_session=False)
+            [
+                os.path.join(self._bin, "rabbitmqctl"),
+                "-n",
+                self.node,
+                "wait",
+                "--timeout",
+                str(wait_s),
+                self._pidfile,
+            ],
+            user=self._user,
+            env=self._env,
+            cwd=self.directory,
+            stdout=subprocess.PIPE,
+            new_session=False,
+        )
         try:
             while waiter.poll() is None:
                 if self._server.poll() is not None:
@@ -359,7 +435,8 @@ class RabbitMQBroker:
             output = waiter.stdout.read().decode(errors="replace") if waiter.stdout else ""
             if waiter.returncode != 0:
                 raise self._failure(
-                    f"rabbitmqctl wait exited with {waiter.returncode}: {output.strip()}")
+                    f"rabbitmqctl wait exited with {waiter.returncode}: {output.strip()}"
+                )
         finally:
             if waiter.poll() is None:
                 waiter.kill()
@@ -370,11 +447,16 @@ class RabbitMQBroker:
     def _check_amqp(self, deadline: float) -> None:
         import kombu  # a dependency of the package; imported late to keep imports cheap
 
-        conn = kombu.Connection(self.amqp_url, connect_timeout=5)
+        connection_class: Any = kombu.Connection  # type: ignore[attr-defined]  # untyped
+        conn = connection_class(self.amqp_url, connect_timeout=5)
         try:
-            conn.ensure_connection(max_retries=max(1, int(deadline - time.monotonic()) * 5),
-                                   interval_start=0.1, interval_step=0.1, interval_max=0.5,
-                                   timeout=max(1.0, deadline - time.monotonic()))
+            conn.ensure_connection(
+                max_retries=max(1, int(deadline - time.monotonic()) * 5),
+                interval_start=0.1,
+                interval_step=0.1,
+                interval_max=0.5,
+                timeout=max(1.0, deadline - time.monotonic()),
+            )
         except Exception as exc:
             raise self._failure(f"no AMQP connection to {self.amqp_url}: {exc!r}") from exc
         finally:
@@ -399,29 +481,47 @@ class RabbitMQBroker:
             try:
                 server.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                LOG.warning("RabbitMQ %s did not stop within %.0f s: killing it",
-                            self.node, STOP_TIMEOUT)
-            # whatever is left of the node's process group (beam, erl_child_setup, ...)
-            _procs.kill_group(server.pid, signal.SIGKILL)
-            if server.poll() is None:
-                server.wait(5)
-            if beam is not None and _procs.pid_alive(beam):
-                _procs.signal_pid(beam, signal.SIGKILL)
-                _procs.wait_for(lambda: not _procs.pid_alive(beam), 5)
+                LOG.warning(
+                    "RabbitMQ %s did not stop within %.0f s: killing it", self.node, STOP_TIMEOUT
+                )
+            self._kill_node(server)
         finally:
             if out is not None:
                 out.close()
 
+    def _kill_node(self, server: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the node and whatever is left of its process group, then wait
+        until it is gone and its AMQP port is closed."""
+        beam = _procs.read_pid(self._pidfile) if self._dir else None
+        if beam is not None and _procs.pid_alive(beam):
+            # the beam first, so the rabbitmq-server script reaps it (an orphan
+            # waits for init to reap it)
+            _procs.signal_pid(beam, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(5)
+        _procs.kill_group(server.pid, signal.SIGKILL)  # erl_child_setup, ...
+        if server.poll() is None:
+            server.wait(5)
+        if beam is not None:
+            _procs.wait_for(lambda: not _procs.pid_alive(beam), 5)
+        if self._ports is not None:
+            _procs.wait_for(lambda: not _procs.port_open(self.port, timeout=0.2), 5)
+
     def _ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         if self._dir is None:
             raise RuntimeError("the broker is not started")
-        return _procs.run([os.path.join(self._bin, "rabbitmqctl"), "-n", self.node, *args],
-                          user=self._user, env=self._env, cwd=self.directory, timeout=timeout)
+        return _procs.run(
+            [os.path.join(self._bin, "rabbitmqctl"), "-n", self.node, *args],
+            user=self._user,
+            env=self._env,
+            cwd=self.directory,
+            timeout=timeout,
+        )
 
     def _failure(self, reason: str, log: str | None = None) -> RuntimeError:
         parts = [f"RabbitMQ node {self.node} failed to start: {reason}"]
         if self._dir is not None:
-            for path in ([log] if log else [self.log_file, self._path("log", "startup.log")]):
+            for path in [log] if log else [self.log_file, self._path("log", "startup.log")]:
                 parts.append(f"--- last lines of {path} ---\n{_procs.tail(path)}")
         return RuntimeError("\n".join(parts))
 

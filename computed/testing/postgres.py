@@ -57,9 +57,11 @@ def find_bin_dir() -> str:
 
     :raises RuntimeError: if PostgreSQL's server binaries are not installed.
     """
-    candidates = [d for d in glob.glob("/usr/lib/postgresql/*/bin")
-                  if os.path.isfile(os.path.join(d, "initdb"))
-                  and os.path.isfile(os.path.join(d, "pg_ctl"))]
+    candidates = [
+        d
+        for d in glob.glob("/usr/lib/postgresql/*/bin")
+        if os.path.isfile(os.path.join(d, "initdb")) and os.path.isfile(os.path.join(d, "pg_ctl"))
+    ]
     if candidates:
         return max(candidates, key=_version_key)
     found = shutil.which("initdb")
@@ -118,8 +120,10 @@ class PostgreSQLServer:
 
     def url_for(self, database: str) -> str:
         """SQLAlchemy URL of ``database`` as the superuser (trust authentication)."""
-        return (f"postgresql+psycopg2://{SUPERUSER}@{_procs.LOOPBACK}:{self.port}/"
-                f"{quote(database, safe='')}")
+        return (
+            f"postgresql+psycopg2://{SUPERUSER}@{_procs.LOOPBACK}:{self.port}/"
+            f"{quote(database, safe='')}"
+        )
 
     # -- life cycle ---------------------------------------------------------
 
@@ -141,18 +145,47 @@ class PostgreSQLServer:
             env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
             env.setdefault("LC_ALL", "C")
             self._env = _procs.user_env(self._user, env)
-            self._tool("initdb", "-D", self._data, "-A", "trust", "-U", SUPERUSER,
-                       "-E", "UTF8", "--locale=C", "--no-sync", timeout=timeout)
-            options = " ".join([
-                f"-p {self._port}", f"-k {self._dir}",
-                f"-c listen_addresses={_procs.LOOPBACK}",
-                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-            ])
+            self._tool(
+                "initdb",
+                "-D",
+                self._data,
+                "-A",
+                "trust",
+                "-U",
+                SUPERUSER,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                timeout=timeout,
+            )
+            options = " ".join(
+                [
+                    f"-p {self._port}",
+                    f"-k {self._dir}",
+                    f"-c listen_addresses={_procs.LOOPBACK}",
+                    "-c fsync=off",
+                    "-c synchronous_commit=off",
+                    "-c full_page_writes=off",
+                ]
+            )
             # new session: a Ctrl-C in the terminal must not reach the postmaster
             # before our own clean-up does
-            self._tool("pg_ctl", "-D", self._data, "-l", self.log_file, "-o", options,
-                       "-w", "-t", str(max(1, int(timeout))), "start",
-                       timeout=timeout + 10, new_session=True)
+            self._tool(
+                "pg_ctl",
+                "-D",
+                self._data,
+                "-l",
+                self.log_file,
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(max(1, int(timeout))),
+                "start",
+                timeout=timeout + 10,
+                new_session=True,
+            )
         except BaseException as exc:
             log = _procs.tail(self.log_file) if self._dir else ""
             self.stop()
@@ -174,9 +207,18 @@ class PostgreSQLServer:
             pid = self._postmaster_pid()
             if pid is not None and _procs.pid_alive(pid):
                 try:
-                    self._tool("pg_ctl", "-D", self._data, "-m", "fast", "-w",
-                               "-t", str(int(STOP_TIMEOUT)), "stop",
-                               timeout=STOP_TIMEOUT + 5)
+                    self._tool(
+                        "pg_ctl",
+                        "-D",
+                        self._data,
+                        "-m",
+                        "fast",
+                        "-w",
+                        "-t",
+                        str(int(STOP_TIMEOUT)),
+                        "stop",
+                        timeout=STOP_TIMEOUT + 5,
+                    )
                 except RuntimeError as exc:
                     LOG.warning("pg_ctl stop failed, killing the postmaster: %s", exc)
                 if _procs.pid_alive(pid):
@@ -193,20 +235,37 @@ class PostgreSQLServer:
             self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<PostgreSQLServer port={self._port} running={self._dir is not None and self.running}>"
+        return (
+            f"<PostgreSQLServer port={self._port} running={self._dir is not None and self.running}>"
+        )
 
     # -- helpers ------------------------------------------------------------------
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` and return its SQLAlchemy URL."""
-        _procs.run([os.path.join(self._bin, "createdb"), "-h", _procs.LOOPBACK,
-                    "-p", str(self.port), "-U", SUPERUSER, name],
-                   env=self._client_env(), timeout=30)
+        _procs.run(
+            [
+                os.path.join(self._bin, "createdb"),
+                "-h",
+                _procs.LOOPBACK,
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                name,
+            ],
+            env=self._client_env(),
+            timeout=30,
+        )
         return self.url_for(name)
 
     # -- internals ----------------------------------------------------------------
@@ -228,11 +287,17 @@ class PostgreSQLServer:
             return None
         return int(first) if first.isdigit() else None
 
-    def _tool(self, tool: str, *args: str, timeout: float,
-              new_session: bool = False) -> subprocess.CompletedProcess[str]:
-        return _procs.run([os.path.join(self._bin, tool), *args], user=self._user,
-                          env=self._env, cwd=self.directory, timeout=timeout,
-                          new_session=new_session)
+    def _tool(
+        self, tool: str, *args: str, timeout: float, new_session: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        return _procs.run(
+            [os.path.join(self._bin, tool), *args],
+            user=self._user,
+            env=self._env,
+            cwd=self.directory,
+            timeout=timeout,
+            new_session=new_session,
+        )
 
 
 @atexit.register

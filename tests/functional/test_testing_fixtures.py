@@ -193,17 +193,22 @@ def test_failed_start_raises_with_log(monkeypatch: pytest.MonkeyPatch) -> None:
     _need(broker_mod._find_bin_dir, "RabbitMQ")
     busy = _procs.free_ports(1)[0]
     real = _procs.free_ports
-    monkeypatch.setattr(
-        _procs, "free_ports", lambda count, host=_procs.LOOPBACK: [busy, *real(count - 1, host)]
-    )
+
+    def ports_with_a_busy_dist_port(count: int, host: str = _procs.LOOPBACK) -> list[int]:
+        amqp, *rest = real(count - 1, host)
+        return [amqp, busy, *rest]  # amqp, dist, epmd: the node fails early in its boot
+
+    monkeypatch.setattr(_procs, "free_ports", ports_with_a_busy_dist_port)
     b = RabbitMQBroker()
-    with _listening(busy):
-        with pytest.raises(RuntimeError) as info:
+    try:
+        with _listening(busy), pytest.raises(RuntimeError) as info:
             b.start(timeout=30)
-    message = str(info.value)
-    assert b.node in message and "last lines of" in message
-    assert str(busy) in message  # the log says which listener failed
-    b.stop()
+        message = str(info.value)
+        assert b.node in message and "last lines of" in message
+        assert "dist_port_already_used" in message  # the node's own words, from its log
+        assert b._dir is None  # a failed start cleans up after itself
+    finally:
+        b.stop()
 
 
 class _listening:
