@@ -1,0 +1,67 @@
+"""How xapi's VM records read in the contract's terms."""
+
+from __future__ import annotations
+
+from computed.objects import PowerState
+
+__all__ = [
+    "DRIVER",
+    "HYPERVISOR_TYPE",
+    "NAME_LABEL_PREFIX",
+    "NULL_REF",
+    "OTHER_CONFIG_DISK_GB",
+    "OTHER_CONFIG_HOST",
+    "OTHER_CONFIG_NAME",
+    "OTHER_CONFIG_UUID",
+    "XAPI_HALTED",
+    "name_label",
+    "power_state",
+]
+
+#: The driver's name, in the errors it raises and the capabilities it reports.
+DRIVER = "xenapi"
+HYPERVISOR_TYPE = "xen"
+
+#: xapi's null reference.
+NULL_REF = "OpaqueRef:NULL"
+
+#: A VM this driver makes is named this prefix and the instance UUID: the
+#: instance's own name need not be unique, and xapi cannot give a VM a
+#: chosen uuid, so the name is what finds the VM again (``VM.get_by_name_label``).
+NAME_LABEL_PREFIX = "computed-"
+
+#: ``other_config`` keys recording what xapi has no field for. The UUID key
+#: also confirms that a VM found by name really is this driver's.
+OTHER_CONFIG_UUID = "computed_uuid"
+OTHER_CONFIG_HOST = "computed_host"
+OTHER_CONFIG_NAME = "computed_name"
+OTHER_CONFIG_DISK_GB = "computed_disk_gb"
+
+XAPI_HALTED = "Halted"
+
+_POWER_STATES: dict[str, str] = {
+    "Halted": PowerState.STOPPED,
+    "Running": PowerState.RUNNING,
+    "Paused": PowerState.PAUSED,
+    "Suspended": PowerState.SUSPENDED,
+}
+
+# VM_BAD_POWER_STATE names states in lower case.
+_LOWER_POWER_STATES = {key.lower(): value for key, value in _POWER_STATES.items()}
+
+
+def name_label(uuid: str) -> str:
+    """The ``name_label`` of the VM this driver makes for instance ``uuid``."""
+    return f"{NAME_LABEL_PREFIX}{uuid}"
+
+
+def power_state(xapi_state: str) -> str:
+    """The contract's power state of a VM whose ``power_state`` is ``xapi_state``.
+
+    Accepts xapi's record spelling (``Running``) and the lower-case one of its
+    error parameters (``running``). A state newer than this table reads as
+    stopped: the one state from which nothing but power_on is attempted.
+    """
+    return _POWER_STATES.get(xapi_state) or _LOWER_POWER_STATES.get(
+        xapi_state.lower(), PowerState.STOPPED
+    )

@@ -1,0 +1,166 @@
+"""The XenAPI driver: XenServer / XCP-ng pools through xapi's XML-RPC API.
+
+A thin façade: :mod:`~drivers.xenapi.vmops` runs the instance operations,
+:mod:`~drivers.xenapi.hostops` the host queries, each given the served
+host's pool session from :mod:`~drivers.xenapi.session` and its
+:class:`~drivers.xenapi.conf.Target`. Here every call has its xapi failures
+mapped onto the project's (:mod:`~drivers.xenapi.errors`).
+
+Compute hosts sharing a pool share one session: the worker logs in once per
+pool, not once per host. State is always read from xapi, never cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+try:
+    import XenAPI
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError("the xenapi driver needs the XenAPI client: pip install XenAPI") from exc
+from oslo_config import cfg
+
+from computed import exception
+from computed.objects import HostResources, InstanceInfo, InstanceSpec
+from drivers import base
+from drivers.xenapi import conf as xenapi_conf
+from drivers.xenapi import constants, errors
+from drivers.xenapi.conf import Target
+from drivers.xenapi.hostops import HostOps
+from drivers.xenapi.session import PoolSession
+from drivers.xenapi.vmops import VMOps
+
+__all__ = ["XenAPIDriver"]
+
+LOG = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+Work = Callable[[PoolSession, Target], _T]
+
+
+class XenAPIDriver(base.ComputeDriver):
+    """Serves each compute host from a host of a xapi pool (``[xenapi]`` options)."""
+
+    name = constants.DRIVER
+    version = "1.0"
+    operations = frozenset(base.ALL_OPERATIONS)
+    features = frozenset({"reboot.soft", "reboot.hard"})
+    # Every operation passes the driver's functional tests against the xapi
+    # test server, not yet a real pool: partial until it has.
+    support_tier = base.SupportTier.PARTIAL
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        super().__init__(conf)
+        self._vmops = VMOps(conf.xenapi.template)
+        self._hostops = HostOps()
+        self._targets: dict[str, Target] = {}
+        self._sessions: dict[str, PoolSession] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def register_opts(cls, conf: cfg.ConfigOpts) -> None:
+        xenapi_conf.register_opts(conf)
+
+    # Host lifecycle -------------------------------------------------------
+
+    def init_host(self, host: str) -> None:
+        """Log in to the host's pool now, so a wrong URL or password stops the worker at start.
+
+        :raises computed.exception.DriverError: if the pool cannot be reached,
+            refuses the login, or lacks the configured xapi host.
+        """
+        target = xenapi_conf.target_for(self.conf, host)
+        with self._lock:
+            session = self._sessions.get(target.pool)
+            if session is None:
+                session = PoolSession(xenapi_conf.pool_config(self.conf, host, target.pool))
+                self._sessions[target.pool] = session
+        description = self._run(target, session, "init_host", None, self._hostops.describe)
+        with self._lock:
+            self._targets[host] = target
+        LOG.info("Host %s served by %s", host, description)
+
+    def cleanup_host(self, host: str) -> None:
+        with self._lock:
+            target = self._targets.pop(host, None)
+            if target is None or any(t.pool == target.pool for t in self._targets.values()):
+                return
+            session = self._sessions.pop(target.pool, None)
+        if session is not None:
+            session.close()
+
+    # Instances ------------------------------------------------------------
+
+    def spawn(self, host: str, spec: InstanceSpec) -> InstanceInfo:
+        return self._call(host, "spawn", spec.uuid, lambda s, t: self._vmops.spawn(s, t, spec))
+
+    def destroy(self, host: str, uuid: str) -> None:
+        self._call(host, "destroy", uuid, lambda s, t: self._vmops.destroy(s, t, uuid))
+
+    def get_info(self, host: str, uuid: str) -> InstanceInfo:
+        return self._call(host, "get_info", uuid, lambda s, t: self._vmops.get_info(s, t, uuid))
+
+    def list_instances(self, host: str) -> list[InstanceInfo]:
+        return self._call(host, "list_instances", None, self._vmops.list_instances)
+
+    def reboot(self, host: str, uuid: str, reboot_type: str) -> InstanceInfo:
+        return self._transition(host, uuid, f"reboot.{reboot_type}")
+
+    def power_on(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "power_on")
+
+    def power_off(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "power_off")
+
+    def pause(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "pause")
+
+    def unpause(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "unpause")
+
+    def suspend(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "suspend")
+
+    def resume(self, host: str, uuid: str) -> InstanceInfo:
+        return self._transition(host, uuid, "resume")
+
+    # Host -----------------------------------------------------------------
+
+    def get_host_resources(self, host: str) -> HostResources:
+        def resources(session: PoolSession, target: Target) -> HostResources:
+            instances = self._vmops.list_instances(session, target)
+            return self._hostops.get_host_resources(session, target, instances)
+
+        return self._call(host, "get_host_resources", None, resources)
+
+    # ----------------------------------------------------------------------
+
+    def _transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
+        return self._call(
+            host, operation, uuid, lambda s, t: self._vmops.transition(s, t, uuid, operation)
+        )
+
+    def _call(self, host: str, operation: str, uuid: str | None, work: Work[_T]) -> _T:
+        with self._lock:
+            target = self._targets.get(host)
+            session = self._sessions.get(target.pool) if target is not None else None
+        if target is None or session is None:
+            raise exception.DriverError(
+                driver=self.name, host=host, reason="host is not served by this worker"
+            )
+        return self._run(target, session, operation, uuid, work)
+
+    @staticmethod
+    def _run(
+        target: Target, session: PoolSession, operation: str, uuid: str | None, work: Work[_T]
+    ) -> _T:
+        """Run ``work``, mapping xapi's failures onto the project's exceptions."""
+        try:
+            return work(session, target)
+        except (XenAPI.Failure, errors.PoolUnavailable) as exc:
+            raise errors.translate(
+                exc, host=target.host, pool=target.pool, operation=operation, uuid=uuid
+            ) from exc
