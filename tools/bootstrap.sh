@@ -2,7 +2,8 @@
 # Prepare this machine to run computed's tests; safe to run again and again.
 #
 #  1. As root on Debian: install the system packages the tests need
-#     (rabbitmq-server, postgresql, pkg-config, libvirt-dev) with apt, without
+#     (rabbitmq-server, postgresql, pkg-config, libvirt-dev, libvirt-daemon
+#     and its qemu driver) with apt, without
 #     letting their system services start. The tests start private servers on
 #     their own ports (computed.testing), so a system RabbitMQ or PostgreSQL
 #     that already runs is left alone. Not root: apt is skipped and the
@@ -17,7 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-APT_PACKAGES=(rabbitmq-server postgresql pkg-config libvirt-dev)
+APT_PACKAGES=(rabbitmq-server postgresql pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu)
 PYTHON=${PYTHON:-python3}
 VENV="$ROOT/.venv"
 STAMP="$VENV/.bootstrap-stamp"

@@ -6,8 +6,7 @@ import configparser
 import re
 from pathlib import Path
 
-from computed.conf import opts
-from drivers.fake import conf as fake_conf
+from importlib import metadata
 
 SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "computed.conf.sample"
 
@@ -26,7 +25,13 @@ def _sample_options() -> dict[str, set[str]]:
 def test_sample_is_current() -> None:
     in_sample = _sample_options()
     missing = []
-    for group, options in opts.list_opts() + fake_conf.list_opts():
+    listed = [
+        entry.load()()
+        for entry in metadata.entry_points(group="oslo.config.opts")
+        if entry.name.split(".")[0] == "computed"
+    ]
+    assert listed, "no oslo.config.opts entry point of the project is installed"
+    for group, options in [pair for pairs in listed for pair in pairs]:
         name = "DEFAULT" if group is None else getattr(group, "name", group)
         missing += [
             f"[{name}] {o.dest}" for o in options if o.dest not in in_sample.get(name, set())
