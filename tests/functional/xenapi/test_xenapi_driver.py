@@ -530,3 +530,42 @@ def test_power_state_table() -> None:
         "Paused": PowerState.PAUSED,
         "Suspended": PowerState.SUSPENDED,
     }
+
+
+def test_cleanup_logs_out_once_the_pool_serves_no_host(
+    server: XapiTestServer, make_driver: DriverFactory
+) -> None:
+    driver = make_driver(server.url, hosts={"c1": f"{POOL}/xs-a", "c2": f"{POOL}/xs-b"})
+    assert len(server.pool().sessions) == 1  # one session for both hosts
+    driver.cleanup_host("c1")
+    assert len(server.pool().sessions) == 1  # c2 still uses it
+    driver.cleanup_host("c2")
+    assert server.pool().sessions == {}
+
+
+def test_configuration_errors(server: XapiTestServer, make_driver: DriverFactory) -> None:
+    driver = make_driver(server.url, hosts={HOST: "nowhere"}, init=False)
+    with pytest.raises(exception.DriverError, match="pool 'nowhere' has no URL"):
+        driver.init_host(HOST)
+    with pytest.raises(exception.DriverError, match=r"no pool for this host in \[xenapi\] hosts"):
+        driver.init_host("unlisted")
+    leaky = server.url.replace("http://", f"http://root:{PASSWORD}@")
+    driver = make_driver(leaky, init=False)
+    with pytest.raises(exception.DriverError, match="carries a password") as caught:
+        driver.init_host(HOST)
+    assert PASSWORD not in str(caught.value)
+
+
+def test_two_pools_in_one_worker(make_driver: DriverFactory) -> None:
+    with XapiTestServer(pools=[f"p1:root:{PASSWORD}", f"p2:root:{PASSWORD}"]) as srv:
+        driver = make_driver(srv.urls, hosts={"a": "p1", "b": "p2"})
+        one, two = new_spec(), new_spec()
+        driver.spawn("a", one)
+        driver.spawn("b", two)
+        assert [i.uuid for i in driver.list_instances("a")] == [one.uuid]
+        assert [i.uuid for i in driver.list_instances("b")] == [two.uuid]
+        assert len(srv.pool("p1").refs("VDI")) == len(srv.pool("p2").refs("VDI"))
+        srv.expire_sessions("p1")
+        driver.destroy("a", one.uuid)
+        assert driver.list_instances("a") == []
+        assert driver.get_info("b", two.uuid).power_state == "running"
