@@ -120,12 +120,13 @@ def url_for(conf: cfg.ConfigOpts, host: str) -> str:
     url: str | None = conf.hyperv.host_urls.get(host)
     if not url:
         raise ValueError(f"no WinRM URL for host {host!r} in [hyperv] host_urls")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"[hyperv] host_urls: {host!r} needs an http:// or https:// URL")
-    if parts.username is not None or parts.password is not None:
+    # Checked before parsing: a password holding '/' or '#' hides from urlsplit.
+    if "@" in url:
         raise ValueError(
             f"[hyperv] host_urls: the URL of {host!r} must not carry credentials; "
             "use [hyperv] username and password"
         )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"[hyperv] host_urls: {host!r} needs an http:// or https:// URL")
     return url

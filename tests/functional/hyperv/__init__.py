@@ -1,0 +1,1 @@
+"""The Hyper-V driver's tests against the WinRM test server."""

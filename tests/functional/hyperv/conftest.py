@@ -1,0 +1,111 @@
+"""Fixtures for the Hyper-V driver's tests against the WinRM test server.
+
+The server (tests/winrmserver) speaks real WinRM to the unmodified pywinrm:
+NTLM with message sealing over http, Basic over https. See its EMULATION.md
+for what of Hyper-V it emulates and from which sources.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from oslo_config import cfg
+
+pytest.importorskip("winrm")
+
+from drivers.hyperv.driver import HyperVDriver  # noqa: E402
+from tests.winrmserver import HyperVHost, WinRMTestServer, make_self_signed_cert  # noqa: E402
+
+#: The account the test servers accept. The password is distinctive so that
+#: a test can look for it in logs and errors.
+USER = "CORP\\computed"
+PASSWORD = "Pa55-w0rd/S3cr3t'x"
+#: The hosts the ``server`` fixture emulates and the ``driver`` fixture serves.
+HOST = "HV01"
+OTHER_HOST = "HV02"
+
+DriverFactory = Callable[..., HyperVDriver]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hyperv: runs against the WinRM test server")
+
+
+def make_conf(urls: dict[str, str], **hyperv_opts: Any) -> cfg.ConfigOpts:
+    """A configuration serving each host of ``urls`` at its WinRM URL."""
+    conf = cfg.ConfigOpts()
+    HyperVDriver.register_opts(conf)
+    conf([])
+    conf.set_override("host_urls", urls, "hyperv")
+    hyperv_opts.setdefault("username", USER)
+    hyperv_opts.setdefault("password", PASSWORD)
+    for name, value in hyperv_opts.items():
+        conf.set_override(name, value, "hyperv")
+    return conf
+
+
+@pytest.fixture
+def server() -> Iterator[WinRMTestServer]:
+    """Two emulated hosts over http (NTLM, sealed messages)."""
+    with WinRMTestServer(
+        users={USER: PASSWORD}, hosts=[HyperVHost(HOST), HyperVHost(OTHER_HOST)]
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def tls_server(tls_files: tuple[str, str]) -> Iterator[WinRMTestServer]:
+    """One emulated host over https, where Basic authentication is allowed."""
+    with WinRMTestServer(users={USER: PASSWORD}, hosts=[HyperVHost(HOST)], tls=tls_files) as s:
+        yield s
+
+
+@pytest.fixture
+def make_driver() -> Iterator[DriverFactory]:
+    """``make_driver(urls, **hyperv_opts)``: a driver with every host of ``urls`` initialised."""
+    started: list[tuple[HyperVDriver, list[str]]] = []
+
+    def make(urls: dict[str, str], **hyperv_opts: Any) -> HyperVDriver:
+        driver = HyperVDriver(make_conf(urls, **hyperv_opts))
+        hosts: list[str] = []
+        started.append((driver, hosts))
+        for name in urls:
+            driver.init_host(name)
+            hosts.append(name)
+        return driver
+
+    yield make
+    for driver, hosts in started:
+        for name in hosts:
+            driver.cleanup_host(name)
+
+
+@pytest.fixture
+def driver(server: WinRMTestServer, make_driver: DriverFactory) -> HyperVDriver:
+    """A driver serving both hosts of ``server`` over NTLM."""
+    return make_driver(dict(server.urls))
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield int(sock.getsockname()[1])
