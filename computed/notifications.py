@@ -54,6 +54,22 @@ class OutcomeNotifier:
     ) -> None:
         if self._notifier is None:
             return
+        try:
+            self._send(ctxt, host, operation, phase, uuid, info, error)
+        except Exception:  # the operation's result matters more than its report
+            LOG.exception("Could not publish %s for %s", event_type(operation, phase), uuid)
+
+    def _send(
+        self,
+        ctxt: Any,
+        host: str,
+        operation: str,
+        phase: str,
+        uuid: str,
+        info: InstanceInfo | None,
+        error: BaseException | None,
+    ) -> None:
+        assert self._notifier is not None
         payload = InstanceActionPayload(
             uuid=uuid,
             host=host,
@@ -64,16 +80,13 @@ class OutcomeNotifier:
         )
         if error is not None:
             kwargs = error.kwargs if isinstance(error, exception.ComputedError) else {}
-            payload.update(
-                {
-                    "error_class": type(error).__name__,
-                    "error_message": str(error),
-                    "error_kwargs": {k: None if v is None else str(v) for k, v in kwargs.items()},
-                }
-            )
+            details = {
+                "error_class": type(error).__name__,
+                "error_message": str(error),
+                "error_kwargs": {k: None if v is None else str(v) for k, v in kwargs.items()},
+            }
+            for field, value in details.items():
+                setattr(payload, field, value)
         notifier = self._notifier.prepare(publisher_id=f"computed.{host}")
         send = notifier.error if phase == "error" else notifier.info
-        try:
-            send(ctxt, event_type(operation, phase), payload.obj_to_primitive())
-        except Exception:  # the operation's result matters more than its report
-            LOG.exception("Could not publish %s for %s", event_type(operation, phase), uuid)
+        send(ctxt, event_type(operation, phase), payload.obj_to_primitive())
