@@ -46,6 +46,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from types import TracebackType
 from urllib.parse import quote
 
@@ -207,6 +208,7 @@ class Libvirtd:
                 os.mkdir(os.path.join(self._dir, sub), 0o700)
             os.chmod(self._dir, 0o755)
             _procs.chown_tree(self._dir, self._user)
+            self._check_reachable()
             self._start_daemon(timeout)
         except BaseException:
             self.stop()
@@ -293,6 +295,23 @@ class Libvirtd:
             env.update(USER=self._user.pw_name, LOGNAME=self._user.pw_name)
         return env
 
+    def _check_reachable(self) -> None:
+        """Fail clearly if the daemon's user cannot reach its own directory."""
+        if self._user is None:
+            return
+        probe = _procs.run(
+            ["/bin/sh", "-c", 'test -w "$0" && test -x "$0"', self.directory],
+            user=self._user,
+            timeout=10,
+            check=False,
+        )
+        if probe.returncode != 0:
+            raise RuntimeError(
+                f"{self.directory} is not reachable by the {self._user.pw_name!r} user that "
+                "runs libvirtd: choose a workdir every user may traverse (the default is "
+                "the system temporary directory)"
+            )
+
     def _start_daemon(self, timeout: float) -> None:
         if os.path.exists(self.socket):
             os.unlink(self.socket)  # left by a daemon that was killed
@@ -347,7 +366,7 @@ class Libvirtd:
             if pid is None or not _procs.pid_alive(pid) or not self._ours(pid):
                 continue
             _procs.signal_pid(pid, signal.SIGTERM)
-            if not _procs.wait_for(lambda p=pid: not _procs.pid_alive(p), 5):  # type: ignore[misc]
+            if not _procs.wait_for(_gone(pid), 5):
                 _procs.signal_pid(pid, signal.SIGKILL)
 
     def _ours(self, pid: int) -> bool:
@@ -364,6 +383,10 @@ class Libvirtd:
             f"libvirtd failed to start: {reason}\n"
             f"--- last lines of {self.log_file} ---\n{_procs.tail(self.log_file)}"
         )
+
+
+def _gone(pid: int) -> Callable[[], bool]:
+    return lambda: not _procs.pid_alive(pid)
 
 
 @atexit.register

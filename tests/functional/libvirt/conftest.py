@@ -59,13 +59,21 @@ def own_daemon() -> Iterator[Libvirtd]:
 def virt(daemon: Libvirtd) -> Iterator[Any]:
     """An observer's own connection to ``test+unix:///default`` on the daemon.
 
-    While it is open the default node keeps its domains; when it and the
-    test's drivers close, the node goes back to its one built-in domain, so
-    every test starts from the same hypervisor.
+    Every test starts with the node's one built-in domain, ``test``: what
+    earlier tests left is removed first. (The node would reset by itself once
+    its last connection closes, but the daemon notices a closed connection a
+    little later, maybe after the next test has connected.)
     """
     libvirt = pytest.importorskip("libvirt")
     conn = libvirt.open(daemon.uri_for())
     try:
+        for dom in conn.listAllDomains(0):
+            if dom.name() == "test":
+                continue
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
         yield conn
     finally:
         conn.close()
