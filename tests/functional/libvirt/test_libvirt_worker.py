@@ -40,6 +40,14 @@ def test_worker_serves_a_libvirt_host(deployment: Any, daemon: Libvirtd, virt: A
     assert api.spawn(None, "kvm1", spec).power_state == "running"
     assert virt.lookupByUUIDString(uuid).isActive()  # really in libvirtd
     assert api.pause(None, "kvm1", uuid).power_state == "paused"
+    with pytest.raises(exception.InvalidPowerState) as refused:
+        api.suspend(None, "kvm1", uuid)
+    assert refused.value.kwargs == {
+        "uuid": uuid,
+        "operation": "suspend",
+        "state": "paused",
+        "allowed": "running",
+    }
     assert api.reboot(None, "kvm1", uuid, "hard").power_state == "running"
     assert uuid in {i.uuid for i in api.list_instances(None, "kvm1")}
     assert api.get_host_resources(None, "kvm1").hypervisor_type == "test"
