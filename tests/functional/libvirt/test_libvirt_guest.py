@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from computed import exception
 from computed.objects import InstanceSpec, PowerState
 from computed.testing.libvirtd import Libvirtd
 
@@ -225,3 +226,26 @@ def test_a_real_guest_through_its_lifecycle(
             observer.lookupByUUIDString(uuid)
     finally:
         observer.close()
+
+
+def test_a_start_that_fails_leaves_nothing_behind(
+    own_daemon: Libvirtd, make_driver: Callable[..., LibvirtDriver], tmp_path: Path
+) -> None:
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (Debian: qemu-system-x86)")
+    uri = own_daemon.uri_for(driver="qemu")
+    driver = make_driver(uri, host=HOST, virt_type="qemu")
+    missing = str(tmp_path / "no-such-kernel")
+    spec = InstanceSpec(
+        uuid=str(uuidlib.uuid4()),
+        name="doomed",
+        vcpus=1,
+        memory_mb=64,
+        metadata={config.BOOT_KERNEL: missing},
+    )
+    spec.validate()
+    for _attempt in range(2):  # and spawning again fails again, rather than "succeeding"
+        with pytest.raises(exception.DriverError, match="no-such-kernel") as caught:
+            driver.spawn(HOST, spec)
+        assert isinstance(caught.value.__cause__, libvirt.libvirtError)
+        assert driver.list_instances(HOST) == []
