@@ -3,7 +3,7 @@
 #
 #  1. As root on Debian: install the system packages the tests need
 #     (rabbitmq-server, postgresql, pkg-config, libvirt-dev, libvirt-daemon
-#     and its qemu driver) with apt, without
+#     with its qemu driver, qemu-system-x86 for the real-guest test) with apt, without
 #     letting their system services start. The tests start private servers on
 #     their own ports (computed.testing), so a system RabbitMQ or PostgreSQL
 #     that already runs is left alone. Not root: apt is skipped and the
@@ -18,7 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-APT_PACKAGES=(rabbitmq-server postgresql pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu)
+APT_PACKAGES=(rabbitmq-server postgresql pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86)
 PYTHON=${PYTHON:-python3}
 VENV="$ROOT/.venv"
 STAMP="$VENV/.bootstrap-stamp"
