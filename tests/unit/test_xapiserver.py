@@ -21,7 +21,7 @@ from tests.xapiserver import HostSpec, PoolSpec, XapiTestServer, make_self_signe
 
 pytestmark = pytest.mark.xenapi
 
-GiB = 1024 ** 3
+GiB = 1024**3
 USER, PASSWORD = "root", "s3cret"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,11 +55,20 @@ def wait_task(x, task, timeout=5.0):
 
 @pytest.fixture(scope="module")
 def server():
-    srv = XapiTestServer(pools=[
-        PoolSpec("alpha", USER, PASSWORD, [HostSpec("alpha-1", memory_total=64 * GiB),
-                                           HostSpec("alpha-2", memory_total=64 * GiB)]),
-        PoolSpec("small", "admin", "pw", [HostSpec("small-1", memory_total=4 * GiB)]),
-    ])
+    srv = XapiTestServer(
+        pools=[
+            PoolSpec(
+                "alpha",
+                USER,
+                PASSWORD,
+                [
+                    HostSpec("alpha-1", memory_total=64 * GiB),
+                    HostSpec("alpha-2", memory_total=64 * GiB),
+                ],
+            ),
+            PoolSpec("small", "admin", "pw", [HostSpec("small-1", memory_total=4 * GiB)]),
+        ]
+    )
     with srv:
         yield srv
 
@@ -117,15 +126,20 @@ def test_login_returns_opaque_ref_and_api_version(session):
 def test_login_with_bad_password_fails(server):
     s = XenAPI.Session(server.url_for("alpha"))
     assert failure_of(s.xenapi.login_with_password, USER, "wrong", "2.21", "t") == [
-        "SESSION_AUTHENTICATION_FAILED", USER, "Authentication failure"]
+        "SESSION_AUTHENTICATION_FAILED",
+        USER,
+        "Authentication failure",
+    ]
     assert s.handle is None
     close(s, logout=False)
 
 
 def test_pools_have_their_own_credentials_and_objects(server):
     small = XenAPI.Session(server.url_for("small"))
-    assert failure_of(small.xenapi.login_with_password, USER, PASSWORD, "2.21", "t")[0] == \
-        "SESSION_AUTHENTICATION_FAILED"
+    assert (
+        failure_of(small.xenapi.login_with_password, USER, PASSWORD, "2.21", "t")[0]
+        == "SESSION_AUTHENTICATION_FAILED"
+    )
     small.xenapi.login_with_password("admin", "pw", "2.21", "t")
     hosts = small.xenapi.host.get_all_records()
     assert [h["name_label"] for h in hosts.values()] == ["small-1"]
@@ -287,8 +301,7 @@ def test_power_state_table(x, op, state):
             assert x.VM.get_power_state(vm) == result
     else:
         expected = ", ".join(s.lower() for s in allowed)
-        assert failure_of(call_op, x, op, vm) == [
-            "VM_BAD_POWER_STATE", vm, expected, state.lower()]
+        assert failure_of(call_op, x, op, vm) == ["VM_BAD_POWER_STATE", vm, expected, state.lower()]
         assert x.VM.get_power_state(vm) == state
 
 
@@ -304,7 +317,11 @@ def test_templates_refuse_lifecycle_operations(x):
     assert failure_of(x.VM.start, tmpl, False, False) == ["VM_IS_TEMPLATE", tmpl, "start"]
     # the power state is checked before the template flag
     assert failure_of(x.VM.clean_shutdown, tmpl) == [
-        "VM_BAD_POWER_STATE", tmpl, "running", "halted"]
+        "VM_BAD_POWER_STATE",
+        tmpl,
+        "running",
+        "halted",
+    ]
     # default templates cannot be destroyed, others can
     assert failure_of(x.VM.destroy, tmpl) == ["VM_IS_TEMPLATE", tmpl, "destroy"]
     mine = x.VM.clone(tmpl, "my-template")
@@ -322,21 +339,33 @@ def test_control_domain_operations_are_refused(x):
     dom0 = x.host.get_control_domain(x.host.get_all()[0])
     assert x.VM.get_is_control_domain(dom0) is True
     assert failure_of(x.VM.hard_shutdown, dom0) == [
-        "OPERATION_NOT_ALLOWED", "Operations on domain 0 are not allowed"]
+        "OPERATION_NOT_ALLOWED",
+        "Operations on domain 0 are not allowed",
+    ]
 
 
 def test_memory_setters_need_a_halted_vm(x):
     vm = vm_in_state(x, "Running")
     assert failure_of(x.VM.set_memory_static_max, vm, str(GiB)) == [
-        "VM_BAD_POWER_STATE", vm, "halted", "running"]
+        "VM_BAD_POWER_STATE",
+        vm,
+        "halted",
+        "running",
+    ]
     assert failure_of(x.VM.set_VCPUs_max, vm, "4") == [
-        "VM_BAD_POWER_STATE", vm, "halted", "running"]
+        "VM_BAD_POWER_STATE",
+        vm,
+        "halted",
+        "running",
+    ]
 
 
 def test_memory_constraints_are_checked(x):
     vm = new_vm(x, "mem")
-    assert failure_of(x.VM.set_memory_limits, vm, str(2 * GiB), str(GiB), str(GiB),
-                      str(GiB))[0] == "MEMORY_CONSTRAINT_VIOLATION"
+    assert (
+        failure_of(x.VM.set_memory_limits, vm, str(2 * GiB), str(GiB), str(GiB), str(GiB))[0]
+        == "MEMORY_CONSTRAINT_VIOLATION"
+    )
 
 
 def test_start_beyond_host_memory(server):
@@ -348,14 +377,20 @@ def test_start_beyond_host_memory(server):
     assert free == 3 * GiB  # 4 GiB less the control domain's 1 GiB
     big = new_vm(x, "big", memory=8 * GiB)
     assert failure_of(x.VM.start, big, False, False) == [
-        "HOST_NOT_ENOUGH_FREE_MEMORY", str(8 * GiB), str(free)]
+        "HOST_NOT_ENOUGH_FREE_MEMORY",
+        str(8 * GiB),
+        str(free),
+    ]
     fits = new_vm(x, "fits", memory=2 * GiB)
     x.VM.start_on(fits, host, False, False)
     metrics = x.host_metrics.get_record(x.host.get_metrics(host))
     assert metrics["memory_free"] == str(GiB)
     second = new_vm(x, "second", memory=2 * GiB)
     assert failure_of(x.VM.start_on, second, host, False, False) == [
-        "HOST_NOT_ENOUGH_FREE_MEMORY", str(2 * GiB), str(GiB)]
+        "HOST_NOT_ENOUGH_FREE_MEMORY",
+        str(2 * GiB),
+        str(GiB),
+    ]
     x.VM.hard_shutdown(fits)
     assert x.host.compute_free_memory(host) == str(3 * GiB)
     close(s)
@@ -370,8 +405,7 @@ def test_handle_invalid(x):
     assert failure_of(x.VM.start, bogus, False, False) == ["HANDLE_INVALID", "VM", bogus]
     vm = new_vm(x, "wrong-class")
     assert failure_of(x.host.get_record, vm) == ["HANDLE_INVALID", "host", vm]
-    assert failure_of(x.VM.start_on, vm, bogus, False, False) == [
-        "HANDLE_INVALID", "host", bogus]
+    assert failure_of(x.VM.start_on, vm, bogus, False, False) == ["HANDLE_INVALID", "host", bogus]
 
 
 def test_uuid_invalid(x):
@@ -382,19 +416,30 @@ def test_uuid_invalid(x):
 def test_method_unknown(x):
     vm = new_vm(x, "unknown")
     assert failure_of(x.VM.frobnicate, vm) == ["MESSAGE_METHOD_UNKNOWN", "VM.frobnicate"]
-    assert failure_of(x.nosuchclass.get_all) == ["MESSAGE_METHOD_UNKNOWN",
-                                                 "nosuchclass.get_all"]
+    assert failure_of(x.nosuchclass.get_all) == ["MESSAGE_METHOD_UNKNOWN", "nosuchclass.get_all"]
 
 
 def test_parameter_count_mismatch_excludes_the_session(x):
     vm = new_vm(x, "count")
     assert failure_of(x.VM.start, vm) == ["MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.start", "3", "1"]
     assert failure_of(x.VM.get_record) == [
-        "MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.get_record", "1", "0"]
+        "MESSAGE_PARAMETER_COUNT_MISMATCH",
+        "VM.get_record",
+        "1",
+        "0",
+    ]
     assert failure_of(x.VM.get_all, vm) == [
-        "MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.get_all", "0", "1"]
+        "MESSAGE_PARAMETER_COUNT_MISMATCH",
+        "VM.get_all",
+        "0",
+        "1",
+    ]
     assert failure_of(x.Async.VM.start, vm, False) == [
-        "MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.start", "3", "2"]
+        "MESSAGE_PARAMETER_COUNT_MISMATCH",
+        "VM.start",
+        "3",
+        "2",
+    ]
 
 
 def test_wrong_parameter_type(x):
@@ -405,16 +450,33 @@ def test_wrong_parameter_type(x):
 
 def vm_create_record(x, **overrides):
     rec = {
-        "name_label": "created", "name_description": "", "user_version": "1",
-        "is_a_template": False, "affinity": "OpaqueRef:NULL",
-        "memory_static_max": str(GiB), "memory_dynamic_max": str(GiB),
-        "memory_dynamic_min": str(GiB), "memory_static_min": str(GiB),
-        "VCPUs_params": {}, "VCPUs_max": "1", "VCPUs_at_startup": "1",
-        "actions_after_shutdown": "destroy", "actions_after_reboot": "restart",
-        "actions_after_crash": "restart", "PV_bootloader": "", "PV_kernel": "",
-        "PV_ramdisk": "", "PV_args": "", "PV_bootloader_args": "", "PV_legacy_args": "",
-        "HVM_boot_policy": "BIOS order", "HVM_boot_params": {"order": "dc"},
-        "platform": {}, "PCI_bus": "", "other_config": {}, "recommendations": "",
+        "name_label": "created",
+        "name_description": "",
+        "user_version": "1",
+        "is_a_template": False,
+        "affinity": "OpaqueRef:NULL",
+        "memory_static_max": str(GiB),
+        "memory_dynamic_max": str(GiB),
+        "memory_dynamic_min": str(GiB),
+        "memory_static_min": str(GiB),
+        "VCPUs_params": {},
+        "VCPUs_max": "1",
+        "VCPUs_at_startup": "1",
+        "actions_after_shutdown": "destroy",
+        "actions_after_reboot": "restart",
+        "actions_after_crash": "restart",
+        "PV_bootloader": "",
+        "PV_kernel": "",
+        "PV_ramdisk": "",
+        "PV_args": "",
+        "PV_bootloader_args": "",
+        "PV_legacy_args": "",
+        "HVM_boot_policy": "BIOS order",
+        "HVM_boot_params": {"order": "dc"},
+        "platform": {},
+        "PCI_bus": "",
+        "other_config": {},
+        "recommendations": "",
     }
     rec.update(overrides)
     return rec
@@ -429,24 +491,57 @@ def test_vm_create_validates_its_record(x):
     del incomplete["memory_static_max"]
     assert failure_of(x.VM.create, incomplete) == ["FIELD_TYPE_ERROR", "memory_static_max"]
     assert failure_of(x.VM.create, vm_create_record(x, VCPUs_max="lots")) == [
-        "FIELD_TYPE_ERROR", "VCPUs_max"]
+        "FIELD_TYPE_ERROR",
+        "VCPUs_max",
+    ]
     assert failure_of(x.VM.create, vm_create_record(x, actions_after_crash="explode")) == [
-        "FIELD_TYPE_ERROR", "actions_after_crash"]
+        "FIELD_TYPE_ERROR",
+        "actions_after_crash",
+    ]
 
 
 def test_disks_and_vifs_built_by_hand(x):
     vm = x.VM.create(vm_create_record(x, name_label="by-hand"))
     sr = x.pool.get_default_SR(x.pool.get_all()[0])
-    vdi = x.VDI.create({"name_label": "d0", "name_description": "", "SR": sr,
-                        "virtual_size": str(5 * GiB), "type": "user", "sharable": False,
-                        "read_only": False, "other_config": {}})
-    vbd = x.VBD.create({"VM": vm, "VDI": vdi, "userdevice": "0", "bootable": True,
-                        "mode": "RW", "type": "Disk", "empty": False, "other_config": {},
-                        "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    vdi = x.VDI.create(
+        {
+            "name_label": "d0",
+            "name_description": "",
+            "SR": sr,
+            "virtual_size": str(5 * GiB),
+            "type": "user",
+            "sharable": False,
+            "read_only": False,
+            "other_config": {},
+        }
+    )
+    vbd = x.VBD.create(
+        {
+            "VM": vm,
+            "VDI": vdi,
+            "userdevice": "0",
+            "bootable": True,
+            "mode": "RW",
+            "type": "Disk",
+            "empty": False,
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        }
+    )
     net = x.network.get_all()[0]
-    vif = x.VIF.create({"device": "0", "network": net, "VM": vm, "MAC": "", "MTU": "1500",
-                        "other_config": {}, "qos_algorithm_type": "",
-                        "qos_algorithm_params": {}})
+    vif = x.VIF.create(
+        {
+            "device": "0",
+            "network": net,
+            "VM": vm,
+            "MAC": "",
+            "MTU": "1500",
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        }
+    )
     assert x.VM.get_VBDs(vm) == [vbd] and x.VM.get_VIFs(vm) == [vif]
     assert vdi in x.SR.get_VDIs(sr)
     x.VM.start(vm, False, False)
@@ -461,7 +556,12 @@ def test_map_duplicate_key(x):
     vm = new_vm(x, "maps")
     x.VM.add_to_other_config(vm, "k", "v")
     assert failure_of(x.VM.add_to_other_config, vm, "k", "w") == [
-        "MAP_DUPLICATE_KEY", "VM", "other_config", x.VM.get_uuid(vm), "k"]
+        "MAP_DUPLICATE_KEY",
+        "VM",
+        "other_config",
+        x.VM.get_uuid(vm),
+        "k",
+    ]
     x.VM.remove_from_other_config(vm, "k")
     assert "k" not in x.VM.get_other_config(vm)
 
@@ -488,15 +588,16 @@ def test_async_clone_result_is_an_xmlrpc_value(x):
     task = x.Async.VM.clone(template(x), "async-clone")
     wait_task(x, task)
     result = x.task.get_result(task)
-    (new_ref,), _ = xmlrpc.client.loads(
-        "<params><param>" + result + "</param></params>")
+    (new_ref,), _ = xmlrpc.client.loads("<params><param>" + result + "</param></params>")
     assert x.VM.get_name_label(new_ref) == "async-clone"
 
 
 def test_async_of_a_getter_is_refused(x):
     vm = new_vm(x, "no-async")
     assert failure_of(x.Async.VM.get_record, vm) == [
-        "Fault", "No async mode for this operation (rpc: VM.get_record)"]
+        "Fault",
+        "No async mode for this operation (rpc: VM.get_record)",
+    ]
 
 
 def test_operations_on_one_vm_are_serialised(server, x):
@@ -567,8 +668,11 @@ def test_event_from_wakes_up_on_a_change(server, x):
     timer.join()
     close(session2)
     assert time.monotonic() - started < 3
-    assert any(e["snapshot"]["power_state"] == "Running" for e in result["events"]
-               if e["operation"] == "mod")
+    assert any(
+        e["snapshot"]["power_state"] == "Running"
+        for e in result["events"]
+        if e["operation"] == "mod"
+    )
 
 
 def test_event_from_sees_tasks(x):
@@ -610,7 +714,9 @@ def test_guest_side_power_change_is_seen(server, x):
 
 def test_event_from_bad_token(x):
     assert failure_of(event_from, x, ["vm"], "garbage", 0.0) == [
-        "EVENT_FROM_TOKEN_PARSE_FAILURE", "garbage"]
+        "EVENT_FROM_TOKEN_PARSE_FAILURE",
+        "garbage",
+    ]
 
 
 # ---------------------------------------------------------------- transport
@@ -633,9 +739,22 @@ def test_https_with_self_signed_certificate(tmp_path):
 
 def test_runs_as_a_subprocess():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.xapiserver", "--port", "0",
-         "--pool", "sub:u:p:sub-a,sub-b", "--tls-self-signed", "--session-ttl", "600"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tests.xapiserver",
+            "--port",
+            "0",
+            "--pool",
+            "sub:u:p:sub-a,sub-b",
+            "--tls-self-signed",
+            "--session-ttl",
+            "600",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("READY sub=https://127.0.0.1:"), line
