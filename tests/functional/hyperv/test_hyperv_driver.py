@@ -529,3 +529,27 @@ def test_output_parsing() -> None:
         "InvalidArgument: (00000000-0000-0000-0000-000000000001:Guid) [Get-VM], "
         "VirtualizationException"
     )
+
+
+def test_a_cmdlet_the_host_lacks_is_an_unsupported_operation() -> None:
+    from drivers.hyperv import errors
+
+    stderr = (
+        b"Restart-VM : A parameter cannot be found that matches parameter name 'Type'.\r\n"
+        b"At line:2 char:60\r\n"
+        b"+ Get-VM -Id '1b4e28ba-2fa1-11d2-883f-0016d3cca427' | Restart-VM -Force -Type ...\r\n"
+        b"+                                                               ~~~~~\r\n"
+        b"    + CategoryInfo          : InvalidArgument: (:) [Restart-VM], ParameterBindin \r\n"
+        b"   gException\r\n"
+        b"    + FullyQualifiedErrorId : NamedParameterNotFound,Microsoft.HyperV.PowerShell \r\n"
+        b"   .Commands.RestartVM\r\n"
+    )
+    error = ps.parse_error("reboot", stderr)
+    mapped = errors.translate(error, host=HOST, operation="reboot.soft", uuid="u")
+    assert isinstance(mapped, exception.UnsupportedOperation)
+    assert mapped.kwargs["error_id"] == (
+        "NamedParameterNotFound,Microsoft.HyperV.PowerShell.Commands.RestartVM"
+    )
+    assert str(mapped) == (
+        f"Operation reboot.soft is not supported by the hyperv driver on host {HOST}."
+    )
