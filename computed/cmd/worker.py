@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     worker_conf.register_cli_opts(conf)
     computed_conf.register_all(conf)
     logging.register_options(conf)
+    # spnego logs NTLM handshake messages at DEBUG; a response derived from a
+    # hypervisor password does not belong in the worker's logs.
+    logging.set_defaults(
+        default_log_levels=logging.get_default_log_levels() + ["spnego=INFO", "winrm=INFO"]
+    )
     try:
         conf(sys.argv[1:] if argv is None else argv, project="computed")
     except cfg.Error as exc:
