@@ -9,6 +9,7 @@ happens at each step, and stops everything it started.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
@@ -34,8 +36,8 @@ from computed.testing.notifications import NotificationCollector  # noqa: E402
 from computed.testing.workers import WorkerProcess, computed_command, write_config  # noqa: E402
 from rpcapi import ComputeAPI  # noqa: E402
 
-#: Driver type -> the hosts its demo worker serves.
-FLEET = {"fake": ["fake-1", "fake-2", "fake-3"]}
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-secret"
 
 
 def step(text: str) -> None:
@@ -78,15 +80,21 @@ def run(stack: ExitStack, workdir: str) -> None:
     show(f"transport_url = rabbit://guest:***@127.0.0.1:{broker.port}/")
 
     workers = {}
-    for driver, hosts in FLEET.items():
+    fleet: dict[str, list[str]] = {}
+    for driver, peer in PEERS.items():
+        try:
+            hosts, extra = peer(stack, workdir)
+        except Unavailable as exc:
+            step(f"Skipping the {driver} worker: {exc}")
+            continue
         with timed(f"Starting a {driver} worker for {', '.join(hosts)}"):
-            worker = WorkerProcess(
-                workdir,
-                _worker_options(broker, registry_url, driver, hosts),
-                name=f"{driver}-worker",
-            )
+            options = _worker_options(broker, registry_url, driver, hosts)
+            for group, values in extra.items():
+                options.setdefault(group, {}).update(values)
+            worker = WorkerProcess(workdir, options, name=f"{driver}-worker")
             stack.callback(_stop_worker, worker)
             workers[driver] = worker.start()
+        fleet[driver] = hosts
 
     step("computedctl workers (what an operator sees)")
     _computedctl(workdir, registry_url, "workers")
@@ -100,7 +108,7 @@ def run(stack: ExitStack, workdir: str) -> None:
     collector.start()
     stack.callback(collector.stop)
 
-    walkthrough(api, collector, [h for hosts in FLEET.values() for h in hosts])
+    walkthrough(api, collector, [h for hosts in fleet.values() for h in hosts])
 
     step("Stopping the workers with SIGTERM (they drain, deregister and exit 0)")
     for driver, worker in workers.items():
@@ -184,6 +192,122 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
             api.destroy(None, host, instance)
             api.destroy(None, host, instance)
         show(f"{host}: {len(api.list_instances(None, host))} instances left")
+
+
+class Unavailable(Exception):
+    """A driver's peer cannot run on this machine."""
+
+
+def _fake_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
+    return ["fake-1", "fake-2"], {}
+
+
+def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
+    """A private libvirtd (test driver) reached over libvirt's remote protocol."""
+    try:
+        import libvirt  # noqa: F401
+
+        from computed.testing.libvirtd import Libvirtd
+    except ImportError as exc:
+        raise Unavailable(f"libvirt-python is not installed ({exc})") from None
+    step("Starting a private libvirtd (test driver, reached through test+unix://)")
+    try:
+        daemon = stack.enter_context(Libvirtd())
+    except RuntimeError as exc:
+        raise Unavailable(str(exc).splitlines()[0]) from None
+    node = daemon.write_node_xml("<node/>")
+    return ["kvm-1"], {"libvirt": {"host_uris": {"kvm-1": daemon.uri_for(node)}}}
+
+
+def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
+    """The xapi test server (real XML-RPC) standing in for a XenServer pool."""
+    step("Starting the xapi test server (pool 'pool1' with host 'xs1')")
+    line = _start_server(
+        stack,
+        [
+            "-m",
+            "tests.xapiserver",
+            "--port",
+            "0",
+            "--pool",
+            f"pool1:{DEMO_USER}:{DEMO_PASSWORD}:xs1",
+        ],
+    )
+    if not line.startswith("READY "):
+        raise Unavailable(f"the xapi test server did not start: {line!r}")
+    url = dict(item.split("=", 1) for item in line.split()[1:])["pool1"]
+    return ["xen-1"], {
+        "xenapi": {
+            "pool_urls": {"pool1": url},
+            "hosts": {"xen-1": "pool1/xs1"},
+            "username": DEMO_USER,
+            "password": DEMO_PASSWORD,
+        }
+    }
+
+
+def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
+    """The WS-Management test server (NTLM, encrypted) standing in for a Hyper-V host."""
+    step("Starting the WinRM test server (Hyper-V host 'hv-1', NTLM with message encryption)")
+    line = _start_server(
+        stack,
+        [
+            "-m",
+            "tests.winrmserver",
+            "--user",
+            DEMO_USER,
+            "--password",
+            DEMO_PASSWORD,
+            "--host",
+            "hv-1",
+        ],
+    )
+    if not line.startswith("http"):
+        raise Unavailable(f"the WinRM test server did not start: {line!r}")
+    return ["hv-1"], {
+        "hyperv": {
+            "host_urls": {"hv-1": line.split()[0]},
+            "username": DEMO_USER,
+            "password": DEMO_PASSWORD,
+        }
+    }
+
+
+#: Driver type -> what starts its hypervisor (or test peer) and names its hosts.
+PEERS = {
+    "fake": _fake_peer,
+    "libvirt": _libvirt_peer,
+    "xenapi": _xenapi_peer,
+    "hyperv": _hyperv_peer,
+}
+
+
+def _start_server(stack: ExitStack, args: list[str]) -> str:
+    """Start a test server as a process of its own; return the line it prints when ready."""
+    process = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        },
+    )
+    stack.callback(_end, process)
+    assert process.stdout is not None
+    return process.stdout.readline().strip()
+
+
+def _end(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def _worker_options(
