@@ -7,7 +7,7 @@ import datetime
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Worker", "WorkerHost"]
+__all__ = ["Base", "Worker", "WorkerHost", "ConformanceRun"]
 
 
 class Base(DeclarativeBase):
@@ -46,3 +46,22 @@ class WorkerHost(Base):
     host: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
 
     worker: Mapped[Worker] = relationship(back_populates="hosts")
+
+
+class ConformanceRun(Base):
+    """One run of the conformance suite against one driver version."""
+
+    __tablename__ = "conformance_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    driver: Mapped[str] = mapped_column(String(64))
+    driver_version: Mapped[str] = mapped_column(String(64))
+    rpc_version: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    run_at: Mapped[datetime.datetime] = mapped_column(DateTime)
+    passed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[int] = mapped_column(Integer)
+    #: JSON list of the ids of the checks that failed.
+    failing: Mapped[str] = mapped_column(Text)
+    tier: Mapped[str] = mapped_column(String(32))
