@@ -6,8 +6,9 @@ import threading
 import time
 
 from computed import exception
+from computed.conf.conformance import TIERS
 from computed.registry import Registry, WorkerRecord
-from computed.registry.api import utcnow
+from computed.registry.api import TIER_UNTESTED, utcnow
 
 __all__ = ["HostResolver"]
 
@@ -24,12 +25,16 @@ class HostResolver:
     ``down_time`` even between reads.
     """
 
-    def __init__(self, registry: Registry, ttl: float, down_time: float) -> None:
+    def __init__(
+        self, registry: Registry, ttl: float, down_time: float, required_tier: str = TIER_UNTESTED
+    ) -> None:
         self._registry = registry
         self._ttl = ttl
         self._down_time = down_time
+        self._required = TIERS.index(required_tier)
         self._lock = threading.Lock()
         self._by_host: dict[str, list[WorkerRecord]] = {}
+        self._tiers: dict[tuple[str, str], str] = {}
         self._read_at = float("-inf")
 
     def resolve(self, host: str) -> WorkerRecord:
@@ -45,16 +50,30 @@ class HostResolver:
             owner = self._live_owner(host)
         if owner is None:
             raise exception.HostUnavailable(host=host, reason=self._why_unavailable(host))
+        tier = self.tier(owner)
+        if TIERS.index(tier) < self._required:
+            raise exception.HostUnavailable(
+                host=host,
+                reason=f"driver {owner.driver} {owner.driver_version} is {tier}, and this deployment "
+                f"requires {TIERS[self._required]} ([conformance] required_tier); run "
+                f"'computed-conformance --host {host} --record' against it, or lower the requirement",
+            )
         return owner
+
+    def tier(self, worker: WorkerRecord) -> str:
+        """The tier recorded for the worker's driver version (untested without a run)."""
+        return self._tiers.get((worker.driver, worker.driver_version), TIER_UNTESTED)
 
     def refresh(self) -> None:
         with self._lock:
             workers = self._registry.list_workers()
+            tiers = {key: run.tier for key, run in self._registry.latest_conformance().items()}
             by_host: dict[str, list[WorkerRecord]] = {}
             for worker in workers:
                 for host in worker.hosts:
                     by_host.setdefault(host, []).append(worker)
             self._by_host = by_host
+            self._tiers = tiers
             self._read_at = time.monotonic()
 
     def _live_owner(self, host: str) -> WorkerRecord | None:

@@ -14,6 +14,7 @@ from oslo_context import context as oslo_context
 
 from computed import exception, rpc, version
 from computed.conf import client as client_conf
+from computed.conf import conformance as conformance_conf
 from computed.conf import registry as registry_conf
 from computed.conf import worker as worker_conf
 from computed.objects import (
@@ -56,13 +57,21 @@ class ComputeAPI:
         conf: cfg.ConfigOpts | None = None,
         registry: Registry | None = None,
         transport: messaging.Transport | None = None,
+        required_tier: str | None = None,
     ) -> None:
+        """
+        :param required_tier: overrides ``[conformance] required_tier``; the
+            conformance suite passes ``untested`` to reach drivers not yet rated.
+        """
         self._conf = conf = conf or cfg.CONF
-        for module in (client_conf, registry_conf, worker_conf):
+        for module in (client_conf, registry_conf, worker_conf, conformance_conf):
             module.register_opts(conf)
         self._registry = registry or Registry(conf.registry.connection)
         self._resolver = HostResolver(
-            self._registry, conf.client.cache_ttl, conf.registry.down_time
+            self._registry,
+            conf.client.cache_ttl,
+            conf.registry.down_time,
+            required_tier or conf.conformance.required_tier,
         )
         self._transport = transport
         self._client: messaging.RPCClient | None = None

@@ -9,7 +9,6 @@ happens at each step, and stops everything it started.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test peers live in tests/
 
 from oslo_config import cfg  # noqa: E402
 from oslo_context import context  # noqa: E402
@@ -35,9 +35,8 @@ from computed.testing.broker import RabbitMQBroker  # noqa: E402
 from computed.testing.notifications import NotificationCollector  # noqa: E402
 from computed.testing.workers import WorkerProcess, computed_command, write_config  # noqa: E402
 from rpcapi import ComputeAPI  # noqa: E402
+from tests.peers import PEERS, Unavailable  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_USER, DEMO_PASSWORD = "demo", "demo-secret"
 
 
 def step(text: str) -> None:
@@ -192,122 +191,6 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
             api.destroy(None, host, instance)
             api.destroy(None, host, instance)
         show(f"{host}: {len(api.list_instances(None, host))} instances left")
-
-
-class Unavailable(Exception):
-    """A driver's peer cannot run on this machine."""
-
-
-def _fake_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    return ["fake-1", "fake-2"], {}
-
-
-def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    """A private libvirtd (test driver) reached over libvirt's remote protocol."""
-    try:
-        import libvirt  # noqa: F401
-
-        from computed.testing.libvirtd import Libvirtd
-    except ImportError as exc:
-        raise Unavailable(f"libvirt-python is not installed ({exc})") from None
-    step("Starting a private libvirtd (test driver, reached through test+unix://)")
-    try:
-        daemon = stack.enter_context(Libvirtd())
-    except RuntimeError as exc:
-        raise Unavailable(str(exc).splitlines()[0]) from None
-    node = daemon.write_node_xml("<node/>")
-    return ["kvm-1"], {"libvirt": {"host_uris": {"kvm-1": daemon.uri_for(node)}}}
-
-
-def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    """The xapi test server (real XML-RPC) standing in for a XenServer pool."""
-    step("Starting the xapi test server (pool 'pool1' with host 'xs1')")
-    line = _start_server(
-        stack,
-        [
-            "-m",
-            "tests.xapiserver",
-            "--port",
-            "0",
-            "--pool",
-            f"pool1:{DEMO_USER}:{DEMO_PASSWORD}:xs1",
-        ],
-    )
-    if not line.startswith("READY "):
-        raise Unavailable(f"the xapi test server did not start: {line!r}")
-    url = dict(item.split("=", 1) for item in line.split()[1:])["pool1"]
-    return ["xen-1"], {
-        "xenapi": {
-            "pool_urls": {"pool1": url},
-            "hosts": {"xen-1": "pool1/xs1"},
-            "username": DEMO_USER,
-            "password": DEMO_PASSWORD,
-        }
-    }
-
-
-def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    """The WS-Management test server (NTLM, encrypted) standing in for a Hyper-V host."""
-    step("Starting the WinRM test server (Hyper-V host 'hv-1', NTLM with message encryption)")
-    line = _start_server(
-        stack,
-        [
-            "-m",
-            "tests.winrmserver",
-            "--user",
-            DEMO_USER,
-            "--password",
-            DEMO_PASSWORD,
-            "--host",
-            "hv-1",
-        ],
-    )
-    if not line.startswith("http"):
-        raise Unavailable(f"the WinRM test server did not start: {line!r}")
-    return ["hv-1"], {
-        "hyperv": {
-            "host_urls": {"hv-1": line.split()[0]},
-            "username": DEMO_USER,
-            "password": DEMO_PASSWORD,
-        }
-    }
-
-
-#: Driver type -> what starts its hypervisor (or test peer) and names its hosts.
-PEERS = {
-    "fake": _fake_peer,
-    "libvirt": _libvirt_peer,
-    "xenapi": _xenapi_peer,
-    "hyperv": _hyperv_peer,
-}
-
-
-def _start_server(stack: ExitStack, args: list[str]) -> str:
-    """Start a test server as a process of its own; return the line it prints when ready."""
-    process = subprocess.Popen(
-        [sys.executable, *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        },
-    )
-    stack.callback(_end, process)
-    assert process.stdout is not None
-    return process.stdout.readline().strip()
-
-
-def _end(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 def _worker_options(

@@ -1,0 +1,126 @@
+"""What a check can use: the client, the hosts under test and helpers for instances."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid as uuidlib
+from collections.abc import Iterator
+from typing import Any
+
+from oslo_context import context
+
+from computed import exception
+from computed.objects import HostCapabilities, InstanceInfo, InstanceSpec, PowerState
+from computed.testing.notifications import NotificationCollector
+from rpcapi import ComputeAPI
+
+__all__ = ["CheckFailed", "CheckSkipped", "SuiteContext", "REACH"]
+
+#: The operation that brings a running instance into each state.
+REACH = {
+    PowerState.RUNNING: None,
+    PowerState.STOPPED: "power_off",
+    PowerState.PAUSED: "pause",
+    PowerState.SUSPENDED: "suspend",
+}
+
+
+class CheckFailed(AssertionError):
+    """The driver did not do what the contract says."""
+
+
+class CheckSkipped(Exception):
+    """The check does not apply (for example, it needs a second host)."""
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+class SuiteContext:
+    """Shared by every check of one run."""
+
+    def __init__(
+        self,
+        api: ComputeAPI,
+        hosts: list[str],
+        capabilities: HostCapabilities,
+        notifications: NotificationCollector | None,
+        notification_timeout: float,
+    ) -> None:
+        self.api = api
+        self.hosts = hosts
+        self.host = hosts[0]
+        self.capabilities = capabilities
+        self.notifications = notifications
+        self.notification_timeout = notification_timeout
+
+    def supports(self, operation: str) -> bool:
+        """Whether the driver declares ``operation`` (``reboot.soft`` names a feature)."""
+        if operation.startswith("reboot."):
+            return (
+                "reboot" in self.capabilities.operations and operation in self.capabilities.features
+            )
+        return operation in self.capabilities.operations
+
+    def require(self, *operations: str) -> None:
+        missing = [op for op in operations if not self.supports(op)]
+        if missing:
+            raise CheckSkipped(f"needs {', '.join(missing)}, which the driver declares unsupported")
+
+    def require_notifications(self) -> NotificationCollector:
+        if self.notifications is None:
+            raise CheckSkipped("run without a notification listener")
+        return self.notifications
+
+    @staticmethod
+    def spec(label: str, **fields: Any) -> InstanceSpec:
+        values = {"uuid": str(uuidlib.uuid4()), "vcpus": 1, "memory_mb": 64, "disk_gb": 1, **fields}
+        return InstanceSpec(name=f"conformance-{label}", **values)
+
+    def act(
+        self, operation: str, uuid: str, host: str | None = None, **kwargs: Any
+    ) -> InstanceInfo:
+        """Run a transition by its TRANSITIONS name (``reboot.soft`` reboots softly)."""
+        host = host or self.host
+        if operation.startswith("reboot."):
+            return self.api.reboot(None, host, uuid, operation.split(".", 1)[1], **kwargs)  # type: ignore[return-value]
+        return getattr(self.api, operation)(None, host, uuid, **kwargs)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def instance(
+        self, label: str, state: str = PowerState.RUNNING, host: str | None = None
+    ) -> Iterator[InstanceInfo]:
+        """Spawn an instance, bring it to ``state``, and destroy it afterwards."""
+        host = host or self.host
+        step = REACH[state]
+        self.require("spawn", "destroy", *([step] if step else []))
+        spec = self.spec(label)
+        info = self.api.spawn(None, host, spec)
+        assert info is not None
+        try:
+            if step:
+                info = self.act(step, spec.uuid, host)
+                expect(
+                    info.power_state == state,
+                    f"{step} left the instance {info.power_state}, not {state}",
+                )
+            yield info
+        finally:
+            with contextlib.suppress(exception.ComputedError):
+                self.api.destroy(None, host, spec.uuid)
+
+    def cast_and_wait(self, operation: str, host: str, **kwargs: Any) -> tuple[str, str]:
+        """Cast a lifecycle operation; return the end or error event type and request id."""
+        collector = self.require_notifications()
+        ctxt = context.RequestContext()
+        getattr(self.api, operation)(ctxt, host, cast=True, **kwargs)
+        event = collector.wait_for(
+            lambda e: (
+                e.payload.request_id == ctxt.request_id
+                and e.event_type in (f"instance.{operation}.end", f"instance.{operation}.error")
+            ),
+            self.notification_timeout,
+        )
+        return event.event_type, ctxt.request_id

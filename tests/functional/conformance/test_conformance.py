@@ -1,0 +1,72 @@
+"""The conformance suite against every in-tree driver, each served by a real worker.
+
+Each driver is reached through its real peer (tests/peers.py), and the suite
+runs as its one command, ``computed-conformance``, exactly as a driver
+author's CI would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from computed.registry import Registry
+from computed.testing.workers import computed_command, write_config
+from tests.peers import PEERS, Unavailable
+
+from ..conftest import DOWN_TIME, Deployment
+
+pytestmark = pytest.mark.conformance
+
+
+def run_conformance(deployment: Deployment, hosts: list[str], *extra: str) -> tuple[int, dict[str, Any], str]:
+    """Run ``computed-conformance`` against ``hosts``; return its status, JSON report and output."""
+    config = write_config(
+        str(deployment.workdir / "conformance.conf"),
+        {
+            "DEFAULT": {"transport_url": deployment.broker.url},
+            "registry": {"connection": deployment.registry_url, "down_time": DOWN_TIME},
+        },
+    )
+    report = deployment.workdir / "report.json"
+    script = computed_command()[0]
+    command = (
+        [script + "-conformance"]
+        if script.endswith("computed")
+        else [sys.executable, "-m", "computed.cmd.conformance"]
+    )
+    hosts_args = [arg for host in hosts for arg in ("--host", host)]
+    done = subprocess.run(
+        [*command, "--config-file", config, *hosts_args, "--json", str(report),
+         "--junit", str(deployment.workdir / "report.xml"), *extra],
+        capture_output=True, text=True, timeout=900,
+    )
+    data = json.loads(report.read_text()) if report.exists() else {}
+    return done.returncode, data, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("driver", sorted(PEERS))
+def test_in_tree_driver_is_conformant(deployment: Deployment, driver: str, request: pytest.FixtureRequest) -> None:
+    if driver != "fake":
+        request.applymarker(getattr(pytest.mark, driver))
+    with ExitStack() as stack:
+        try:
+            hosts, options = PEERS[driver](stack, str(deployment.workdir))
+        except Unavailable as exc:
+            pytest.fail(f"the {driver} peer cannot run here: {exc}")
+        deployment.start_worker(hosts, worker_id=f"cf-{driver}", DEFAULT={"driver": driver}, **options)
+        status, report, output = run_conformance(deployment, hosts, "--record")
+        assert report, output
+        assert report["failing"] == [], output
+        assert status == 0, output
+        assert report["tier"] == "conformant"
+        assert report["passed"] >= 40
+        assert (Path(deployment.workdir) / "report.xml").read_text().startswith("<?xml")
+        recorded = Registry(deployment.registry_url).latest_conformance()
+        assert [(d, r.tier) for (d, _), r in recorded.items()] == [(driver, "conformant")]
