@@ -88,7 +88,7 @@ class UnsupportedVersion(ComputedError):
 
 
 class HostUnavailable(ComputedError):
-    _msg_fmt = "Host %(host)s has no live worker: %(reason)s"
+    _msg_fmt = "Host %(host)s is unavailable: %(reason)s"
     expected = True
 
 

@@ -22,6 +22,7 @@ APT_PACKAGES=(rabbitmq-server postgresql pkg-config libvirt-dev libvirt-daemon l
 PYTHON=${PYTHON:-python3}
 VENV="$ROOT/.venv"
 STAMP="$VENV/.bootstrap-stamp"
+OUT_OF_TREE=(tests/example_driver tests/broken_driver)
 POLICY=/usr/sbin/policy-rc.d
 POLICY_OURS=""
 LOG=""
@@ -109,6 +110,7 @@ requirements_hash() {
         for f in setup.cfg setup.py pyproject.toml; do
             if [ -f "$f" ]; then cat "$f"; fi
         done
+        find "${OUT_OF_TREE[@]}" -type f \( -name '*.py' -o -name setup.cfg \) | sort | xargs cat
     } | sha256sum | cut -d' ' -f1
 }
 
@@ -136,6 +138,11 @@ install_project() {
     rm -f "$STAMP"
     PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q -e ".[test]" \
         </dev/null >"$LOG" 2>&1 || { show_log; die "pip install -e '.[test]' failed"; }
+    # Driver distributions of their own, installed the way a vendor's would be
+    # (not editable, no dependency resolution: they need only computed).
+    say "pip install ${OUT_OF_TREE[*]} (out-of-tree driver distributions for the tests)"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q --no-deps --force-reinstall \
+        "${OUT_OF_TREE[@]}" </dev/null >"$LOG" 2>&1 || { show_log; die "installing ${OUT_OF_TREE[*]} failed"; }
     echo "$want" >"$STAMP"
     rm -f "$LOG"
     LOG=""

@@ -38,7 +38,6 @@ from rpcapi import ComputeAPI  # noqa: E402
 from tests.peers import PEERS, Unavailable  # noqa: E402
 
 
-
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
@@ -95,11 +94,33 @@ def run(stack: ExitStack, workdir: str) -> None:
             workers[driver] = worker.start()
         fleet[driver] = hosts
 
+    conf = _client_conf(broker.url)
+    rated = [d for d in ("fake", "libvirt") if d in fleet]
+    for driver in rated:
+        step(
+            f"Rating the {driver} driver: the conformance suite over the bus, recorded in the registry"
+        )
+        _conformance(workdir, broker.url, registry_url, fleet[driver])
+    step("computedctl tiers (support tiers come from recorded runs, not from the drivers' claims)")
+    _computedctl(workdir, registry_url, "tiers")
+
     step("computedctl workers (what an operator sees)")
     _computedctl(workdir, registry_url, "workers")
 
-    conf = _client_conf(broker.url)
-    api = ComputeAPI(conf, registry=Registry(registry_url))
+    unrated = [hosts[0] for driver, hosts in fleet.items() if driver not in rated]
+    if unrated:
+        step(
+            "With the default policy ([conformance] required_tier = partial), unrated drivers get no work"
+        )
+        strict = ComputeAPI(conf, registry=Registry(registry_url))
+        stack.callback(strict.cleanup)
+        try:
+            strict.ping(None, unrated[0])
+        except exception.HostUnavailable as exc:
+            show(f"{type(exc).__name__}: {exc}")
+        show("This walkthrough's scheduler accepts untested drivers, to show them all at work.")
+
+    api = ComputeAPI(conf, registry=Registry(registry_url), required_tier="untested")
     stack.callback(api.cleanup)
     collector = NotificationCollector(
         rpc.get_notification_transport(conf), "versioned_notifications", pool="demo"
@@ -122,7 +143,7 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
         caps = api.get_capabilities(None, host)
         show(
             f"{host}: served by {pong.worker_id} ({pong.driver}, RPC {pong.rpc_version}), "
-            f"tier {caps.support_tier}, {len(caps.operations)} operations"
+            f"declares tier {caps.support_tier}, {len(caps.operations)} operations"
         )
 
     step("Scheduler: spawn two instances on each host (calls)")
@@ -206,6 +227,31 @@ def _worker_options(
         },
         "registry": {"connection": registry_url, "down_time": 10},
     }
+
+
+def _conformance(workdir: str, url: str, registry_url: str, hosts: list[str]) -> None:
+    config = write_config(
+        f"{workdir}/conformance.conf",
+        {
+            "DEFAULT": {"transport_url": url},
+            "registry": {"connection": registry_url, "down_time": 10},
+        },
+    )
+    script = computed_command()[0]
+    command = (
+        [script + "-conformance"]
+        if script.endswith("computed")
+        else [sys.executable, "-m", "computed.cmd.conformance"]
+    )
+    hosts_args = [arg for host in hosts for arg in ("--host", host)]
+    done = subprocess.run(
+        [*command, "--config-file", config, *hosts_args, "--record"], capture_output=True, text=True
+    )
+    lines = done.stdout.strip().splitlines()
+    failing = [line for line in lines if line.startswith("FAIL")]
+    for line in [lines[0], *failing, *lines[-3:]] if lines else [done.stderr.strip()]:
+        if line.strip():
+            show(line.strip())
 
 
 def _client_conf(url: str) -> cfg.ConfigOpts:

@@ -10,6 +10,7 @@
     computedctl db sync                 bring the registry schema up to date
     computedctl db version              the schema revision in use
     computedctl drivers                 drivers installed in this environment
+    computedctl tiers [--json]          each driver version's tier, from recorded conformance runs
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from computed import conf as computed_conf
 from computed import exception
 from computed.driver_loader import available_drivers
 from computed.registry import Registry, WorkerRecord, migration
-from computed.registry.api import utcnow
+from computed.registry.api import TIER_UNTESTED, utcnow
 
 __all__ = ["main"]
 
@@ -93,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("drivers", help="list installed drivers").set_defaults(handler=_drivers)
+
+    tiers = commands.add_parser("tiers", help="support tiers from recorded conformance runs")
+    tiers.add_argument("--json", action="store_true", help="machine-readable output")
+    tiers.set_defaults(handler=_tiers)
     return parser
 
 
@@ -100,11 +105,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list_workers(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
-    workers = _registry(conf).list_workers()
+    registry = _registry(conf)
+    workers = registry.list_workers()
+    runs = registry.latest_conformance()
     down_time = conf.registry.down_time
     now = utcnow()
+
+    def tier(worker: WorkerRecord) -> str:
+        run = runs.get((worker.driver, worker.driver_version))
+        return run.tier if run is not None else TIER_UNTESTED
+
     if args.json:
-        _print_json([dict(w.to_json(), status=w.status(down_time, now)) for w in workers])
+        _print_json(
+            [dict(w.to_json(), status=w.status(down_time, now), tier=tier(w)) for w in workers]
+        )
         return
     rows = [
         (
@@ -112,7 +126,7 @@ def _list_workers(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
             w.driver,
             _status(w, down_time, now),
             w.rpc_version,
-            w.support_tier,
+            tier(w),
             _age(w, now),
             ",".join(w.hosts),
         )
@@ -167,6 +181,35 @@ def _delete(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     print(f"Worker {args.worker_id} deleted from the registry.")
 
 
+def _tiers(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
+    registry = _registry(conf)
+    runs = registry.latest_conformance()
+    running = {(w.driver, w.driver_version) for w in registry.list_workers()}
+    untested = sorted(running - set(runs))
+    if args.json:
+        _print_json(
+            [run.to_json() for _, run in sorted(runs.items())]
+            + [{"driver": d, "driver_version": v, "tier": TIER_UNTESTED} for d, v in untested]
+        )
+        return
+    rows = [
+        (
+            run.driver,
+            run.driver_version,
+            run.tier,
+            f"{run.run_at:%Y-%m-%d %H:%M}" if run.run_at else "-",
+            f"{run.passed}/{run.failed}/{run.skipped}",
+            ",".join(run.failing) or "-",
+        )
+        for _, run in sorted(runs.items())
+    ] + [(d, v, TIER_UNTESTED, "-", "-", "-") for d, v in untested]
+    _print_table(
+        ("DRIVER", "VERSION", "TIER", "RUN AT (UTC)", "PASS/FAIL/SKIP", "FAILING CHECKS"), rows
+    )
+    if not rows:
+        print("No conformance run is recorded and no worker is registered.")
+
+
 def _db_sync(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     registry = Registry(conf.registry.connection)
     registry.migrate()
@@ -204,9 +247,13 @@ def _age(worker: WorkerRecord, now: Any) -> str:
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     for row in (header, *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
 
 
 def _print_json(data: Any) -> None:

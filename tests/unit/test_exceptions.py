@@ -42,7 +42,7 @@ def test_round_trip_keeps_class_context_and_message(error: exception.ComputedErr
 
 def test_message_is_formatted_from_the_context() -> None:
     error = exception.HostUnavailable(host="h9", reason="no worker has registered it")
-    assert str(error) == "Host h9 has no live worker: no worker has registered it"
+    assert str(error) == "Host h9 is unavailable: no worker has registered it"
     assert error.host == "h9"
 
 

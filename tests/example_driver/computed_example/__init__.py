@@ -1,0 +1,3 @@
+"""An out-of-tree computed driver: a toy in-memory hypervisor."""
+
+__all__ = ["driver"]
