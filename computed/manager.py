@@ -5,6 +5,13 @@ checked at this boundary before the driver sees it: its arguments must bind
 to the method's signature, carry the right types and pass the payload's own
 limits, and the driver must support the operation. Bad input becomes
 InvalidRequest for the caller; the worker goes on serving.
+
+The worker serves :func:`endpoints`: the manager, whose target is the
+current version, and, for one release after a major bump, a proxy per
+previous major that still has callers (nova's ``_ComputeV4Proxy`` pattern).
+oslo.messaging routes a message to the endpoint whose target major matches
+the message's version, and the proxy forwards to the manager, adapting the
+old arguments. ``docs/contract.md`` describes the procedure.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from computed.objects import (
 )
 from drivers import base
 
-__all__ = ["ComputeManager"]
+__all__ = ["ComputeManager", "PREVIOUS_MAJOR_PROXIES", "endpoints"]
 
 LOG = logging.getLogger(__name__)
 
@@ -140,6 +147,10 @@ class ComputeManager:
         return self._driver.get_host_resources(self._host)
 
     @_operation()
+    def get_console_output(self, ctxt: Any, uuid: str, tail_lines: int | None = None) -> str:
+        return self._driver.get_console_output(self._host, uuid, tail_lines)
+
+    @_operation()
     def get_capabilities(self, ctxt: Any) -> HostCapabilities:
         driver = self._driver
         return HostCapabilities(
@@ -193,6 +204,14 @@ class ComputeManager:
                 raise exception.UnsupportedOperation(
                     operation=f"reboot.{reboot_type}", driver=self._driver.name, host=self._host
                 )
+        tail_lines = arguments.get("tail_lines")
+        if tail_lines is not None and not (
+            isinstance(tail_lines, int) and not isinstance(tail_lines, bool) and tail_lines >= 0
+        ):
+            raise exception.InvalidRequest(
+                operation=operation,
+                reason=f"tail_lines must be a non-negative integer or None, got {_brief(tail_lines)}",
+            )
 
     def _run_lifecycle(
         self, operation: str, func: Callable[..., Any], ctxt: Any, arguments: dict[str, Any]
@@ -224,6 +243,17 @@ class ComputeManager:
                 host=self._host,
                 reason=f"{operation}: {type(exc).__name__}: {exc}",
             ) from exc
+
+
+#: Endpoint classes serving a previous major for one release after a major
+#: bump, each constructed with the current :class:`ComputeManager`. Empty
+#: while the contract is at its first major.
+PREVIOUS_MAJOR_PROXIES: tuple[Callable[[ComputeManager], object], ...] = ()
+
+
+def endpoints(manager: ComputeManager) -> list[object]:
+    """The RPC endpoints a worker serves for one host: the manager and its proxies."""
+    return [manager, *(proxy(manager) for proxy in PREVIOUS_MAJOR_PROXIES)]
 
 
 def _brief(value: Any) -> str:

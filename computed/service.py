@@ -18,8 +18,9 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 
 from computed import exception, rpc, version
+from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
-from computed.manager import ComputeManager
+from computed.manager import ComputeManager, endpoints
 from computed.notifications import OutcomeNotifier
 from computed.registry import Registry, WorkerRecord
 from computed.registry.api import STATE_DRAINING, STATE_STOPPED
@@ -60,6 +61,8 @@ class Worker:
         :raises computed.exception.DriverLoadError: the driver cannot be loaded.
         :raises computed.exception.BrokerUnavailable: the broker does not answer in time.
         :raises computed.exception.RegistryError: the registry cannot be used.
+        :raises computed.exception.ConfigError: this worker is older than the
+            oldest RPC version the deployment supports.
         """
         conf = self.conf
         if not self.hosts:
@@ -69,6 +72,7 @@ class Worker:
         self._transport = rpc.get_transport(conf)
         rpc.check_broker(conf, conf.transport_url, conf.broker_connect_timeout)
         self.registry = self._open_registry()
+        _check_not_too_old(conf, self.registry)
         for host in self.hosts:
             driver.init_host(host)
         self._notification_transport = rpc.get_notification_transport(conf)
@@ -78,7 +82,7 @@ class Worker:
             server = messaging.get_rpc_server(
                 self._transport,
                 messaging.Target(topic=rpc.TOPIC, server=host),
-                [manager],
+                endpoints(manager),
                 serializer=rpc.RequestContextSerializer(),
             )
             server.start()
@@ -184,3 +188,42 @@ class Worker:
             self.registry.set_state(self.worker_id, state)
         except Exception as exc:
             LOG.warning("Could not mark %s %s in the registry: %s", self.worker_id, state, exc)
+
+
+def _check_not_too_old(conf: cfg.ConfigOpts, registry: Registry) -> None:
+    """Refuse to serve if this worker speaks less than the deployment still supports.
+
+    The deployment's minimum is ``[upgrade_levels] minimum_worker_version``
+    when set; otherwise the newest "oldest version served" among the live
+    workers: once every worker of a new major has dropped the previous one,
+    a worker that speaks only the previous major would take messages it
+    cannot serve.
+
+    :raises computed.exception.ConfigError: saying what to upgrade.
+    """
+    upgrade_levels.register_opts(conf)
+    option = conf.upgrade_levels.minimum_worker_version
+    if option:
+        try:
+            required = upgrade_levels.resolve_version(option, "minimum_worker_version")
+        except ValueError as exc:
+            raise exception.ConfigError(reason=str(exc)) from None
+        source = "[upgrade_levels] minimum_worker_version"
+    else:
+        live = [
+            w
+            for w in registry.list_workers()
+            if w.is_alive(conf.registry.down_time) and w.id != (conf.worker_id or "")
+        ]
+        if not live:
+            return
+        newest = max(live, key=lambda w: version.parse(w.rpc_min_version))
+        required = newest.rpc_min_version
+        source = f"worker {newest.id} (RPC {newest.rpc_version}) serves nothing older"
+    if version.newer(required, version.RPC_API_VERSION):
+        raise exception.ConfigError(
+            reason=f"this worker speaks RPC {version.RPC_API_VERSION}, older than {required}, "
+            f"the oldest version this deployment supports ({source}); upgrade computed and "
+            f"the '{conf.driver}' driver on this machine to a release that speaks "
+            f"{required} or newer"
+        )

@@ -45,6 +45,7 @@ __all__ = [
     "TRANSITIONS",
     "LIFECYCLE_OPERATIONS",
     "ALL_OPERATIONS",
+    "OPERATIONS_1_0",
     "REBOOT_TYPES",
     "plan_transition",
 ]
@@ -94,14 +95,19 @@ LIFECYCLE_OPERATIONS = (
     "resume",
 )
 
-#: Every operation of the contract.
-ALL_OPERATIONS = LIFECYCLE_OPERATIONS + (
+#: The operations of contract version 1.0, which a driver gets by default.
+#: An operation added by a later minor version is never claimed by default:
+#: a driver lists it in :attr:`ComputeDriver.operations` once it implements it.
+OPERATIONS_1_0 = LIFECYCLE_OPERATIONS + (
     "get_info",
     "list_instances",
     "get_host_resources",
     "get_capabilities",
     "ping",
 )
+
+#: Every operation of the contract (see ``computed.version.METHOD_VERSIONS``).
+ALL_OPERATIONS = OPERATIONS_1_0 + ("get_console_output",)
 
 
 def plan_transition(operation: str, uuid: str, state: str) -> bool:
@@ -137,8 +143,8 @@ class ComputeDriver(abc.ABC):
     name: ClassVar[str] = "base"
     #: The driver's own version (its package version, typically).
     version: ClassVar[str] = "0"
-    #: The contract operations this driver supports.
-    operations: ClassVar[frozenset[str]] = frozenset(ALL_OPERATIONS)
+    #: The contract operations this driver supports (by default those of 1.0).
+    operations: ClassVar[frozenset[str]] = frozenset(OPERATIONS_1_0)
     #: Finer-grained abilities, e.g. ``reboot.soft`` and ``reboot.hard``.
     features: ClassVar[frozenset[str]] = frozenset({"reboot.soft", "reboot.hard"})
     #: The tier the driver claims.
@@ -203,6 +209,15 @@ class ComputeDriver(abc.ABC):
 
     def resume(self, host: str, uuid: str) -> InstanceInfo:
         return self._unsupported(host, "resume")
+
+    def get_console_output(self, host: str, uuid: str, tail_lines: int | None) -> str:
+        """The instance's console log, its last ``tail_lines`` lines if given (contract 1.1).
+
+        :raises computed.exception.InstanceNotFound: if the instance is missing.
+        """
+        raise exception.UnsupportedOperation(
+            operation="get_console_output", driver=self.name, host=host
+        )
 
     # Host ----------------------------------------------------------------
 

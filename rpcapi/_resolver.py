@@ -8,7 +8,7 @@ import time
 from computed import exception
 from computed.conf.conformance import TIERS
 from computed.registry import Registry, WorkerRecord
-from computed.registry.api import TIER_UNTESTED, utcnow
+from computed.registry.api import STATE_DRAINING, STATE_UP, TIER_UNTESTED, utcnow
 
 __all__ = ["HostResolver"]
 
@@ -98,3 +98,32 @@ class HostResolver:
                 status = f"disabled: {worker.disabled_reason}"
             reasons.append(f"worker {worker.id} is {status}")
         return "; ".join(reasons)
+
+    # Versions ---------------------------------------------------------------
+
+    def consumers(self, host: str) -> list[WorkerRecord]:
+        """The workers that may be consuming ``host``'s queue right now.
+
+        Besides the live owner that includes a disabled worker (it stops
+        being chosen, not consuming) and a draining one (it may still hold
+        a message): the version sent to the host must suit all of them. A
+        worker is out once it is stopped or its heartbeat is older than the
+        down time.
+        """
+        now = utcnow()
+        return [
+            w
+            for w in self._by_host.get(host, ())
+            if w.state in (STATE_UP, STATE_DRAINING)
+            and (w.heartbeat_age(now) or 0.0) <= self._down_time
+        ]
+
+    def live_workers(self) -> list[WorkerRecord]:
+        """Every live worker of the deployment, once each."""
+        now = utcnow()
+        seen: dict[str, WorkerRecord] = {}
+        for workers in self._by_host.values():
+            for worker in workers:
+                if worker.is_alive(self._down_time, now):
+                    seen[worker.id] = worker
+        return list(seen.values())

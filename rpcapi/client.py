@@ -16,6 +16,7 @@ from computed import exception, rpc, version
 from computed.conf import client as client_conf
 from computed.conf import conformance as conformance_conf
 from computed.conf import registry as registry_conf
+from computed.conf import upgrade_levels as upgrade_conf
 from computed.conf import worker as worker_conf
 from computed.objects import (
     HostCapabilities,
@@ -25,6 +26,8 @@ from computed.objects import (
     PingResult,
 )
 from computed.registry import Registry
+from rpcapi import _pins
+from rpcapi._counters import CallCounters
 from rpcapi._resolver import HostResolver
 
 __all__ = ["ComputeAPI"]
@@ -43,11 +46,18 @@ class ComputeAPI:
     Errors raised by the worker arrive as their :mod:`computed.exception`
     types. A host that no live worker serves raises HostUnavailable at once.
 
+    Each message goes out at the newest version the host can take: the
+    oldest of this client's version, the ``[upgrade_levels] compute`` pin
+    and the version its workers report in the registry. Objects are
+    backported to that version; an operation the host is too old for raises
+    UnsupportedVersion at once, without sending (``can_send_*()`` ask first).
+
     API version history:
 
     * 1.0 - Initial version: spawn, destroy, reboot, power_on, power_off,
       pause, unpause, suspend, resume, get_info, list_instances,
       get_host_resources, get_capabilities, ping.
+    * 1.1 - Added get_console_output; InstanceSpec 1.1 (description).
     """
 
     VERSION_ALIASES = version.VERSION_ALIASES
@@ -64,8 +74,9 @@ class ComputeAPI:
             conformance suite passes ``untested`` to reach drivers not yet rated.
         """
         self._conf = conf = conf or cfg.CONF
-        for module in (client_conf, registry_conf, worker_conf, conformance_conf):
+        for module in (client_conf, registry_conf, worker_conf, conformance_conf, upgrade_conf):
             module.register_opts(conf)
+        _pins.parse_pin(conf.upgrade_levels.compute)  # a bad pin is a ConfigError now
         self._registry = registry or Registry(conf.registry.connection)
         self._resolver = HostResolver(
             self._registry,
@@ -77,6 +88,7 @@ class ComputeAPI:
         self._client: messaging.RPCClient | None = None
         self._prepared: dict[tuple[str, str, bool], Any] = {}
         self._lock = threading.Lock()
+        self._counters = CallCounters(self._registry, conf.upgrade_levels.counters_interval)
 
     # Instance lifecycle ------------------------------------------------------
 
@@ -141,6 +153,16 @@ class ComputeAPI:
 
     # Queries ------------------------------------------------------------------
 
+    def get_console_output(
+        self, ctxt: Any, host: str, uuid: str, tail_lines: int | None = None
+    ) -> str:
+        """The instance's console log, its last ``tail_lines`` lines if given (1.1).
+
+        :raises computed.exception.UnsupportedVersion: at once, if the host
+            speaks only 1.0 (see :meth:`can_send_console_output`).
+        """
+        return str(self._call(ctxt, host, "get_console_output", uuid=uuid, tail_lines=tail_lines))
+
     def get_info(self, ctxt: Any, host: str, uuid: str) -> InstanceInfo:
         return typing.cast(InstanceInfo, self._call(ctxt, host, "get_info", uuid=uuid))
 
@@ -156,10 +178,40 @@ class ComputeAPI:
     def ping(self, ctxt: Any, host: str) -> PingResult:
         return typing.cast(PingResult, self._call(ctxt, host, "ping"))
 
+    # Versions -----------------------------------------------------------------
+
+    def version_cap(self, host: str) -> str:
+        """The newest RPC version this client would send to ``host`` now.
+
+        :raises computed.exception.HostUnavailable: if no live worker serves it.
+        """
+        self._resolver.resolve(host)
+        return self._cap(host).version
+
+    def can_send_version(self, host: str, rpc_version: str) -> bool:
+        """Whether a message at ``rpc_version`` may be sent to ``host`` now."""
+        return not version.newer(rpc_version, self.version_cap(host))
+
+    def can_send_console_output(self, host: str) -> bool:
+        return self.can_send_version(host, version.METHOD_VERSIONS["get_console_output"])
+
+    def can_send_instance_description(self, host: str) -> bool:
+        """Whether a spawn keeps ``InstanceSpec.description`` (else it is dropped)."""
+        return self.can_send_version(host, "1.1")
+
+    def call_counts(self) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """``{(host, version): (sent, backported, refused)}`` of this client so far.
+
+        The same counts reach the registry every ``[upgrade_levels]
+        counters_interval`` seconds, where ``computedctl upgrade-status`` shows them.
+        """
+        return self._counters.snapshot()
+
     # --------------------------------------------------------------------------
 
     def cleanup(self) -> None:
         """Close the broker connections and the registry engine."""
+        self._counters.flush(force=True)
         if self._transport is not None:
             self._transport.cleanup()
         self._registry.close()
@@ -167,22 +219,43 @@ class ComputeAPI:
     def _lifecycle(self, ctxt: Any, host: str, method: str, cast: bool, **kwargs: Any) -> Any:
         if cast:
             ctxt = _context(ctxt)
-            cctxt = self._prepare(host, version.RPC_API_VERSION, long=False)
-            with self._errors(host, method, self._conf.client.call_timeout):
+            rpc_version, kwargs = self._fit(host, method, kwargs)
+            cctxt = self._prepare(host, rpc_version, long=False)
+            with self._errors(host, method, self._conf.client.call_timeout, rpc_version):
                 cctxt.cast(ctxt, method, **kwargs)
             return None
         return self._call(ctxt, host, method, long=True, **kwargs)
 
     def _call(self, ctxt: Any, host: str, method: str, long: bool = False, **kwargs: Any) -> Any:
         ctxt = _context(ctxt)
-        cctxt = self._prepare(host, version.RPC_API_VERSION, long=long)
+        rpc_version, kwargs = self._fit(host, method, kwargs)
+        cctxt = self._prepare(host, rpc_version, long=long)
         timeout = self._conf.client.long_call_timeout if long else self._conf.client.call_timeout
-        with self._errors(host, method, timeout):
+        with self._errors(host, method, timeout, rpc_version):
             return cctxt.call(ctxt, method, **kwargs)
 
-    def _prepare(self, host: str, rpc_version: str, long: bool) -> Any:
-        """The call context for ``host``, after checking that a live worker serves it."""
+    def _cap(self, host: str) -> _pins.Cap:
+        pin = _pins.parse_pin(self._conf.upgrade_levels.compute)
+        return _pins.host_cap(pin, self._resolver.consumers(host), self._resolver.live_workers())
+
+    def _fit(self, host: str, method: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The version to send ``method`` to ``host`` at, and its arguments fitted to it.
+
+        :raises computed.exception.HostUnavailable: if no live worker serves the host.
+        :raises computed.exception.UnsupportedVersion: if the host is too old for it.
+        """
         self._resolver.resolve(host)
+        cap = self._cap(host)
+        try:
+            rpc_version, fitted, backported = _pins.fit_message(host, method, cap, kwargs)
+        except exception.UnsupportedVersion:
+            self._counters.count(host, cap.version, refused=True)
+            raise
+        self._counters.count(host, rpc_version, backported=backported)
+        return rpc_version, fitted
+
+    def _prepare(self, host: str, rpc_version: str, long: bool) -> Any:
+        """The call context for ``host`` at ``rpc_version``."""
         key = (host, rpc_version, long)
         prepared = self._prepared.get(key)
         if prepared is None:
@@ -211,7 +284,9 @@ class ComputeAPI:
             return self._client
 
     @contextlib.contextmanager
-    def _errors(self, host: str, operation: str, timeout: float) -> Iterator[None]:
+    def _errors(
+        self, host: str, operation: str, timeout: float, rpc_version: str
+    ) -> Iterator[None]:
         """Turn oslo.messaging's failures into the project's exceptions."""
         try:
             yield
@@ -224,7 +299,7 @@ class ComputeAPI:
                 raise exception.UnsupportedVersion(
                     host=host,
                     operation=operation,
-                    version=version.RPC_API_VERSION,
+                    version=rpc_version,
                     reason=exc.value,
                 ) from None
             raise exception.RPCError(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from oslo_utils import versionutils
 from oslo_versionedobjects import fields
 
 from computed import exception
@@ -23,9 +26,11 @@ class InstanceSpec(ComputedObject):
     """The instance a scheduler asks a host to build.
 
     Version 1.0: initial version.
+    Version 1.1: added ``description``, free text for operators (shown in the
+    console log); a 1.0 host gets the spec without it.
     """
 
-    VERSION = "1.0"
+    VERSION = "1.1"
 
     fields = {
         "uuid": fields.UUIDField(),
@@ -35,7 +40,13 @@ class InstanceSpec(ComputedObject):
         "disk_gb": fields.IntegerField(default=0),
         "image": fields.StringField(nullable=True, default=None),
         "metadata": fields.DictOfStringsField(default={}),
+        "description": fields.StringField(nullable=True, default=None),
     }
+
+    def obj_make_compatible(self, primitive: dict[str, Any], target_version: str) -> None:
+        super().obj_make_compatible(primitive, target_version)
+        if versionutils.convert_version_to_tuple(target_version) < (1, 1):
+            primitive.pop("description", None)
 
     def validate(self) -> None:
         """Check the limits a driver relies on.
@@ -53,6 +64,8 @@ class InstanceSpec(ComputedObject):
         _check_range("disk_gb", self.disk_gb, 0, MAX_DISK_GB)
         if self.image is not None and len(self.image) > MAX_METADATA_LENGTH:
             _invalid(f"image must be at most {MAX_METADATA_LENGTH} characters")
+        if self.description is not None and len(self.description) > MAX_METADATA_LENGTH:
+            _invalid(f"description must be at most {MAX_METADATA_LENGTH} characters")
         if len(self.metadata) > MAX_METADATA_ITEMS:
             _invalid(f"metadata may hold at most {MAX_METADATA_ITEMS} items")
         for key, value in self.metadata.items():

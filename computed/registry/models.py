@@ -7,7 +7,7 @@ import datetime
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Worker", "WorkerHost", "ConformanceRun"]
+__all__ = ["Base", "Worker", "WorkerHost", "ConformanceRun", "RPCCallCount"]
 
 
 class Base(DeclarativeBase):
@@ -65,3 +65,17 @@ class ConformanceRun(Base):
     #: JSON list of the ids of the checks that failed.
     failing: Mapped[str] = mapped_column(Text)
     tier: Mapped[str] = mapped_column(String(32))
+
+
+class RPCCallCount(Base):
+    """Messages one client sent to one host at one RPC version, written by the client."""
+
+    __tablename__ = "rpc_call_counts"
+
+    client: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    rpc_version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    backported: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime)

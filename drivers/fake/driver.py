@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from oslo_config import cfg
 
@@ -25,6 +25,11 @@ __all__ = ["FakeDriver"]
 class _Instance:
     spec: InstanceSpec
     power_state: str
+    console: list[str] = field(default_factory=list)
+
+    def log(self, text: str) -> None:
+        """Append a console line; the clock is the line number, so logs are deterministic."""
+        self.console.append(f"[{len(self.console) * 0.25:10.6f}] {text}")
 
 
 class FakeDriver(base.ComputeDriver):
@@ -32,6 +37,7 @@ class FakeDriver(base.ComputeDriver):
 
     name = "fake"
     version = "1.0"
+    operations = frozenset(base.ALL_OPERATIONS)
     support_tier = base.SupportTier.CONFORMANT
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
@@ -54,6 +60,7 @@ class FakeDriver(base.ComputeDriver):
             return self._info(host, existing)
         self._delay(self.conf.fake.spawn_delay)
         instance = _Instance(spec=spec, power_state=PowerState.RUNNING)
+        _boot_log(instance)
         with self._lock:
             instance = self._instances(host).setdefault(spec.uuid, instance)
         return self._info(host, instance)
@@ -91,6 +98,14 @@ class FakeDriver(base.ComputeDriver):
     def resume(self, host: str, uuid: str) -> InstanceInfo:
         return self._transition(host, uuid, "resume")
 
+    def get_console_output(self, host: str, uuid: str, tail_lines: int | None) -> str:
+        instance = self._get(host, uuid)
+        with self._lock:
+            lines = list(instance.console)
+        if tail_lines is not None:
+            lines = lines[len(lines) - tail_lines :] if tail_lines else []
+        return "".join(line + "\n" for line in lines)
+
     def get_host_resources(self, host: str) -> HostResources:
         instances = [i.spec for i in self._snapshot(host)]
         fake = self.conf.fake
@@ -114,6 +129,10 @@ class FakeDriver(base.ComputeDriver):
         if base.plan_transition(operation, uuid, instance.power_state):
             self._delay(self.conf.fake.action_delay)
             instance.power_state = base.TRANSITIONS[operation].target
+            with self._lock:
+                instance.log(f"{operation}: now {instance.power_state}")
+                if operation.startswith("reboot.") or operation in ("power_on", "resume"):
+                    _boot_log(instance)
         return self._info(host, instance)
 
     def _instances(self, host: str) -> dict[str, _Instance]:
@@ -152,3 +171,12 @@ class FakeDriver(base.ComputeDriver):
     def _delay(seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+def _boot_log(instance: _Instance) -> None:
+    spec = instance.spec
+    instance.log(f"fake hypervisor: booting {spec.name} ({spec.uuid})")
+    if spec.obj_attr_is_set("description") and spec.description:
+        instance.log(f"description: {spec.description}")
+    instance.log(f"cpus: {spec.vcpus}, memory: {spec.memory_mb} MiB, disk: {spec.disk_gb} GiB")
+    instance.log(f"{spec.name} login:")

@@ -39,7 +39,7 @@ class HyperVDriver(base.ComputeDriver):
 
     name = constants.DRIVER
     version = "1.0"
-    operations = frozenset(base.ALL_OPERATIONS)
+    operations = frozenset(base.OPERATIONS_1_0)
     # reboot.soft needs Restart-VM -Type (Windows Server 2022's Hyper-V
     # module); older hosts answer it with UnsupportedOperation.
     features = frozenset({"reboot.soft", "reboot.hard"})

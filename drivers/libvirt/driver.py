@@ -48,7 +48,7 @@ class LibvirtDriver(base.ComputeDriver):
 
     name = errors.DRIVER
     version = "1.0"
-    operations = frozenset(base.ALL_OPERATIONS)
+    operations = frozenset(base.OPERATIONS_1_0)
     features = frozenset({"reboot.soft", "reboot.hard"})
     # Every operation passes the driver's functional tests against libvirtd;
     # conformant once the shared conformance suite runs it over the bus.

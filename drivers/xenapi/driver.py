@@ -46,7 +46,7 @@ class XenAPIDriver(base.ComputeDriver):
 
     name = constants.DRIVER
     version = "1.0"
-    operations = frozenset(base.ALL_OPERATIONS)
+    operations = frozenset(base.OPERATIONS_1_0)
     features = frozenset({"reboot.soft", "reboot.hard"})
     # Every operation passes the driver's functional tests against the xapi
     # test server, not yet a real pool: partial until it has.

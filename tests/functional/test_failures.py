@@ -15,7 +15,7 @@ import oslo_messaging as messaging
 import pytest
 from oslo_context import context
 
-from computed import exception, rpc
+from computed import exception, rpc, version
 from computed.objects import InstanceInfo, InstanceSpec
 from computed.registry import Registry, WorkerRecord
 from computed.testing.notifications import NotificationCollector
@@ -68,7 +68,7 @@ def test_killed_worker_is_reported_down_and_its_hosts_fail_fast(deployment: Depl
         deployment.conf.set_override("call_timeout", 30, group="client")
     table = _ctl(deployment, "hosts").stdout.splitlines()
     assert table[0].split() == ["HOST", "WORKER", "DRIVER", "RPC", "ALIVE"]
-    assert table[1].split() == ["h1", "w1", "fake", "1.0", "no"]
+    assert table[1].split() == ["h1", "w1", "fake", version.RPC_API_VERSION, "no"]
 
 
 def test_sigterm_lets_a_running_call_finish(
@@ -268,7 +268,7 @@ def test_computedctl_lists_live_workers(deployment: Deployment) -> None:
     deployment.start_worker(["h1", "h2"])
     listing = json.loads(_ctl(deployment, "workers", "--json").stdout)
     assert [(w["id"], w["status"], w["hosts"], w["rpc_version"]) for w in listing] == [
-        ("w1", "up", ["h1", "h2"], "1.0")
+        ("w1", "up", ["h1", "h2"], version.RPC_API_VERSION)
     ]
     hosts = json.loads(_ctl(deployment, "hosts", "--json").stdout)
     assert [(h["host"], h["alive"]) for h in hosts] == [("h1", True), ("h2", True)]

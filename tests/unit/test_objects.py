@@ -20,7 +20,7 @@ _EXPECTED_FINGERPRINTS = {
     "InstanceActionPayload": "1.0-5ab9a5d90ccc53494fa4ac3a1dc3bd27",
     "InstanceInfo": "1.0-46e1a159554cfc8ff9fdb34adfd09251",
     "InstanceInfoList": "1.0-6cf6fc8bc8ff8f8eeb8b5b3d3db6637f",
-    "InstanceSpec": "1.0-168e1958b78968a9a71b007fabd21b0f",
+    "InstanceSpec": "1.1-885664785baa4fa8209d4fc9ee3e79c5",
     "PingResult": "1.0-c3f601bc5e211c90bf2e7deab53412ea",
 }
 
@@ -116,3 +116,22 @@ def test_notification_payload_carries_the_error_context() -> None:
     assert payload.obj_to_primitive()["computed_object.data"]["error_kwargs"] == {
         "state": "stopped"
     }
+
+
+def test_current_rpc_version_carries_every_object_at_its_version() -> None:
+    """computed.version.OBJECT_VERSIONS must follow each object bump."""
+    from computed import version
+
+    current = version.object_versions_at(version.RPC_API_VERSION)
+    actual = {name: cls[0].VERSION for name, cls in ComputedObjectRegistry.obj_classes().items()}
+    assert current == actual, (
+        "An object's VERSION changed without a new RPC version: bump RPC_API_VERSION and "
+        "record the object versions it carries in computed.version.OBJECT_VERSIONS"
+    )
+
+
+def test_spec_backports_to_1_0_without_its_description() -> None:
+    spec = _spec(description="web tier")
+    primitive = spec.obj_to_primitive(target_version="1.0")
+    assert primitive["computed_object.version"] == "1.0"
+    assert "description" not in primitive["computed_object.data"]
