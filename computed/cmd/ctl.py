@@ -10,6 +10,7 @@
     computedctl db sync                 bring the registry schema up to date
     computedctl db version              the schema revision in use
     computedctl drivers                 drivers installed in this environment
+    computedctl upgrade-status [--json] versions, per-host caps, backported/refused counts
     computedctl tiers [--json]          each driver version's tier, from recorded conformance runs
 """
 
@@ -25,6 +26,7 @@ from oslo_config import cfg
 
 from computed import conf as computed_conf
 from computed import exception
+from computed.cmd import _upgrade_status
 from computed.driver_loader import available_drivers
 from computed.registry import Registry, WorkerRecord, migration
 from computed.registry.api import TIER_UNTESTED, utcnow
@@ -94,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("drivers", help="list installed drivers").set_defaults(handler=_drivers)
+    _upgrade_status.add_parser(commands)
 
     tiers = commands.add_parser("tiers", help="support tiers from recorded conformance runs")
     tiers.add_argument("--json", action="store_true", help="machine-readable output")

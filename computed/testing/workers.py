@@ -58,10 +58,21 @@ def write_config(path: str, options: Options) -> str:
 
 
 class WorkerProcess:
-    """One ``computed`` process with its own config file and log file."""
+    """One ``computed`` process with its own config file and log file.
 
-    def __init__(self, workdir: str, options: Options, name: str = "worker") -> None:
+    :param command: the ``computed`` command to run, by default this
+        environment's; another environment's (an older release, say) works too.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        options: Options,
+        name: str = "worker",
+        command: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
+        self.command = command
         self.options = options
         self.name = name
         self.config_path = os.path.join(workdir, f"{name}.conf")
@@ -86,7 +97,7 @@ class WorkerProcess:
         write_config(self.config_path, self.options)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [*computed_command(), "--config-file", self.config_path],
+                [*(self.command or computed_command()), "--config-file", self.config_path],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

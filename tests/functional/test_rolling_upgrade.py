@@ -1,0 +1,351 @@
+"""A rolling upgrade from genuinely older code, checked out of this project's history.
+
+The release before contract 1.1 is exported from git into a temporary
+directory and installed into its own virtual environment. Its workers serve
+two hosts beside a current worker on a third, on one broker and registry.
+While a scheduler thread keeps calling and casting to every host, each old
+worker is replaced by the current code on the same host, the way
+docs/upgrade.md tells operators to: disable the old worker, so schedulers
+stop choosing its host and nothing is in flight to it; stop it; start the
+current code on the same host.
+
+Asserted: no call fails (the scheduler skips a host while it is being
+upgraded, as it skips any disabled host, and only then), every cast reports
+its outcome, and every message went out at a version the workers consuming
+its host understood at the time, checked against the version the answering
+worker itself reports.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from oslo_context import context
+
+from computed import exception, version
+from computed.objects import InstanceSpec
+from computed.registry import Registry
+from computed.testing.notifications import NotificationCollector
+from computed.testing.workers import WorkerProcess
+from rpcapi import ComputeAPI
+from tests.functional.conftest import Deployment
+
+pytestmark = [pytest.mark.upgrade, pytest.mark.timeout(600)]
+
+#: The last commit before contract 1.1 ("Tiers from recorded runs, ..."): it speaks 1.0.
+OLD_COMMIT = "1aa0a3cd8aa7cecb62c271260f74e359c68c1072"
+OLD_RPC_VERSION = "1.0"
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str) -> bytes:
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], check=True, capture_output=True, timeout=120
+    ).stdout
+
+
+def _install_requires(setup_cfg: str) -> list[str]:
+    parser = configparser.ConfigParser()
+    parser.read_string(setup_cfg)
+    return sorted(parser["options"]["install_requires"].split())
+
+
+@pytest.fixture(scope="module")
+def old_computed(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The ``computed`` command of the old release, in its own virtual environment."""
+    try:
+        _git("cat-file", "-e", f"{OLD_COMMIT}^{{commit}}")
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        pytest.fail(f"commit {OLD_COMMIT} is not in this checkout (a shallow clone?): {exc}")
+    old_version = _git("show", f"{OLD_COMMIT}:computed/version.py").decode()
+    assert f'RPC_API_VERSION = "{OLD_RPC_VERSION}"' in old_version
+    old_setup = _git("show", f"{OLD_COMMIT}:setup.cfg").decode()
+    # Same dependencies: the old release may reuse this environment's libraries.
+    assert _install_requires(old_setup) == _install_requires((REPO / "setup.cfg").read_text())
+
+    base = tmp_path_factory.mktemp("old-release")
+    source = base / "src"
+    source.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(_git("archive", OLD_COMMIT))) as archive:
+        archive.extractall(source, filter="data")
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    # What "pip install --no-deps -e <old checkout>" would leave, written out
+    # directly (building a wheel needs the 'wheel' package, which this
+    # environment need not have): the old tree on the path, and its
+    # distribution metadata, whose entry points load its drivers. The
+    # libraries come from this environment: the same requirements, checked
+    # above. This environment's .pth files are not read, so this project's
+    # current code stays out of the old environment.
+    (purelib / "_old_release.pth").write_text(f"{source}\n")
+    (purelib / "_shared_libraries.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    parser = configparser.ConfigParser()
+    parser.read_string(old_setup)
+    dist_info = purelib / f"computed-{parser['metadata']['version']}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: computed\nVersion: {parser['metadata']['version']}\n"
+    )
+    entry_points = parser["options.entry_points"]
+    (dist_info / "entry_points.txt").write_text(
+        "".join(f"[{group}]\n{entry_points[group].strip()}\n\n" for group in entry_points)
+    )
+    check = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import computed, computed.version as v; print(v.RPC_API_VERSION, computed.__file__)",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=base,
+    ).stdout.split()
+    assert check[0] == OLD_RPC_VERSION and check[1].startswith(str(source)), check
+    # -I: not the current directory (this checkout) first on the path.
+    return [str(python), "-I", "-m", "computed.cmd.worker"]
+
+
+class _RecordingAPI(ComputeAPI):
+    """Remembers, per thread, the version the last message went out at."""
+
+    _sent = threading.local()
+
+    def _fit(self, host: str, method: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        self._sent.version = None
+        rpc_version, fitted = super()._fit(host, method, kwargs)
+        self._sent.version = rpc_version
+        return rpc_version, fitted
+
+    @property
+    def last_version(self) -> str | None:
+        return getattr(self._sent, "version", None)
+
+
+@dataclass
+class _Log:
+    failures: list[str] = field(default_factory=list)
+    #: (time, host, version sent, version of the worker that answered, worker id)
+    pings: list[tuple[float, str, str, str, str]] = field(default_factory=list)
+    casts: list[str] = field(default_factory=list)
+    consoles: int = 0
+    refused: int = 0
+    calls: int = 0
+    #: (time, host) of each round skipped because the host was unavailable
+    skipped: list[tuple[float, str]] = field(default_factory=list)
+
+
+def _scheduler(api: _RecordingAPI, hosts: list[str], stop: threading.Event, log: _Log) -> None:
+    """Call and cast to every host until told to stop; never raise."""
+    while not stop.is_set():
+        for host in hosts:
+            try:
+                # A scheduler only picks hosts that are up and enabled.
+                api.version_cap(host)
+            except exception.HostUnavailable:
+                log.skipped.append((time.monotonic(), host))
+                time.sleep(0.05)
+                continue
+            try:
+                _one_round(api, host, log)
+            except exception.HostUnavailable:
+                # Disabled between the pick and a message: refused before sending.
+                log.skipped.append((time.monotonic(), host))
+            except Exception as exc:
+                log.failures.append(f"{time.monotonic():.2f} {host}: {type(exc).__name__}: {exc}")
+
+
+def _one_round(api: _RecordingAPI, host: str, log: _Log) -> None:
+    pong = api.ping(None, host)
+    sent = api.last_version
+    assert sent is not None
+    log.pings.append((time.monotonic(), host, sent, pong.rpc_version, pong.worker_id))
+    spec = InstanceSpec(
+        uuid=str(uuid.uuid4()), name="vm", vcpus=1, memory_mb=64, description="rolling"
+    )
+    api.spawn(None, host, spec)
+    spawned_at = api.last_version
+    log.calls += 2
+    if spawned_at == version.RPC_API_VERSION:
+        # Only new workers consumed the host's queue when the spawn went out.
+        output = api.get_console_output(None, host, spec.uuid, tail_lines=3)
+        assert "description: rolling" in output or "login:" in output, output
+        log.consoles += 1
+        log.calls += 1
+    else:
+        try:
+            api.get_console_output(None, host, spec.uuid)
+        except exception.UnsupportedVersion:
+            log.refused += 1
+        else:
+            raise AssertionError(f"console output of {host} not refused at {spawned_at}")
+    ctxt = context.RequestContext()
+    cast_spec = InstanceSpec(
+        uuid=str(uuid.uuid4()), name="cast", vcpus=1, memory_mb=64, description="cast"
+    )
+    api.spawn(ctxt, host, cast_spec, cast=True)
+    log.casts.append(ctxt.request_id)
+    api.destroy(None, host, spec.uuid, cast=True)
+
+
+def _cap(api: ComputeAPI, host: str) -> str | None:
+    try:
+        return api.version_cap(host)
+    except exception.HostUnavailable:
+        return None
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def scheduler_api(deployment: Deployment) -> Iterator[_RecordingAPI]:
+    deployment.conf.set_override("counters_interval", 0.5, group="upgrade_levels")
+    api = _RecordingAPI(
+        deployment.conf, registry=Registry(deployment.registry_url), required_tier="untested"
+    )
+    yield api
+    api.cleanup()
+    deployment.conf.clear_override("counters_interval", group="upgrade_levels")
+
+
+def test_rolling_upgrade_from_the_previous_release(
+    deployment: Deployment,
+    old_computed: list[str],
+    notifications: NotificationCollector,
+    request: pytest.FixtureRequest,
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    old_hosts = [f"up-{suffix}-1", f"up-{suffix}-2"]
+    current_host = f"up-{suffix}-3"
+
+    def worker(host: str, worker_id: str, command: list[str] | None) -> WorkerProcess:
+        process = WorkerProcess(
+            str(deployment.workdir),
+            deployment.worker_options([host], worker_id),
+            name=worker_id,
+            command=command,
+        )
+        deployment.workers.append(process)
+        return process.start()
+
+    # The old release creates the registry it knows; the current code then
+    # upgrades the schema beside it, as a first upgraded worker would.
+    old = {host: worker(host, f"old-{i}", old_computed) for i, host in enumerate(old_hosts, 1)}
+    worker(current_host, "current-3", None)
+    api = request.getfixturevalue("scheduler_api")
+    hosts = [*old_hosts, current_host]
+    assert [api.version_cap(h) for h in hosts] == [OLD_RPC_VERSION] * 2 + [version.RPC_API_VERSION]
+
+    log = _Log()
+    stop = threading.Event()
+    thread = threading.Thread(target=_scheduler, args=(api, hosts, stop, log), daemon=True)
+    started = time.monotonic()
+    thread.start()
+    upgraded_at: dict[str, float] = {}
+    windows: dict[str, tuple[float, float]] = {}
+    registry = Registry(deployment.registry_url)
+    try:
+        time.sleep(2.0)
+        for i, host in enumerate(old_hosts, 1):
+            disabled_at = time.monotonic()
+            registry.set_disabled(f"old-{i}", True, "upgrading")  # computedctl worker disable
+            # Longer than the client's cache (0.2 s) plus a round trip: nothing in flight.
+            time.sleep(1.0)
+            assert old[host].terminate() == 0, old[host].log()
+            worker(host, f"new-{i}", None)
+            _wait(lambda h=host: _cap(api, h) == version.RPC_API_VERSION, 10, f"{host} cap")
+            upgraded_at[host] = time.monotonic()
+            windows[host] = (disabled_at, upgraded_at[host])
+            time.sleep(2.0)
+    finally:
+        stop.set()
+        thread.join(120)
+        registry.close()
+    duration = time.monotonic() - started
+
+    assert not log.failures, "\n".join(log.failures[:20])
+    outside = [
+        (t, h) for t, h in log.skipped if not (h in windows and windows[h][0] <= t <= windows[h][1])
+    ]
+    assert not outside, f"hosts skipped outside their upgrade: {outside}"
+    for request_id in log.casts:
+        notifications.for_request(request_id, "instance.spawn.end", timeout=60)
+    # Each host was sent what the worker that answered understands ...
+    wrong = [p for p in log.pings if version.newer(p[2], p[3])]
+    assert not wrong, wrong
+    # ... the old hosts got 1.0 until their old worker had gone, then 1.1 ...
+    for host in old_hosts:
+        sent = [(t, v, w) for t, h, v, _, w in log.pings if h == host]
+        assert any(v == OLD_RPC_VERSION and w.startswith("old-") for _, v, w in sent)
+        assert all(v == version.RPC_API_VERSION for t, v, _ in sent if t > upgraded_at[host])
+        assert any(w.startswith("new-") for t, _, w in sent if t > upgraded_at[host])
+    # ... and the first upgraded host got 1.1 while the second still ran old code.
+    first, second = old_hosts
+    assert any(
+        h == first and v == version.RPC_API_VERSION and upgraded_at[first] < t
+        for t, h, v, _, _ in log.pings
+        if t < upgraded_at[second] - 2.0
+    )
+    assert all(v == version.RPC_API_VERSION for _, h, v, _, _ in log.pings if h == current_host)
+    assert log.consoles and log.refused
+
+    # The operator's view: versions, caps and the client's counters.
+    api.call_counts()
+    api._counters.flush(force=True)
+    ctl_conf = deployment.workdir / "ctl.conf"
+    ctl_conf.write_text(
+        f"[registry]\nconnection = {deployment.registry_url}\ndown_time = 4\n"
+        "[conformance]\nrequired_tier = untested\n"
+    )
+    computedctl = os.path.join(os.path.dirname(sys.executable), "computedctl")
+    status = subprocess.run(
+        [computedctl, "--config-file", str(ctl_conf), "upgrade-status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    rows = {row["host"]: row for row in json.loads(status.stdout)["hosts"]}
+    for host in old_hosts:
+        counts = rows[host]["counts"]
+        assert counts[OLD_RPC_VERSION]["refused"] > 0
+        assert counts[OLD_RPC_VERSION]["backported"] > 0
+        assert counts[version.RPC_API_VERSION]["sent"] > 0
+        assert rows[host]["cap"] == version.RPC_API_VERSION
+    print(
+        f"\nrolling upgrade: {duration:.1f} s, {log.calls} calls, {len(log.casts)} casts, "
+        f"{log.consoles} console reads at 1.1, {log.refused} refused at 1.0, 0 failures, "
+        f"{len(log.skipped)} rounds skipped while a host was being upgraded"
+    )
