@@ -26,7 +26,7 @@ def plugin_path(tmp_path: Path) -> str:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokendrv\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        f"[{NAMESPACE}]\nbroken = brokendrv:Driver\nnotadriver = notadrv:NotADriver\n"
+        f"[{NAMESPACE}]\nunimportable = brokendrv:Driver\nnotadriver = notadrv:NotADriver\n"
     )
     return str(tmp_path)
 
@@ -83,9 +83,9 @@ def test_no_driver_configured() -> None:
 
 
 def test_import_failure_is_reported_with_its_cause(plugin_path: str) -> None:
-    installed, report = _load_elsewhere(plugin_path, "broken").splitlines()
-    assert "broken" in installed.split(",")
-    assert report.startswith("broken | Cannot load driver 'broken': ImportError: libfoo.so.1")
+    installed, report = _load_elsewhere(plugin_path, "unimportable").splitlines()
+    assert "unimportable" in installed.split(",")
+    assert report.startswith("unimportable | Cannot load driver 'unimportable': ImportError: libfoo.so.1")
 
 
 def test_a_class_that_is_not_a_driver_is_refused(plugin_path: str) -> None:
