@@ -227,6 +227,24 @@ def _list(ctx: SuiteContext) -> None:
             )
 
 
+@check("console_output.call", "get_console_output returns text, tail_lines keeps only the last lines")
+def _console(ctx: SuiteContext) -> None:
+    ctx.require("get_console_output")
+    with ctx.instance("console") as info:
+        if not ctx.api.can_send_console_output(ctx.host):
+            raise CheckSkipped(f"{ctx.host} speaks an RPC version without get_console_output")
+        text = ctx.api.get_console_output(None, ctx.host, info.uuid)
+        expect(isinstance(text, str), f"console output is {type(text).__name__}")
+        tail = ctx.api.get_console_output(None, ctx.host, info.uuid, tail_lines=1)
+        expect(len(tail.splitlines()) <= 1, f"tail_lines=1 gave {len(tail.splitlines())} lines")
+        expect(text.endswith(tail), "the tail is not the end of the whole output")
+    try:
+        ctx.api.get_console_output(None, ctx.host, str(uuidlib.uuid4()))
+    except exception.InstanceNotFound:
+        return
+    raise CheckFailed("console output of a missing instance did not raise InstanceNotFound")
+
+
 @check("errors.invalid_request", "malformed arguments get InvalidRequest, not a driver error")
 def _invalid(ctx: SuiteContext) -> None:
     ctx.require("get_info")
