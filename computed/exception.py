@@ -21,6 +21,7 @@ __all__ = [
     "UnsupportedVersion",
     "HostUnavailable",
     "HostTimeout",
+    "OperationInterrupted",
     "RPCError",
     "BrokerUnavailable",
     "DriverError",
@@ -95,6 +96,13 @@ class HostUnavailable(ComputedError):
 class HostTimeout(ComputedError):
     _msg_fmt = "Host %(host)s did not answer %(operation)s within %(timeout)s s."
     expected = True
+
+
+class OperationInterrupted(ComputedError):
+    _msg_fmt = (
+        "%(operation)s of instance %(uuid)s on host %(host)s was interrupted when worker "
+        "%(worker)s stopped, and is not repeated: %(reason)s"
+    )
 
 
 class RPCError(ComputedError):

@@ -23,9 +23,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import oslo_messaging as messaging
+from oslo_context import context as oslo_context
 from oslo_utils import uuidutils
 
 from computed import exception, version
+from computed._journal import Journal, decode_arguments
 from computed._locks import KeyedLocks
 from computed.notifications import OutcomeNotifier
 from computed.objects import (
@@ -36,9 +38,23 @@ from computed.objects import (
     InstanceSpec,
     PingResult,
 )
+from computed.registry.api import JOURNAL_DONE, JournalRecord
 from drivers import base
 
-__all__ = ["ComputeManager", "PREVIOUS_MAJOR_PROXIES", "endpoints"]
+__all__ = [
+    "ComputeManager",
+    "PREVIOUS_MAJOR_PROXIES",
+    "REPEATABLE_OPERATIONS",
+    "endpoints",
+    "reconcile",
+]
+
+#: Lifecycle operations that reach the same end state when run again for the
+#: same UUID (a second spawn returns the first VM), so a new owner completes
+#: them after a takeover. Any other (reboot) is reported failed instead.
+REPEATABLE_OPERATIONS = frozenset(
+    {"spawn", "destroy", "power_on", "power_off", "pause", "unpause", "suspend", "resume"}
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -87,11 +103,13 @@ class ComputeManager:
         driver: base.ComputeDriver,
         worker_id: str,
         notifier: OutcomeNotifier,
+        journal: Journal | None = None,
     ) -> None:
         self._host = host
         self._driver = driver
         self._worker_id = worker_id
         self._notifier = notifier
+        self._journal = journal
         self._locks = KeyedLocks()
 
     # Instance lifecycle ------------------------------------------------------
@@ -218,15 +236,39 @@ class ComputeManager:
     ) -> Any:
         uuid = arguments["instance"].uuid if operation == "spawn" else arguments["uuid"]
         with self._locks.hold(uuid):
+            entry = None
+            if self._journal is not None:
+                entry = self._journal.begin(
+                    self._host, operation, uuid, _context_dict(ctxt), arguments
+                )
             self._notifier.emit(ctxt, self._host, operation, "start", uuid)
-            try:
-                result = self._invoke(operation, func, ctxt, arguments)
-            except Exception as exc:
-                self._notifier.emit(ctxt, self._host, operation, "error", uuid, error=exc)
-                raise
-            info = result if isinstance(result, InstanceInfo) else None
-            self._notifier.emit(ctxt, self._host, operation, "end", uuid, info=info)
-            return result
+            return self._complete(operation, func, ctxt, arguments, uuid, entry)
+
+    def _complete(
+        self,
+        operation: str,
+        func: Callable[..., Any],
+        ctxt: Any,
+        arguments: dict[str, Any],
+        uuid: str,
+        entry: int | None,
+    ) -> Any:
+        """Run a journaled operation to its outcome notification, then clear its entry."""
+        journal = self._journal
+        try:
+            result = self._invoke(operation, func, ctxt, arguments)
+        except Exception as exc:
+            self._notifier.emit(ctxt, self._host, operation, "error", uuid, error=exc)
+            if journal is not None:
+                journal.finish(entry)
+            raise
+        if journal is not None:
+            journal.done(entry)
+        info = result if isinstance(result, InstanceInfo) else None
+        self._notifier.emit(ctxt, self._host, operation, "end", uuid, info=info)
+        if journal is not None:
+            journal.finish(entry)
+        return result
 
     def _invoke(
         self, operation: str, func: Callable[..., Any], ctxt: Any, arguments: dict[str, Any]
@@ -251,9 +293,63 @@ class ComputeManager:
 PREVIOUS_MAJOR_PROXIES: tuple[Callable[[ComputeManager], object], ...] = ()
 
 
+def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
+    """Settle an operation a stopped worker left in the journal of ``manager``'s host.
+
+    Not a method: every public method of the manager is an RPC endpoint.
+
+    One whose driver call had returned is not repeated; a repeatable one
+    is run again (idempotent by UUID) and reports its outcome under the
+    original request id; any other is reported as an
+    ``instance.<op>.error`` notification (OperationInterrupted).
+
+    :returns: ``finished``, ``completed``, ``failed`` or ``adopted-elsewhere``.
+    """
+    journal = manager._journal
+    assert journal is not None
+    if not journal.adopt(entry):
+        return "adopted-elsewhere"
+    ctxt = oslo_context.RequestContext.from_dict(entry.context)
+    uuid, operation = entry.instance_uuid, entry.operation
+    with manager._locks.hold(uuid):
+        if entry.state == JOURNAL_DONE:
+            journal.finish(entry.id)
+            return "finished"
+        if operation not in REPEATABLE_OPERATIONS:
+            error = exception.OperationInterrupted(
+                operation=operation,
+                uuid=uuid,
+                host=manager._host,
+                worker=entry.worker_id,
+                reason="it is not safe to run twice; check the instance and retry",
+            )
+            manager._notifier.emit(ctxt, manager._host, operation, "error", uuid, error=error)
+            journal.finish(entry.id)
+            return "failed"
+        func = getattr(ComputeManager, operation).__wrapped__
+        try:
+            arguments = decode_arguments(entry.arguments)
+            manager._check(operation, arguments)
+        except Exception as exc:
+            manager._notifier.emit(ctxt, manager._host, operation, "error", uuid, error=exc)
+            journal.finish(entry.id)
+            return "failed"
+        try:
+            manager._complete(operation, func, ctxt, arguments, uuid, entry.id)
+        except Exception:
+            return "failed"
+        return "completed"
+
+
 def endpoints(manager: ComputeManager) -> list[object]:
     """The RPC endpoints a worker serves for one host: the manager and its proxies."""
     return [manager, *(proxy(manager) for proxy in PREVIOUS_MAJOR_PROXIES)]
+
+
+def _context_dict(ctxt: Any) -> dict[str, Any]:
+    if isinstance(ctxt, oslo_context.RequestContext):
+        return dict(ctxt.to_dict())
+    return dict(ctxt or {})
 
 
 def _brief(value: Any) -> str:

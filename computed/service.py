@@ -1,11 +1,15 @@
-"""The worker's life: start serving its hosts, heartbeat, drain and stop.
+"""The worker's life: start serving the hosts it owns, heartbeat, drain and stop.
 
-Start-up is ordered so that a client never sees a host before its queue is
-being consumed: load the driver, check the broker, open the registry, start
-one RPC server per host, and only then register. Stopping reverses it:
-mark the worker draining (clients stop choosing it), stop consuming, let
-operations already running finish within the drain time, then mark it
-stopped.
+A worker declares the hosts it can reach; it consumes the queues of those it
+owns (:mod:`computed._ownership`), recomputed from the registry at start and
+at every heartbeat. Start-up is ordered so that a client never sees a host
+before its queue exists: load the driver, check the broker, open the
+registry, start one RPC server per owned host, record the ownership, and
+only then register. A host it no longer owns is stopped gracefully (running
+operations finish) and released. A host it takes over from a worker that
+stopped has its journal reconciled. Stopping: mark the worker draining (the
+others take its hosts over), stop consuming, let operations already running
+finish within the drain time, then mark it stopped.
 """
 
 from __future__ import annotations
@@ -13,17 +17,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
 
-from computed import exception, rpc, version
+from computed import _ownership, exception, rpc, version
+from computed._journal import Journal
 from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
-from computed.manager import ComputeManager, endpoints
+from computed.manager import ComputeManager, endpoints, reconcile
 from computed.notifications import OutcomeNotifier
 from computed.registry import Registry, WorkerRecord
-from computed.registry.api import STATE_DRAINING, STATE_STOPPED
+from computed.registry.api import STATE_DRAINING, STATE_STOPPED, utcnow
 from drivers.base import ComputeDriver
 
 __all__ = ["Worker"]
@@ -41,13 +47,23 @@ class Worker:
         self.registry: Registry | None = None
         self._transport: messaging.Transport | None = None
         self._notification_transport: messaging.Transport | None = None
-        self._servers: list[messaging.MessageHandlingServer] = []
+        self._notifier: OutcomeNotifier | None = None
+        self._journal: Journal | None = None
+        self._servers: dict[str, messaging.MessageHandlingServer] = {}
+        self._managers: dict[str, ComputeManager] = {}
+        self._releasing: list[threading.Thread] = []
+        self._owning = threading.Lock()
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
     @property
     def hosts(self) -> list[str]:
         return list(dict.fromkeys(self.conf.hosts))
+
+    @property
+    def owned_hosts(self) -> list[str]:
+        """The hosts whose queues this worker consumes now."""
+        return sorted(self._servers)
 
     @property
     def started_anything(self) -> bool:
@@ -76,28 +92,125 @@ class Worker:
         for host in self.hosts:
             driver.init_host(host)
         self._notification_transport = rpc.get_notification_transport(conf)
-        notifier = OutcomeNotifier(conf, self._notification_transport)
-        for host in self.hosts:
-            manager = ComputeManager(host, driver, self.worker_id, notifier)
-            server = messaging.get_rpc_server(
-                self._transport,
-                messaging.Target(topic=rpc.TOPIC, server=host),
-                endpoints(manager),
-                serializer=rpc.RequestContextSerializer(),
-            )
-            server.start()
-            self._servers.append(server)
+        self._notifier = OutcomeNotifier(conf, self._notification_transport)
+        self._journal = Journal(self.registry, self.worker_id, os.getpid())
+        self.rebalance()
         self.registry.register(self._record())
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
         LOG.info(
-            "Worker %s serving %d host(s) with driver %s at RPC %s: %s",
+            "Worker %s (driver %s, group %s, RPC %s) can serve %d host(s) and owns %d: %s",
             self.worker_id,
-            len(self.hosts),
             driver.name,
+            self._group,
             version.RPC_API_VERSION,
-            ", ".join(self.hosts),
+            len(self.hosts),
+            len(self._servers),
+            ", ".join(self.owned_hosts) or "none yet",
         )
+
+    def rebalance(self) -> None:
+        """Serve exactly the hosts this worker owns now, according to the registry.
+
+        New hosts are served (their server started, then the ownership
+        recorded, then orphaned journal entries reconciled); hosts it no
+        longer owns are stopped in the background, draining what runs.
+        """
+        assert self.registry is not None
+        with self._owning:
+            if self._stopping.is_set():
+                return
+            workers = self.registry.list_workers()
+            me = next((w for w in workers if w.id == self.worker_id), None)
+            if me is not None and me.disabled:
+                wanted: set[str] = set()  # disabled workers own nothing
+            else:
+                wanted = _ownership.owned_by(
+                    self._record(), workers, self.conf.registry.down_time, utcnow()
+                )
+            for host in sorted(set(self._servers) - wanted):
+                self._release(host)
+            taken = sorted(wanted - set(self._servers))
+            for host in taken:
+                self._take(host, workers)
+            self._reconcile_orphans(workers)
+
+    def _take(self, host: str, workers: list[WorkerRecord]) -> None:
+        assert self.registry is not None and self._transport is not None
+        assert self.driver is not None and self._notifier is not None
+        manager = ComputeManager(host, self.driver, self.worker_id, self._notifier, self._journal)
+        server = messaging.get_rpc_server(
+            self._transport,
+            messaging.Target(topic=rpc.TOPIC, server=host),
+            endpoints(manager),
+            serializer=rpc.RequestContextSerializer(),
+        )
+        server.start()
+        self._servers[host] = server
+        self._managers[host] = manager
+        previous = self.registry.list_owners().get(host)
+        holder = previous.worker_id if previous is not None else None
+        down_time = self.conf.registry.down_time
+        gone = holder is not None and not any(
+            w.id == holder and w.may_be_running(down_time) for w in workers
+        )
+        self.registry.claim_host(host, self.worker_id, "takeover" if gone else "rebalance")
+        LOG.info("Worker %s now serves host %s", self.worker_id, host)
+
+    def _release(self, host: str) -> None:
+        server = self._servers.pop(host)
+        self._managers.pop(host, None)
+        server.stop()
+
+        def finish() -> None:
+            server.wait()
+            if self.registry is not None:
+                try:
+                    self.registry.release_host(host, self.worker_id)
+                except Exception as exc:
+                    LOG.warning("Could not record the release of %s: %s", host, exc)
+            LOG.info("Worker %s handed host %s over", self.worker_id, host)
+
+        thread = threading.Thread(target=finish, name=f"release-{host}", daemon=True)
+        thread.start()
+        self._releasing = [t for t in self._releasing if t.is_alive()] + [thread]
+
+    def _reconcile_orphans(self, workers: list[WorkerRecord]) -> None:
+        """Settle journal entries, on hosts this worker owns, of workers no longer running."""
+        assert self.registry is not None
+        down_time = self.conf.registry.down_time
+        running = {(w.id, w.pid) for w in workers if w.may_be_running(down_time)}
+        running.add((self.worker_id, os.getpid()))
+        orphans = [
+            entry
+            for entry in self.registry.journal_entries()
+            if entry.host in self._managers and (entry.worker_id, entry.pid) not in running
+        ]
+        for entry in orphans:
+            manager = self._managers[entry.host]
+            threading.Thread(
+                target=self._reconcile, args=(manager, entry), name="reconcile", daemon=True
+            ).start()
+
+    def _reconcile(self, manager: ComputeManager, entry: Any) -> None:
+        try:
+            outcome = reconcile(manager, entry)
+        except Exception:
+            LOG.exception("Reconciling journal entry %s failed", entry.id)
+            return
+        LOG.info(
+            "Reconciled %s of %s on %s left by %s: %s",
+            entry.operation,
+            entry.instance_uuid,
+            entry.host,
+            entry.worker_id,
+            outcome,
+        )
+
+    @property
+    def _group(self) -> str:
+        assert self.driver is not None
+        return str(self.conf.group or self.driver.name)
 
     def stop(self) -> bool:
         """Stop consuming, drain, deregister. Returns False if the drain timed out."""
@@ -105,8 +218,9 @@ class Worker:
             return True
         self._stopping.set()
         self._set_state(STATE_DRAINING)
-        for server in self._servers:
-            server.stop()
+        with self._owning:
+            for server in self._servers.values():
+                server.stop()
         drainer = threading.Thread(target=self._drain, name="drain", daemon=True)
         drainer.start()
         drainer.join(self.conf.drain_timeout)
@@ -159,6 +273,7 @@ class Worker:
             rpc_version=version.RPC_API_VERSION,
             rpc_min_version=version.RPC_API_MIN_VERSION,
             support_tier=driver.support_tier.value,
+            group=self._group,
             capabilities={
                 "operations": sorted(driver.operations),
                 "features": sorted(driver.features),
@@ -174,12 +289,21 @@ class Worker:
                 if not self.registry.heartbeat(self.worker_id):
                     LOG.warning("Registry record of %s vanished; registering again", self.worker_id)
                     self.registry.register(self._record())
+                self.rebalance()
             except Exception as exc:
                 LOG.warning("Heartbeat failed: %s", exc)
 
     def _drain(self) -> None:
-        for server in self._servers:
+        for server in list(self._servers.values()):
             server.wait()
+        for thread in self._releasing:
+            thread.join()
+        if self.registry is not None:
+            for host in self._servers:
+                try:
+                    self.registry.release_host(host, self.worker_id)
+                except Exception as exc:
+                    LOG.warning("Could not record the release of %s: %s", host, exc)
 
     def _set_state(self, state: str) -> None:
         if self.registry is None or not self.worker_id:

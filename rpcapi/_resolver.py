@@ -19,6 +19,11 @@ _MIN_REFRESH_INTERVAL = 0.2
 class HostResolver:
     """Resolves host names to their live worker.
 
+    A host is available while it has a live owner or a live candidate (an
+    enabled worker that declares it): during a handover the candidates
+    agree on the next owner within a heartbeat, and messages wait in the
+    host's queue meanwhile. The recorded owner is preferred when it is live.
+
     The whole registry is read at once and kept for ``ttl`` seconds, so a call
     costs no database round trip. Liveness is judged at each lookup from the
     cached heartbeat, so a worker that stops heartbeating is noticed after
@@ -35,6 +40,7 @@ class HostResolver:
         self._lock = threading.Lock()
         self._by_host: dict[str, list[WorkerRecord]] = {}
         self._tiers: dict[tuple[str, str], str] = {}
+        self._owners: dict[str, str | None] = {}
         self._read_at = float("-inf")
 
     def resolve(self, host: str) -> WorkerRecord:
@@ -68,12 +74,17 @@ class HostResolver:
         with self._lock:
             workers = self._registry.list_workers()
             tiers = {key: run.tier for key, run in self._registry.latest_conformance().items()}
+            try:
+                owners = {h: o.worker_id for h, o in self._registry.list_owners().items()}
+            except exception.RegistryError:  # a schema older than host ownership
+                owners = {}
             by_host: dict[str, list[WorkerRecord]] = {}
             for worker in workers:
                 for host in worker.hosts:
                     by_host.setdefault(host, []).append(worker)
             self._by_host = by_host
             self._tiers = tiers
+            self._owners = owners
             self._read_at = time.monotonic()
 
     def _live_owner(self, host: str) -> WorkerRecord | None:
@@ -81,6 +92,10 @@ class HostResolver:
         live = [w for w in self._by_host.get(host, ()) if w.is_alive(self._down_time, now)]
         if not live:
             return None
+        recorded = self._owners.get(host)
+        for worker in live:
+            if worker.id == recorded:
+                return worker
         return max(live, key=lambda w: w.heartbeat_at or now)
 
     def _why_unavailable(self, host: str) -> str:
@@ -102,10 +117,13 @@ class HostResolver:
     # Versions ---------------------------------------------------------------
 
     def consumers(self, host: str) -> list[WorkerRecord]:
-        """The workers that may be consuming ``host``'s queue right now.
+        """The workers that may be consuming ``host``'s queue right now or next.
 
-        Besides the live owner that includes a disabled worker (it stops
-        being chosen, not consuming) and a draining one (it may still hold
+        That is every worker that declares the host, not only its recorded
+        owner: any live candidate may take the host over at its next
+        heartbeat, while a message sent now still waits in the queue.
+        Besides the live candidates that includes a disabled worker (it stops
+        being chosen at once, consuming only at its next heartbeat) and a draining one (it may still hold
         a message): the version sent to the host must suit all of them. A
         worker is out once it is stopped or its heartbeat is older than the
         down time.

@@ -3,7 +3,8 @@
 ::
 
     computedctl workers [--json]        every worker, its driver, version and state
-    computedctl hosts [--json]          every host and the worker serving it
+    computedctl hosts [--json] [--moves] every host, its owner, its candidates (and recent moves)
+    computedctl moves [--json] [--host H] [--limit N]  recent changes of host owners
     computedctl worker disable ID [--reason TEXT]
     computedctl worker enable ID
     computedctl worker delete ID
@@ -24,12 +25,12 @@ from typing import Any
 
 from oslo_config import cfg
 
+from computed import _ownership, exception
 from computed import conf as computed_conf
-from computed import exception
 from computed.cmd import _upgrade_status
 from computed.driver_loader import available_drivers
 from computed.registry import Registry, WorkerRecord, migration
-from computed.registry.api import TIER_UNTESTED, utcnow
+from computed.registry.api import TIER_UNTESTED, MoveRecord, utcnow
 
 __all__ = ["main"]
 
@@ -69,9 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     workers.add_argument("--json", action="store_true", help="machine-readable output")
     workers.set_defaults(handler=_list_workers)
 
-    hosts = commands.add_parser("hosts", help="list hosts and who serves them")
+    hosts = commands.add_parser("hosts", help="list hosts, their owner and candidates")
     hosts.add_argument("--json", action="store_true", help="machine-readable output")
+    hosts.add_argument("--moves", action="store_true", help="also list recent moves")
     hosts.set_defaults(handler=_list_hosts)
+
+    moves = commands.add_parser("moves", help="recent changes of host owners, newest first")
+    moves.add_argument("--json", action="store_true", help="machine-readable output")
+    moves.add_argument("--host", help="only this host")
+    moves.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    moves.set_defaults(handler=_list_moves)
 
     worker = commands.add_parser("worker", help="disable, enable or delete a worker")
     actions = worker.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -141,32 +149,97 @@ def _list_workers(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
 
 
 def _list_hosts(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
-    workers = _registry(conf).list_workers()
+    """One row per host: the worker consuming its queue, the candidates, liveness.
+
+    OWNER is what the registry records (the worker that claimed the host
+    last); EXPECTED is the owner the hash ring gives over the live
+    candidates now, which differs only during a handover.
+    """
+    registry = _registry(conf)
+    workers = registry.list_workers()
+    owners = registry.list_owners()
     down_time = conf.registry.down_time
     now = utcnow()
-    entries = sorted((host, w) for w in workers for host in w.hosts)
-    if args.json:
-        _print_json(
-            [
-                {
-                    "host": host,
-                    "worker": w.id,
-                    "driver": w.driver,
-                    "rpc_version": w.rpc_version,
-                    "status": w.status(down_time, now),
-                    "alive": w.is_alive(down_time, now),
-                }
-                for host, w in entries
-            ]
+    by_id = {w.id: w for w in workers}
+    expected = _ownership.assignment(workers, down_time, now)
+    rows: list[dict[str, Any]] = []
+    for host in sorted({h for w in workers for h in w.hosts}):
+        declared = sorted(w.id for w in workers if host in w.hosts)
+        recorded = owners.get(host)
+        owner_id = recorded.worker_id if recorded is not None else None
+        ring_owner, candidates = expected.get(host, (None, []))
+        serving = by_id.get(owner_id or "") or by_id.get(ring_owner or "") or by_id[declared[0]]
+        alive = any(by_id[w].is_alive(down_time, now) for w in declared)
+        rows.append(
+            {
+                "host": host,
+                "owner": owner_id,
+                "owner_since": recorded.since.isoformat() + "Z" if recorded else None,
+                "expected_owner": ring_owner,
+                "candidates": candidates,
+                "workers": declared,
+                "worker": serving.id,
+                "driver": serving.driver,
+                "group": serving.group or serving.driver,
+                "rpc_version": serving.rpc_version,
+                "status": serving.status(down_time, now),
+                "alive": alive,
+            }
         )
+    moves = registry.list_moves(limit=20) if args.moves else []
+    if args.json:
+        if args.moves:
+            _print_json({"hosts": rows, "moves": [m.to_json() for m in moves]})
+        else:
+            _print_json(rows)
         return
-    rows = [
-        (host, w.id, w.driver, w.rpc_version, "yes" if w.is_alive(down_time, now) else "no")
-        for host, w in entries
-    ]
-    _print_table(("HOST", "WORKER", "DRIVER", "RPC", "ALIVE"), rows)
-    if not entries:
+    _print_table(
+        ("HOST", "OWNER", "CANDIDATES", "DRIVER", "GROUP", "RPC", "ALIVE"),
+        [
+            (
+                r["host"],
+                r["owner"] or "-",
+                ",".join(r["candidates"]) or "-",
+                r["driver"],
+                r["group"],
+                r["rpc_version"],
+                "yes" if r["alive"] else "no",
+            )
+            for r in rows
+        ],
+    )
+    if not rows:
         print("No host is registered yet.")
+    if args.moves:
+        print()
+        _print_moves(moves)
+
+
+def _list_moves(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
+    moves = _registry(conf).list_moves(limit=args.limit, host=args.host)
+    if args.json:
+        _print_json([m.to_json() for m in moves])
+        return
+    _print_moves(moves)
+
+
+def _print_moves(moves: Sequence[MoveRecord]) -> None:
+    if not moves:
+        print("No host has moved yet.")
+        return
+    _print_table(
+        ("MOVED AT (UTC)", "HOST", "FROM", "TO", "REASON"),
+        [
+            (
+                f"{m.moved_at:%Y-%m-%d %H:%M:%S}",
+                m.host,
+                m.from_worker_id or "-",
+                m.to_worker_id,
+                m.reason,
+            )
+            for m in moves
+        ],
+    )
 
 
 def _disable(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:

@@ -35,11 +35,21 @@ worker_opts = [
         sample_default="<hostname>",
         help="Name of the machine this worker runs on, shown to operators.",
     ),
+    cfg.StrOpt(
+        "group",
+        help="Ownership group of this worker. Workers of the same driver and group "
+        "that declare the same host share it: one of them, chosen by a consistent "
+        "hash ring over the live ones, consumes its queue, and another takes over "
+        "when it stops heartbeating. Give workers that reach only part of a fleet "
+        "their own group. Defaults to the driver's name.",
+    ),
     cfg.FloatOpt(
         "heartbeat_interval",
         default=10.0,
         min=0.1,
-        help="Seconds between two heartbeats written to the registry.",
+        help="Seconds between two heartbeats written to the registry. At each "
+        "heartbeat the worker also recomputes which of its hosts it owns, so a dead "
+        "worker's hosts move within '[registry] down_time' plus this interval.",
     ),
     cfg.FloatOpt(
         "drain_timeout",

@@ -28,11 +28,16 @@ __all__ = [
     "WorkerRecord",
     "ConformanceRecord",
     "CallCount",
+    "HostOwnerRecord",
+    "MoveRecord",
+    "JournalRecord",
     "utcnow",
     "STATE_UP",
     "STATE_DRAINING",
     "STATE_STOPPED",
     "TIER_UNTESTED",
+    "JOURNAL_RUNNING",
+    "JOURNAL_DONE",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -40,6 +45,10 @@ LOG = logging.getLogger(__name__)
 STATE_UP = "up"
 STATE_DRAINING = "draining"
 STATE_STOPPED = "stopped"
+
+#: Journal states: the driver is running the operation; the driver has returned.
+JOURNAL_RUNNING = "running"
+JOURNAL_DONE = "done"
 
 #: The tier of a driver version with no recorded conformance run.
 TIER_UNTESTED = "untested"
@@ -67,6 +76,8 @@ class WorkerRecord:
     state: str = STATE_UP
     disabled: bool = False
     disabled_reason: str | None = None
+    #: Workers share hosts only within their driver and group ('' means the driver's name).
+    group: str = ""
     started_at: datetime.datetime | None = None
     heartbeat_at: datetime.datetime | None = None
 
@@ -86,6 +97,18 @@ class WorkerRecord:
 
     def is_alive(self, down_time: float, now: datetime.datetime | None = None) -> bool:
         return self.status(down_time, now) == "up"
+
+    def may_be_running(self, down_time: float, now: datetime.datetime | None = None) -> bool:
+        """Up or draining with a fresh heartbeat: it may still be consuming or operating."""
+        if self.state not in (STATE_UP, STATE_DRAINING):
+            return False
+        age = self.heartbeat_age(now)
+        return age is not None and age <= down_time
+
+    @property
+    def pool(self) -> tuple[str, str]:
+        """The workers that share hosts: same driver, same group."""
+        return (self.driver, self.group or self.driver)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -116,6 +139,49 @@ class ConformanceRecord:
         data["failing"] = list(self.failing)
         data["run_at"] = self.run_at.isoformat() + "Z" if self.run_at else None
         return data
+
+
+@dataclasses.dataclass(frozen=True)
+class HostOwnerRecord:
+    """The worker consuming a host's queue now (``worker_id`` None while handed over)."""
+
+    host: str
+    worker_id: str | None
+    previous_worker_id: str | None
+    since: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class MoveRecord:
+    """One change of a host's owner; ``reason`` is initial, takeover or rebalance."""
+
+    host: str
+    from_worker_id: str | None
+    to_worker_id: str
+    reason: str
+    moved_at: datetime.datetime
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["moved_at"] = self.moved_at.isoformat() + "Z"
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class JournalRecord:
+    """A lifecycle operation in flight on a host (see ``operation_journal``)."""
+
+    id: int
+    host: str
+    operation: str
+    instance_uuid: str
+    request_id: str
+    context: dict[str, Any]
+    arguments: dict[str, Any]
+    state: str
+    worker_id: str
+    pid: int
+    started_at: datetime.datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +242,7 @@ class Registry:
                 row = models.Worker(id=record.id, disabled=False)
                 session.add(row)
             row.driver = record.driver
+            row.group = record.group
             row.driver_version = record.driver_version
             row.machine = record.machine
             row.pid = record.pid
@@ -226,6 +293,130 @@ class Registry:
         with self._transaction() as session:
             rows = session.scalars(sa.select(models.Worker).order_by(models.Worker.id))
             return [_record(row) for row in rows]
+
+    # Host ownership ------------------------------------------------------------
+
+    def claim_host(self, host: str, worker_id: str, reason: str) -> HostOwnerRecord:
+        """Record that ``worker_id`` consumes ``host``'s queue now, and the move if it is one."""
+        now = utcnow()
+        with self._transaction() as session:
+            row = session.get(models.HostOwner, host)
+            if row is None:
+                row = models.HostOwner(host=host, since=now)
+                session.add(row)
+            previous = row.worker_id or row.previous_worker_id
+            if row.worker_id != worker_id:
+                row.previous_worker_id = previous
+                row.worker_id = worker_id
+                row.since = now
+                if previous != worker_id:
+                    session.add(
+                        models.HostMove(
+                            host=host,
+                            from_worker_id=previous,
+                            to_worker_id=worker_id,
+                            reason=reason if previous else "initial",
+                            moved_at=now,
+                        )
+                    )
+            return _owner(row)
+
+    def release_host(self, host: str, worker_id: str) -> None:
+        """Record that ``worker_id`` stopped consuming ``host`` (if it still owned it)."""
+        with self._transaction() as session:
+            session.execute(
+                sa.update(models.HostOwner)
+                .where(models.HostOwner.host == host, models.HostOwner.worker_id == worker_id)
+                .values(worker_id=None, previous_worker_id=worker_id, since=utcnow())
+            )
+
+    def list_owners(self) -> dict[str, HostOwnerRecord]:
+        with self._transaction() as session:
+            return {row.host: _owner(row) for row in session.scalars(sa.select(models.HostOwner))}
+
+    def list_moves(self, limit: int = 50, host: str | None = None) -> list[MoveRecord]:
+        """The newest ``limit`` moves, newest first."""
+        query = sa.select(models.HostMove).order_by(models.HostMove.id.desc()).limit(limit)
+        if host is not None:
+            query = query.where(models.HostMove.host == host)
+        with self._transaction() as session:
+            return [
+                MoveRecord(
+                    host=row.host,
+                    from_worker_id=row.from_worker_id,
+                    to_worker_id=row.to_worker_id,
+                    reason=row.reason,
+                    moved_at=row.moved_at,
+                )
+                for row in session.scalars(query)
+            ]
+
+    # Operation journal -----------------------------------------------------------
+
+    def journal_begin(
+        self,
+        host: str,
+        operation: str,
+        instance_uuid: str,
+        request_id: str,
+        context: dict[str, Any],
+        arguments: dict[str, Any],
+        worker_id: str,
+        pid: int,
+    ) -> int:
+        """Record an operation about to reach the driver; returns the entry's id."""
+        with self._transaction() as session:
+            row = models.JournalEntry(
+                host=host,
+                operation=operation,
+                instance_uuid=instance_uuid,
+                request_id=request_id,
+                context=json.dumps(context, default=str),
+                arguments=json.dumps(arguments),
+                state=JOURNAL_RUNNING,
+                worker_id=worker_id,
+                pid=pid,
+                started_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def journal_done(self, entry_id: int) -> None:
+        """The driver returned; only the outcome remains to be published."""
+        with self._transaction() as session:
+            session.execute(
+                sa.update(models.JournalEntry)
+                .where(models.JournalEntry.id == entry_id)
+                .values(state=JOURNAL_DONE)
+            )
+
+    def journal_finish(self, entry_id: int) -> None:
+        with self._transaction() as session:
+            session.execute(
+                sa.delete(models.JournalEntry).where(models.JournalEntry.id == entry_id)
+            )
+
+    def journal_entries(self, host: str | None = None) -> list[JournalRecord]:
+        query = sa.select(models.JournalEntry).order_by(models.JournalEntry.id)
+        if host is not None:
+            query = query.where(models.JournalEntry.host == host)
+        with self._transaction() as session:
+            return [_journal(row) for row in session.scalars(query)]
+
+    def journal_adopt(self, entry: JournalRecord, worker_id: str, pid: int) -> bool:
+        """Take over an orphaned entry; False if another worker adopted it first."""
+        with self._transaction() as session:
+            result = session.execute(
+                sa.update(models.JournalEntry)
+                .where(
+                    models.JournalEntry.id == entry.id,
+                    models.JournalEntry.worker_id == entry.worker_id,
+                    models.JournalEntry.pid == entry.pid,
+                )
+                .values(worker_id=worker_id, pid=pid)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     # Conformance ---------------------------------------------------------------
 
@@ -366,8 +557,34 @@ def _record(row: models.Worker) -> WorkerRecord:
         state=row.state,
         disabled=row.disabled,
         disabled_reason=row.disabled_reason,
+        group=row.group or "",
         started_at=row.started_at,
         heartbeat_at=row.heartbeat_at,
+    )
+
+
+def _owner(row: models.HostOwner) -> HostOwnerRecord:
+    return HostOwnerRecord(
+        host=row.host,
+        worker_id=row.worker_id,
+        previous_worker_id=row.previous_worker_id,
+        since=row.since,
+    )
+
+
+def _journal(row: models.JournalEntry) -> JournalRecord:
+    return JournalRecord(
+        id=row.id,
+        host=row.host,
+        operation=row.operation,
+        instance_uuid=row.instance_uuid,
+        request_id=row.request_id,
+        context=json.loads(row.context),
+        arguments=json.loads(row.arguments),
+        state=row.state,
+        worker_id=row.worker_id,
+        pid=row.pid,
+        started_at=row.started_at,
     )
 
 

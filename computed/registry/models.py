@@ -7,7 +7,16 @@ import datetime
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Worker", "WorkerHost", "ConformanceRun", "RPCCallCount"]
+__all__ = [
+    "Base",
+    "Worker",
+    "WorkerHost",
+    "ConformanceRun",
+    "RPCCallCount",
+    "HostOwner",
+    "HostMove",
+    "JournalEntry",
+]
 
 
 class Base(DeclarativeBase):
@@ -19,6 +28,7 @@ class Worker(Base):
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     driver: Mapped[str] = mapped_column(String(64))
+    group: Mapped[str] = mapped_column(String(255), default="")
     driver_version: Mapped[str] = mapped_column(String(64), default="")
     machine: Mapped[str] = mapped_column(String(255), default="")
     pid: Mapped[int] = mapped_column(Integer, default=0)
@@ -79,3 +89,48 @@ class RPCCallCount(Base):
     backported: Mapped[int] = mapped_column(Integer, default=0)
     refused: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime.datetime] = mapped_column(DateTime)
+
+
+class HostOwner(Base):
+    """The worker consuming a host's queue now (none between a release and a claim)."""
+
+    __tablename__ = "host_owners"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    worker_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    previous_worker_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    since: Mapped[datetime.datetime] = mapped_column(DateTime)
+
+
+class HostMove(Base):
+    """One change of a host's owner."""
+
+    __tablename__ = "host_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    from_worker_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    to_worker_id: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(64))
+    moved_at: Mapped[datetime.datetime] = mapped_column(DateTime, index=True)
+
+
+class JournalEntry(Base):
+    """A lifecycle operation a worker started on a host and has not yet finished."""
+
+    __tablename__ = "operation_journal"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    request_id: Mapped[str] = mapped_column(String(255))
+    #: JSON of the request context, to report the outcome under the same request id.
+    context: Mapped[str] = mapped_column(Text)
+    #: JSON of the operation's arguments (versioned objects as primitives).
+    arguments: Mapped[str] = mapped_column(Text)
+    #: ``running`` until the driver returns, then ``done`` until the outcome is published.
+    state: Mapped[str] = mapped_column(String(16))
+    worker_id: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime.datetime] = mapped_column(DateTime)

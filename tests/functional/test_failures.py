@@ -67,8 +67,8 @@ def test_killed_worker_is_reported_down_and_its_hosts_fail_fast(deployment: Depl
     finally:
         deployment.conf.set_override("call_timeout", 30, group="client")
     table = _ctl(deployment, "hosts").stdout.splitlines()
-    assert table[0].split() == ["HOST", "WORKER", "DRIVER", "RPC", "ALIVE"]
-    assert table[1].split() == ["h1", "w1", "fake", version.RPC_API_VERSION, "no"]
+    assert table[0].split() == ["HOST", "OWNER", "CANDIDATES", "DRIVER", "GROUP", "RPC", "ALIVE"]
+    assert table[1].split() == ["h1", "w1", "-", "fake", "fake", version.RPC_API_VERSION, "no"]
 
 
 def test_sigterm_lets_a_running_call_finish(

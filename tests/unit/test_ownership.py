@@ -1,0 +1,166 @@
+"""Host ownership: tooz's hash ring over each host's live, enabled candidates."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from oslo_config import cfg
+from oslo_context import context
+
+from computed import _ownership
+from computed._journal import Journal
+from computed.manager import ComputeManager, reconcile
+from computed.objects import InstanceSpec
+from computed.registry import Registry, WorkerRecord
+from computed.registry.api import JOURNAL_DONE, utcnow
+from drivers.fake import FakeDriver
+
+HOSTS = tuple(f"host-{i:02d}" for i in range(30))
+DOWN = 10.0
+
+
+def _worker(worker_id: str, hosts: tuple[str, ...] = HOSTS, **changes: Any) -> WorkerRecord:
+    record = WorkerRecord(
+        id=worker_id,
+        driver="fake",
+        hosts=hosts,
+        rpc_version="1.1",
+        rpc_min_version="1.0",
+        support_tier="conformant",
+        heartbeat_at=utcnow(),
+    )
+    return dataclasses.replace(record, **changes)
+
+
+def _owners(workers: list[WorkerRecord]) -> dict[str, str | None]:
+    return {h: o for h, (o, _) in _ownership.assignment(workers, DOWN, utcnow()).items()}
+
+
+def test_every_host_has_one_owner_and_workers_agree() -> None:
+    workers = [_worker("w1"), _worker("w2"), _worker("w3")]
+    owners = _owners(workers)
+    assert set(owners.values()) == {"w1", "w2", "w3"}
+    for worker in workers:
+        mine = _ownership.owned_by(worker, workers, DOWN, utcnow())
+        assert mine == {h for h, o in owners.items() if o == worker.id}
+
+
+def test_a_dead_workers_hosts_move_and_only_those() -> None:
+    workers = [_worker("w1"), _worker("w2"), _worker("w3")]
+    before = _owners(workers)
+    stale = utcnow() - datetime.timedelta(seconds=DOWN + 1)
+    after = _owners([workers[0], workers[1], dataclasses.replace(workers[2], heartbeat_at=stale)])
+    moved = {h for h in HOSTS if before[h] != after[h]}
+    assert moved == {h for h in HOSTS if before[h] == "w3"}
+    assert "w3" not in after.values()
+    # It comes back: exactly its share returns to it.
+    assert _owners(workers) == before
+
+
+def test_disabled_and_draining_workers_own_nothing() -> None:
+    workers = [_worker("w1", disabled=True), _worker("w2", state="draining"), _worker("w3")]
+    assert set(_owners(workers).values()) == {"w3"}
+    assert _owners([_worker("w1", disabled=True)]) == dict.fromkeys(HOSTS)
+
+
+def test_hosts_are_shared_only_within_a_driver_and_group() -> None:
+    workers = [
+        _worker("a1", hosts=("x", "y"), group="rack-a"),
+        _worker("b1", hosts=("x", "y"), group="rack-b"),
+        _worker("a2", hosts=("x",), group="rack-a"),
+    ]
+    assert _ownership.owned_by(workers[1], workers, DOWN, utcnow()) == {"x", "y"}
+    assert _ownership.owned_by(workers[0], workers, DOWN, utcnow()) | _ownership.owned_by(
+        workers[2], workers, DOWN, utcnow()
+    ) == {"x", "y"}
+    assert _ownership.owned_by(workers[2], workers, DOWN, utcnow()) <= {"x"}
+
+
+@pytest.fixture
+def registry(tmp_path) -> Iterator[Registry]:  # type: ignore[no-untyped-def]
+    registry = Registry(f"sqlite:///{tmp_path}/registry.sqlite")
+    registry.migrate()
+    yield registry
+    registry.close()
+
+
+def test_claims_record_moves(registry: Registry) -> None:
+    registry.claim_host("h1", "w1", "rebalance")
+    registry.claim_host("h1", "w1", "rebalance")  # again: no move
+    registry.release_host("h1", "w1")
+    assert registry.list_owners()["h1"].worker_id is None
+    registry.claim_host("h1", "w2", "takeover")
+    registry.release_host("h1", "w1")  # not its own any more: no change
+    assert registry.list_owners()["h1"].worker_id == "w2"
+    moves = [(m.from_worker_id, m.to_worker_id, m.reason) for m in registry.list_moves()]
+    assert moves == [("w1", "w2", "takeover"), (None, "w1", "initial")]
+    assert registry.list_moves(host="h2") == []
+
+
+class _Notifications:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def emit(self, ctxt: Any, host: str, operation: str, phase: str, uuid: str, **kw: Any) -> None:
+        self.sent.append((operation, phase, ctxt.request_id))
+
+
+def _manager(registry: Registry, worker_id: str, pid: int) -> tuple[ComputeManager, Any]:
+    conf = cfg.ConfigOpts()
+    FakeDriver.register_opts(conf)
+    conf([], default_config_files=[])
+    driver = FakeDriver(conf)
+    driver.init_host("h1")
+    notifier = _Notifications()
+    journal = Journal(registry, worker_id, pid)
+    return ComputeManager("h1", driver, worker_id, notifier, journal), notifier  # type: ignore[arg-type]
+
+
+def test_journal_is_cleared_after_an_operation(registry: Registry) -> None:
+    manager, sent = _manager(registry, "w1", 1)
+    ctxt = context.RequestContext()
+    manager.spawn(ctxt, InstanceSpec(uuid=str(uuid.uuid4()), name="vm", vcpus=1, memory_mb=64))
+    assert registry.journal_entries() == []
+    assert [p for _, p, _ in sent.sent] == ["start", "end"]
+
+
+def test_takeover_completes_repeatable_and_fails_others(registry: Registry) -> None:
+    spec = InstanceSpec(uuid=str(uuid.uuid4()), name="vm", vcpus=1, memory_mb=64)
+    spawn_ctxt, reboot_ctxt, done_ctxt = (context.RequestContext() for _ in range(3))
+    registry.journal_begin(
+        "h1", "spawn", spec.uuid, spawn_ctxt.request_id, spawn_ctxt.to_dict(),
+        {"instance": spec.obj_to_primitive()}, "dead", 7,
+    )  # fmt: skip
+    registry.journal_begin(
+        "h1", "reboot", spec.uuid, reboot_ctxt.request_id, reboot_ctxt.to_dict(),
+        {"uuid": spec.uuid, "reboot_type": "soft"}, "dead", 7,
+    )  # fmt: skip
+    done = registry.journal_begin(
+        "h1", "destroy", spec.uuid, done_ctxt.request_id, done_ctxt.to_dict(),
+        {"uuid": spec.uuid}, "dead", 7,
+    )  # fmt: skip
+    registry.journal_done(done)
+    manager, sent = _manager(registry, "w2", 8)
+    outcomes = [reconcile(manager, entry) for entry in registry.journal_entries("h1")]
+    assert outcomes == ["completed", "failed", "finished"]
+    assert sent.sent == [
+        ("spawn", "end", spawn_ctxt.request_id),
+        ("reboot", "error", reboot_ctxt.request_id),
+    ]
+    assert registry.journal_entries() == []
+    # Running the spawn again made one VM, and a second takeover would change nothing.
+    assert [i.uuid for i in manager.list_instances(context.RequestContext()).objects] == [spec.uuid]
+
+
+def test_an_entry_is_adopted_once(registry: Registry) -> None:
+    registry.journal_begin("h1", "destroy", str(uuid.uuid4()), "r", {}, {"uuid": "x"}, "dead", 7)
+    (entry,) = registry.journal_entries()
+    assert registry.journal_adopt(entry, "w2", 8)
+    assert not registry.journal_adopt(entry, "w3", 9)
+    assert registry.journal_entries()[0].worker_id == "w2"
+    assert entry.state != JOURNAL_DONE
