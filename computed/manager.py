@@ -67,16 +67,23 @@ def _operation(lifecycle: bool = False) -> Callable[[_F], _F]:
     def decorate(func: _F) -> _F:
         name = func.__name__
         signature = inspect.signature(func)
+        params = list(signature.parameters.values())[2:]  # after self, ctxt
+        names = frozenset(p.name for p in params)
+        required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+        defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
         @functools.wraps(func)
         def wrapper(self: ComputeManager, ctxt: Any, *args: Any, **kwargs: Any) -> Any:
             try:
-                try:
-                    bound = signature.bind(self, ctxt, *args, **kwargs)
-                except TypeError as exc:
-                    raise exception.InvalidRequest(operation=name, reason=str(exc)) from None
-                bound.apply_defaults()
-                arguments = dict(list(bound.arguments.items())[2:])
+                if not args and kwargs.keys() <= names and required <= kwargs.keys():
+                    arguments = {**defaults, **kwargs}  # the usual case: keyword arguments
+                else:
+                    try:
+                        bound = signature.bind(self, ctxt, *args, **kwargs)
+                    except TypeError as exc:
+                        raise exception.InvalidRequest(operation=name, reason=str(exc)) from None
+                    bound.apply_defaults()
+                    arguments = dict(list(bound.arguments.items())[2:])
                 self._check(name, arguments)
                 if not lifecycle:
                     return self._invoke(name, func, ctxt, arguments)

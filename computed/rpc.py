@@ -61,7 +61,7 @@ class RequestContextSerializer(messaging.Serializer):  # type: ignore[misc]
 
     def serialize_context(self, ctxt: Any) -> dict[str, Any]:
         if isinstance(ctxt, oslo_context.RequestContext):
-            return ctxt.to_dict()
+            return _trimmed(ctxt.to_dict())
         return dict(ctxt or {})
 
     def deserialize_context(self, ctxt: Any) -> oslo_context.RequestContext:
@@ -72,6 +72,25 @@ class RequestContextSerializer(messaging.Serializer):  # type: ignore[misc]
         except Exception:  # a malformed context must not stop the operation
             LOG.warning("Ignoring a malformed request context: %.200r", ctxt)
             return oslo_context.RequestContext()
+
+
+#: Values RequestContext.from_dict assumes for a missing key; user_identity is derived.
+_CONTEXT_DEFAULTS = {
+    "is_admin": False,
+    "read_only": False,
+    "show_deleted": False,
+    "is_admin_project": True,
+    "roles": [],
+}
+
+
+def _trimmed(values: dict[str, Any]) -> dict[str, Any]:
+    """The context without the keys from_dict would restore anyway (smaller messages)."""
+    return {
+        k: v
+        for k, v in values.items()
+        if v is not None and k != "user_identity" and _CONTEXT_DEFAULTS.get(k, None) != v
+    }
 
 
 def get_transport(conf: cfg.ConfigOpts, url: str | None = None) -> messaging.Transport:

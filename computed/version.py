@@ -11,6 +11,8 @@ How versions move is described for driver authors in ``docs/contract.md``.
 
 from __future__ import annotations
 
+import functools
+
 __all__ = [
     "RPC_API_VERSION",
     "RPC_API_MIN_VERSION",
@@ -99,6 +101,7 @@ OBJECT_VERSIONS: dict[str, dict[str, str]] = {
 }
 
 
+@functools.lru_cache(maxsize=512)
 def parse(version: str) -> tuple[int, int]:
     """Return ``(major, minor)`` for a ``"major.minor"`` string.
 

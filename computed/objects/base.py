@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from oslo_versionedobjects import base as ovo_base
+from oslo_versionedobjects import fields as ovo_fields
 
 __all__ = ["ComputedObject", "ComputedObjectRegistry", "ComputedObjectSerializer"]
 
@@ -27,6 +28,34 @@ class ComputedObject(ovo_base.VersionedObject, ovo_base.ComparableVersionedObjec
 
         def __getattr__(self, name: str) -> Any: ...
 
+    def obj_to_primitive(
+        self, target_version: str | None = None, version_manifest: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """oslo.versionedobjects' dehydration, with a fast path for flat objects at their
+        own version (no nested objects, so nothing to make compatible or to collect
+        changes from)."""
+        if (
+            target_version not in (None, self.VERSION)
+            or version_manifest
+            or _has_object_fields(type(self))
+        ):
+            return super().obj_to_primitive(target_version, version_manifest)
+        data = {}
+        for name, field in self.fields.items():
+            if self.obj_attr_is_set(name):
+                data[name] = field.to_primitive(self, name, getattr(self, name))
+        ns = self.OBJ_SERIAL_NAMESPACE
+        primitive = {
+            f"{ns}.name": self.obj_name(),
+            f"{ns}.namespace": self.OBJ_PROJECT_NAMESPACE,
+            f"{ns}.version": self.VERSION,
+            f"{ns}.data": data,
+        }
+        changes = [name for name in self._changed_fields if name in data]
+        if changes:
+            primitive[f"{ns}.changes"] = changes
+        return primitive
+
     def to_dict(self) -> dict[str, Any]:
         """Return the set fields as a plain dict (for CLIs and logs)."""
         result: dict[str, Any] = {}
@@ -40,6 +69,20 @@ class ComputedObject(ovo_base.VersionedObject, ovo_base.ComparableVersionedObjec
                 value = [item.to_dict() for item in value]
             result[name] = value
         return result
+
+
+_OBJECT_FIELDS: dict[type, bool] = {}
+
+
+def _has_object_fields(cls: type[ComputedObject]) -> bool:
+    found = _OBJECT_FIELDS.get(cls)
+    if found is None:
+        found = _OBJECT_FIELDS[cls] = any(
+            isinstance(field, (ovo_fields.ObjectField, ovo_fields.ListOfObjectsField))
+            or isinstance(getattr(field, "_type", None), ovo_fields.Object)
+            for field in cls.fields.values()
+        )
+    return found
 
 
 class ComputedObjectSerializer(ovo_base.VersionedObjectSerializer):
