@@ -30,6 +30,7 @@ class OutcomeNotifier:
 
     def __init__(self, conf: cfg.ConfigOpts, transport: messaging.Transport | None) -> None:
         enabled = conf.notifications.enabled and transport is not None
+        self._phases = frozenset(conf.notifications.phases)
         self._notifier = (
             messaging.Notifier(
                 transport,
@@ -52,7 +53,7 @@ class OutcomeNotifier:
         info: InstanceInfo | None = None,
         error: BaseException | None = None,
     ) -> None:
-        if self._notifier is None:
+        if self._notifier is None or phase not in self._phases:
             return
         try:
             self._send(ctxt, host, operation, phase, uuid, info, error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 
@@ -42,6 +43,8 @@ class HostResolver:
         self._tiers: dict[tuple[str, str], str] = {}
         self._owners: dict[str, str | None] = {}
         self._read_at = float("-inf")
+        #: Bumped at each re-read, so callers can cache what they derive from the copy.
+        self.generation = 0
 
     def resolve(self, host: str) -> WorkerRecord:
         """The live worker serving ``host``.
@@ -86,6 +89,7 @@ class HostResolver:
             self._tiers = tiers
             self._owners = owners
             self._read_at = time.monotonic()
+            self.generation += 1
 
     def _live_owner(self, host: str) -> WorkerRecord | None:
         now = utcnow()
@@ -135,6 +139,12 @@ class HostResolver:
             if w.state in (STATE_UP, STATE_DRAINING)
             and (w.heartbeat_age(now) or 0.0) <= self._down_time
         ]
+
+    def stable_until(self) -> datetime.datetime:
+        """The first moment a worker in the copy may count as down (heartbeat + down time)."""
+        limit = datetime.timedelta(seconds=self._down_time)
+        beats = [w.heartbeat_at for ws in self._by_host.values() for w in ws if w.heartbeat_at]
+        return min(beats) + limit if beats else datetime.datetime.min
 
     def live_workers(self) -> list[WorkerRecord]:
         """Every live worker of the deployment, once each."""

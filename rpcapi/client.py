@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import threading
 import typing
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from computed.objects import (
     PingResult,
 )
 from computed.registry import Registry
+from computed.registry.api import utcnow
 from rpcapi import _pins
 from rpcapi._counters import CallCounters
 from rpcapi._resolver import HostResolver
@@ -87,6 +89,7 @@ class ComputeAPI:
         self._transport = transport
         self._client: messaging.RPCClient | None = None
         self._prepared: dict[tuple[str, str, bool], Any] = {}
+        self._caps: dict[str, tuple[tuple[str, int], datetime.datetime, _pins.Cap]] = {}
         self._lock = threading.Lock()
         self._counters = CallCounters(self._registry, conf.upgrade_levels.counters_interval)
 
@@ -235,8 +238,17 @@ class ComputeAPI:
             return cctxt.call(ctxt, method, **kwargs)
 
     def _cap(self, host: str) -> _pins.Cap:
-        pin = _pins.parse_pin(self._conf.upgrade_levels.compute)
-        return _pins.host_cap(pin, self._resolver.consumers(host), self._resolver.live_workers())
+        # The cap depends only on the pin and the registry copy: reuse it until the
+        # copy is re-read or a worker in it may change liveness (heartbeat + down time).
+        raw_pin = self._conf.upgrade_levels.compute
+        key = (raw_pin, self._resolver.generation)
+        cached = self._caps.get(host)
+        if cached is not None and cached[0] == key and utcnow() < cached[1]:
+            return cached[2]
+        pin = _pins.parse_pin(raw_pin)
+        cap = _pins.host_cap(pin, self._resolver.consumers(host), self._resolver.live_workers())
+        self._caps[host] = (key, self._resolver.stable_until(), cap)
+        return cap
 
     def _fit(self, host: str, method: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The version to send ``method`` to ``host`` at, and its arguments fitted to it.

@@ -15,6 +15,14 @@ notifications_opts = [
         help="Topic the worker publishes instance.<operation>.start/end/error "
         "notifications on. Consumers read the '<topic>.info' and '<topic>.error' queues.",
     ),
+    cfg.ListOpt(
+        "phases",
+        default=["start", "end", "error"],
+        item_type=cfg.types.String(choices=["start", "end", "error"]),
+        help="Which notifications a lifecycle operation publishes. Dropping 'start' "
+        "saves one broker round trip per operation (about a quarter of a cast's cost "
+        "on the worker); 'end' and 'error' are how a cast reports its outcome.",
+    ),
     cfg.BoolOpt(
         "enabled",
         default=True,

@@ -124,3 +124,15 @@ def test_disabled_worker_takes_no_calls(deployment: Deployment) -> None:
     api._resolver.refresh()
     with pytest.raises(exception.HostUnavailable, match="disabled: firmware upgrade"):
         api.ping(None, "h1")
+
+
+def test_start_notifications_can_be_left_out(
+    deployment: Deployment, notifications: NotificationCollector, new_uuid: Callable[[], str]
+) -> None:
+    deployment.start_worker(["h1"], notifications={"phases": ["end", "error"]})
+    api = deployment.api()
+    ctxt = context.RequestContext()
+    api.spawn(ctxt, "h1", _spec(new_uuid()), cast=True)
+    notifications.for_request(ctxt.request_id, "instance.spawn.end")
+    sent = [e.event_type for e in notifications.events if e.payload.request_id == ctxt.request_id]
+    assert sent == ["instance.spawn.end"]
