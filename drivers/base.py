@@ -40,6 +40,7 @@ from computed.objects import HostResources, InstanceInfo, InstanceSpec, PowerSta
 
 __all__ = [
     "ComputeDriver",
+    "TransitionDriver",
     "SupportTier",
     "Transition",
     "TRANSITIONS",
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 
-class SupportTier(str, enum.Enum):
+class SupportTier(enum.StrEnum):
     """How far a driver is known to honour the contract."""
 
     CONFORMANT = "conformant"
@@ -230,3 +231,38 @@ class ComputeDriver(abc.ABC):
 
     def _unsupported(self, host: str, operation: str) -> InstanceInfo:
         raise exception.UnsupportedOperation(operation=operation, driver=self.name, host=host)
+
+
+class TransitionDriver(ComputeDriver):
+    """A driver whose power-state operations all go through :meth:`transition`.
+
+    Most drivers apply :data:`TRANSITIONS` the same way for every operation:
+    look the instance up, ask :func:`plan_transition` whether to act, call the
+    backend. Implementing that once in :meth:`transition` gives every
+    lifecycle operation below.
+    """
+
+    @abc.abstractmethod
+    def transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
+        """Apply ``operation`` (a key of :data:`TRANSITIONS`) to the instance."""
+
+    def reboot(self, host: str, uuid: str, reboot_type: str) -> InstanceInfo:
+        return self.transition(host, uuid, f"reboot.{reboot_type}")
+
+    def power_on(self, host: str, uuid: str) -> InstanceInfo:
+        return self.transition(host, uuid, "power_on")
+
+    def power_off(self, host: str, uuid: str) -> InstanceInfo:
+        return self.transition(host, uuid, "power_off")
+
+    def pause(self, host: str, uuid: str) -> InstanceInfo:
+        return self.transition(host, uuid, "pause")
+
+    def unpause(self, host: str, uuid: str) -> InstanceInfo:
+        return self.transition(host, uuid, "unpause")
+
+    def suspend(self, host: str, uuid: str) -> InstanceInfo:
+        return self.transition(host, uuid, "suspend")
+
+    def resume(self, host: str, uuid: str) -> InstanceInfo:
+        return self.transition(host, uuid, "resume")

@@ -32,7 +32,7 @@ class _Instance:
         self.console.append(f"[{len(self.console) * 0.25:10.6f}] {text}")
 
 
-class FakeDriver(base.ComputeDriver):
+class FakeDriver(base.TransitionDriver):
     """In-memory driver; see :mod:`drivers.base` for the semantics it implements."""
 
     name = "fake"
@@ -77,27 +77,6 @@ class FakeDriver(base.ComputeDriver):
     def list_instances(self, host: str) -> list[InstanceInfo]:
         return [self._info(host, instance) for instance in self._snapshot(host)]
 
-    def reboot(self, host: str, uuid: str, reboot_type: str) -> InstanceInfo:
-        return self._transition(host, uuid, f"reboot.{reboot_type}")
-
-    def power_on(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "power_on")
-
-    def power_off(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "power_off")
-
-    def pause(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "pause")
-
-    def unpause(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "unpause")
-
-    def suspend(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "suspend")
-
-    def resume(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "resume")
-
     def get_console_output(self, host: str, uuid: str, tail_lines: int | None) -> str:
         instance = self._get(host, uuid)
         with self._lock:
@@ -124,7 +103,7 @@ class FakeDriver(base.ComputeDriver):
 
     # ---------------------------------------------------------------------
 
-    def _transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
+    def transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
         instance = self._get(host, uuid)
         if base.plan_transition(operation, uuid, instance.power_state):
             self._delay(self.conf.fake.action_delay)

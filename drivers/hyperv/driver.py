@@ -34,7 +34,7 @@ LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-class HyperVDriver(base.ComputeDriver):
+class HyperVDriver(base.TransitionDriver):
     """Serves each host through its own WinRM client (``[hyperv]`` options)."""
 
     name = constants.DRIVER
@@ -102,27 +102,6 @@ class HyperVDriver(base.ComputeDriver):
             host, "list_instances", None, lambda client: self._vmops.list_instances(client, host)
         )
 
-    def reboot(self, host: str, uuid: str, reboot_type: str) -> InstanceInfo:
-        return self._transition(host, uuid, f"reboot.{reboot_type}")
-
-    def power_on(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "power_on")
-
-    def power_off(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "power_off")
-
-    def pause(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "pause")
-
-    def unpause(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "unpause")
-
-    def suspend(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "suspend")
-
-    def resume(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "resume")
-
     # Host -----------------------------------------------------------------
 
     def get_host_resources(self, host: str) -> HostResources:
@@ -134,7 +113,7 @@ class HyperVDriver(base.ComputeDriver):
 
     # ----------------------------------------------------------------------
 
-    def _transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
+    def transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
         return self._call(
             host,
             operation,

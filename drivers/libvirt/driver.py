@@ -43,7 +43,7 @@ LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-class LibvirtDriver(base.ComputeDriver):
+class LibvirtDriver(base.TransitionDriver):
     """Serves each host through its own libvirt connection (``[libvirt]`` options)."""
 
     name = errors.DRIVER
@@ -109,27 +109,6 @@ class LibvirtDriver(base.ComputeDriver):
             host, "list_instances", None, lambda conn: self._vmops.list_instances(conn, host)
         )
 
-    def reboot(self, host: str, uuid: str, reboot_type: str) -> InstanceInfo:
-        return self._transition(host, uuid, f"reboot.{reboot_type}")
-
-    def power_on(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "power_on")
-
-    def power_off(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "power_off")
-
-    def pause(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "pause")
-
-    def unpause(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "unpause")
-
-    def suspend(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "suspend")
-
-    def resume(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "resume")
-
     # Host -----------------------------------------------------------------
 
     def get_host_resources(self, host: str) -> HostResources:
@@ -156,7 +135,7 @@ class LibvirtDriver(base.ComputeDriver):
 
     # ----------------------------------------------------------------------
 
-    def _transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
+    def transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
         return self._call(
             host, operation, uuid, lambda conn: self._vmops.transition(conn, host, uuid, operation)
         )

@@ -41,7 +41,7 @@ _T = TypeVar("_T")
 Work = Callable[[PoolSession, Target], _T]
 
 
-class XenAPIDriver(base.ComputeDriver):
+class XenAPIDriver(base.TransitionDriver):
     """Serves each compute host from a host of a xapi pool (``[xenapi]`` options)."""
 
     name = constants.DRIVER
@@ -106,27 +106,6 @@ class XenAPIDriver(base.ComputeDriver):
     def list_instances(self, host: str) -> list[InstanceInfo]:
         return self._call(host, "list_instances", None, self._vmops.list_instances)
 
-    def reboot(self, host: str, uuid: str, reboot_type: str) -> InstanceInfo:
-        return self._transition(host, uuid, f"reboot.{reboot_type}")
-
-    def power_on(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "power_on")
-
-    def power_off(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "power_off")
-
-    def pause(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "pause")
-
-    def unpause(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "unpause")
-
-    def suspend(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "suspend")
-
-    def resume(self, host: str, uuid: str) -> InstanceInfo:
-        return self._transition(host, uuid, "resume")
-
     # Host -----------------------------------------------------------------
 
     def get_host_resources(self, host: str) -> HostResources:
@@ -138,7 +117,7 @@ class XenAPIDriver(base.ComputeDriver):
 
     # ----------------------------------------------------------------------
 
-    def _transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
+    def transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
         return self._call(
             host, operation, uuid, lambda s, t: self._vmops.transition(s, t, uuid, operation)
         )
