@@ -50,6 +50,7 @@ class Worker:
         self._notifier: OutcomeNotifier | None = None
         self._journal: Journal | None = None
         self._servers: dict[str, messaging.MessageHandlingServer] = {}
+        self._host_transports: dict[str, messaging.Transport] = {}
         self._managers: dict[str, ComputeManager] = {}
         self._releasing: list[threading.Thread] = []
         self._owning = threading.Lock()
@@ -98,6 +99,7 @@ class Worker:
         self.registry.register(self._record())
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
+        threading.Thread(target=self._follow_ownership, name="ownership", daemon=True).start()
         LOG.info(
             "Worker %s (driver %s, group %s, RPC %s) can serve %d host(s) and owns %d: %s",
             self.worker_id,
@@ -128,50 +130,70 @@ class Worker:
                 wanted = _ownership.owned_by(
                     self._record(), workers, self.conf.registry.down_time, utcnow()
                 )
-            for host in sorted(set(self._servers) - wanted):
-                self._release(host)
+            self._release(sorted(set(self._servers) - wanted))
             taken = sorted(wanted - set(self._servers))
-            for host in taken:
-                self._take(host, workers)
+            if taken:
+                self._take(taken, workers)
             self._reconcile_orphans(workers)
 
-    def _take(self, host: str, workers: list[WorkerRecord]) -> None:
+    def _take(self, hosts: list[str], workers: list[WorkerRecord]) -> None:
+        """Consume these hosts' queues, then record the claim (one transaction)."""
         assert self.registry is not None and self._transport is not None
         assert self.driver is not None and self._notifier is not None
-        manager = ComputeManager(host, self.driver, self.worker_id, self._notifier, self._journal)
-        server = messaging.get_rpc_server(
-            self._transport,
-            messaging.Target(topic=rpc.TOPIC, server=host),
-            endpoints(manager),
-            serializer=rpc.RequestContextSerializer(),
-        )
-        server.start()
-        self._servers[host] = server
-        self._managers[host] = manager
-        previous = self.registry.list_owners().get(host)
-        holder = previous.worker_id if previous is not None else None
+        for host in hosts:
+            manager = ComputeManager(
+                host, self.driver, self.worker_id, self._notifier, self._journal
+            )
+            # A transport per host: releasing the host closes its connection,
+            # so the broker requeues what it had delivered but not yet handed
+            # to the server (a pooled connection would keep those unacked).
+            transport = self._host_transports[host] = rpc.get_transport(self.conf)
+            server = messaging.get_rpc_server(
+                transport,
+                messaging.Target(topic=rpc.TOPIC, server=host),
+                endpoints(manager),
+                serializer=rpc.RequestContextSerializer(),
+            )
+            server.start()
+            self._servers[host] = server
+            self._managers[host] = manager
+        owners = self.registry.list_owners()
         down_time = self.conf.registry.down_time
-        gone = holder is not None and not any(
-            w.id == holder and w.may_be_running(down_time) for w in workers
-        )
-        self.registry.claim_host(host, self.worker_id, "takeover" if gone else "rebalance")
-        LOG.info("Worker %s now serves host %s", self.worker_id, host)
+        running = {w.id for w in workers if w.may_be_running(down_time)}
+        reasons = {}
+        for host in hosts:
+            holder = owners[host].worker_id if host in owners else None
+            gone = holder is not None and holder not in running
+            reasons[host] = "takeover" if gone else "rebalance"
+        self.registry.claim_hosts(self.worker_id, reasons)
+        LOG.info("Worker %s now serves %s", self.worker_id, ", ".join(hosts))
 
-    def _release(self, host: str) -> None:
-        server = self._servers.pop(host)
-        self._managers.pop(host, None)
-        server.stop()
+    def _release(self, hosts: list[str]) -> None:
+        """Stop consuming these hosts in the background, letting running calls finish."""
+        if not hosts:
+            return
+        servers = [self._servers.pop(host) for host in hosts]
+        transports = [self._host_transports.pop(host) for host in hosts]
+        for host in hosts:
+            self._managers.pop(host, None)
 
         def finish() -> None:
-            server.wait()
+            for server in servers:
+                server.stop()
+            for server in servers:
+                server.wait()
+            for transport in transports:
+                transport.cleanup()
+            with self._owning:  # a host taken back meanwhile stays claimed
+                released = [host for host in hosts if host not in self._servers]
             if self.registry is not None:
                 try:
-                    self.registry.release_host(host, self.worker_id)
+                    self.registry.release_hosts(released, self.worker_id)
                 except Exception as exc:
-                    LOG.warning("Could not record the release of %s: %s", host, exc)
-            LOG.info("Worker %s handed host %s over", self.worker_id, host)
+                    LOG.warning("Could not record the release of %s: %s", ", ".join(hosts), exc)
+            LOG.info("Worker %s handed over %s", self.worker_id, ", ".join(hosts))
 
-        thread = threading.Thread(target=finish, name=f"release-{host}", daemon=True)
+        thread = threading.Thread(target=finish, name="release", daemon=True)
         thread.start()
         self._releasing = [t for t in self._releasing if t.is_alive()] + [thread]
 
@@ -238,7 +260,11 @@ class Worker:
                 except Exception:
                     LOG.exception("Driver clean-up failed for host %s", host)
         if drained:
-            for transport in (self._transport, self._notification_transport):
+            for transport in (
+                self._transport,
+                self._notification_transport,
+                *self._host_transports.values(),
+            ):
                 if transport is not None:
                     transport.cleanup()
         LOG.info("Worker %s stopped", self.worker_id)
@@ -283,15 +309,23 @@ class Worker:
         )
 
     def _beat(self) -> None:
+        """Heartbeat, on a thread of its own so slow handovers never delay it."""
         assert self.registry is not None
         while not self._stopping.wait(self.conf.heartbeat_interval):
             try:
                 if not self.registry.heartbeat(self.worker_id):
                     LOG.warning("Registry record of %s vanished; registering again", self.worker_id)
                     self.registry.register(self._record())
-                self.rebalance()
             except Exception as exc:
                 LOG.warning("Heartbeat failed: %s", exc)
+
+    def _follow_ownership(self) -> None:
+        """Recompute ownership every heartbeat interval."""
+        while not self._stopping.wait(self.conf.heartbeat_interval):
+            try:
+                self.rebalance()
+            except Exception as exc:
+                LOG.warning("Recomputing host ownership failed: %s", exc)
 
     def _drain(self) -> None:
         for server in list(self._servers.values()):
@@ -299,11 +333,10 @@ class Worker:
         for thread in self._releasing:
             thread.join()
         if self.registry is not None:
-            for host in self._servers:
-                try:
-                    self.registry.release_host(host, self.worker_id)
-                except Exception as exc:
-                    LOG.warning("Could not record the release of %s: %s", host, exc)
+            try:
+                self.registry.release_hosts(sorted(self._servers), self.worker_id)
+            except Exception as exc:
+                LOG.warning("Could not record the release of this worker's hosts: %s", exc)
 
     def _set_state(self, state: str) -> None:
         if self.registry is None or not self.worker_id:

@@ -296,16 +296,30 @@ class Registry:
 
     # Host ownership ------------------------------------------------------------
 
-    def claim_host(self, host: str, worker_id: str, reason: str) -> HostOwnerRecord:
-        """Record that ``worker_id`` consumes ``host``'s queue now, and the move if it is one."""
+    def claim_hosts(self, worker_id: str, reasons: dict[str, str]) -> None:
+        """Record that ``worker_id`` consumes these hosts' queues now, and the moves.
+
+        :param reasons: ``{host: reason}``, the reason a move is recorded with
+            (``takeover`` or ``rebalance``; a first owner's is ``initial``).
+        """
+        if not reasons:
+            return
         now = utcnow()
         with self._transaction() as session:
-            row = session.get(models.HostOwner, host)
-            if row is None:
-                row = models.HostOwner(host=host, since=now)
-                session.add(row)
-            previous = row.worker_id or row.previous_worker_id
-            if row.worker_id != worker_id:
+            rows = {
+                row.host: row
+                for row in session.scalars(
+                    sa.select(models.HostOwner).where(models.HostOwner.host.in_(list(reasons)))
+                )
+            }
+            for host, reason in sorted(reasons.items()):
+                row = rows.get(host)
+                if row is None:
+                    row = models.HostOwner(host=host, since=now)
+                    session.add(row)
+                if row.worker_id == worker_id:
+                    continue
+                previous = row.worker_id or row.previous_worker_id
                 row.previous_worker_id = previous
                 row.worker_id = worker_id
                 row.since = now
@@ -319,16 +333,23 @@ class Registry:
                             moved_at=now,
                         )
                     )
-            return _owner(row)
 
-    def release_host(self, host: str, worker_id: str) -> None:
-        """Record that ``worker_id`` stopped consuming ``host`` (if it still owned it)."""
+    def claim_host(self, host: str, worker_id: str, reason: str) -> None:
+        self.claim_hosts(worker_id, {host: reason})
+
+    def release_hosts(self, hosts: list[str], worker_id: str) -> None:
+        """Record that ``worker_id`` stopped consuming these hosts (those it still owned)."""
+        if not hosts:
+            return
         with self._transaction() as session:
             session.execute(
                 sa.update(models.HostOwner)
-                .where(models.HostOwner.host == host, models.HostOwner.worker_id == worker_id)
+                .where(models.HostOwner.host.in_(hosts), models.HostOwner.worker_id == worker_id)
                 .values(worker_id=None, previous_worker_id=worker_id, since=utcnow())
             )
+
+    def release_host(self, host: str, worker_id: str) -> None:
+        self.release_hosts([host], worker_id)
 
     def list_owners(self) -> dict[str, HostOwnerRecord]:
         with self._transaction() as session:
