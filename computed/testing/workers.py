@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+import sqlalchemy as sa
+
 from computed.registry import Registry
 
 __all__ = ["WorkerProcess", "write_config", "computed_command"]
@@ -117,11 +119,12 @@ class WorkerProcess:
                         f"worker {self.name} exited with {self.poll()}:\n{self.log()}"
                     )
                 try:
-                    if any(
-                        w.id == worker_id and w.state == "up" and w.pid == self.pid
-                        for w in registry.list_workers()
-                    ):
-                        return
+                    # Plain SQL on columns every schema revision has: the worker
+                    # may be an older release that created an older schema.
+                    with registry.engine.connect() as connection:
+                        rows = connection.execute(sa.text("SELECT id, state, pid FROM workers"))
+                        if any(tuple(row) == (worker_id, "up", self.pid) for row in rows):
+                            return
                 except Exception:  # the schema may not exist yet
                     pass
                 time.sleep(0.1)

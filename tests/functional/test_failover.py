@@ -27,6 +27,7 @@ from computed.registry import Registry
 from computed.registry.api import utcnow
 from computed.testing.notifications import NotificationCollector
 
+from .conftest import DOWN_TIME as SUITE_DOWN_TIME
 from .conftest import HEARTBEAT_INTERVAL, Deployment
 
 pytestmark = pytest.mark.failover
@@ -174,7 +175,7 @@ def test_killed_worker_hosts_move_and_come_back(
     finally:
         scheduler.finish()
         conf.set_override("call_timeout", 30, group="client")
-        conf.clear_override("down_time", group="registry")
+        conf.set_override("down_time", SUITE_DOWN_TIME, group="registry")
 
     assert not scheduler.unexpected, scheduler.unexpected[:10]
     worst = max(v for v in recovery.values() if v is not None)
