@@ -51,7 +51,7 @@ class ComputedObject(ovo_base.VersionedObject, ovo_base.ComparableVersionedObjec
             f"{ns}.version": self.VERSION,
             f"{ns}.data": data,
         }
-        changes = [name for name in self._changed_fields if name in data]
+        changes = sorted(name for name in self._changed_fields if name in data)
         if changes:
             primitive[f"{ns}.changes"] = changes
         return primitive
