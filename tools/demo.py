@@ -33,7 +33,7 @@ from computed.objects import InstanceSpec  # noqa: E402
 from computed.registry import Registry  # noqa: E402
 from computed.testing.broker import RabbitMQBroker  # noqa: E402
 from computed.testing.notifications import NotificationCollector  # noqa: E402
-from computed.testing.workers import WorkerProcess, computed_command, write_config  # noqa: E402
+from computed.testing.workers import WorkerProcess, console_command, write_config  # noqa: E402
 from rpcapi import ComputeAPI  # noqa: E402
 from tests.peers import PEERS, Unavailable  # noqa: E402
 
@@ -237,12 +237,7 @@ def _conformance(workdir: str, url: str, registry_url: str, hosts: list[str]) ->
             "registry": {"connection": registry_url, "down_time": 10},
         },
     )
-    script = computed_command()[0]
-    command = (
-        [script + "-conformance"]
-        if script.endswith("computed")
-        else [sys.executable, "-m", "computed.cmd.conformance"]
-    )
+    command = console_command("computed-conformance")
     hosts_args = [arg for host in hosts for arg in ("--host", host)]
     done = subprocess.run(
         [*command, "--config-file", config, *hosts_args, "--record"], capture_output=True, text=True
@@ -268,12 +263,7 @@ def _computedctl(workdir: str, registry_url: str, *args: str) -> None:
     config = write_config(
         f"{workdir}/ctl.conf", {"registry": {"connection": registry_url, "down_time": 10}}
     )
-    script = computed_command()[0]
-    command = (
-        [script + "ctl"]
-        if script.endswith("computed")
-        else [sys.executable, "-m", "computed.cmd.ctl"]
-    )
+    command = console_command("computedctl")
     output = subprocess.run(
         [*command, "--config-file", config, *args], capture_output=True, text=True, check=True
     )

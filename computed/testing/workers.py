@@ -26,18 +26,35 @@ import sqlalchemy as sa
 
 from computed.registry import Registry
 
-__all__ = ["WorkerProcess", "write_config", "computed_command"]
+__all__ = ["WorkerProcess", "write_config", "computed_command", "console_command"]
 
 Options = Mapping[str, Mapping[str, Any]]
 
 
-def computed_command() -> list[str]:
-    """The ``computed`` console script of this environment."""
-    script = os.path.join(os.path.dirname(sys.executable), "computed")
+#: The project's console scripts and the modules behind them.
+_SCRIPTS = {
+    "computed": "computed.cmd.worker",
+    "computedctl": "computed.cmd.ctl",
+    "computed-conformance": "computed.cmd.conformance",
+}
+
+
+def console_command(name: str) -> list[str]:
+    """The command line of one of the project's console scripts in this environment.
+
+    The script next to this interpreter comes first (a virtualenv's), then
+    one on PATH, then ``python -m`` of its module.
+    """
+    script = os.path.join(os.path.dirname(sys.executable), name)
     if os.access(script, os.X_OK):
         return [script]
-    found = shutil.which("computed")
-    return [found] if found else [sys.executable, "-m", "computed.cmd.worker"]
+    found = shutil.which(name)
+    return [found] if found else [sys.executable, "-m", _SCRIPTS[name]]
+
+
+def computed_command() -> list[str]:
+    """The ``computed`` console script of this environment."""
+    return console_command("computed")
 
 
 def write_config(path: str, options: Options) -> str:

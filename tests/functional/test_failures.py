@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from computed import exception, rpc, version
 from computed.objects import InstanceInfo, InstanceSpec
 from computed.registry import Registry, WorkerRecord
 from computed.testing.notifications import NotificationCollector
-from computed.testing.workers import computed_command, write_config
+from computed.testing.workers import computed_command, console_command, write_config
 from rpcapi import ComputeAPI
 
 from .conftest import DOWN_TIME, Deployment
@@ -30,12 +29,7 @@ def _ctl(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]
         str(deployment.workdir / "ctl.conf"),
         {"registry": {"connection": deployment.registry_url, "down_time": DOWN_TIME}},
     )
-    script = computed_command()[0]
-    command = (
-        [script + "ctl"]
-        if script.endswith("computed")
-        else [sys.executable, "-m", "computed.cmd.ctl"]
-    )
+    command = console_command("computedctl")
     return subprocess.run(
         [*command, "--config-file", config, *args], capture_output=True, text=True, timeout=60
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from computed.registry import Registry
-from computed.testing.workers import computed_command, write_config
+from computed.testing.workers import console_command, write_config
 from tests.peers import PEERS, Unavailable
 
 from ..conftest import DOWN_TIME, Deployment
@@ -35,12 +34,7 @@ def run_conformance(deployment: Deployment, hosts: list[str], *extra: str) -> tu
         },
     )
     report = deployment.workdir / "report.json"
-    script = computed_command()[0]
-    command = (
-        [script + "-conformance"]
-        if script.endswith("computed")
-        else [sys.executable, "-m", "computed.cmd.conformance"]
-    )
+    command = console_command("computed-conformance")
     hosts_args = [arg for host in hosts for arg in ("--host", host)]
     done = subprocess.run(
         [*command, "--config-file", config, *hosts_args, "--json", str(report),

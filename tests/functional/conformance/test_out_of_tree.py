@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from importlib import metadata
 
 import pytest
 
 from computed import exception
 from computed.registry import Registry
-from computed.testing.workers import computed_command, write_config
+from computed.testing.workers import console_command, write_config
 from rpcapi import ComputeAPI
 
 from ..conftest import DOWN_TIME, Deployment
@@ -25,8 +24,7 @@ def _ctl(deployment: Deployment, *args: str) -> str:
         str(deployment.workdir / "ctl.conf"),
         {"registry": {"connection": deployment.registry_url, "down_time": DOWN_TIME}},
     )
-    script = computed_command()[0]
-    command = [script + "ctl"] if script.endswith("computed") else [sys.executable, "-m", "computed.cmd.ctl"]
+    command = console_command("computedctl")
     return subprocess.run(
         [*command, "--config-file", config, *args], capture_output=True, text=True, check=True, timeout=60
     ).stdout
