@@ -8,6 +8,7 @@ plus request contexts) and the allow-list of remote exception modules.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import kombu
@@ -26,6 +27,7 @@ __all__ = [
     "get_notification_transport",
     "check_broker",
     "safe_url",
+    "cancel_consumers",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -143,3 +145,50 @@ def check_broker(conf: cfg.ConfigOpts, url: str | None, timeout: float) -> None:
         ) from exc
     finally:
         connection.release()
+
+
+def cancel_consumers(server: messaging.MessageHandlingServer, timeout: float = 10.0) -> bool:
+    """Make the broker stop delivering to ``server``, before it is stopped.
+
+    oslo.messaging's rabbit driver acknowledges an RPC message the moment it
+    arrives, and ``server.stop()`` only stops reading: the consumers stay
+    subscribed, so the broker keeps pushing messages to the socket. When
+    ``server.wait()`` then closes the connection, it deletes the fanout
+    queue first, and the messages read while waiting for that reply are
+    acknowledged and handed to a listener nobody polls any more: lost. A
+    host handed to another worker, or a worker stopped for an upgrade, would
+    drop the casts sent in that window.
+
+    Cancelling the subscriptions first closes the window: the cancel runs on
+    the listener's own polling thread (kombu is not thread safe), messages
+    that arrive before the broker confirms it are read and served as usual,
+    and none arrive after. What is still queued waits for the next consumer.
+
+    :returns: whether the broker confirmed within ``timeout`` seconds;
+        False also when this oslo.messaging does not expose what is needed,
+        which is logged.
+    """
+    poller = getattr(getattr(server, "listener", None), "_poll_style_listener", None)
+    operations = getattr(poller, "_message_operations_handler", None)
+    connection = getattr(getattr(poller, "conn", None), "connection", None)
+    consumers = getattr(connection, "_consumers", None)
+    if operations is None or not isinstance(consumers, dict):
+        LOG.warning(
+            "Cannot cancel the broker subscriptions of %r before stopping it; messages "
+            "delivered while it stops may be lost",
+            server,
+        )
+        return False
+    cancelled = threading.Event()
+
+    def cancel() -> None:
+        try:
+            for consumer, tag in list(consumers.items()):
+                consumer.cancel(tag=tag)
+        except Exception as exc:  # a lost connection cancels them anyway
+            LOG.debug("Cancelling subscriptions failed: %s", exc)
+        finally:
+            cancelled.set()
+
+    operations.do(cancel)
+    return cancelled.wait(timeout)

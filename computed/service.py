@@ -18,7 +18,8 @@ import concurrent.futures
 import logging
 import os
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import oslo_messaging as messaging
 from oslo_config import cfg
@@ -36,6 +37,8 @@ from drivers.base import ComputeDriver
 __all__ = ["Worker"]
 
 LOG = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class Worker:
@@ -56,6 +59,7 @@ class Worker:
         self._releasing: list[threading.Thread] = []
         self._owning = threading.Lock()
         self._stopping = threading.Event()
+        self._stopped = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
     @property
@@ -125,8 +129,10 @@ class Worker:
                 return
             workers = self.registry.list_workers()
             me = next((w for w in workers if w.id == self.worker_id), None)
-            if me is not None and me.disabled:
-                wanted: set[str] = set()  # disabled workers own nothing
+            if me is not None and (me.disabled or me.state == STATE_DRAINING):
+                # Disabled workers own nothing; nor does one an operator
+                # drained ('computedctl worker drain') before stopping it.
+                wanted: set[str] = set()
             else:
                 wanted = _ownership.owned_by(
                     self._record(), workers, self.conf.registry.down_time, utcnow()
@@ -180,8 +186,7 @@ class Worker:
 
         def finish() -> None:
             _stop_servers(servers)
-            for server in servers:
-                server.wait()
+            _each(_wait_server, servers)
             for transport in transports:
                 transport.cleanup()
             with self._owning:  # a host taken back meanwhile stays claimed
@@ -252,6 +257,7 @@ class Worker:
                 self.conf.drain_timeout,
             )
         self._set_state(STATE_STOPPED)
+        self._stopped.set()
         if self.driver is not None:
             for host in self.hosts:
                 try:
@@ -308,9 +314,14 @@ class Worker:
         )
 
     def _beat(self) -> None:
-        """Heartbeat, on a thread of its own so slow handovers never delay it."""
+        """Heartbeat, on a thread of its own so slow handovers never delay it.
+
+        It goes on while the worker drains: a draining worker may still be
+        running operations, and its journal entries are not another worker's
+        to reconcile until it has stopped or its heartbeat has.
+        """
         assert self.registry is not None
-        while not self._stopping.wait(self.conf.heartbeat_interval):
+        while not self._stopped.wait(self.conf.heartbeat_interval):
             try:
                 if not self.registry.heartbeat(self.worker_id):
                     LOG.warning("Registry record of %s vanished; registering again", self.worker_id)
@@ -327,8 +338,7 @@ class Worker:
                 LOG.warning("Recomputing host ownership failed: %s", exc)
 
     def _drain(self) -> None:
-        for server in list(self._servers.values()):
-            server.wait()
+        _each(_wait_server, list(self._servers.values()))
         for thread in self._releasing:
             thread.join()
         if self.registry is not None:
@@ -347,18 +357,38 @@ class Worker:
 
 
 def _stop_servers(servers: list[messaging.MessageHandlingServer]) -> None:
-    """Stop consuming on all these servers at once.
+    """Stop consuming on all these servers at once, losing nothing.
 
-    Each stop waits for its listener's poll loop to notice, up to about a
-    second: one after the other, a worker with a thousand hosts would take
-    many minutes to stop.
+    Each server's broker subscriptions are cancelled before it is stopped
+    (:func:`computed.rpc.cancel_consumers`), so every message it received is
+    served and every other one stays queued for the next owner.
     """
-    if len(servers) <= 1:
-        for server in servers:
-            server.stop()
+    _each(_stop_server, servers)
+
+
+def _stop_server(server: messaging.MessageHandlingServer) -> None:
+    rpc.cancel_consumers(server)
+    server.stop()
+
+
+def _wait_server(server: messaging.MessageHandlingServer) -> None:
+    """Wait for the server's running operations, then close its connection."""
+    server.wait()
+
+
+def _each(action: Callable[[_T], object], items: list[_T]) -> None:
+    """Run ``action`` on every item at once; the first error is raised.
+
+    Stopping a server, and closing its connection, each take up to about a
+    second of waiting on the broker or on the listener's poll loop: one after
+    the other, a worker with a thousand hosts would take many minutes to stop.
+    """
+    if len(items) <= 1:
+        for item in items:
+            action(item)
         return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(64, len(servers))) as pool:
-        for future in [pool.submit(server.stop) for server in servers]:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(64, len(items))) as pool:
+        for future in [pool.submit(action, item) for item in items]:
             future.result()
 
 

@@ -9,7 +9,13 @@ import time
 from computed import exception
 from computed.conf.conformance import TIERS
 from computed.registry import Registry, WorkerRecord
-from computed.registry.api import STATE_DRAINING, STATE_UP, TIER_UNTESTED, utcnow
+from computed.registry.api import (
+    STATE_DRAINING,
+    STATE_STOPPED,
+    STATE_UP,
+    TIER_UNTESTED,
+    utcnow,
+)
 
 __all__ = ["HostResolver"]
 
@@ -25,6 +31,11 @@ class HostResolver:
     agree on the next owner within a heartbeat, and messages wait in the
     host's queue meanwhile. The recorded owner is preferred when it is live.
 
+    A host whose worker is draining or has just stopped (a restart, an
+    upgrade) is *changing hands*, not unavailable: :meth:`resolve` waits for
+    a worker to serve it again, up to ``handover_timeout`` seconds, and
+    sends nothing to the stopping worker meanwhile.
+
     The whole registry is read at once and kept for ``ttl`` seconds, so a call
     costs no database round trip. Liveness is judged at each lookup from the
     cached heartbeat, so a worker that stops heartbeating is noticed after
@@ -32,11 +43,17 @@ class HostResolver:
     """
 
     def __init__(
-        self, registry: Registry, ttl: float, down_time: float, required_tier: str = TIER_UNTESTED
+        self,
+        registry: Registry,
+        ttl: float,
+        down_time: float,
+        required_tier: str = TIER_UNTESTED,
+        handover_timeout: float = 0.0,
     ) -> None:
         self._registry = registry
         self._ttl = ttl
         self._down_time = down_time
+        self._handover_timeout = handover_timeout
         self._required = TIERS.index(required_tier)
         self._lock = threading.Lock()
         self._by_host: dict[str, list[WorkerRecord]] = {}
@@ -47,9 +64,12 @@ class HostResolver:
         self.generation = 0
 
     def resolve(self, host: str) -> WorkerRecord:
-        """The live worker serving ``host``.
+        """The live worker serving ``host``, waiting while the host changes hands.
 
-        :raises computed.exception.HostUnavailable: at once, with the reason.
+        :raises computed.exception.HostUnavailable: with the reason: at once
+            for a host nobody serves (unknown, disabled, down), or once a
+            host changing hands has found no new worker within
+            ``handover_timeout`` seconds.
         """
         if time.monotonic() - self._read_at > self._ttl:
             self.refresh()
@@ -57,6 +77,8 @@ class HostResolver:
         if owner is None and time.monotonic() - self._read_at > _MIN_REFRESH_INTERVAL:
             self.refresh()
             owner = self._live_owner(host)
+        if owner is None and self._changing_hands(host):
+            owner = self._wait_for_owner(host)
         if owner is None:
             raise exception.HostUnavailable(host=host, reason=self._why_unavailable(host))
         tier = self.tier(owner)
@@ -102,6 +124,36 @@ class HostResolver:
                 return worker
         return max(live, key=lambda w: w.heartbeat_at or now)
 
+    def _changing_hands(self, host: str) -> bool:
+        """Whether a worker of ``host`` is draining or stopped within the handover timeout.
+
+        Its last heartbeat (a worker heartbeats until it has stopped) says
+        when: a worker that stopped long ago, or died while draining, is
+        not coming back by itself.
+        """
+        if self._handover_timeout <= 0:
+            return False
+        now = utcnow()
+        return any(
+            w.state in (STATE_DRAINING, STATE_STOPPED)
+            and not w.disabled
+            and (w.heartbeat_age(now) or 0.0) <= self._handover_timeout
+            for w in self._by_host.get(host, ())
+        )
+
+    def _wait_for_owner(self, host: str) -> WorkerRecord | None:
+        """Re-read the registry until ``host`` has a live worker again, or give up."""
+        deadline = time.monotonic() + self._handover_timeout
+        while time.monotonic() < deadline:
+            time.sleep(_MIN_REFRESH_INTERVAL)
+            self.refresh()
+            owner = self._live_owner(host)
+            if owner is not None:
+                return owner
+            if not self._changing_hands(host):
+                return None
+        return None
+
     def _why_unavailable(self, host: str) -> str:
         workers = self._by_host.get(host)
         if not workers:
@@ -115,6 +167,12 @@ class HostResolver:
                 status = f"down, last heartbeat {age:.0f} s ago (down after {self._down_time:g} s)"
             elif status == "disabled" and worker.disabled_reason:
                 status = f"disabled: {worker.disabled_reason}"
+            elif status in (STATE_DRAINING, STATE_STOPPED) and self._handover_timeout > 0:
+                age = worker.heartbeat_age(now) or 0.0
+                status = (
+                    f"{status}, last heartbeat {age:.0f} s ago, and no worker served the host "
+                    f"again within the handover timeout of {self._handover_timeout:g} s"
+                )
             reasons.append(f"worker {worker.id} is {status}")
         return "; ".join(reasons)
 

@@ -46,7 +46,14 @@ class ComputeAPI:
     context's ``request_id``.
 
     Errors raised by the worker arrive as their :mod:`computed.exception`
-    types. A host that no live worker serves raises HostUnavailable at once.
+    types. A host that no live worker serves raises HostUnavailable at once;
+    one whose worker is draining or restarting waits for its next worker,
+    up to ``[client] handover_timeout`` seconds, then raises HostUnavailable.
+
+    Messages go out on ``[DEFAULT] transport_url``, or, for a driver type
+    listed in ``[client] driver_transport_url``, on that driver type's own
+    transport (one broker vhost and user per driver type): the client routes
+    each host by the driver of the worker that serves it.
 
     Each message goes out at the newest version the host can take: the
     oldest of this client's version, the ``[upgrade_levels] compute`` pin
@@ -85,10 +92,15 @@ class ComputeAPI:
             conf.client.cache_ttl,
             conf.registry.down_time,
             required_tier or conf.conformance.required_tier,
+            conf.client.handover_timeout,
         )
+        #: The transport of driver types without a URL of their own.
         self._transport = transport
-        self._client: messaging.RPCClient | None = None
-        self._prepared: dict[tuple[str, str, bool], Any] = {}
+        self._driver_urls = client_conf.driver_transport_urls(conf)
+        #: One RPC client per transport URL (None: the default transport).
+        self._clients: dict[str | None, messaging.RPCClient] = {}
+        self._transports: list[messaging.Transport] = []
+        self._prepared: dict[tuple[str | None, str, str, bool], Any] = {}
         self._caps: dict[str, tuple[tuple[str, int], datetime.datetime, _pins.Cap]] = {}
         self._lock = threading.Lock()
         self._counters = CallCounters(self._registry, conf.upgrade_levels.counters_interval)
@@ -186,6 +198,8 @@ class ComputeAPI:
     def version_cap(self, host: str) -> str:
         """The newest RPC version this client would send to ``host`` now.
 
+        Like a message, it waits while the host changes hands.
+
         :raises computed.exception.HostUnavailable: if no live worker serves it.
         """
         self._resolver.resolve(host)
@@ -215,8 +229,8 @@ class ComputeAPI:
     def cleanup(self) -> None:
         """Close the broker connections and the registry engine."""
         self._counters.flush(force=True)
-        if self._transport is not None:
-            self._transport.cleanup()
+        for transport in {id(t): t for t in [self._transport, *self._transports] if t}.values():
+            transport.cleanup()
         self._registry.close()
 
     def _lifecycle(self, ctxt: Any, host: str, method: str, cast: bool, **kwargs: Any) -> Any:
@@ -267,8 +281,11 @@ class ComputeAPI:
         return rpc_version, fitted
 
     def _prepare(self, host: str, rpc_version: str, long: bool) -> Any:
-        """The call context for ``host`` at ``rpc_version``."""
-        key = (host, rpc_version, long)
+        """The call context for ``host`` at ``rpc_version``, on its driver type's transport."""
+        url = None
+        if self._driver_urls:  # isolated driver types: the transport of the host's driver
+            url = self._driver_urls.get(self._resolver.resolve(host).driver)
+        key = (url, host, rpc_version, long)
         prepared = self._prepared.get(key)
         if prepared is None:
             client_opts = self._conf.client
@@ -278,22 +295,30 @@ class ComputeAPI:
                 options["call_monitor_timeout"] = client_opts.call_timeout
             else:
                 options["timeout"] = client_opts.call_timeout
-            prepared = self._prepared[key] = self._rpc_client().prepare(**options)
+            prepared = self._prepared[key] = self._rpc_client(url).prepare(**options)
         return prepared
 
-    def _rpc_client(self) -> messaging.RPCClient:
+    def _rpc_client(self, url: str | None = None) -> messaging.RPCClient:
+        """The RPC client on transport ``url``, or on the default transport for None."""
         with self._lock:
-            if self._client is None:
+            client = self._clients.get(url)
+            if client is None:
                 conf = self._conf
-                if self._transport is None:
-                    self._transport = rpc.get_transport(conf)
+                if url is not None:
+                    transport = rpc.get_transport(conf, url=url)
+                    self._transports.append(transport)
+                    rpc.check_broker(conf, url, conf.broker_connect_timeout)
+                elif self._transport is None:
+                    transport = self._transport = rpc.get_transport(conf)
                     rpc.check_broker(conf, conf.transport_url, conf.broker_connect_timeout)
-                self._client = messaging.get_rpc_client(
-                    self._transport,
+                else:
+                    transport = self._transport
+                client = self._clients[url] = messaging.get_rpc_client(
+                    transport,
                     messaging.Target(topic=rpc.TOPIC, version=version.RPC_API_VERSION),
                     serializer=rpc.RequestContextSerializer(),
                 )
-            return self._client
+            return client
 
     @contextlib.contextmanager
     def _errors(

@@ -7,6 +7,7 @@
     computedctl moves [--json] [--host H] [--limit N]  recent changes of host owners
     computedctl worker disable ID [--reason TEXT]
     computedctl worker enable ID
+    computedctl worker drain ID         clients hold its hosts' messages; stop it next
     computedctl worker delete ID
     computedctl db sync                 bring the registry schema up to date
     computedctl db version              the schema revision in use
@@ -30,7 +31,7 @@ from computed import conf as computed_conf
 from computed.cmd import _upgrade_status
 from computed.driver_loader import available_drivers
 from computed.registry import Registry, WorkerRecord, migration
-from computed.registry.api import TIER_UNTESTED, MoveRecord, utcnow
+from computed.registry.api import STATE_DRAINING, TIER_UNTESTED, MoveRecord, utcnow
 
 __all__ = ["main"]
 
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     moves.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     moves.set_defaults(handler=_list_moves)
 
-    worker = commands.add_parser("worker", help="disable, enable or delete a worker")
+    worker = commands.add_parser("worker", help="disable, enable, drain or delete a worker")
     actions = worker.add_subparsers(dest="action", required=True, metavar="ACTION")
     disable = actions.add_parser("disable", help="stop routing calls to a worker")
     disable.add_argument("worker_id")
@@ -90,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     enable = actions.add_parser("enable", help="route calls to a worker again")
     enable.add_argument("worker_id")
     enable.set_defaults(handler=_enable)
+    drain = actions.add_parser(
+        "drain",
+        help="before stopping a worker: clients hold its hosts' messages for the next worker",
+    )
+    drain.add_argument("worker_id")
+    drain.set_defaults(handler=_drain)
     delete = actions.add_parser("delete", help="forget a worker that will not come back")
     delete.add_argument("worker_id")
     delete.set_defaults(handler=_delete)
@@ -250,6 +257,17 @@ def _disable(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
 def _enable(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     _registry(conf).set_disabled(args.worker_id, False)
     print(f"Worker {args.worker_id} enabled.")
+
+
+def _drain(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
+    _registry(conf).set_state(args.worker_id, STATE_DRAINING)
+    print(
+        f"Worker {args.worker_id} marked draining: clients send nothing more to it and hold "
+        f"messages for its hosts, up to {conf.client.handover_timeout:g} s ([client] "
+        "handover_timeout), until a worker serves them again; workers sharing its hosts take "
+        f"them over. Stop it once clients have re-read the registry ([client] cache_ttl, "
+        f"{conf.client.cache_ttl:g} s), then start its replacement."
+    )
 
 
 def _delete(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:

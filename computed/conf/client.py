@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-__all__ = ["register_opts", "list_opts"]
+from computed import exception
+
+__all__ = ["register_opts", "list_opts", "driver_transport_urls"]
 
 client_group = cfg.OptGroup("client", title="Options of the rpcapi client library")
 
@@ -15,6 +17,25 @@ client_opts = [
         min=0.0,
         help="Seconds the client trusts its copy of the registry before reading "
         "it again. A host missing from the copy triggers an immediate re-read.",
+    ),
+    cfg.FloatOpt(
+        "handover_timeout",
+        default=60.0,
+        min=0.0,
+        help="Seconds a message for a host whose worker is draining or has just "
+        "stopped (a restart, an upgrade) waits in the client for a worker to serve "
+        "the host again, before HostUnavailable. Nothing is sent to the stopping "
+        "worker meanwhile. 0 raises HostUnavailable at once.",
+    ),
+    cfg.MultiStrOpt(
+        "driver_transport_url",
+        default=[],
+        secret=True,
+        help="DRIVER=URL: the transport URL for hosts whose workers run driver type "
+        "DRIVER, when each driver type has its own broker vhost and credentials "
+        "(etc/broker-isolation.sh). Repeat it for each such driver type; the client "
+        "holds one transport per URL and routes each host by its worker's driver. "
+        "Driver types not listed use [DEFAULT] transport_url.",
     ),
     cfg.IntOpt(
         "call_timeout",
@@ -41,3 +62,22 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     return [(client_group, client_opts)]
+
+
+def driver_transport_urls(conf: cfg.ConfigOpts) -> dict[str, str]:
+    """``{driver type: transport URL}`` from ``[client] driver_transport_url``.
+
+    :raises computed.exception.ConfigError: naming an entry that is not DRIVER=URL.
+    """
+    urls: dict[str, str] = {}
+    for entry in conf.client.driver_transport_url:
+        driver, sep, url = entry.partition("=")
+        driver, url = driver.strip(), url.strip()
+        if not sep or not driver or "://" not in url:
+            shown = entry.split(":", 1)[0]  # never the credentials
+            raise exception.ConfigError(
+                reason="[client] driver_transport_url must be DRIVER=URL (a URL like "
+                f"[DEFAULT] transport_url), got an entry starting {shown!r}"
+            )
+        urls[driver] = url
+    return urls

@@ -268,10 +268,18 @@ class Registry:
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def set_state(self, worker_id: str, state: str) -> None:
+        """Record the worker's state; a change of state also counts as a heartbeat.
+
+        :raises computed.exception.RegistryError: if there is no such worker.
+        """
         with self._transaction() as session:
-            session.execute(
-                sa.update(models.Worker).where(models.Worker.id == worker_id).values(state=state)
+            result = session.execute(
+                sa.update(models.Worker)
+                .where(models.Worker.id == worker_id)
+                .values(state=state, heartbeat_at=utcnow())
             )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise exception.RegistryError(reason=f"no worker {worker_id!r} is registered")
 
     def set_disabled(self, worker_id: str, disabled: bool, reason: str | None = None) -> None:
         """:raises computed.exception.RegistryError: if there is no such worker."""

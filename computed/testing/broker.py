@@ -277,6 +277,14 @@ class RabbitMQBroker:
         rows = json.loads(out or "[]")
         return {row["name"]: int(row.get("messages") or 0) for row in rows}
 
+    def consumers(self, vhost: str = "/") -> dict[str, int]:
+        """``{queue name: number of consumers}`` in ``vhost``."""
+        out = self.rabbitmqctl(
+            "list_queues", "-q", "-p", vhost, "--formatter", "json", "name", "consumers"
+        )
+        rows = json.loads(out or "[]")
+        return {row["name"]: int(row.get("consumers") or 0) for row in rows}
+
     # -- internals ----------------------------------------------------------------
 
     def _require_ports(self) -> tuple[int, int, int]:

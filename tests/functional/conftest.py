@@ -21,6 +21,9 @@ from rpcapi import ComputeAPI
 #: Short enough that a test sees a dead worker quickly, long enough for a busy machine.
 HEARTBEAT_INTERVAL = 0.5
 DOWN_TIME = 4.0
+#: Long enough for a worker to restart on a busy machine, short enough for a
+#: test that expects HostUnavailable from a worker that stopped for good.
+HANDOVER_TIMEOUT = 8.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,6 +50,7 @@ def conf(broker: RabbitMQBroker) -> Iterator[cfg.ConfigOpts]:
     conf.set_override("down_time", DOWN_TIME, group="registry")
     conf.set_override("cache_ttl", 0.2, group="client")
     conf.set_override("call_timeout", 30, group="client")
+    conf.set_override("handover_timeout", HANDOVER_TIMEOUT, group="client")
     # These tests exercise the plumbing, not the tier policy (test_tiers.py
     # does): let the client reach drivers with no recorded conformance run.
     conf.set_override("required_tier", "untested", group="conformance")

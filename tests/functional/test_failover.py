@@ -12,7 +12,6 @@ worker restarts, exactly its share moves back.
 from __future__ import annotations
 
 import collections
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from computed.registry import Registry
 from computed.registry.api import utcnow
 from computed.testing.notifications import NotificationCollector
 
+from ._load import HostLoad
 from .conftest import DOWN_TIME as SUITE_DOWN_TIME
 from .conftest import HEARTBEAT_INTERVAL, Deployment
 
@@ -66,30 +66,16 @@ def _settled(registry: Registry, hosts: list[str]) -> dict[str, str | None] | No
     return None
 
 
-class _Scheduler:
+class _Scheduler(HostLoad):
     """One thread per host: cast a spawn of a new UUID, then ping, again and again."""
 
     def __init__(self, api: Any, hosts: list[str]) -> None:
-        self.api = api
-        self.hosts = hosts
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
+        super().__init__(api, hosts, join_timeout=CALL_TIMEOUT * 5)
         #: (sent at, host, request id) of every cast the client accepted.
         self.casts: list[tuple[float, str, str]] = []
         #: (started, ended, host, worker id or error class) of every call.
         self.calls: list[tuple[float, float, str, str]] = []
         self.unexpected: list[str] = []
-        self.threads = [threading.Thread(target=self._run, args=(h,), daemon=True) for h in hosts]
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def finish(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(CALL_TIMEOUT * 5)
-        assert not any(t.is_alive() for t in self.threads), "a scheduler thread hangs"
 
     def _run(self, host: str) -> None:
         while not self.stop.is_set():
@@ -145,6 +131,7 @@ def test_killed_worker_hosts_move_and_come_back(
         time.sleep(2.0)
         killed_at = time.monotonic()
         workers["w2"].kill()
+        dead_at = time.monotonic()  # the broker requeues what it had not acknowledged
 
         def recovered(host: str) -> float | None:
             with scheduler.lock:
@@ -220,10 +207,14 @@ def test_killed_worker_hosts_move_and_come_back(
         f"{len(scheduler.calls)} calls"
     )
     registry.close()
+    # Casts sent once the worker was dead waited in its hosts' queues: none is lost.
+    lost_in_gap = {r for sent, _, r in casts if sent > dead_at and r in lost}
+    assert not lost_in_gap, f"{len(lost_in_gap)} casts sent after the kill had no outcome"
     if lost:
-        # Known gap, kept visible rather than hidden: casts sent around the
-        # kill are accepted by the broker but some never reach a worker.
-        pytest.xfail(f"{len(lost)} of {len(request_ids)} casts had no outcome")
+        # Known limit, kept visible: oslo.messaging acknowledges a message on
+        # receipt, so one the killed worker had received but not yet
+        # journaled (milliseconds) is gone with it.
+        pytest.xfail(f"{len(lost)} casts received by the killed worker had no outcome")
 
 
 def _ended(notifications: NotificationCollector) -> set[str]:
@@ -232,16 +223,12 @@ def _ended(notifications: NotificationCollector) -> set[str]:
     }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 7, open: with hosts shared by several workers a handover can drop a message "
-    "the old owner acknowledged (heartbeat lag under registry writes); seen once in five CI runs",
-)
 def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
     deployment: Deployment, notifications: NotificationCollector
 ) -> None:
     suffix = uuid.uuid4().hex[:6]
     hosts = [f"mid-{suffix}-{i}" for i in range(4)]
+    queues = {f"compute.{h}" for h in hosts}
     slow = {"spawn_delay": 4, "action_delay": 4}
     workers = {
         worker_id: deployment.start_worker(
@@ -253,6 +240,15 @@ def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
     _wait(lambda: _settled(registry, hosts) is not None, 30, "ownership settling")
     owners = _settled(registry, hosts)
     assert owners is not None
+
+    # A worker that lost a host in the first rebalance lets go at its next
+    # heartbeat; until then both consume, and the fake driver's instances
+    # live in one process's memory.
+    def one_consumer_each() -> bool:
+        counts = deployment.broker.consumers()
+        return all(counts.get(queue) == 1 for queue in queues)
+
+    _wait(one_consumer_each, 30, "one consumer per host queue")
     host = hosts[0]
     victim, survivor = (owners[host], "m2" if owners[host] == "m1" else "m1")
     api = deployment.api()

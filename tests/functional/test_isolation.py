@@ -13,8 +13,11 @@ import pytest
 from oslo_config import cfg
 
 from computed import exception, rpc
+from computed.objects import InstanceSpec
 from computed.testing import _procs
 from computed.testing.broker import RabbitMQBroker
+
+from .conftest import Deployment
 
 SCRIPT = Path(__file__).parents[2] / "etc" / "broker-isolation.sh"
 
@@ -45,6 +48,76 @@ def test_broker_refuses_a_driver_types_credentials_on_another_vhost(
         rpc.check_broker(conf, url(hyperv, xen, f"pw-{xen}"), 10)
     assert "access" in str(refused.value).lower() or "refused" in str(refused.value).lower()
     assert f"pw-{xen}" not in str(refused.value)
+
+
+def test_client_routes_each_host_to_its_driver_types_vhost(
+    broker: RabbitMQBroker, conf: cfg.ConfigOpts, deployment: Deployment, tmp_path: Path
+) -> None:
+    pytest.importorskip(
+        "computed_example.driver", reason="tools/bootstrap.sh installs tests/example_driver"
+    )
+    suffix = uuid.uuid4().hex[:6]
+    vhosts = {"fake": f"fake{suffix}", "example": f"example{suffix}"}
+    passwords = {name: f"pw-{name}" for name in vhosts.values()}
+    env = dict(
+        os.environ,
+        RABBITMQCTL=str(_rabbitmqctl_wrapper(broker, tmp_path)),
+        **{f"COMPUTED_BROKER_PASSWORD_{n.upper()}": pw for n, pw in passwords.items()},
+        COMPUTED_BROKER_PASSWORD_SCHEDULER="pw-scheduler",
+    )
+    result = subprocess.run(
+        [str(SCRIPT), *vhosts.values()], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+    # Each worker reaches the broker only through its own vhost and user.
+    for driver, name in vhosts.items():
+        deployment.start_worker(
+            [f"{driver}-{suffix}"],
+            f"iso-{driver}",
+            DEFAULT={
+                "driver": driver,
+                "transport_url": broker.url_for(
+                    f"computed-{name}", f"computed-{name}", passwords[name]
+                ),
+            },
+        )
+    routes = [
+        f"{driver}={broker.url_for(f'computed-{name}', 'computed-scheduler', 'pw-scheduler')}"
+        for driver, name in vhosts.items()
+    ]
+    conf.set_override("driver_transport_url", routes, group="client")
+    try:
+        api = deployment.api()
+        for driver in vhosts:
+            pong = api.ping(None, f"{driver}-{suffix}")
+            assert (pong.driver, pong.worker_id) == (driver, f"iso-{driver}")
+        spec = InstanceSpec(uuid=str(uuid.uuid4()), name="routed", vcpus=1, memory_mb=64)
+        assert api.spawn(None, f"example-{suffix}", spec).uuid == spec.uuid
+        assert [i.uuid for i in api.list_instances(None, f"example-{suffix}")] == [spec.uuid]
+        assert api.list_instances(None, f"fake-{suffix}") == []
+    finally:
+        conf.clear_override("driver_transport_url", group="client")
+
+    # Without the routes the client's default vhost has no such servers.
+    conf.set_override("call_timeout", 2, group="client")
+    try:
+        with pytest.raises(exception.HostTimeout):
+            deployment.api().ping(None, f"fake-{suffix}")
+    finally:
+        conf.set_override("call_timeout", 30, group="client")
+
+
+def test_a_malformed_driver_transport_url_is_a_config_error(
+    conf: cfg.ConfigOpts, deployment: Deployment
+) -> None:
+    conf.set_override("driver_transport_url", ["rabbit://u:secret@h:5672/x"], group="client")
+    try:
+        with pytest.raises(exception.ConfigError, match="must be DRIVER=URL") as caught:
+            deployment.api()
+        assert "secret" not in str(caught.value)
+    finally:
+        conf.clear_override("driver_transport_url", group="client")
 
 
 def _rabbitmqctl_wrapper(broker: RabbitMQBroker, tmp_path: Path) -> Path:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -135,6 +137,58 @@ def test_resolver_says_why_a_host_is_unavailable(registry: Registry, change, rea
     with pytest.raises(exception.HostUnavailable) as caught:
         HostResolver(registry, ttl=0, down_time=30).resolve("h1")
     assert caught.value.kwargs == {"host": "h1", "reason": reason}
+
+
+@pytest.mark.parametrize("state", [STATE_DRAINING, STATE_STOPPED])
+def test_resolver_waits_for_the_next_worker_of_a_host_changing_hands(
+    registry: Registry, state: str
+) -> None:
+    registry.register(_record("old", ("h1",)))
+    registry.set_state("old", state)
+    resolver = HostResolver(registry, ttl=0, down_time=30, handover_timeout=10)
+    successor = threading.Timer(0.6, registry.register, args=(_record("new", ("h1",)),))
+    started = time.monotonic()
+    successor.start()
+    try:
+        assert resolver.resolve("h1").id == "new"
+    finally:
+        successor.join()
+    assert 0.5 < time.monotonic() - started < 5
+
+
+def test_resolver_gives_up_on_a_host_nobody_takes_over(registry: Registry) -> None:
+    registry.register(_record("old", ("h1",)))
+    registry.set_state("old", STATE_STOPPED)
+    resolver = HostResolver(registry, ttl=0, down_time=30, handover_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(exception.HostUnavailable) as caught:
+        resolver.resolve("h1")
+    assert time.monotonic() - started >= 0.5
+    assert re.fullmatch(
+        r"worker old is stopped, last heartbeat [01] s ago, and no worker served the host "
+        r"again within the handover timeout of 0\.5 s",
+        caught.value.kwargs["reason"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda r: _age(r, "old", 120), "stopped two minutes ago"),
+        (lambda r: r.set_disabled("old", True, "retired"), "disabled"),
+    ],
+)
+def test_resolver_does_not_wait_for_a_worker_that_is_not_coming_back(
+    registry: Registry, change: Callable[[Registry], None], why: str
+) -> None:
+    registry.register(_record("old", ("h1",)))
+    registry.set_state("old", STATE_STOPPED)
+    change(registry)
+    resolver = HostResolver(registry, ttl=0, down_time=30, handover_timeout=60)
+    started = time.monotonic()
+    with pytest.raises(exception.HostUnavailable, match="worker old is"):
+        resolver.resolve("h1")
+    assert time.monotonic() - started < 5, why
 
 
 def test_resolver_prefers_a_live_worker_over_a_dead_one(registry: Registry) -> None:

@@ -24,7 +24,9 @@ from ..conftest import DOWN_TIME, Deployment
 pytestmark = pytest.mark.conformance
 
 
-def run_conformance(deployment: Deployment, hosts: list[str], *extra: str) -> tuple[int, dict[str, Any], str]:
+def run_conformance(
+    deployment: Deployment, hosts: list[str], *extra: str
+) -> tuple[int, dict[str, Any], str]:
     """Run ``computed-conformance`` against ``hosts``; return its status, JSON report and output."""
     config = write_config(
         str(deployment.workdir / "conformance.conf"),
@@ -37,16 +39,29 @@ def run_conformance(deployment: Deployment, hosts: list[str], *extra: str) -> tu
     command = console_command("computed-conformance")
     hosts_args = [arg for host in hosts for arg in ("--host", host)]
     done = subprocess.run(
-        [*command, "--config-file", config, *hosts_args, "--json", str(report),
-         "--junit", str(deployment.workdir / "report.xml"), *extra],
-        capture_output=True, text=True, timeout=900,
+        [
+            *command,
+            "--config-file",
+            config,
+            *hosts_args,
+            "--json",
+            str(report),
+            "--junit",
+            str(deployment.workdir / "report.xml"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     data = json.loads(report.read_text()) if report.exists() else {}
     return done.returncode, data, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("driver", sorted(PEERS))
-def test_in_tree_driver_is_conformant(deployment: Deployment, driver: str, request: pytest.FixtureRequest) -> None:
+def test_in_tree_driver_is_conformant(
+    deployment: Deployment, driver: str, request: pytest.FixtureRequest
+) -> None:
     if driver != "fake":
         request.applymarker(getattr(pytest.mark, driver))
     with ExitStack() as stack:
@@ -54,7 +69,9 @@ def test_in_tree_driver_is_conformant(deployment: Deployment, driver: str, reque
             hosts, options = PEERS[driver](stack, str(deployment.workdir))
         except Unavailable as exc:
             pytest.fail(f"the {driver} peer cannot run here: {exc}")
-        deployment.start_worker(hosts, worker_id=f"cf-{driver}", DEFAULT={"driver": driver}, **options)
+        deployment.start_worker(
+            hosts, worker_id=f"cf-{driver}", DEFAULT={"driver": driver}, **options
+        )
         status, report, output = run_conformance(deployment, hosts, "--record")
         assert report, output
         assert report["failing"] == [], output

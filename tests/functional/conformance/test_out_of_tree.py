@@ -26,14 +26,22 @@ def _ctl(deployment: Deployment, *args: str) -> str:
     )
     command = console_command("computedctl")
     return subprocess.run(
-        [*command, "--config-file", config, *args], capture_output=True, text=True, check=True, timeout=60
+        [*command, "--config-file", config, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
 
 
 def test_example_driver_from_its_own_distribution_is_conformant(deployment: Deployment) -> None:
-    pytest.importorskip("computed_example.driver", reason="tools/bootstrap.sh installs tests/example_driver")
+    pytest.importorskip(
+        "computed_example.driver", reason="tools/bootstrap.sh installs tests/example_driver"
+    )
     # The entry point comes from the example's own distribution, not from computed's.
-    own = metadata.distribution("computed-example-driver").entry_points.select(group="computed.drivers")
+    own = metadata.distribution("computed-example-driver").entry_points.select(
+        group="computed.drivers"
+    )
     assert [(e.name, e.value) for e in own] == [("example", "computed_example.driver:ToyDriver")]
     ours = metadata.distribution("computed").entry_points.select(group="computed.drivers")
     assert "example" not in {e.name for e in ours}
@@ -47,11 +55,15 @@ def test_example_driver_from_its_own_distribution_is_conformant(deployment: Depl
     assert outcomes["transition.suspend.from_running"] == "skip"
     assert outcomes["concurrency.across_hosts"] == "pass"
     tiers = json.loads(_ctl(deployment, "tiers", "--json"))
-    assert [(t["driver"], t["driver_version"], t["tier"]) for t in tiers] == [("example", "0.3.0", "conformant")]
+    assert [(t["driver"], t["driver_version"], t["tier"]) for t in tiers] == [
+        ("example", "0.3.0", "conformant")
+    ]
 
 
 def test_broken_driver_is_reported_with_the_failing_check_ids(deployment: Deployment) -> None:
-    broken = pytest.importorskip("computed_broken.driver", reason="tools/bootstrap.sh installs tests/broken_driver")
+    broken = pytest.importorskip(
+        "computed_broken.driver", reason="tools/bootstrap.sh installs tests/broken_driver"
+    )
     deployment.start_worker(["bad-1"], worker_id="bad", DEFAULT={"driver": "broken"})
     status, report, output = run_conformance(deployment, ["bad-1"], "--record")
     assert status == 1, output
