@@ -1,23 +1,40 @@
 """The per-host journal of lifecycle operations in flight, kept in the registry.
 
 An entry is written before the driver runs (``running``), marked ``done``
-when the driver returns, and deleted once the outcome is published. A worker
-that takes a host over finds the entries of workers that can no longer be
-running and reconciles them (see :meth:`ComputeManager.reconcile`).
+when the driver returns, and deleted once the outcome is published. A cast
+gets its entry earlier, when it is received (``received``, see
+:mod:`computed._server`), and the operation takes that entry over when it
+starts. A worker that takes a host over finds the entries of workers that
+can no longer be running and reconciles them (see :func:`computed.manager.reconcile`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from computed.objects import InstanceSpec
 from computed.registry import Registry
-from computed.registry.api import JournalRecord
+from computed.registry.api import JOURNAL_RECEIVED, JOURNAL_RUNNING, JournalRecord
 
-__all__ = ["Journal", "encode_arguments", "decode_arguments"]
+__all__ = ["Journal", "encode_arguments", "decode_arguments", "hand_receipt", "take_receipt"]
 
 LOG = logging.getLogger(__name__)
+
+_serving = threading.local()
+
+
+def hand_receipt(entry_id: int | None) -> None:
+    """Make ``entry_id`` the receipt of the message this thread is about to serve."""
+    _serving.receipt = entry_id
+
+
+def take_receipt() -> int | None:
+    """The receipt entry of the message this thread serves, once; None if it has none."""
+    entry_id: int | None = getattr(_serving, "receipt", None)
+    _serving.receipt = None
+    return entry_id
 
 
 class Journal:
@@ -33,6 +50,17 @@ class Journal:
         self.worker_id = worker_id
         self.pid = pid
 
+    def receive(
+        self,
+        host: str,
+        operation: str,
+        uuid: str,
+        context: dict[str, Any],
+        arguments: dict[str, Any],
+    ) -> int | None:
+        """Journal a cast as it arrives; ``arguments`` are its primitives, as sent."""
+        return self._insert(host, operation, uuid, context, arguments, JOURNAL_RECEIVED)
+
     def begin(
         self,
         host: str,
@@ -40,6 +68,31 @@ class Journal:
         uuid: str,
         context: dict[str, Any],
         arguments: dict[str, Any],
+        repeatable: bool = True,
+    ) -> int | None:
+        """The entry of an operation about to reach the driver.
+
+        The cast's receipt entry if it has one, marked running unless the
+        operation is ``repeatable`` (running it again after a takeover is
+        then harmless whether it had started or not); a new entry otherwise.
+        """
+        receipt = take_receipt()
+        if receipt is not None:
+            if not repeatable:
+                self._quietly(self.registry.journal_start, receipt)
+            return receipt
+        return self._insert(
+            host, operation, uuid, context, encode_arguments(arguments), JOURNAL_RUNNING
+        )
+
+    def _insert(
+        self,
+        host: str,
+        operation: str,
+        uuid: str,
+        context: dict[str, Any],
+        arguments: dict[str, Any],
+        state: str,
     ) -> int | None:
         try:
             return self.registry.journal_begin(
@@ -48,9 +101,10 @@ class Journal:
                 uuid,
                 str(context.get("request_id") or ""),
                 context,
-                encode_arguments(arguments),
+                arguments,
                 self.worker_id,
                 self.pid,
+                state=state,
             )
         except Exception as exc:
             LOG.warning("Could not journal %s of %s on %s: %s", operation, uuid, host, exc)

@@ -38,7 +38,7 @@ from computed.objects import (
     InstanceSpec,
     PingResult,
 )
-from computed.registry.api import JOURNAL_DONE, JournalRecord
+from computed.registry.api import JOURNAL_DONE, JOURNAL_RECEIVED, JournalRecord
 from drivers import base
 
 __all__ = [
@@ -246,7 +246,12 @@ class ComputeManager:
             entry = None
             if self._journal is not None:
                 entry = self._journal.begin(
-                    self._host, operation, uuid, _context_dict(ctxt), arguments
+                    self._host,
+                    operation,
+                    uuid,
+                    _context_dict(ctxt),
+                    arguments,
+                    repeatable=operation in REPEATABLE_OPERATIONS,
                 )
             self._notifier.emit(ctxt, self._host, operation, "start", uuid)
             return self._complete(operation, func, ctxt, arguments, uuid, entry)
@@ -305,9 +310,11 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
 
     Not a method: every public method of the manager is an RPC endpoint.
 
-    One whose driver call had returned is not repeated; a repeatable one
-    is run again (idempotent by UUID) and reports its outcome under the
-    original request id; any other is reported as an
+    One whose driver call had returned is not repeated; a cast still in
+    its receipt state is run now, with a start notification (a repeatable
+    one keeps that state once started, so its start may be reported
+    twice); a repeatable one is run again (idempotent by UUID) and reports
+    its outcome under the original request id; any other is reported as an
     ``instance.<op>.error`` notification (OperationInterrupted).
 
     :returns: ``finished``, ``completed``, ``failed`` or ``adopted-elsewhere``.
@@ -322,7 +329,8 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
         if entry.state == JOURNAL_DONE:
             journal.finish(entry.id)
             return "finished"
-        if operation not in REPEATABLE_OPERATIONS:
+        never_started = entry.state == JOURNAL_RECEIVED
+        if operation not in REPEATABLE_OPERATIONS and not never_started:
             error = exception.OperationInterrupted(
                 operation=operation,
                 uuid=uuid,
@@ -341,6 +349,8 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
             manager._notifier.emit(ctxt, manager._host, operation, "error", uuid, error=exc)
             journal.finish(entry.id)
             return "failed"
+        if never_started:
+            manager._notifier.emit(ctxt, manager._host, operation, "start", uuid)
         try:
             manager._complete(operation, func, ctxt, arguments, uuid, entry.id)
         except Exception:

@@ -26,6 +26,7 @@ from oslo_config import cfg
 
 from computed import _ownership, exception, rpc, version
 from computed._journal import Journal
+from computed._server import HostServer
 from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
 from computed.manager import ComputeManager, endpoints, reconcile
@@ -155,12 +156,7 @@ class Worker:
             # so the broker requeues what it had delivered but not yet handed
             # to the server (a pooled connection would keep those unacked).
             transport = self._host_transports[host] = rpc.get_transport(self.conf)
-            server = messaging.get_rpc_server(
-                transport,
-                messaging.Target(topic=rpc.TOPIC, server=host),
-                endpoints(manager),
-                serializer=rpc.RequestContextSerializer(),
-            )
+            server = HostServer(transport, host, endpoints(manager), self._journal)
             server.start()
             self._servers[host] = server
             self._managers[host] = manager

@@ -36,6 +36,7 @@ __all__ = [
     "STATE_DRAINING",
     "STATE_STOPPED",
     "TIER_UNTESTED",
+    "JOURNAL_RECEIVED",
     "JOURNAL_RUNNING",
     "JOURNAL_DONE",
 ]
@@ -46,7 +47,9 @@ STATE_UP = "up"
 STATE_DRAINING = "draining"
 STATE_STOPPED = "stopped"
 
-#: Journal states: the driver is running the operation; the driver has returned.
+#: Journal states: the cast has been received but its operation has not
+#: started; the driver is running the operation; the driver has returned.
+JOURNAL_RECEIVED = "received"
 JOURNAL_RUNNING = "running"
 JOURNAL_DONE = "done"
 
@@ -392,8 +395,12 @@ class Registry:
         arguments: dict[str, Any],
         worker_id: str,
         pid: int,
+        state: str = JOURNAL_RUNNING,
     ) -> int:
-        """Record an operation about to reach the driver; returns the entry's id."""
+        """Record an operation about to reach the driver; returns the entry's id.
+
+        :param state: ``received`` for a cast journaled before its operation starts.
+        """
         with self._transaction() as session:
             row = models.JournalEntry(
                 host=host,
@@ -402,7 +409,7 @@ class Registry:
                 request_id=request_id,
                 context=json.dumps(context, default=str),
                 arguments=json.dumps(arguments),
-                state=JOURNAL_RUNNING,
+                state=state,
                 worker_id=worker_id,
                 pid=pid,
                 started_at=utcnow(),
@@ -413,11 +420,18 @@ class Registry:
 
     def journal_done(self, entry_id: int) -> None:
         """The driver returned; only the outcome remains to be published."""
+        self._journal_state(entry_id, JOURNAL_DONE)
+
+    def journal_start(self, entry_id: int) -> None:
+        """A received cast's operation is about to reach the driver."""
+        self._journal_state(entry_id, JOURNAL_RUNNING)
+
+    def _journal_state(self, entry_id: int, state: str) -> None:
         with self._transaction() as session:
             session.execute(
                 sa.update(models.JournalEntry)
                 .where(models.JournalEntry.id == entry_id)
-                .values(state=JOURNAL_DONE)
+                .values(state=state)
             )
 
     def journal_finish(self, entry_id: int) -> None:
