@@ -274,7 +274,10 @@ class ComputeManager:
             if journal is not None:
                 journal.finish(entry)
             raise
-        if journal is not None:
+        if journal is not None and operation not in REPEATABLE_OPERATIONS:
+            # Not to be repeated, nor reported interrupted, after a takeover.
+            # A repeatable one is simply run again by the new owner, which
+            # then publishes its outcome: one commit fewer per cast.
             journal.done(entry)
         info = result if isinstance(result, InstanceInfo) else None
         self._notifier.emit(ctxt, self._host, operation, "end", uuid, info=info)

@@ -17,7 +17,7 @@ from computed._journal import Journal
 from computed.manager import ComputeManager, reconcile
 from computed.objects import InstanceSpec
 from computed.registry import Registry, WorkerRecord
-from computed.registry.api import JOURNAL_DONE, utcnow
+from computed.registry.api import JOURNAL_DONE, JOURNAL_RECEIVED, utcnow
 from drivers.fake import FakeDriver
 
 HOSTS = tuple(f"host-{i:02d}" for i in range(30))
@@ -155,6 +155,23 @@ def test_takeover_completes_repeatable_and_fails_others(registry: Registry) -> N
     assert registry.journal_entries() == []
     # Running the spawn again made one VM, and a second takeover would change nothing.
     assert [i.uuid for i in manager.list_instances(context.RequestContext()).objects] == [spec.uuid]
+
+
+def test_takeover_runs_a_received_cast_that_never_started(registry: Registry) -> None:
+    manager, sent = _manager(registry, "w2", 8)
+    spec = InstanceSpec(uuid=str(uuid.uuid4()), name="vm", vcpus=1, memory_mb=64)
+    manager.spawn(context.RequestContext(), spec)
+    sent.sent.clear()
+    ctxt = context.RequestContext()
+    registry.journal_begin(
+        "h1", "reboot", spec.uuid, ctxt.request_id, ctxt.to_dict(),
+        {"uuid": spec.uuid, "reboot_type": "hard"}, "dead", 7, state=JOURNAL_RECEIVED,
+    )  # fmt: skip
+    (entry,) = registry.journal_entries("h1")
+    # Not "failed" like a reboot that was running: this one never started.
+    assert reconcile(manager, entry) == "completed"
+    assert sent.sent == [("reboot", "start", ctxt.request_id), ("reboot", "end", ctxt.request_id)]
+    assert registry.journal_entries() == []
 
 
 def test_an_entry_is_adopted_once(registry: Registry) -> None:
