@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -130,6 +131,9 @@ def run(stack: ExitStack, workdir: str) -> None:
 
     walkthrough(api, collector, [h for hosts in fleet.values() for h in hosts])
 
+    driver = "libvirt" if "libvirt" in workers else "fake"
+    restart_under_load(api, collector, workers[driver], fleet[driver][0])
+
     step("Stopping the workers with SIGTERM (they drain, deregister and exit 0)")
     for driver, worker in workers.items():
         show(f"{driver}-worker exited with status {worker.terminate()}")
@@ -212,6 +216,52 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
             api.destroy(None, host, instance)
             api.destroy(None, host, instance)
         show(f"{host}: {len(api.list_instances(None, host))} instances left")
+
+
+def restart_under_load(
+    api: ComputeAPI, collector: NotificationCollector, worker: WorkerProcess, host: str
+) -> None:
+    """Restart a worker (one step of a rolling upgrade) while a scheduler keeps calling."""
+    step(f"Restarting {worker.name} (as an upgrade would) while the scheduler keeps pinging {host}")
+    stop = threading.Event()
+    answers: list[tuple[float, str]] = []
+    failures: list[str] = []
+
+    def keep_pinging() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                worker_id = api.ping(None, host).worker_id
+                answers.append((time.monotonic() - started, worker_id))
+            except exception.ComputedError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+            stop.wait(0.05)
+
+    pinger = threading.Thread(target=keep_pinging, daemon=True)
+    pinger.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    status = worker.terminate()
+    ctxt = context.RequestContext()
+    spec = InstanceSpec(uuid=str(uuid.uuid4()), name=f"{host}-restart", vcpus=1, memory_mb=512)
+    api.spawn(ctxt, host, spec, cast=True)  # held by the client until the worker is back
+    worker.start()
+    show(
+        f"stopped with status {status} and registered again {time.monotonic() - started:.1f} s later"
+    )
+    time.sleep(1.0)
+    stop.set()
+    pinger.join(30)
+    end = collector.for_request(ctxt.request_id, "instance.spawn.end")
+    show(f"a spawn cast sent during the restart: {end.event_type} -> {end.payload.power_state}")
+    api.destroy(None, host, spec.uuid)
+    slowest = max(seconds for seconds, _ in answers)
+    show(
+        f"{len(answers)} pings answered, {len(failures)} failed; the slowest waited "
+        f"{slowest:.1f} s for the new worker ([client] handover_timeout)"
+    )
+    for failure in failures[:3]:
+        show(f"  {failure}")
 
 
 def _worker_options(
