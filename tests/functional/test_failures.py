@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from uuid import uuid4
 
 import kombu
 import oslo_messaging as messaging
@@ -199,6 +200,32 @@ def test_bad_arguments_get_an_invalid_request_reply(
     with pytest.raises(exception.InvalidRequest) as caught:
         bare_client.call(context.RequestContext(), method, **kwargs)
     assert complaint in str(caught.value)
+    _still_serving(deployment)
+
+
+def test_refused_casts_leave_no_journal_entry_behind(
+    deployment: Deployment, bare_client: Any, notifications: NotificationCollector
+) -> None:
+    """A lifecycle cast is journaled on receipt; one that is refused must not stay there."""
+    worker = deployment.start_worker(["h1"])
+    uuid = "4f6b7f57-5c2b-4e7b-a4a2-8c8a8e1e0c11"
+    refused = [
+        ("power_on", {"uuid": uuid, "force": True}),  # an argument 1.0 does not have
+        ("reboot", {"uuid": uuid, "reboot_type": "sideways"}),
+        ("destroy", {"uuid": uuid}, "1.99"),  # a version nobody serves
+        ("suspend", {"uuid": uuid}),  # no such instance
+    ]
+    for method, kwargs, *at in refused:
+        client = bare_client.prepare(version=at[0]) if at else bare_client
+        client.cast(context.RequestContext(), method, **kwargs)
+    ctxt = context.RequestContext()
+    spec = InstanceSpec(uuid=str(uuid4()), name="after", vcpus=1, memory_mb=64)
+    deployment.api().spawn(ctxt, "h1", spec, cast=True)
+    notifications.for_request(ctxt.request_id, "instance.spawn.end")  # served in order, after
+    registry = Registry(deployment.registry_url)
+    _wait_until(lambda: registry.journal_entries() == [], 10, "the journal emptying")
+    registry.close()
+    assert worker.log().count("refused") >= 3
     _still_serving(deployment)
 
 
