@@ -57,7 +57,8 @@ class HostServer(rpc_server.RPCServer):  # type: ignore[misc]
     def _create_listener(self) -> Any:
         listener = super()._create_listener()
         if self._journal is not None:
-            consumers = _consumers(listener)
+            _, subscribed = rpc.listener_internals(listener)
+            consumers = _with_callbacks(subscribed)
             if consumers is None:
                 LOG.warning(
                     "Cannot journal casts to %s on receipt with this oslo.messaging; a "
@@ -108,11 +109,9 @@ class HostServer(rpc_server.RPCServer):  # type: ignore[misc]
                 self._journal.finish(unused)  # refused, or never reached an operation
 
 
-def _consumers(listener: Any) -> list[Any] | None:
-    poller = getattr(listener, "_poll_style_listener", None)
-    connection = getattr(getattr(poller, "conn", None), "connection", None)
-    consumers = getattr(connection, "_consumers", None)
-    if not isinstance(consumers, dict) or not all(hasattr(c, "callback") for c in consumers):
+def _with_callbacks(consumers: dict[Any, str] | None) -> list[Any] | None:
+    """The consumers, if each has the ``callback`` the journaling wraps; else None."""
+    if consumers is None or not all(hasattr(c, "callback") for c in consumers):
         return None
     return list(consumers)
 

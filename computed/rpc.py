@@ -28,6 +28,7 @@ __all__ = [
     "check_broker",
     "safe_url",
     "cancel_consumers",
+    "listener_internals",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -168,11 +169,8 @@ def cancel_consumers(server: messaging.MessageHandlingServer, timeout: float = 1
         False also when this oslo.messaging does not expose what is needed,
         which is logged.
     """
-    poller = getattr(getattr(server, "listener", None), "_poll_style_listener", None)
-    operations = getattr(poller, "_message_operations_handler", None)
-    connection = getattr(getattr(poller, "conn", None), "connection", None)
-    consumers = getattr(connection, "_consumers", None)
-    if operations is None or not isinstance(consumers, dict):
+    operations, consumers = listener_internals(getattr(server, "listener", None))
+    if operations is None or consumers is None:
         LOG.warning(
             "Cannot cancel the broker subscriptions of %r before stopping it; messages "
             "delivered while it stops may be lost",
@@ -192,3 +190,18 @@ def cancel_consumers(server: messaging.MessageHandlingServer, timeout: float = 1
 
     operations.do(cancel)
     return cancelled.wait(timeout)
+
+
+def listener_internals(listener: Any) -> tuple[Any, dict[Any, str] | None]:
+    """What of an RPC listener's oslo.messaging 18.x internals this project uses.
+
+    :returns: the listener's operations handler (runs tasks on its polling
+        thread) and its rabbit connection's ``{consumer: tag}``; None for
+        whichever this oslo.messaging does not expose. The only place that
+        knows these private attributes.
+    """
+    poller = getattr(listener, "_poll_style_listener", None)
+    operations = getattr(poller, "_message_operations_handler", None)
+    connection = getattr(getattr(poller, "conn", None), "connection", None)
+    consumers = getattr(connection, "_consumers", None)
+    return operations, consumers if isinstance(consumers, dict) else None

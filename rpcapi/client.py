@@ -99,6 +99,7 @@ class ComputeAPI:
         self._driver_urls = client_conf.driver_transport_urls(conf)
         #: One RPC client per transport URL (None: the default transport).
         self._clients: dict[str | None, messaging.RPCClient] = {}
+        #: The transports of driver types with a URL of their own.
         self._transports: list[messaging.Transport] = []
         self._prepared: dict[tuple[str | None, str, str, bool], Any] = {}
         self._caps: dict[str, tuple[tuple[str, int], datetime.datetime, _pins.Cap]] = {}
@@ -229,8 +230,9 @@ class ComputeAPI:
     def cleanup(self) -> None:
         """Close the broker connections and the registry engine."""
         self._counters.flush(force=True)
-        for transport in {id(t): t for t in [self._transport, *self._transports] if t}.values():
-            transport.cleanup()
+        for transport in [self._transport, *self._transports]:
+            if transport is not None:
+                transport.cleanup()
         self._registry.close()
 
     def _lifecycle(self, ctxt: Any, host: str, method: str, cast: bool, **kwargs: Any) -> Any:
