@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,20 @@ DOWN_TIME = 4.0
 #: Long enough for a worker to restart on a busy machine, short enough for a
 #: test that expects HostUnavailable from a worker that stopped for good.
 HANDOVER_TIMEOUT = 8.0
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+) -> None:
+    """Poll ``predicate`` every ``interval`` seconds until it holds.
+
+    :raises AssertionError: saying ``what`` did not happen within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(interval)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,9 +9,8 @@ gone with the restart, which the second case shows.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from oslo_config import cfg
@@ -24,19 +23,11 @@ from computed.testing.workers import WorkerProcess
 from rpcapi import ComputeAPI
 
 from .conftest import DOWN_TIME as SUITE_DOWN_TIME
-from .conftest import Deployment
+from .conftest import Deployment, wait_until
 
 pytestmark = pytest.mark.failover
 
 CASTS = 10
-
-
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -71,12 +62,22 @@ def test_casts_to_a_dead_worker_survive_a_broker_restart_only_in_quorum_queues(
         ]
         for spec in specs:
             api.spawn(None, host, spec, cast=True)
-        _wait(lambda: own_broker.list_queues().get(f"compute.{host}") == CASTS, "casts queued")
+        wait_until(
+            lambda: own_broker.list_queues().get(f"compute.{host}") == CASTS,
+            60,
+            "casts queued",
+            interval=0.2,
+        )
 
         own_broker.restart()
         queue = f"compute.{host}"
         if quorum:  # its messages are back once the queue has elected its leader again
-            _wait(lambda: own_broker.list_queues().get(queue) == CASTS, "the queue recovering")
+            wait_until(
+                lambda: own_broker.list_queues().get(queue) == CASTS,
+                60,
+                "the queue recovering",
+                interval=0.2,
+            )
         waiting = own_broker.list_queues().get(queue, 0)
         worker.start()
         served: set[str] = set()
@@ -89,7 +90,7 @@ def test_casts_to_a_dead_worker_survive_a_broker_restart_only_in_quorum_queues(
                 return False
             return len(served) >= waiting
 
-        _wait(all_served, "the queued casts served")
+        wait_until(all_served, 60, "the queued casts served", interval=0.2)
     finally:
         api.cleanup()
         conf.clear_override("rabbit_quorum_queue", group="oslo_messaging_rabbit")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from computed.testing.notifications import NotificationCollector
 
 from ._load import HostLoad
 from .conftest import DOWN_TIME as SUITE_DOWN_TIME
-from .conftest import HEARTBEAT_INTERVAL, Deployment
+from .conftest import HEARTBEAT_INTERVAL, Deployment, wait_until
 
 pytestmark = pytest.mark.failover
 
@@ -42,14 +41,6 @@ DOWN_TIME = 10.0
 #: down time, one heartbeat for the survivors to notice, and a generous margin
 #: for a busy two-core machine (the client cache, a call timeout in flight).
 RECOVERY_BOUND = DOWN_TIME + HEARTBEAT_INTERVAL + CALL_TIMEOUT + 6.0
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.1)
 
 
 def _owners(registry: Registry, hosts: list[str]) -> dict[str, str | None]:
@@ -115,7 +106,7 @@ def test_killed_worker_hosts_move_and_come_back(
         for worker_id in ("w1", "w2", "w3")
     }
     registry = Registry(deployment.registry_url)
-    _wait(lambda: _settled(registry, hosts) is not None, 30, "ownership settling")
+    wait_until(lambda: _settled(registry, hosts) is not None, 30, "ownership settling")
     before = _settled(registry, hosts)
     assert before is not None
     assert set(before.values()) == {"w1", "w2", "w3"}
@@ -141,14 +132,14 @@ def test_killed_worker_hosts_move_and_come_back(
                 ]  # fmt: skip
             return min(answers) - killed_at if answers else None
 
-        _wait(
+        wait_until(
             lambda: all(recovered(h) is not None for h in victim_hosts),
             RECOVERY_BOUND + 10,
             "every host of w2 answering from another worker",
         )
         recovery = {h: recovered(h) for h in victim_hosts}
         time.sleep(2.0)  # casts keep flowing after the takeover
-        _wait(lambda: _settled(registry, hosts) is not None, 10, "ownership settling again")
+        wait_until(lambda: _settled(registry, hosts) is not None, 10, "ownership settling again")
         after_kill = _settled(registry, hosts)
         assert after_kill is not None
         moved = sorted(h for h in hosts if before[h] != after_kill[h])
@@ -156,7 +147,7 @@ def test_killed_worker_hosts_move_and_come_back(
 
         restarted_at = time.monotonic()
         workers["w2"].start()
-        _wait(lambda: _settled(registry, hosts) == before, 30, "rebalancing after the restart")
+        wait_until(lambda: _settled(registry, hosts) == before, 30, "rebalancing after the restart")
         rebalance_time = time.monotonic() - restarted_at
         time.sleep(1.0)
     finally:
@@ -181,7 +172,7 @@ def test_killed_worker_hosts_move_and_come_back(
     assert gap, "no cast was sent while the hosts were moving"
     request_ids = {request_id for _, _, request_id in casts}
     try:
-        _wait(lambda: request_ids <= _ended(notifications), 30, "an outcome for every cast")
+        wait_until(lambda: request_ids <= _ended(notifications), 30, "an outcome for every cast")
     except AssertionError:
         pass  # reported below, with the details
     lost = request_ids - _ended(notifications)
@@ -234,7 +225,7 @@ def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
         for worker_id in ("m1", "m2")
     }
     registry = Registry(deployment.registry_url)
-    _wait(lambda: _settled(registry, hosts) is not None, 30, "ownership settling")
+    wait_until(lambda: _settled(registry, hosts) is not None, 30, "ownership settling")
     owners = _settled(registry, hosts)
     assert owners is not None
 
@@ -245,7 +236,7 @@ def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
         counts = deployment.broker.consumers()
         return all(counts.get(queue) == 1 for queue in queues)
 
-    _wait(one_consumer_each, 30, "one consumer per host queue")
+    wait_until(one_consumer_each, 30, "one consumer per host queue")
     host = hosts[0]
     victim, survivor = (owners[host], "m2" if owners[host] == "m1" else "m1")
     api = deployment.api()
@@ -269,7 +260,7 @@ def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
         reboot_ctxt.request_id, "instance.reboot.error", timeout=bound
     )
     assert error.payload.error_class == "OperationInterrupted"
-    _wait(lambda: registry.journal_entries(host) == [], 10, "the journal emptying")
+    wait_until(lambda: registry.journal_entries(host) == [], 10, "the journal emptying")
     listed = [i.uuid for i in api.list_instances(None, host)]
     assert listed.count(spec.uuid) == 1
     time.sleep(1.0)
@@ -305,7 +296,7 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
         for worker_id in ("r1", "r2")
     }
     registry = Registry(deployment.registry_url)
-    _wait(lambda: _settled(registry, hosts) is not None, 30, "ownership settling")
+    wait_until(lambda: _settled(registry, hosts) is not None, 30, "ownership settling")
     owners = _settled(registry, hosts)
     assert owners is not None
     host = hosts[0]
@@ -318,7 +309,7 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
         counts = deployment.broker.consumers()
         return all(counts.get(queue) == 1 for queue in queues)
 
-    _wait(one_consumer_each, 30, "one consumer per host queue")
+    wait_until(one_consumer_each, 30, "one consumer per host queue")
 
     api = deployment.api()
     contexts = [context.RequestContext() for _ in range(6)]
@@ -334,7 +325,7 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
         return sorted(e.state for e in registry.journal_entries(host))
 
     # Spawn is repeatable, so the running one keeps its receipt state: all six are "received".
-    _wait(lambda: journaled() == ["received"] * 6, 4, "six casts journaled on receipt")
+    wait_until(lambda: journaled() == ["received"] * 6, 4, "six casts journaled on receipt")
     assert deployment.broker.list_queues().get(f"compute.{host}") == 0  # all acknowledged
     workers[victim].kill()
 
@@ -342,7 +333,7 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
     for ctxt, spec in zip(contexts, specs, strict=True):
         end = notifications.for_request(ctxt.request_id, "instance.spawn.end", timeout=bound)
         assert end.payload.uuid == spec.uuid
-    _wait(lambda: registry.journal_entries(host) == [], 10, "the journal emptying")
+    wait_until(lambda: registry.journal_entries(host) == [], 10, "the journal emptying")
     time.sleep(1.0)
     request_ids = {c.request_id for c in contexts}
     ends = collections.Counter(

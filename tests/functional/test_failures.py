@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
@@ -22,7 +21,7 @@ from computed.testing.notifications import NotificationCollector
 from computed.testing.workers import computed_command, console_command, write_config
 from rpcapi import ComputeAPI
 
-from .conftest import DOWN_TIME, Deployment
+from .conftest import DOWN_TIME, Deployment, wait_until
 
 
 def _ctl(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
@@ -36,14 +35,6 @@ def _ctl(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.2)
-
-
 def test_killed_worker_is_reported_down_and_its_hosts_fail_fast(deployment: Deployment) -> None:
     worker = deployment.start_worker(["h1"])
     api = deployment.api()
@@ -54,7 +45,7 @@ def test_killed_worker_is_reported_down_and_its_hosts_fail_fast(deployment: Depl
         listing = json.loads(_ctl(deployment, "workers", "--json").stdout)
         return [w["status"] for w in listing] == ["down"]
 
-    _wait_until(reported_down, DOWN_TIME * 5, "computedctl reporting w1 down")
+    wait_until(reported_down, DOWN_TIME * 5, "computedctl reporting w1 down", interval=0.2)
     deployment.conf.set_override("call_timeout", 600, group="client")
     try:
         with pytest.raises(exception.HostUnavailable, match=r"worker w1 is down, last heartbeat"):
@@ -128,8 +119,11 @@ def test_message_that_is_not_json_is_dropped_with_a_log_line(deployment: Deploym
             content_type="application/json",
             content_encoding="utf-8",
         )
-    _wait_until(
-        lambda: "Failed to process message" in worker.log(), 30, "the worker logging the drop"
+    wait_until(
+        lambda: "Failed to process message" in worker.log(),
+        30,
+        "the worker logging the drop",
+        interval=0.2,
     )
     _still_serving(deployment)
 
@@ -223,7 +217,7 @@ def test_refused_casts_leave_no_journal_entry_behind(
     deployment.api().spawn(ctxt, "h1", spec, cast=True)
     notifications.for_request(ctxt.request_id, "instance.spawn.end")  # served in order, after
     registry = Registry(deployment.registry_url)
-    _wait_until(lambda: registry.journal_entries() == [], 10, "the journal emptying")
+    wait_until(lambda: registry.journal_entries() == [], 10, "the journal emptying", interval=0.2)
     registry.close()
     assert worker.log().count("refused") >= 3
     _still_serving(deployment)

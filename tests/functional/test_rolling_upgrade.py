@@ -47,7 +47,7 @@ from computed.registry import Registry
 from computed.testing.notifications import NotificationCollector
 from computed.testing.workers import WorkerProcess, console_command
 from rpcapi import ComputeAPI
-from tests.functional.conftest import Deployment
+from tests.functional.conftest import Deployment, wait_until
 
 pytestmark = [pytest.mark.upgrade, pytest.mark.timeout(600)]
 
@@ -238,14 +238,6 @@ def _cap(api: ComputeAPI, host: str) -> str | None:
         return None
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def scheduler_api(deployment: Deployment) -> Iterator[_RecordingAPI]:
     deployment.conf.set_override("counters_interval", 0.5, group="upgrade_levels")
@@ -307,7 +299,7 @@ def test_rolling_upgrade_from_the_previous_release(
             log.handovers[host] = (time.monotonic(), float("inf"))
             worker(host, f"new-{i}", None)
             log.handovers[host] = (log.handovers[host][0], time.monotonic())
-            _wait(lambda h=host: _cap(api, h) == version.RPC_API_VERSION, 10, f"{host} cap")
+            wait_until(lambda h=host: _cap(api, h) == version.RPC_API_VERSION, 10, f"{host} cap")
             upgraded_at[host] = time.monotonic()
             time.sleep(2.0)
     finally:
