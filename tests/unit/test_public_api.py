@@ -38,3 +38,47 @@ def test_module_exports(name: str) -> None:
 
 def test_client_surface() -> None:
     assert rpcapi.__all__ == ["ComputeAPI"]
+
+
+#: Names callers import from ``computed.registry.api``, kept there by the split by concern.
+_REGISTRY_API = {
+    "Registry",
+    "WorkerRecord",
+    "ConformanceRecord",
+    "CallCount",
+    "HostOwnerRecord",
+    "MoveRecord",
+    "JournalRecord",
+    "utcnow",
+    "safe_db_url",
+    "STATE_UP",
+    "STATE_DRAINING",
+    "STATE_STOPPED",
+    "TIER_UNTESTED",
+    "JOURNAL_RECEIVED",
+    "JOURNAL_RUNNING",
+    "JOURNAL_DONE",
+}
+
+
+@pytest.mark.parametrize("concern", ["workers", "ownership", "journal", "conformance", "counters"])
+def test_registry_entry_point_has_every_concern(concern: str) -> None:
+    """``Registry`` is made of each concern's table class, and re-exports its other names."""
+    from computed.registry import Registry, api
+    from computed.registry._db import Database
+
+    module = importlib.import_module(f"computed.registry.{concern}")
+    exported = {name: getattr(module, name) for name in module.__all__}
+    (table_class,) = [
+        value
+        for value in exported.values()
+        if isinstance(value, type) and issubclass(value, Database)
+    ]
+    assert issubclass(Registry, table_class)
+    assert {n for n, v in exported.items() if v is not table_class} <= set(api.__all__)
+
+
+def test_registry_api_keeps_its_names() -> None:
+    from computed.registry import api
+
+    assert set(api.__all__) >= _REGISTRY_API

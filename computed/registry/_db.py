@@ -1,0 +1,118 @@
+"""The registry's database: one engine, its transactions, and its errors as RegistryError.
+
+Each concern of the registry (workers, ownership, journal, conformance
+runs, call counters) is a subclass of :class:`Database` in its own module;
+:class:`computed.registry.Registry` combines them over one engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, orm
+
+from computed import exception
+from computed.registry import migration
+
+__all__ = ["Database", "safe_db_url", "utcnow"]
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC now, the form timestamps are stored in."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+class Database:
+    """The registry database behind one SQLAlchemy engine.
+
+    :param url: an SQLAlchemy URL; SQLite files are opened in WAL mode with a
+        busy timeout so that several processes can share them.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def migrate(self, attempts: int = 5) -> None:
+        """Bring the schema up to date; safe when several processes race to do it."""
+        for attempt in range(1, attempts + 1):
+            try:
+                migration.upgrade(self.engine)
+                return
+            except sa.exc.SQLAlchemyError as exc:
+                if self.is_current():
+                    return
+                if attempt == attempts:
+                    raise exception.RegistryError(reason=f"schema migration failed: {exc}") from exc
+                time.sleep(0.2 * attempt)
+
+    def is_current(self) -> bool:
+        try:
+            return migration.current_revision(self.engine) == migration.head_revision()
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[orm.Session]:
+        """A session in a transaction; database failures become RegistryError."""
+        with self._errors(), self._sessions.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction, for the hot paths: Core statements cost
+        a fraction of an ORM session's CPU. Failures become RegistryError."""
+        with self._errors(), self.engine.begin() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            detail = str(exc.orig).strip().splitlines()[0]
+            if "no such table" in detail or "does not exist" in detail:
+                detail += " (the schema is missing or old: run 'computedctl db sync')"
+            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
+
+
+def safe_db_url(url: str) -> str:
+    """The database URL without its password, fit for errors and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _make_engine(url: str) -> sa.Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL loses no committed transaction when a process
+        # dies, only (the last ones) when the machine does; FULL would
+        # fsync every commit, the worker's main cost per cast.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine

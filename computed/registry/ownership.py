@@ -1,0 +1,129 @@
+"""Host ownership: the worker consuming each host's queue now, and the history of moves."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from computed.registry import models
+from computed.registry._db import Database, utcnow
+
+__all__ = ["Ownership", "HostOwnerRecord", "MoveRecord"]
+
+
+@dataclasses.dataclass(frozen=True)
+class HostOwnerRecord:
+    """The worker consuming a host's queue now (``worker_id`` None while handed over)."""
+
+    host: str
+    worker_id: str | None
+    previous_worker_id: str | None
+    since: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class MoveRecord:
+    """One change of a host's owner; ``reason`` is initial, takeover or rebalance."""
+
+    host: str
+    from_worker_id: str | None
+    to_worker_id: str
+    reason: str
+    moved_at: datetime.datetime
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["moved_at"] = self.moved_at.isoformat() + "Z"
+        return data
+
+
+class Ownership(Database):
+    """The ``host_owners`` and ``host_moves`` tables."""
+
+    def claim_hosts(self, worker_id: str, reasons: dict[str, str]) -> None:
+        """Record that ``worker_id`` consumes these hosts' queues now, and the moves.
+
+        :param reasons: ``{host: reason}``, the reason a move is recorded with
+            (``takeover`` or ``rebalance``; a first owner's is ``initial``).
+        """
+        if not reasons:
+            return
+        now = utcnow()
+        with self._transaction() as session:
+            rows = {
+                row.host: row
+                for row in session.scalars(
+                    sa.select(models.HostOwner).where(models.HostOwner.host.in_(list(reasons)))
+                )
+            }
+            for host, reason in sorted(reasons.items()):
+                row = rows.get(host)
+                if row is None:
+                    row = models.HostOwner(host=host, since=now)
+                    session.add(row)
+                if row.worker_id == worker_id:
+                    continue
+                previous = row.worker_id or row.previous_worker_id
+                row.previous_worker_id = previous
+                row.worker_id = worker_id
+                row.since = now
+                if previous != worker_id:
+                    session.add(
+                        models.HostMove(
+                            host=host,
+                            from_worker_id=previous,
+                            to_worker_id=worker_id,
+                            reason=reason if previous else "initial",
+                            moved_at=now,
+                        )
+                    )
+
+    def claim_host(self, host: str, worker_id: str, reason: str) -> None:
+        self.claim_hosts(worker_id, {host: reason})
+
+    def release_hosts(self, hosts: list[str], worker_id: str) -> None:
+        """Record that ``worker_id`` stopped consuming these hosts (those it still owned)."""
+        if not hosts:
+            return
+        with self._transaction() as session:
+            session.execute(
+                sa.update(models.HostOwner)
+                .where(models.HostOwner.host.in_(hosts), models.HostOwner.worker_id == worker_id)
+                .values(worker_id=None, previous_worker_id=worker_id, since=utcnow())
+            )
+
+    def release_host(self, host: str, worker_id: str) -> None:
+        self.release_hosts([host], worker_id)
+
+    def list_owners(self) -> dict[str, HostOwnerRecord]:
+        with self._transaction() as session:
+            return {row.host: _owner(row) for row in session.scalars(sa.select(models.HostOwner))}
+
+    def list_moves(self, limit: int = 50, host: str | None = None) -> list[MoveRecord]:
+        """The newest ``limit`` moves, newest first."""
+        query = sa.select(models.HostMove).order_by(models.HostMove.id.desc()).limit(limit)
+        if host is not None:
+            query = query.where(models.HostMove.host == host)
+        with self._transaction() as session:
+            return [
+                MoveRecord(
+                    host=row.host,
+                    from_worker_id=row.from_worker_id,
+                    to_worker_id=row.to_worker_id,
+                    reason=row.reason,
+                    moved_at=row.moved_at,
+                )
+                for row in session.scalars(query)
+            ]
+
+
+def _owner(row: models.HostOwner) -> HostOwnerRecord:
+    return HostOwnerRecord(
+        host=row.host,
+        worker_id=row.worker_id,
+        previous_worker_id=row.previous_worker_id,
+        since=row.since,
+    )

@@ -1,0 +1,187 @@
+"""Workers: who they are, which hosts they can serve, and whether they are alive.
+
+Workers register themselves, heartbeat and deregister; clients and the
+operator CLI read :class:`WorkerRecord` snapshots. Records are plain data,
+detached from any database session, so a client can cache them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from computed import exception
+from computed.registry import models
+from computed.registry._db import Database, utcnow
+
+__all__ = ["Workers", "WorkerRecord", "STATE_UP", "STATE_DRAINING", "STATE_STOPPED"]
+
+STATE_UP = "up"
+STATE_DRAINING = "draining"
+STATE_STOPPED = "stopped"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRecord:
+    """A worker as the registry knows it."""
+
+    id: str
+    driver: str
+    hosts: tuple[str, ...]
+    rpc_version: str
+    rpc_min_version: str
+    support_tier: str
+    capabilities: dict[str, Any] = dataclasses.field(default_factory=dict)
+    driver_version: str = ""
+    machine: str = ""
+    pid: int = 0
+    state: str = STATE_UP
+    disabled: bool = False
+    disabled_reason: str | None = None
+    #: Workers share hosts only within their driver and group ('' means the driver's name).
+    group: str = ""
+    started_at: datetime.datetime | None = None
+    heartbeat_at: datetime.datetime | None = None
+
+    def heartbeat_age(self, now: datetime.datetime | None = None) -> float | None:
+        if self.heartbeat_at is None:
+            return None
+        return ((now or utcnow()) - self.heartbeat_at).total_seconds()
+
+    def status(self, down_time: float, now: datetime.datetime | None = None) -> str:
+        """One word for operators: up, down, draining, stopped or disabled."""
+        if self.state != STATE_UP:
+            return self.state
+        if self.disabled:
+            return "disabled"
+        age = self.heartbeat_age(now)
+        return "up" if age is not None and age <= down_time else "down"
+
+    def is_alive(self, down_time: float, now: datetime.datetime | None = None) -> bool:
+        return self.status(down_time, now) == "up"
+
+    def may_be_running(self, down_time: float, now: datetime.datetime | None = None) -> bool:
+        """Up or draining with a fresh heartbeat: it may still be consuming or operating."""
+        if self.state not in (STATE_UP, STATE_DRAINING):
+            return False
+        age = self.heartbeat_age(now)
+        return age is not None and age <= down_time
+
+    @property
+    def pool(self) -> tuple[str, str]:
+        """The workers that share hosts: same driver, same group."""
+        return (self.driver, self.group or self.driver)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["hosts"] = list(self.hosts)
+        for key in ("started_at", "heartbeat_at"):
+            if data[key] is not None:
+                data[key] = data[key].isoformat() + "Z"
+        return data
+
+
+class Workers(Database):
+    """The ``workers`` and ``worker_hosts`` tables."""
+
+    def register(self, record: WorkerRecord) -> WorkerRecord:
+        """Insert or replace the worker's record and host list; mark it up now."""
+        now = utcnow()
+        with self._transaction() as session:
+            row = session.get(models.Worker, record.id)
+            if row is None:
+                row = models.Worker(id=record.id, disabled=False)
+                session.add(row)
+            row.driver = record.driver
+            row.group = record.group
+            row.driver_version = record.driver_version
+            row.machine = record.machine
+            row.pid = record.pid
+            row.rpc_version = record.rpc_version
+            row.rpc_min_version = record.rpc_min_version
+            row.capabilities = json.dumps(record.capabilities, sort_keys=True)
+            row.support_tier = record.support_tier
+            row.state = STATE_UP
+            row.started_at = now
+            row.heartbeat_at = now
+            row.hosts = [models.WorkerHost(host=host) for host in record.hosts]
+            session.flush()
+            return _record(row)
+
+    def heartbeat(self, worker_id: str) -> bool:
+        """Record that the worker is alive. Returns False if its record is gone."""
+        with self._transaction() as session:
+            result = session.execute(
+                sa.update(models.Worker)
+                .where(models.Worker.id == worker_id)
+                .values(heartbeat_at=utcnow())
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def set_state(self, worker_id: str, state: str) -> None:
+        """Record the worker's state; a change of state also counts as a heartbeat.
+
+        :raises computed.exception.RegistryError: if there is no such worker.
+        """
+        with self._transaction() as session:
+            result = session.execute(
+                sa.update(models.Worker)
+                .where(models.Worker.id == worker_id)
+                .values(state=state, heartbeat_at=utcnow())
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise exception.RegistryError(reason=f"no worker {worker_id!r} is registered")
+
+    def set_disabled(self, worker_id: str, disabled: bool, reason: str | None = None) -> None:
+        """:raises computed.exception.RegistryError: if there is no such worker."""
+        with self._transaction() as session:
+            row = self._get_row(session, worker_id)
+            row.disabled = disabled
+            row.disabled_reason = reason if disabled else None
+
+    def delete(self, worker_id: str) -> None:
+        """:raises computed.exception.RegistryError: if there is no such worker."""
+        with self._transaction() as session:
+            session.delete(self._get_row(session, worker_id))
+
+    def get(self, worker_id: str) -> WorkerRecord:
+        with self._transaction() as session:
+            return _record(self._get_row(session, worker_id))
+
+    def list_workers(self) -> list[WorkerRecord]:
+        with self._transaction() as session:
+            rows = session.scalars(sa.select(models.Worker).order_by(models.Worker.id))
+            return [_record(row) for row in rows]
+
+    @staticmethod
+    def _get_row(session: orm.Session, worker_id: str) -> models.Worker:
+        row = session.get(models.Worker, worker_id)
+        if row is None:
+            raise exception.RegistryError(reason=f"no worker {worker_id!r} is registered")
+        return row
+
+
+def _record(row: models.Worker) -> WorkerRecord:
+    return WorkerRecord(
+        id=row.id,
+        driver=row.driver,
+        hosts=tuple(sorted(h.host for h in row.hosts)),
+        rpc_version=row.rpc_version,
+        rpc_min_version=row.rpc_min_version,
+        support_tier=row.support_tier,
+        capabilities=json.loads(row.capabilities or "{}"),
+        driver_version=row.driver_version,
+        machine=row.machine,
+        pid=row.pid,
+        state=row.state,
+        disabled=row.disabled,
+        disabled_reason=row.disabled_reason,
+        group=row.group or "",
+        started_at=row.started_at,
+        heartbeat_at=row.heartbeat_at,
+    )
