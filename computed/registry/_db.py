@@ -11,21 +11,30 @@ import contextlib
 import datetime
 import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event, orm
+from sqlalchemy.dialects import postgresql, sqlite
 
 from computed import exception
-from computed.registry import migration
+from computed.registry import migration, models
 
-__all__ = ["Database", "safe_db_url", "utcnow"]
+__all__ = ["Database", "chunks", "safe_db_url", "utcnow"]
+
+_T = TypeVar("_T")
 
 
 def utcnow() -> datetime.datetime:
     """Naive UTC now, the form timestamps are stored in."""
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 class Database:
@@ -75,6 +84,17 @@ class Database:
         with self._errors(), self.engine.begin() as connection:
             yield connection
 
+    def _insert_new(self, model: type[models.Base]) -> sqlite.Insert | postgresql.Insert:
+        """An INSERT of the database's own dialect, which can skip rows whose key exists
+        (``on_conflict_do_nothing``) and still return the rows it inserted."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(model)
+        if self.engine.dialect.name == "sqlite":
+            return sqlite.insert(model)
+        raise exception.RegistryError(
+            reason=f"{safe_db_url(self.url)}: only SQLite and PostgreSQL are supported"
+        )
+
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         try:
@@ -85,6 +105,8 @@ class Database:
                 detail += " (the schema is missing or old: run 'computedctl db sync')"
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}") from exc
         except sa.exc.SQLAlchemyError as exc:
+            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
+        except UnicodeError as exc:  # a string the database driver cannot encode
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
 
 

@@ -16,9 +16,11 @@ from computed.registry.conformance import TIER_UNTESTED, ConformanceRecord, Conf
 from computed.registry.counters import CallCount, CallCounters
 from computed.registry.journal import (
     JOURNAL_DONE,
+    JOURNAL_FINISHED,
     JOURNAL_RECEIVED,
     JOURNAL_RUNNING,
     JournalRecord,
+    NewJournalEntry,
     OperationJournal,
 )
 from computed.registry.ownership import HostOwnerRecord, MoveRecord, Ownership
@@ -38,6 +40,7 @@ __all__ = [
     "HostOwnerRecord",
     "MoveRecord",
     "JournalRecord",
+    "NewJournalEntry",
     "utcnow",
     "safe_db_url",
     "STATE_UP",
@@ -47,6 +50,7 @@ __all__ = [
     "JOURNAL_RECEIVED",
     "JOURNAL_RUNNING",
     "JOURNAL_DONE",
+    "JOURNAL_FINISHED",
 ]
 
 

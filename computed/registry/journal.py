@@ -1,6 +1,18 @@
-"""The operation journal: lifecycle operations in flight on each host.
+"""The operation journal: lifecycle operations in flight on each host, keyed by message.
 
-How a worker uses it is told in :mod:`computed._journal`.
+A worker journals each lifecycle message before acknowledging it, keyed
+by its oslo.messaging id (:meth:`OperationJournal.journal_receive`, state
+``received``), marks the entry ``running`` when the operation reaches the
+driver and ``done`` when the driver returns, and finishes it once the
+outcome is published (:meth:`~OperationJournal.journal_finish`). Finishing
+removes the entry and keeps its message id as a tombstone (``finished``)
+until :meth:`~OperationJournal.journal_purge`, so that a redelivered
+message is recognised: the journal takes a message id once.
+
+Tombstones live in their own table, ``journal_messages``: a worker of the
+previous release reads every row of ``operation_journal`` as an operation
+in flight, and would reconcile a finished one. How a worker uses the
+journal is told in :mod:`computed._journal`.
 """
 
 from __future__ import annotations
@@ -8,26 +20,35 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from computed import exception
 from computed.registry import models
-from computed.registry._db import Database, utcnow
+from computed.registry._db import Database, chunks, utcnow
 
 __all__ = [
     "OperationJournal",
     "JournalRecord",
+    "NewJournalEntry",
     "JOURNAL_RECEIVED",
     "JOURNAL_RUNNING",
     "JOURNAL_DONE",
+    "JOURNAL_FINISHED",
 ]
 
-#: Journal states: the cast has been received but its operation has not
-#: started; the driver is running the operation; the driver has returned.
+#: Journal states: the message has been received but its operation has not
+#: started; the driver is running the operation; the driver has returned;
+#: the outcome is published (only the message id remains, a tombstone).
 JOURNAL_RECEIVED = "received"
 JOURNAL_RUNNING = "running"
 JOURNAL_DONE = "done"
+JOURNAL_FINISHED = "finished"
+
+#: Ids per ``IN (...)`` list: SQLite binds at most 32,766 parameters per statement.
+_IDS_PER_STATEMENT = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +66,85 @@ class JournalRecord:
     worker_id: str
     pid: int
     started_at: datetime.datetime
+    #: The id of the message the operation came in (None for one journaled without).
+    message_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NewJournalEntry:
+    """A lifecycle message to journal (see :meth:`OperationJournal.journal_receive`)."""
+
+    host: str
+    operation: str
+    instance_uuid: str
+    request_id: str
+    #: The request context, to report the outcome under the same request id.
+    context: dict[str, Any]
+    #: The operation's arguments as primitives (what a replay needs).
+    arguments: dict[str, Any]
+    worker_id: str
+    pid: int
+    #: The message's oslo.messaging id (``_unique_id``).
+    message_id: str
+    state: str = JOURNAL_RECEIVED
 
 
 class OperationJournal(Database):
-    """The ``operation_journal`` table."""
+    """The ``operation_journal`` and ``journal_messages`` tables."""
+
+    def journal_receive(self, entries: Sequence[NewJournalEntry]) -> list[int | None]:
+        """Journal messages, all in one transaction; returns each one's entry id, in order.
+
+        A message whose id the journal already holds (an entry in any state,
+        or a finished one's tombstone), or that comes earlier in ``entries``,
+        is not journaled again: its position gets None. When several
+        processes journal the same message at once, one of them gets its id.
+
+        :raises computed.exception.RegistryError: if the journal cannot be
+            written (then none of ``entries`` is journaled).
+        """
+        first: dict[str, int] = {}
+        for position, entry in enumerate(entries):
+            first.setdefault(entry.message_id, position)
+        if not first:
+            return []
+        now = utcnow()
+        with self._connection() as connection:
+            taken = self._take_message_ids(connection, sorted(first), now)
+            ids = self._insert_entries(connection, [entries[first[m]] for m in taken], now)
+        return [
+            ids.get(entry.message_id) if first[entry.message_id] == position else None
+            for position, entry in enumerate(entries)
+        ]
+
+    def _take_message_ids(
+        self, connection: sa.Connection, message_ids: list[str], now: datetime.datetime
+    ) -> list[str]:
+        """Record the ids the journal does not hold yet; returns those, sorted.
+
+        Sorted, so that two transactions taking overlapping ids wait on
+        each other's in the same order on PostgreSQL, never deadlock.
+        """
+        table = models.JournalMessage
+        statement = (
+            self._insert_new(table)
+            .on_conflict_do_nothing(index_elements=[table.message_id])
+            .returning(table.message_id)
+        )
+        rows = [{"message_id": m, "received_at": now} for m in message_ids]
+        return sorted(connection.scalars(statement, rows))
+
+    @staticmethod
+    def _insert_entries(
+        connection: sa.Connection, entries: list[NewJournalEntry], now: datetime.datetime
+    ) -> dict[str, int]:
+        """Insert entries whose message ids were just taken; returns their ids by message id."""
+        if not entries:
+            return {}
+        table = models.JournalEntry
+        rows = [_row(entry, now) | {"message_id": entry.message_id} for entry in entries]
+        result = connection.execute(sa.insert(table).returning(table.message_id, table.id), rows)
+        return {message_id: entry_id for message_id, entry_id in result if message_id}
 
     def journal_begin(
         self,
@@ -61,26 +157,25 @@ class OperationJournal(Database):
         worker_id: str,
         pid: int,
         state: str = JOURNAL_RUNNING,
+        message_id: str | None = None,
     ) -> int:
         """Record an operation about to reach the driver; returns the entry's id.
 
-        :param state: ``received`` for a cast journaled before its operation starts.
+        :param state: ``received`` for a message journaled before its operation starts.
+        :param message_id: the id of the message the operation came in, if it is to
+            be journaled once only (:meth:`journal_receive` tells duplicates apart).
+        :raises computed.exception.RegistryError: if the journal cannot be
+            written, or already holds ``message_id``.
         """
+        fields = (host, operation, instance_uuid, request_id, context, arguments, worker_id, pid)
+        if message_id is not None:
+            (entry_id,) = self.journal_receive([NewJournalEntry(*fields, message_id, state)])
+            if entry_id is None:
+                raise exception.RegistryError(reason=f"message {message_id} is already journaled")
+            return entry_id
         with self._connection() as connection:
-            result = connection.execute(
-                sa.insert(models.JournalEntry).values(
-                    host=host,
-                    operation=operation,
-                    instance_uuid=instance_uuid,
-                    request_id=request_id,
-                    context=json.dumps(context, default=str),
-                    arguments=json.dumps(arguments),
-                    state=state,
-                    worker_id=worker_id,
-                    pid=pid,
-                    started_at=utcnow(),
-                )
-            )
+            row = _row(NewJournalEntry(*fields, message_id="", state=state), utcnow())
+            result = connection.execute(sa.insert(models.JournalEntry).values(row))
             key = result.inserted_primary_key
             assert key is not None
             return int(key[0])
@@ -101,13 +196,56 @@ class OperationJournal(Database):
                 .values(state=state)
             )
 
-    def journal_finish(self, entry_id: int) -> None:
+    def journal_finish(self, entry_ids: int | Sequence[int]) -> None:
+        """The outcomes are published: remove the entries, all in one transaction,
+        and keep their message ids as tombstones until :meth:`journal_purge`."""
+        ids = [entry_ids] if isinstance(entry_ids, int) else list(entry_ids)
+        now = utcnow()
+        entry, message = models.JournalEntry, models.JournalMessage
         with self._connection() as connection:
-            connection.execute(
-                sa.delete(models.JournalEntry).where(models.JournalEntry.id == entry_id)
+            for chunk in chunks(ids, _IDS_PER_STATEMENT):
+                finished = sa.select(entry.message_id).where(entry.id.in_(chunk))
+                connection.execute(
+                    sa.update(message)
+                    .where(message.message_id.in_(finished))
+                    .values(finished_at=now)
+                )
+                connection.execute(sa.delete(entry).where(entry.id.in_(chunk)))
+
+    def journal_purge(self, before: datetime.datetime) -> int:
+        """Forget the tombstones of messages finished before ``before``; returns how many.
+
+        A message whose entry an earlier release deleted without marking it
+        finished counts as finished when it was received.
+        """
+        message, entry = models.JournalMessage, models.JournalEntry
+        unfinished_gone = sa.and_(
+            message.finished_at.is_(None),
+            message.received_at < before,
+            ~sa.exists().where(entry.message_id == message.message_id),
+        )
+        with self._connection() as connection:
+            result = connection.execute(
+                sa.delete(message).where(sa.or_(message.finished_at < before, unfinished_gone))
             )
+            return int(result.rowcount)
+
+    def journal_message_states(self, message_ids: Sequence[str]) -> dict[str, str]:
+        """The journal state of each of these messages it holds (``finished``: a tombstone)."""
+        message, entry = models.JournalMessage, models.JournalEntry
+        states: dict[str, str] = {}
+        with self._connection() as connection:
+            for chunk in chunks(sorted(set(message_ids)), _IDS_PER_STATEMENT):
+                rows = connection.execute(
+                    sa.select(message.message_id, entry.state)
+                    .outerjoin(entry, entry.message_id == message.message_id)
+                    .where(message.message_id.in_(chunk))
+                )
+                states.update((m, state or JOURNAL_FINISHED) for m, state in rows)
+        return states
 
     def journal_entries(self, host: str | None = None) -> list[JournalRecord]:
+        """The entries not finished yet, of ``host`` or of every host, oldest first."""
         query = sa.select(models.JournalEntry).order_by(models.JournalEntry.id)
         if host is not None:
             query = query.where(models.JournalEntry.host == host)
@@ -142,4 +280,21 @@ def _journal(row: models.JournalEntry) -> JournalRecord:
         worker_id=row.worker_id,
         pid=row.pid,
         started_at=row.started_at,
+        message_id=row.message_id,
     )
+
+
+def _row(entry: NewJournalEntry, now: datetime.datetime) -> dict[str, Any]:
+    """The entry's columns, but for its message id."""
+    return {
+        "host": entry.host,
+        "operation": entry.operation,
+        "instance_uuid": entry.instance_uuid,
+        "request_id": entry.request_id,
+        "context": json.dumps(entry.context, default=str),
+        "arguments": json.dumps(entry.arguments),
+        "state": entry.state,
+        "worker_id": entry.worker_id,
+        "pid": entry.pid,
+        "started_at": now,
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "HostOwner",
     "HostMove",
     "JournalEntry",
+    "JournalMessage",
 ]
 
 
@@ -62,6 +63,7 @@ class ConformanceRun(Base):
     """One run of the conformance suite against one driver version."""
 
     __tablename__ = "conformance_runs"
+    __table_args__ = (Index("ix_conformance_runs_driver", "driver", "driver_version", "run_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     driver: Mapped[str] = mapped_column(String(64))
@@ -116,7 +118,10 @@ class HostMove(Base):
 
 
 class JournalEntry(Base):
-    """A lifecycle operation a worker started on a host and has not yet finished."""
+    """A lifecycle operation a worker received or started on a host and has not yet finished.
+
+    Deleted when finished; its message id stays in ``journal_messages``.
+    """
 
     __tablename__ = "operation_journal"
 
@@ -129,8 +134,30 @@ class JournalEntry(Base):
     context: Mapped[str] = mapped_column(Text)
     #: JSON of the operation's arguments (versioned objects as primitives).
     arguments: Mapped[str] = mapped_column(Text)
-    #: ``running`` until the driver returns, then ``done`` until the outcome is published.
+    #: ``received`` until the operation starts (casts), ``running`` until the
+    #: driver returns, then ``done`` until the outcome is published.
     state: Mapped[str] = mapped_column(String(16))
     worker_id: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime.datetime] = mapped_column(DateTime)
+    #: The oslo.messaging id (``_unique_id``) of the message the operation came in.
+    message_id: Mapped[str | None] = mapped_column(
+        String(255), nullable=True, unique=True, index=True
+    )
+
+
+class JournalMessage(Base):
+    """A message whose operation was journaled, kept after the operation finished.
+
+    A tombstone (``finished_at`` set) lets a worker recognise a redelivered
+    message; it lives apart from ``operation_journal`` because a worker of
+    an earlier release reads every row there as an operation in flight.
+    """
+
+    __tablename__ = "journal_messages"
+
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(
+        DateTime, nullable=True, index=True
+    )

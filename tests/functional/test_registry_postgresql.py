@@ -1,9 +1,9 @@
-"""The registry on a real PostgreSQL: migrations, records, and a worker using it."""
+"""The registry on a real PostgreSQL: migrations, records, the journal, and a worker using it."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,6 +12,8 @@ from computed.registry import Registry, WorkerRecord, migration
 from computed.registry.api import STATE_STOPPED
 from computed.testing.postgres import PostgreSQLServer
 from rpcapi import ComputeAPI
+from tests.unit import test_registry_journal
+from tests.unit.test_registry import schema_differences
 
 from .conftest import Deployment
 
@@ -35,6 +37,7 @@ def test_migrations_and_records(pg_url: str) -> None:
         registry.list_workers()
     registry.migrate()
     assert migration.current_revision(registry.engine) == migration.head_revision()
+    assert schema_differences(registry.engine) == []
     registry.register(
         WorkerRecord(
             id="w1",
@@ -76,3 +79,13 @@ def test_worker_and_client_share_a_postgresql_registry(deployment: Deployment, p
         assert Registry(pg_url).get("w1").state == STATE_STOPPED
     finally:
         api.cleanup()
+
+
+@pytest.mark.parametrize(
+    "check",
+    test_registry_journal.CHECKS,
+    ids=lambda check: check.__name__[len("check_") :],
+)
+def test_journal(pg_url: str, check: Callable[[str], None]) -> None:
+    """The journal's checks of ``tests/unit/test_registry_journal.py``, on PostgreSQL."""
+    check(pg_url)

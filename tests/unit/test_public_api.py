@@ -49,6 +49,7 @@ _REGISTRY_API = {
     "HostOwnerRecord",
     "MoveRecord",
     "JournalRecord",
+    "NewJournalEntry",
     "utcnow",
     "safe_db_url",
     "STATE_UP",
@@ -58,6 +59,7 @@ _REGISTRY_API = {
     "JOURNAL_RECEIVED",
     "JOURNAL_RUNNING",
     "JOURNAL_DONE",
+    "JOURNAL_FINISHED",
 }
 
 
