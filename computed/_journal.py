@@ -1,24 +1,53 @@
-"""The per-host journal of lifecycle operations in flight, kept in the registry.
+"""The per-host journal of lifecycle operations, kept in the registry.
 
-An entry is written before the driver runs (``running``), marked ``done``
-when the driver returns, and deleted once the outcome is published. A cast
-gets its entry earlier, when it is received (``received``, see
-:mod:`computed._server`), and the operation takes that entry over when it
-starts. A worker that takes a host over finds the entries of workers that
-can no longer be running and reconciles them (see :func:`computed.manager.reconcile`).
+Each lifecycle message that passed validation is journaled when it is
+received (``received``), keyed by its message id, before the broker is told
+it was delivered (see :mod:`computed._server`); a second delivery of the
+same message finds its id taken and is dropped. The operation takes the
+entry over when it starts (``running`` for one that must not run twice),
+marks it ``done`` when the driver returns (only for those), and
+``finished`` once the outcome is published. A finished entry keeps only the
+message id, so a late redelivery is still recognised, for
+``[listener] duplicate_window`` seconds. A worker that takes a host over
+finds the unfinished entries of workers that can no longer be running and
+reconciles them (see :func:`computed.manager.reconcile`).
+
+An entry holds what a replay needs and nothing more: the operation, its
+checked arguments and the request's identity (request id, user, project),
+never its token or roles.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 from typing import Any
 
 from computed.objects import InstanceSpec
 from computed.registry import Registry
-from computed.registry.api import JOURNAL_RECEIVED, JOURNAL_RUNNING, JournalRecord
+from computed.registry.api import (
+    JOURNAL_RECEIVED,
+    JOURNAL_RUNNING,
+    JournalRecord,
+    NewJournalEntry,
+    utcnow,
+)
 
-__all__ = ["Journal", "encode_arguments", "decode_arguments", "hand_receipt", "take_receipt"]
+__all__ = [
+    "Journal",
+    "Receipt",
+    "REPLAY_CONTEXT_KEYS",
+    "encode_arguments",
+    "decode_arguments",
+    "hand_receipt",
+    "replay_context",
+    "take_receipt",
+]
+
+#: The request-context fields an entry keeps: enough to report the outcome
+#: under the request's identity, no credential.
+REPLAY_CONTEXT_KEYS = ("request_id", "global_request_id", "user_id", "project_id")
 
 LOG = logging.getLogger(__name__)
 
@@ -37,6 +66,34 @@ def take_receipt() -> int | None:
     return entry_id
 
 
+def replay_context(ctxt: Any) -> dict[str, Any]:
+    """What of a request context (object or dict) a journal entry keeps."""
+    values = ctxt.to_dict() if hasattr(ctxt, "to_dict") else dict(ctxt or {})
+    return {key: values[key] for key in REPLAY_CONTEXT_KEYS if values.get(key) is not None}
+
+
+class Receipt:
+    """A checked lifecycle message about to be journaled on receipt."""
+
+    __slots__ = ("host", "operation", "uuid", "context", "arguments", "message_id")
+
+    def __init__(
+        self,
+        host: str,
+        operation: str,
+        uuid: str,
+        context: dict[str, Any],
+        arguments: dict[str, Any],
+        message_id: str,
+    ) -> None:
+        self.host = host
+        self.operation = operation
+        self.uuid = uuid
+        self.context = context
+        self.arguments = arguments
+        self.message_id = message_id
+
+
 class Journal:
     """Writes one worker process's entries.
 
@@ -50,16 +107,34 @@ class Journal:
         self.worker_id = worker_id
         self.pid = pid
 
-    def receive(
-        self,
-        host: str,
-        operation: str,
-        uuid: str,
-        context: dict[str, Any],
-        arguments: dict[str, Any],
-    ) -> int | None:
-        """Journal a cast as it arrives; ``arguments`` are its primitives, as sent."""
-        return self._insert(host, operation, uuid, context, arguments, JOURNAL_RECEIVED)
+    def receive(self, receipts: list[Receipt]) -> list[int | None] | None:
+        """Journal checked lifecycle messages as they arrive, in one transaction.
+
+        :returns: per receipt, its entry id, or None for a message already
+            journaled (a second delivery: not to be run); None instead of a
+            list when the journal cannot be written (the messages are then
+            run unprotected, and the failure is logged).
+        """
+        entries = [
+            NewJournalEntry(
+                host=r.host,
+                operation=r.operation,
+                instance_uuid=r.uuid,
+                request_id=str(r.context.get("request_id") or ""),
+                context=replay_context(r.context),
+                arguments=encode_arguments(r.arguments),
+                worker_id=self.worker_id,
+                pid=self.pid,
+                message_id=r.message_id,
+                state=JOURNAL_RECEIVED,
+            )
+            for r in receipts
+        ]
+        try:
+            return list(self.registry.journal_receive(entries))
+        except Exception as exc:
+            LOG.warning("Could not journal %d received operation(s): %s", len(entries), exc)
+            return None
 
     def begin(
         self,
@@ -81,30 +156,17 @@ class Journal:
             if not repeatable:
                 self._quietly(self.registry.journal_start, receipt)
             return receipt
-        return self._insert(
-            host, operation, uuid, context, encode_arguments(arguments), JOURNAL_RUNNING
-        )
-
-    def _insert(
-        self,
-        host: str,
-        operation: str,
-        uuid: str,
-        context: dict[str, Any],
-        arguments: dict[str, Any],
-        state: str,
-    ) -> int | None:
         try:
             return self.registry.journal_begin(
                 host,
                 operation,
                 uuid,
                 str(context.get("request_id") or ""),
-                context,
-                arguments,
+                replay_context(context),
+                encode_arguments(arguments),
                 self.worker_id,
                 self.pid,
-                state=state,
+                state=JOURNAL_RUNNING,
             )
         except Exception as exc:
             LOG.warning("Could not journal %s of %s on %s: %s", operation, uuid, host, exc)
@@ -115,6 +177,15 @@ class Journal:
 
     def finish(self, entry_id: int | None) -> None:
         self._quietly(self.registry.journal_finish, entry_id)
+
+    def purge(self, window: float) -> int:
+        """Forget finished entries older than ``window`` seconds; how many went."""
+        before = utcnow() - datetime.timedelta(seconds=window)
+        try:
+            return int(self.registry.journal_purge(before))
+        except Exception as exc:
+            LOG.warning("Could not purge the journal: %s", exc)
+            return 0
 
     def adopt(self, entry: JournalRecord) -> bool:
         return self.registry.journal_adopt(entry, self.worker_id, self.pid)

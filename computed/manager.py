@@ -43,6 +43,8 @@ from drivers import base
 
 __all__ = [
     "ComputeManager",
+    "Operation",
+    "operation_of",
     "PREVIOUS_MAJOR_PROXIES",
     "REPEATABLE_OPERATIONS",
     "endpoints",
@@ -61,39 +63,85 @@ LOG = logging.getLogger(__name__)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+class Operation:
+    """One operation of the contract: how its arguments are checked, and how it runs.
+
+    The worker's listener checks a message with :meth:`validate` before it
+    journals or acknowledges it, then runs it with :meth:`execute`; a
+    direct call of the endpoint method does both.
+    """
+
+    def __init__(self, func: Callable[..., Any], lifecycle: bool) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.lifecycle = lifecycle
+        self._signature = inspect.signature(func)
+        params = list(self._signature.parameters.values())[2:]  # after self, ctxt
+        self._names = frozenset(p.name for p in params)
+        self._required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+        self._defaults = {
+            p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+        }
+
+    def validate(
+        self, manager: ComputeManager, ctxt: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The operation's arguments, bound and checked.
+
+        :raises computed.exception.ComputedError: InvalidRequest or
+            UnsupportedOperation, saying what is wrong.
+        """
+        if not args and kwargs.keys() <= self._names and self._required <= kwargs.keys():
+            arguments = {**self._defaults, **kwargs}  # the usual case: keyword arguments
+        else:
+            try:
+                bound = self._signature.bind(manager, ctxt, *args, **kwargs)
+            except TypeError as exc:
+                raise exception.InvalidRequest(operation=self.name, reason=str(exc)) from None
+            bound.apply_defaults()
+            arguments = dict(list(bound.arguments.items())[2:])
+        manager._check(self.name, arguments)
+        return arguments
+
+    def execute(self, manager: ComputeManager, ctxt: Any, arguments: dict[str, Any]) -> Any:
+        """Run the operation on checked ``arguments``."""
+        if not self.lifecycle:
+            return manager._invoke(self.name, self.func, ctxt, arguments)
+        return manager._run_lifecycle(self.name, self.func, ctxt, arguments)
+
+    def instance_uuid(self, arguments: dict[str, Any]) -> str | None:
+        """The UUID of the instance that checked ``arguments`` act on, if any."""
+        if "instance" in arguments:
+            return str(arguments["instance"].uuid)
+        uuid = arguments.get("uuid")
+        return uuid if isinstance(uuid, str) else None
+
+
+def operation_of(endpoint: object, method: str) -> Operation | None:
+    """The contract operation ``method`` of ``endpoint``, or None if it is not one."""
+    if method.startswith("_"):
+        return None
+    found = getattr(getattr(endpoint, method, None), "operation", None)
+    return found if isinstance(found, Operation) else None
+
+
 def _operation(lifecycle: bool = False) -> Callable[[_F], _F]:
-    """Wrap an endpoint method with validation, locking, notifications and error mapping."""
+    """Make an endpoint method an :class:`Operation`: checked, locked, notified, mapped."""
 
     def decorate(func: _F) -> _F:
-        name = func.__name__
-        signature = inspect.signature(func)
-        params = list(signature.parameters.values())[2:]  # after self, ctxt
-        names = frozenset(p.name for p in params)
-        required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
-        defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+        operation = Operation(func, lifecycle)
 
         @functools.wraps(func)
         def wrapper(self: ComputeManager, ctxt: Any, *args: Any, **kwargs: Any) -> Any:
             try:
-                if not args and kwargs.keys() <= names and required <= kwargs.keys():
-                    arguments = {**defaults, **kwargs}  # the usual case: keyword arguments
-                else:
-                    try:
-                        bound = signature.bind(self, ctxt, *args, **kwargs)
-                    except TypeError as exc:
-                        raise exception.InvalidRequest(operation=name, reason=str(exc)) from None
-                    bound.apply_defaults()
-                    arguments = dict(list(bound.arguments.items())[2:])
-                self._check(name, arguments)
-                if not lifecycle:
-                    return self._invoke(name, func, ctxt, arguments)
-                return self._run_lifecycle(name, func, ctxt, arguments)
+                return operation.execute(self, ctxt, operation.validate(self, ctxt, args, kwargs))
             except exception.ComputedError as exc:
                 if exc.expected:
-                    LOG.info("%s on %s refused: %s", name, self._host, exc)
+                    LOG.info("%s on %s refused: %s", operation.name, self._host, exc)
                     raise messaging.ExpectedException() from exc
                 raise
 
+        wrapper.operation = operation  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

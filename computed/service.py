@@ -2,31 +2,32 @@
 
 A worker declares the hosts it can reach; it consumes the queues of those it
 owns (:mod:`computed._ownership`), recomputed from the registry at start and
-at every heartbeat. Start-up is ordered so that a client never sees a host
-before its queue exists: load the driver, check the broker, open the
-registry, start one RPC server per owned host, record the ownership, and
-only then register. A host it no longer owns is stopped gracefully (running
-operations finish) and released. A host it takes over from a worker that
-stopped has its journal reconciled. Stopping: mark the worker draining (the
-others take its hosts over), stop consuming, let operations already running
-finish within the drain time, then mark it stopped.
+at every heartbeat, all through one server (:mod:`computed._server`).
+Start-up is ordered so that a client never sees a host before its queue
+exists: load the driver, check the broker, open the registry, consume the
+owned hosts' queues, record the ownership, and only then register. A host
+it no longer owns has its consumer cancelled (what is still queued waits for
+the next owner), its running operations finish, and it is released. A host
+it takes over from a worker that stopped has its journal reconciled.
+Stopping: mark the worker draining (the others take its hosts over), stop
+consuming, let operations already running finish within the drain time,
+then mark it stopped.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+import time
+from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
 
 from computed import _ownership, exception, rpc, version
 from computed._journal import Journal
-from computed._server import HostServer
+from computed._server import Server
 from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
 from computed.manager import ComputeManager, endpoints, reconcile
@@ -39,22 +40,22 @@ __all__ = ["Worker"]
 
 LOG = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
+#: Seconds between two purges of the journal's finished entries.
+_PURGE_EVERY = 600.0
 
 
 class Worker:
-    """One ``computed`` process: one driver, several hosts, one RPC server per host."""
+    """One ``computed`` process: one driver, several hosts, one server for all of them."""
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self.conf = conf
         self.worker_id = ""
         self.driver: ComputeDriver | None = None
         self.registry: Registry | None = None
-        self._transport: messaging.Transport | None = None
         self._notification_transport: messaging.Transport | None = None
         self._notifier: OutcomeNotifier | None = None
         self._journal: Journal | None = None
-        self._servers: dict[str, messaging.MessageHandlingServer] = {}
+        self._server: Server | None = None
         self._managers: dict[str, ComputeManager] = {}
         self._releasing: list[threading.Thread] = []
         self._owning = threading.Lock()
@@ -69,7 +70,7 @@ class Worker:
     @property
     def owned_hosts(self) -> list[str]:
         """The hosts whose queues this worker consumes now."""
-        return sorted(self._servers)
+        return sorted(self._managers)
 
     @property
     def started_anything(self) -> bool:
@@ -91,15 +92,15 @@ class Worker:
             raise exception.ConfigError(reason="no hosts to serve: set 'hosts' or pass --hosts")
         driver = self.driver = load_driver(conf.driver, conf)
         self.worker_id = conf.worker_id or f"{conf.machine}-{driver.name}"
-        self._transport = rpc.get_transport(conf)
-        rpc.check_broker(conf, conf.transport_url, conf.broker_connect_timeout)
+        server = self._server = Server(conf, f"{self.worker_id}:{os.getpid()}")
+        server.start()
         self.registry = self._open_registry()
         _check_not_too_old(conf, self.registry)
         for host in self.hosts:
             driver.init_host(host)
         self._notification_transport = rpc.get_notification_transport(conf)
         self._notifier = OutcomeNotifier(conf, self._notification_transport)
-        self._journal = Journal(self.registry, self.worker_id, os.getpid())
+        self._journal = server.journal = Journal(self.registry, self.worker_id, os.getpid())
         self.rebalance()
         self.registry.register(self._record())
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
@@ -112,7 +113,7 @@ class Worker:
             self._group,
             version.RPC_API_VERSION,
             len(self.hosts),
-            len(self._servers),
+            len(self._managers),
             ", ".join(self.owned_hosts) or "none yet",
         )
 
@@ -137,53 +138,50 @@ class Worker:
                 wanted = _ownership.owned_by(
                     self._record(), workers, self.conf.registry.down_time, utcnow()
                 )
-            self._release(sorted(set(self._servers) - wanted))
-            taken = sorted(wanted - set(self._servers))
+            self._release(sorted(set(self._managers) - wanted))
+            taken = sorted(wanted - set(self._managers))
             if taken:
                 self._take(taken, workers)
             self._reconcile_orphans(workers)
 
     def _take(self, hosts: list[str], workers: list[WorkerRecord]) -> None:
         """Consume these hosts' queues, then record the claim (one transaction)."""
-        assert self.registry is not None and self._transport is not None
+        assert self.registry is not None and self._server is not None
         assert self.driver is not None and self._notifier is not None
-        for host in hosts:
-            manager = ComputeManager(
-                host, self.driver, self.worker_id, self._notifier, self._journal
-            )
-            # One transport for every host: each server still listens on a
-            # connection of its own, closed when the host is released, while
-            # replies share the transport's pool. A transport per host doubled
-            # the connections and heartbeat threads: with 1,000 hosts a call
-            # took 14 ms at p50 instead of 5.5 ms.
-            server = HostServer(self._transport, host, endpoints(manager), self._journal)
-            server.start()
-            self._servers[host] = server
-            self._managers[host] = manager
+        managers = {
+            host: ComputeManager(host, self.driver, self.worker_id, self._notifier, self._journal)
+            for host in hosts
+        }
+        served = self._server.serve({host: endpoints(m) for host, m in managers.items()})
+        if not served:
+            return
+        for host in served:
+            self._managers[host] = managers[host]
         owners = self.registry.list_owners()
         down_time = self.conf.registry.down_time
         running = {w.id for w in workers if w.may_be_running(down_time)}
         reasons = {}
-        for host in hosts:
+        for host in served:
             holder = owners[host].worker_id if host in owners else None
             gone = holder is not None and holder not in running
             reasons[host] = "takeover" if gone else "rebalance"
         self.registry.claim_hosts(self.worker_id, reasons)
-        LOG.info("Worker %s now serves %s", self.worker_id, ", ".join(hosts))
+        LOG.info("Worker %s now serves %s", self.worker_id, ", ".join(served))
 
     def _release(self, hosts: list[str]) -> None:
-        """Stop consuming these hosts in the background, letting running calls finish."""
+        """Stop consuming these hosts in the background, letting running operations finish."""
         if not hosts:
             return
-        servers = [self._servers.pop(host) for host in hosts]
+        assert self._server is not None
+        server = self._server
         for host in hosts:
             self._managers.pop(host, None)
 
         def finish() -> None:
-            _stop_servers(servers)
-            _each(_wait_server, servers)  # closes their connections
+            server.release(hosts)
+            server.wait_idle(hosts, None)
             with self._owning:  # a host taken back meanwhile stays claimed
-                released = [host for host in hosts if host not in self._servers]
+                released = [host for host in hosts if host not in self._managers]
             if self.registry is not None:
                 try:
                     self.registry.release_hosts(released, self.worker_id)
@@ -238,8 +236,9 @@ class Worker:
             return True
         self._stopping.set()
         self._set_state(STATE_DRAINING)
-        with self._owning:
-            _stop_servers(list(self._servers.values()))
+        if self._server is not None:
+            with self._owning:
+                self._server.release(self.owned_hosts)
         drainer = threading.Thread(target=self._drain, name="drain", daemon=True)
         drainer.start()
         drainer.join(self.conf.drain_timeout)
@@ -257,10 +256,10 @@ class Worker:
                     self.driver.cleanup_host(host)
                 except Exception:
                     LOG.exception("Driver clean-up failed for host %s", host)
-        if drained:
-            for transport in (self._transport, self._notification_transport):
-                if transport is not None:
-                    transport.cleanup()
+        if self._server is not None:
+            self._server.stop(0)
+        if drained and self._notification_transport is not None:
+            self._notification_transport.cleanup()
         LOG.info("Worker %s stopped", self.worker_id)
         return drained
 
@@ -319,20 +318,26 @@ class Worker:
                 LOG.warning("Heartbeat failed: %s", exc)
 
     def _follow_ownership(self) -> None:
-        """Recompute ownership every heartbeat interval."""
+        """Recompute ownership every heartbeat interval; now and then, purge the journal."""
+        purged = time.monotonic()
         while not self._stopping.wait(self.conf.heartbeat_interval):
             try:
                 self.rebalance()
             except Exception as exc:
                 LOG.warning("Recomputing host ownership failed: %s", exc)
+            if self._journal is not None and time.monotonic() - purged > _PURGE_EVERY:
+                purged = time.monotonic()
+                gone = self._journal.purge(self.conf.listener.duplicate_window)
+                LOG.debug("Purged %d finished journal entries", gone)
 
     def _drain(self) -> None:
-        _each(_wait_server, list(self._servers.values()))
+        if self._server is not None:
+            self._server.wait_idle(self.owned_hosts, None)
         for thread in self._releasing:
             thread.join()
         if self.registry is not None:
             try:
-                self.registry.release_hosts(sorted(self._servers), self.worker_id)
+                self.registry.release_hosts(self.owned_hosts, self.worker_id)
             except Exception as exc:
                 LOG.warning("Could not record the release of this worker's hosts: %s", exc)
 
@@ -343,42 +348,6 @@ class Worker:
             self.registry.set_state(self.worker_id, state)
         except Exception as exc:
             LOG.warning("Could not mark %s %s in the registry: %s", self.worker_id, state, exc)
-
-
-def _stop_servers(servers: list[messaging.MessageHandlingServer]) -> None:
-    """Stop consuming on all these servers at once, losing nothing.
-
-    Each server's broker subscriptions are cancelled before it is stopped
-    (:func:`computed.rpc.cancel_consumers`), so every message it received is
-    served and every other one stays queued for the next owner.
-    """
-    _each(_stop_server, servers)
-
-
-def _stop_server(server: messaging.MessageHandlingServer) -> None:
-    rpc.cancel_consumers(server)
-    server.stop()
-
-
-def _wait_server(server: messaging.MessageHandlingServer) -> None:
-    """Wait for the server's running operations, then close its connection."""
-    server.wait()
-
-
-def _each(action: Callable[[_T], object], items: list[_T]) -> None:
-    """Run ``action`` on every item at once; the first error is raised.
-
-    Stopping a server, and closing its connection, each take up to about a
-    second of waiting on the broker or on the listener's poll loop: one after
-    the other, a worker with a thousand hosts would take many minutes to stop.
-    """
-    if len(items) <= 1:
-        for item in items:
-            action(item)
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(64, len(items))) as pool:
-        for future in [pool.submit(action, item) for item in items]:
-            future.result()
 
 
 def _check_not_too_old(conf: cfg.ConfigOpts, registry: Registry) -> None:

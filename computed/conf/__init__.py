@@ -12,14 +12,22 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-from computed.conf import client, conformance, notifications, registry, upgrade_levels, worker
+from computed.conf import (
+    client,
+    conformance,
+    listener,
+    notifications,
+    registry,
+    upgrade_levels,
+    worker,
+)
 
 __all__ = ["CONF", "MODULES", "register_all"]
 
 CONF = cfg.CONF
 
 #: The project's option modules, each with register_opts() and list_opts().
-MODULES = (worker, registry, client, notifications, conformance, upgrade_levels)
+MODULES = (worker, listener, registry, client, notifications, conformance, upgrade_levels)
 
 
 def register_all(conf: cfg.ConfigOpts) -> None:

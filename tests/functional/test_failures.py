@@ -103,6 +103,13 @@ def bare_client(deployment: Deployment) -> Any:
     transport.cleanup()
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def _still_serving(deployment: Deployment) -> None:
     assert deployment.workers[0].poll() is None
     assert deployment.api().ping(None, "h1").host == "h1"
@@ -120,7 +127,7 @@ def test_message_that_is_not_json_is_dropped_with_a_log_line(deployment: Deploym
             content_encoding="utf-8",
         )
     wait_until(
-        lambda: "Failed to process message" in worker.log(),
+        lambda: "Refused on h1: a malformed message: not JSON" in worker.log(),
         30,
         "the worker logging the drop",
         interval=0.2,
@@ -163,7 +170,7 @@ def test_unsupported_version_gets_an_error_reply(deployment: Deployment, bare_cl
             },
             "malformed versioned object",
         ),
-        ("get_info", {"uuid": "x" * (8 * 1024 * 1024)}, "uuid must be a UUID string"),
+        ("get_info", {"uuid": "x" * (8 * 1024 * 1024)}, "over the worker's limit"),
         (
             "spawn",
             {
@@ -174,8 +181,22 @@ def test_unsupported_version_gets_an_error_reply(deployment: Deployment, bare_cl
                     memory_mb=64,
                 )
             },
+            "over the worker's limit",
+        ),
+        (
+            "spawn",
+            {
+                "instance": InstanceSpec(
+                    uuid="4f6b7f57-5c2b-4e7b-a4a2-8c8a8e1e0c11",
+                    name="n" * 4_000,
+                    vcpus=1,
+                    memory_mb=64,
+                )
+            },
             "name must be 1 to 255",
         ),
+        ("get_info", {"uuid": "4f6b7f57-5c2b-4e7b-a4a2-8c8a8e1e0c11\ud800"}, "lone surrogate"),
+        ("get_info", {"uuid": _nested(40)}, "nested deeper"),
     ],
     ids=[
         "wrong-type",
@@ -185,6 +206,9 @@ def test_unsupported_version_gets_an_error_reply(deployment: Deployment, bare_cl
         "corrupt-object",
         "8MiB-string",
         "4MB-name",
+        "4kB-name",
+        "lone-surrogate",
+        "deep-nesting",
     ],
 )
 def test_bad_arguments_get_an_invalid_request_reply(
@@ -219,7 +243,7 @@ def test_refused_casts_leave_no_journal_entry_behind(
     registry = Registry(deployment.registry_url)
     wait_until(lambda: registry.journal_entries() == [], 10, "the journal emptying", interval=0.2)
     registry.close()
-    assert worker.log().count("refused") >= 3
+    assert worker.log().count("Refused on h1") == 3  # refused before the journal
     _still_serving(deployment)
 
 

@@ -1,0 +1,373 @@
+"""Many host queues consumed over a few broker connections.
+
+A worker may own a thousand hosts. Each host has its queue (``compute.<host>``,
+as oslo.messaging names it); the worker consumes them over one connection per
+``[listener] hosts_per_connection`` hosts, one consumer per queue, and adds or
+cancels a host's consumer when its ownership moves, without touching the
+others.
+
+Each connection is read by one thread (kombu is not thread safe), which also
+runs whatever other threads ask of the connection (:meth:`_Shard.call`). The
+thread reads what has arrived, hands the batch to the server's handler on
+its own thread, and only then acknowledges it, in one frame: the handler
+journals what must survive this worker's death before the broker forgets the
+message. A lost connection is opened again with a growing delay, and every
+consumer is declared again; what was delivered and not acknowledged is
+delivered again by the broker.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kombu.connection import Connection
+from oslo_config import cfg
+
+from computed import _wire
+
+__all__ = ["ConsumerPool", "Delivery", "DeclareError"]
+
+LOG = logging.getLogger(__name__)
+
+#: Most deliveries handled together (one journal transaction, one acknowledgement).
+BATCH = 64
+#: Longest wait for the broker before a connection's thread runs queued work.
+_POLL = 0.5
+#: Wait for further deliveries once one has arrived, to fill a batch.
+_MORE = 0.0002
+_BACKOFF = (0.5, 1.0, 2.0, 4.0)
+
+
+class DeclareError(RuntimeError):
+    """A host's queue could not be declared or consumed."""
+
+
+class Delivery:
+    """One message as the broker delivered it, not yet decoded."""
+
+    __slots__ = ("host", "body", "tag", "redelivered")
+
+    def __init__(self, host: str, body: bytes | str, tag: int, redelivered: bool) -> None:
+        self.host = host
+        self.body = body
+        self.tag = tag
+        self.redelivered = redelivered
+
+
+Handler = Callable[[list[Delivery]], None]
+
+
+class ConsumerPool:
+    """The host queues one worker consumes, spread over a few connections."""
+
+    def __init__(
+        self, conf: cfg.ConfigOpts, url: str | None, topic: str, handler: Handler, name: str
+    ) -> None:
+        self._conf = conf
+        self._url = url
+        self._topic = topic
+        self._handler = handler
+        self._name = name
+        self._shards: list[_Shard] = []
+        self._where: dict[str, _Shard] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def connections(self) -> int:
+        return len(self._shards)
+
+    def hosts(self) -> list[str]:
+        with self._lock:
+            return sorted(self._where)
+
+    def add(self, hosts: list[str], timeout: float) -> dict[str, str]:
+        """Consume these hosts' queues; returns, per host that failed, why.
+
+        A host whose connection is down now is consumed once it is back.
+        """
+        per_shard: dict[_Shard, list[str]] = {}
+        with self._lock:
+            for host in hosts:
+                if host in self._where:
+                    continue
+                shard = self._emptiest()
+                self._where[host] = shard
+                per_shard.setdefault(shard, []).append(host)
+        errors: dict[str, str] = {}
+        for future in [shard.call(_adder(shard, batch)) for shard, batch in per_shard.items()]:
+            try:
+                errors.update(future.result(timeout))
+            except concurrent.futures.TimeoutError:
+                LOG.warning("Consuming new host queues took longer than %s s", timeout)
+            except Exception as exc:  # the connection dropped: consumed once it is back
+                LOG.warning("Consuming new host queues was interrupted: %s", exc)
+        with self._lock:
+            for host in errors:
+                self._where.pop(host, None)
+        return errors
+
+    def remove(self, hosts: list[str], timeout: float) -> None:
+        """Cancel these hosts' consumers; what they delivered meanwhile is handled first.
+
+        When this returns, the broker delivers nothing more from these queues
+        to this worker, and every message it did deliver has been handed to
+        the handler (so a caller may then wait for it to finish).
+        """
+        per_shard: dict[_Shard, list[str]] = {}
+        with self._lock:
+            for host in hosts:
+                shard = self._where.pop(host, None)
+                if shard is not None:
+                    per_shard.setdefault(shard, []).append(host)
+        for future in [shard.call(_remover(shard, batch)) for shard, batch in per_shard.items()]:
+            try:
+                future.result(timeout)
+            except concurrent.futures.TimeoutError:
+                LOG.warning("Cancelling host consumers took longer than %s s", timeout)
+            except Exception as exc:  # the connection dropped, and its consumers with it
+                LOG.debug("Cancelling host consumers was interrupted: %s", exc)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.remove(self.hosts(), timeout)
+        for shard in self._shards:
+            shard.stop()
+        for shard in self._shards:
+            shard.join(timeout)
+
+    def _emptiest(self) -> _Shard:
+        per_connection = self._conf.listener.hosts_per_connection
+        load = {shard: 0 for shard in self._shards}
+        for shard in self._where.values():
+            load[shard] += 1
+        open_shards = [s for s in self._shards if load[s] < per_connection]
+        if open_shards:
+            return min(open_shards, key=lambda s: load[s])
+        shard = _Shard(self, len(self._shards))
+        self._shards.append(shard)
+        shard.start()
+        return shard
+
+
+class _Shard(threading.Thread):
+    """One connection, its consumers, and the thread that reads it."""
+
+    def __init__(self, pool: ConsumerPool, index: int) -> None:
+        super().__init__(name=f"listener-{index}", daemon=True)
+        self._pool = pool
+        self._conf = pool._conf
+        self._index = index
+        self._wanted: set[str] = set()
+        self._consuming: set[str] = set()
+        self._tasks: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = []
+        self._tasks_lock = threading.Lock()
+        self._received: list[Delivery] = []
+        self._stopping = threading.Event()
+        self._conn: Connection | None = None
+        self._channel: Any = None
+        self._failures = 0
+
+    # Called from other threads -------------------------------------------------
+
+    def call(self, task: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        """Run ``task`` on this connection's thread; its future holds the result."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._tasks_lock:
+            self._tasks.append((task, future))
+        return future
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # The connection's thread ------------------------------------------------------
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            if self._conn is None and not self._connect():
+                self._run_tasks()
+                self._stopping.wait(_BACKOFF[min(self._failures, len(_BACKOFF)) - 1])
+                continue
+            try:
+                self._run_tasks()
+                self._drain()
+                self._flush()
+                assert self._conn is not None
+                self._conn.heartbeat_check()
+            except Exception as exc:
+                self._lost(exc)
+        self._run_tasks()
+        self._close()
+
+    def add(self, hosts: list[str]) -> dict[str, str]:
+        self._wanted.update(hosts)
+        if self._conn is None:
+            return {}
+        errors = {}
+        for host in hosts:
+            try:
+                self._consume(host)
+            except DeclareError as exc:
+                self._wanted.discard(host)
+                errors[host] = str(exc)
+        return errors
+
+    def remove(self, hosts: list[str]) -> None:
+        self._wanted.difference_update(hosts)
+        for host in hosts:
+            if host in self._consuming and self._channel is not None:
+                # Deliveries that arrive before the broker confirms are read
+                # while waiting, and handled below with the rest.
+                self._channel.basic_cancel(host)
+            self._consuming.discard(host)
+        self._flush()
+
+    def _connect(self) -> bool:
+        """Open the connection and consume every wanted host; False if the broker is away."""
+        name = f"{self._pool._name}:listener-{self._index}"
+        conn = _wire.connection(self._conf, self._pool._url, name)
+        try:
+            conn.connect()
+            channel = conn.channel()
+            # Per consumer, so per host: quorum queues have no per-channel limit.
+            channel.basic_qos(0, self._conf.listener.prefetch_per_host, False)
+            self._conn, self._channel = conn, channel
+            self._consuming.clear()
+            for host in sorted(self._wanted):
+                try:
+                    self._consume(host)
+                except DeclareError as exc:
+                    LOG.error("Cannot consume the queue of %s: %s", host, exc)
+        except Exception as exc:
+            self._failures += 1
+            level = logging.WARNING if self._failures in (1, 10) else logging.DEBUG
+            LOG.log(
+                level,
+                "Listener connection %s cannot reach the broker (attempt %d): %s",
+                self._index,
+                self._failures,
+                exc,
+            )
+            self._close()
+            _close_quietly(conn)
+            return False
+        if self._failures:
+            LOG.info(
+                "Listener connection %s is back after %d attempt(s)", self._index, self._failures
+            )
+        self._failures = 0
+        return True
+
+    def _consume(self, host: str) -> None:
+        assert self._conn is not None
+        queue = _wire.host_queue(self._conf, self._pool._topic, host)
+        declarer = self._conn.channel()
+        try:
+            queue(declarer).declare()
+        except self._conn.channel_errors as exc:
+            raise DeclareError(_declare_problem(queue.name, exc)) from exc
+        finally:
+            _close_quietly(declarer)
+
+        def deliver(message: Any) -> None:
+            info = message.delivery_info
+            self._received.append(
+                Delivery(host, message.body, info["delivery_tag"], bool(info.get("redelivered")))
+            )
+
+        self._channel.basic_consume(
+            queue=queue.name,
+            consumer_tag=host,
+            callback=deliver,
+            no_ack=False,
+            on_cancel=lambda tag: self._cancelled_by_broker(host),
+        )
+        self._consuming.add(host)
+
+    def _cancelled_by_broker(self, host: str) -> None:
+        """The broker dropped a consumer (its queue was deleted, or moved): consume it again."""
+        self._consuming.discard(host)
+        if host in self._wanted:
+            LOG.warning("The broker cancelled the consumer of %s; consuming it again", host)
+            self.call(lambda: self.add([host]) if host in self._wanted else None)
+
+    def _drain(self) -> None:
+        assert self._conn is not None
+        timeout = 0.01 if self._tasks else _POLL
+        while len(self._received) < BATCH:
+            try:
+                self._conn.drain_events(timeout=timeout)
+            except TimeoutError:
+                return
+            timeout = _MORE
+
+    def _flush(self) -> None:
+        """Hand what arrived to the handler, then acknowledge all of it at once."""
+        if not self._received:
+            return
+        batch, self._received = self._received, []
+        try:
+            self._pool._handler(batch)
+        except Exception:
+            LOG.exception("Handling %d message(s) failed", len(batch))
+        if self._channel is not None:
+            self._channel.basic_ack(max(d.tag for d in batch), multiple=True)
+
+    def _run_tasks(self) -> None:
+        with self._tasks_lock:
+            tasks, self._tasks = self._tasks, []
+        for task, future in tasks:
+            try:
+                result = task()
+            except Exception as exc:
+                future.set_exception(exc)
+                if self._conn is not None and _is_connection_error(self._conn, exc):
+                    raise  # the connection is gone: open it again
+            else:
+                future.set_result(result)
+
+    def _lost(self, exc: Exception) -> None:
+        LOG.warning("Listener connection %s lost: %s", self._index, exc)
+        # Delivered but not handled: the broker delivers them again.
+        self._received = []
+        self._close()
+        self._failures = 1
+
+    def _close(self) -> None:
+        conn, self._conn, self._channel = self._conn, None, None
+        self._consuming.clear()
+        _close_quietly(conn)
+
+
+def _adder(shard: _Shard, hosts: list[str]) -> Callable[[], dict[str, str]]:
+    return lambda: shard.add(hosts)
+
+
+def _remover(shard: _Shard, hosts: list[str]) -> Callable[[], None]:
+    return lambda: shard.remove(hosts)
+
+
+def _is_connection_error(conn: Connection, exc: Exception) -> bool:
+    return isinstance(exc, conn.connection_errors + conn.channel_errors + (OSError,))
+
+
+def _declare_problem(queue: str, exc: Exception) -> str:
+    text = str(exc)
+    if "inequivalent arg" in text:
+        return (
+            f"queue {queue} or its exchange exists with other settings ({text}); every "
+            "worker and client of a broker must agree on [oslo_messaging_rabbit] "
+            "rabbit_quorum_queue, amqp_durable_queues and amqp_auto_delete"
+        )
+    return f"queue {queue}: {text}"
+
+
+def _close_quietly(conn: Any) -> None:
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception as exc:
+        LOG.debug("Closing a broker connection or channel failed: %s", exc)

@@ -1,0 +1,311 @@
+"""oslo.messaging's wire format, and the little the worker borrows from its internals.
+
+The worker consumes its hosts' queues with a listener of its own
+(:mod:`computed._server`), so it must read and write exactly what
+oslo.messaging's rabbit driver puts on the wire: any oslo.messaging client
+talks to it, and workers of an older release, which run oslo.messaging's own
+RPC servers, share the same queues during a rolling upgrade.
+
+This module is the only place that knows that format, and the only place
+that uses oslo.messaging's private modules: the queue arguments (so queues
+are declared exactly as oslo.messaging declares them) and the encoding of a
+remote exception (so clients rebuild the project's exceptions). The supported
+oslo.messaging range is in ``setup.cfg``; :func:`check_supported` fails with a
+message naming what is missing on a release that lacks it, and the worker
+calls it before it serves anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import uuid
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+from urllib import parse
+
+import oslo_messaging as messaging
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
+from oslo_config import cfg
+from oslo_serialization import jsonutils
+
+__all__ = [
+    "SUPPORTED",
+    "UnsupportedLibrary",
+    "check_supported",
+    "register_opts",
+    "decode",
+    "problem",
+    "encode",
+    "reply",
+    "reply_address",
+    "failure",
+    "exchange",
+    "host_queue",
+    "connection",
+    "MalformedMessage",
+]
+
+#: The oslo.messaging releases whose internals below have been checked.
+SUPPORTED = ">=18.0,<19"
+
+#: oslo.messaging's envelope: {VERSION_KEY: "2.0", MESSAGE_KEY: "<json>"}.
+ENVELOPE_VERSION = "2.0"
+VERSION_KEY = "oslo.version"
+MESSAGE_KEY = "oslo.message"
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+class UnsupportedLibrary(RuntimeError):
+    """The installed oslo.messaging lacks something the worker needs."""
+
+
+class MalformedMessage(ValueError):
+    """A message body that is not an oslo.messaging RPC message."""
+
+
+def _internals() -> dict[str, Any]:
+    from oslo_messaging._drivers import common, impl_rabbit  # noqa: PLC0415
+
+    return {
+        "serialize_remote_exception": getattr(common, "serialize_remote_exception", None),
+        "_get_queue_arguments": getattr(impl_rabbit, "_get_queue_arguments", None),
+        "QuorumMemConfig": getattr(impl_rabbit, "QuorumMemConfig", None),
+    }
+
+
+def check_supported() -> None:
+    """Fail unless this oslo.messaging has every internal the worker relies on.
+
+    :raises UnsupportedLibrary: naming the release, what is missing and the
+        supported range.
+    """
+    try:
+        missing = [name for name, value in _internals().items() if value is None]
+    except ImportError as exc:
+        missing = [f"module {exc.name}"]
+    if missing:
+        raise UnsupportedLibrary(
+            f"oslo.messaging {_version()} lacks {', '.join(missing)}, which computed's "
+            f"listener uses (supported: oslo.messaging{SUPPORTED}); install a supported "
+            "release"
+        )
+
+
+def _version() -> str:
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        return metadata.version("oslo.messaging")
+    except metadata.PackageNotFoundError:
+        return "(unknown version)"
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the oslo.messaging options the listener reads (transport, rabbit)."""
+    from oslo_messaging import opts  # noqa: PLC0415
+
+    for group, options in opts.list_opts():
+        if group in (None, "oslo_messaging_rabbit"):
+            conf.register_opts(options, group=group)
+
+
+# Messages ----------------------------------------------------------------------
+
+
+def decode(body: bytes | str) -> dict[str, Any]:
+    """The RPC message in ``body``, out of its envelope; see :func:`problem` next.
+
+    :raises MalformedMessage: it is not a JSON object, saying what is wrong, briefly.
+    """
+    try:
+        outer = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedMessage(f"not JSON: {_brief(exc)}") from None
+    if not isinstance(outer, dict):
+        raise MalformedMessage(f"not a JSON object but {type(outer).__name__}")
+    if VERSION_KEY in outer and MESSAGE_KEY in outer:
+        if str(outer[VERSION_KEY]).split(".")[0] != ENVELOPE_VERSION.split(".")[0]:
+            raise MalformedMessage(f"unsupported envelope version {_brief(outer[VERSION_KEY])}")
+        inner = outer[MESSAGE_KEY]
+        if not isinstance(inner, str):
+            raise MalformedMessage("the envelope's message is not a string")
+        try:
+            outer = json.loads(inner)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedMessage(f"the envelope's message is not JSON: {_brief(exc)}") from None
+        if not isinstance(outer, dict):
+            raise MalformedMessage("the envelope's message is not a JSON object")
+    return outer
+
+
+def problem(message: dict[str, Any], max_depth: int) -> str | None:
+    """Why ``message`` cannot be served (too deep, or a string that is not text), or None."""
+    stack: list[tuple[Any, int]] = [(message, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone surrogate (not valid Unicode text)"
+        elif isinstance(value, dict):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            for key, item in value.items():
+                stack.append((key, depth))
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            stack.extend((item, depth + 1) for item in value)
+    return None
+
+
+_ADDRESS = {
+    key: re.compile(rb'\\?"' + key.encode() + rb'\\?":\s*\\?"([A-Za-z0-9_.:-]{1,255})\\?"')
+    for key in ("_msg_id", "_reply_q")
+}
+
+
+def reply_address(body: bytes | str) -> tuple[str, str] | None:
+    """The message id and reply queue of a call, found without decoding ``body``.
+
+    For a message too large to decode: its caller still gets an error reply.
+    """
+    raw = body.encode("utf-8", "replace") if isinstance(body, str) else body
+    found = [pattern.search(raw) for pattern in _ADDRESS.values()]
+    if not all(found):
+        return None
+    msg_id, reply_q = (m.group(1).decode("ascii") for m in found if m is not None)
+    return msg_id, reply_q
+
+
+def encode(message: Mapping[str, Any]) -> str:
+    """The body oslo.messaging would send for ``message``, in its envelope."""
+    return jsonutils.dumps({VERSION_KEY: ENVELOPE_VERSION, MESSAGE_KEY: jsonutils.dumps(message)})
+
+
+def reply(msg_id: str, result: Any = None, failure: str | None = None, ending: bool = True) -> str:
+    """The body of a reply (or, with ``ending=False``, a call-monitor heartbeat)."""
+    return encode(
+        {
+            "result": result,
+            "failure": failure,
+            "ending": ending,
+            "_msg_id": msg_id,
+            "_unique_id": uuid.uuid4().hex,
+        }
+    )
+
+
+def failure(exc_info: _ExcInfo) -> str:
+    """An exception as oslo.messaging encodes it, so its client rebuilds it."""
+    encode_failure = _internals()["serialize_remote_exception"]
+    return str(encode_failure(exc_info))
+
+
+# Broker entities ---------------------------------------------------------------
+
+
+def _durable(conf: cfg.ConfigOpts) -> bool:
+    rabbit = conf.oslo_messaging_rabbit
+    return bool(rabbit.amqp_durable_queues or rabbit.rabbit_quorum_queue)
+
+
+def exchange(conf: cfg.ConfigOpts) -> Exchange:
+    """The topic exchange RPC messages are published to (``control_exchange``)."""
+    return Exchange(
+        conf.control_exchange,
+        type="topic",
+        durable=_durable(conf),
+        auto_delete=conf.oslo_messaging_rabbit.amqp_auto_delete,
+    )
+
+
+def host_queue(conf: cfg.ConfigOpts, topic: str, host: str) -> Queue:
+    """A host's queue, declared exactly as oslo.messaging's RPC server declares it."""
+    rabbit = conf.oslo_messaging_rabbit
+    internals = _internals()
+    quorum = internals["QuorumMemConfig"](
+        rabbit.rabbit_quorum_delivery_limit,
+        rabbit.rabbit_quorum_max_memory_length,
+        rabbit.rabbit_quorum_max_memory_bytes,
+    )
+    arguments = internals["_get_queue_arguments"](
+        rabbit.rabbit_ha_queues, 0, rabbit.rabbit_quorum_queue, quorum, False
+    )
+    name = f"{topic}.{host}"
+    return Queue(
+        name,
+        exchange=exchange(conf),
+        routing_key=name,
+        durable=_durable(conf),
+        auto_delete=rabbit.amqp_auto_delete,
+        queue_arguments=arguments,
+    )
+
+
+def connection(conf: cfg.ConfigOpts, url: str | None, name: str) -> Connection:
+    """A kombu connection to the broker(s) of ``url``, set up as oslo.messaging sets its own.
+
+    Same hosts (failing over in turn), credentials, virtual host, TLS
+    options and heartbeat as the ``[oslo_messaging_rabbit]`` options give
+    oslo.messaging's connections.
+    """
+    parsed = messaging.TransportURL.parse(conf, url)
+    rabbit = conf.oslo_messaging_rabbit
+    scheme = "amqp"
+    urls = [
+        f"{scheme}://{parse.quote(h.username or 'guest')}:{parse.quote(h.password or 'guest')}"
+        f"@{h.hostname or 'localhost'}:{h.port or 5672}/{parse.quote(parsed.virtual_host or '')}"
+        for h in parsed.hosts
+    ] or [f"{scheme}://guest:guest@localhost:5672/"]
+    use_ssl = rabbit.ssl or _query_flag(parsed.query, "ssl")
+    return Connection(
+        ";".join(urls),
+        ssl=_ssl_options(conf, parsed) if use_ssl else False,
+        login_method=rabbit.rabbit_login_method,
+        heartbeat=rabbit.heartbeat_timeout_threshold,
+        failover_strategy=rabbit.kombu_failover_strategy,
+        connect_timeout=conf.broker_connect_timeout,
+        transport_options={
+            "client_properties": {
+                "capabilities": {
+                    "authentication_failure_close": True,
+                    "connection.blocked": True,
+                    "consumer_cancel_notify": True,
+                },
+                "connection_name": name,
+            },
+        },
+    )
+
+
+def _query_flag(query: Mapping[str, Any] | None, key: str) -> bool:
+    value = (query or {}).get(key)
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def _ssl_options(conf: cfg.ConfigOpts, parsed: messaging.TransportURL) -> dict[str, Any] | bool:
+    rabbit = conf.oslo_messaging_rabbit
+    options: dict[str, Any] = {}
+    if rabbit.ssl_key_file:
+        options["keyfile"] = rabbit.ssl_key_file
+    if rabbit.ssl_cert_file:
+        options["certfile"] = rabbit.ssl_cert_file
+    if rabbit.ssl_ca_file:
+        options["ca_certs"] = rabbit.ssl_ca_file
+        options["cert_reqs"] = ssl.CERT_REQUIRED
+        if len(parsed.hosts) == 1:
+            options["server_hostname"] = parsed.hosts[0].hostname
+    return options or True
+
+
+def _brief(value: Any, limit: int = 120) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
