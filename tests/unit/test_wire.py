@@ -1,0 +1,124 @@
+"""The worker's reading and writing of oslo.messaging's wire format (computed._wire)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+from oslo_config import cfg
+from oslo_messaging._drivers import common as oslo_common
+
+from computed import _wire, exception
+
+
+def _enveloped(message: dict[str, Any]) -> bytes:
+    """A body as oslo.messaging's client publishes it."""
+    return json.dumps(oslo_common.serialize_msg(message)).encode()
+
+
+def test_this_oslo_messaging_is_supported() -> None:
+    _wire.check_supported()
+
+
+def test_a_release_without_an_internal_is_named_with_the_supported_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(oslo_common, "serialize_remote_exception")
+    with pytest.raises(_wire.UnsupportedLibrary) as caught:
+        _wire.check_supported()
+    text = str(caught.value)
+    assert "serialize_remote_exception" in text
+    assert f"oslo.messaging{_wire.SUPPORTED}" in text
+
+
+def test_decodes_what_an_oslo_messaging_client_sends() -> None:
+    message = {"method": "ping", "args": {}, "_unique_id": "u1", "_msg_id": "m1"}
+    assert _wire.decode(_enveloped(message)) == message
+
+
+def test_decodes_an_unenveloped_message() -> None:
+    assert _wire.decode(b'{"method": "ping"}') == {"method": "ping"}
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"oslo.version": "3.0", "oslo.message": "{}"}', "unsupported envelope version"),
+        (b'{"oslo.version": "2.0", "oslo.message": 42}', "not a string"),
+        (b'{"oslo.version": "2.0", "oslo.message": "{no"}', "is not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
+    ],
+    ids=["garbage", "array", "envelope-3.0", "message-not-string", "inner-garbage", "deep"],
+)
+def test_malformed_bodies_are_named(body: bytes, complaint: str) -> None:
+    with pytest.raises(_wire.MalformedMessage) as caught:
+        _wire.decode(body)
+    assert complaint in str(caught.value)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"k": [value]}
+    return value
+
+
+def test_problem_finds_deep_nesting_and_lone_surrogates() -> None:
+    assert _wire.problem({"args": _nested(3)}, max_depth=32) is None
+    assert "nested deeper than 32" in str(_wire.problem({"args": _nested(20)}, max_depth=32))
+    surrogate = json.loads('"x\\ud800y"')
+    assert "lone surrogate" in str(_wire.problem({"args": {"name": surrogate}}, 32))
+    assert "lone surrogate" in str(_wire.problem({"args": {surrogate: 1}}, 32))
+
+
+def test_reply_address_is_found_without_decoding() -> None:
+    message = {
+        "method": "x",
+        "args": {"a": "y" * 10_000},
+        "_msg_id": "ab12",
+        "_reply_q": "reply_f0",
+    }
+    assert _wire.reply_address(_enveloped(message)) == ("ab12", "reply_f0")
+    assert _wire.reply_address(b'{"method": "x"}') is None
+
+
+def test_replies_read_as_oslo_messaging_replies() -> None:
+    body = _wire.reply("m1", result={"a": 1})
+    reply = oslo_common.deserialize_msg(json.loads(body))
+    assert reply["result"] == {"a": 1}
+    assert reply["ending"] is True
+    assert reply["_msg_id"] == "m1"
+    assert reply["failure"] is None
+    heartbeat = oslo_common.deserialize_msg(json.loads(_wire.reply("m1", ending=False)))
+    assert heartbeat["ending"] is False and heartbeat["result"] is None
+
+
+def test_failures_rebuild_as_the_projects_exceptions() -> None:
+    error = exception.InstanceNotFound(uuid="u-1", host="h1")
+    try:
+        raise error
+    except exception.InstanceNotFound:
+        failure = _wire.failure(sys.exc_info())  # type: ignore[arg-type]
+    rebuilt = oslo_common.deserialize_remote_exception(failure, ["computed.exception"])
+    assert isinstance(rebuilt, exception.InstanceNotFound)
+    assert rebuilt.kwargs["uuid"] == "u-1"
+
+
+def test_host_queues_are_declared_as_oslo_messaging_declares_them() -> None:
+    conf = cfg.ConfigOpts()
+    conf.register_opts(
+        [cfg.FloatOpt("broker_connect_timeout", default=10.0)],
+    )
+    _wire.register_opts(conf)
+    conf([], default_config_files=[])
+    queue = _wire.host_queue(conf, "compute", "h1")
+    assert (queue.name, queue.routing_key, queue.durable) == ("compute.h1", "compute.h1", False)
+    assert queue.exchange.name == "openstack" and queue.exchange.type == "topic"
+    conf.set_override("rabbit_quorum_queue", True, group="oslo_messaging_rabbit")
+    quorum = _wire.host_queue(conf, "compute", "h1")
+    assert quorum.durable and quorum.exchange.durable
+    assert quorum.queue_arguments == {"x-queue-type": "quorum"}
