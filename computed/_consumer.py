@@ -40,6 +40,8 @@ _POLL = 0.5
 #: Wait for further deliveries once one has arrived, to fill a batch.
 _MORE = 0.0002
 _BACKOFF = (0.5, 1.0, 2.0, 4.0)
+#: How long reading pauses while the server is busy.
+_PAUSE = 0.01
 
 
 class DeclareError(RuntimeError):
@@ -59,18 +61,27 @@ class Delivery:
 
 
 Handler = Callable[[list[Delivery]], None]
+#: True while the server has more work queued than it wants: reading pauses.
+Busy = Callable[[], bool]
 
 
 class ConsumerPool:
     """The host queues one worker consumes, spread over a few connections."""
 
     def __init__(
-        self, conf: cfg.ConfigOpts, url: str | None, topic: str, handler: Handler, name: str
+        self,
+        conf: cfg.ConfigOpts,
+        url: str | None,
+        topic: str,
+        handler: Handler,
+        name: str,
+        busy: Busy = lambda: False,
     ) -> None:
         self._conf = conf
         self._url = url
         self._topic = topic
         self._handler = handler
+        self._busy = busy
         self._name = name
         self._shards: list[_Shard] = []
         self._where: dict[str, _Shard] = {}
@@ -192,7 +203,12 @@ class _Shard(threading.Thread):
                 continue
             try:
                 self._run_tasks()
-                self._drain()
+                if self._pool._busy():
+                    # What is queued stays with the broker (or in the socket)
+                    # until the operations already received have started.
+                    self._stopping.wait(_PAUSE)
+                else:
+                    self._drain()
                 self._flush()
                 assert self._conn is not None
                 self._conn.heartbeat_check()

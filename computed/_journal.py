@@ -172,8 +172,14 @@ class Journal:
             LOG.warning("Could not journal %s of %s on %s: %s", operation, uuid, host, exc)
             return None
 
-    def done(self, entry_id: int | None) -> None:
-        self._quietly(self.registry.journal_done, entry_id)
+    def done(self, entry_id: int | None, outcome: dict[str, Any]) -> None:
+        """The driver returned with ``outcome``, about to be published."""
+        if entry_id is None:
+            return
+        try:
+            self.registry.journal_done(entry_id, outcome)
+        except Exception as exc:
+            LOG.warning("Could not update journal entry %s: %s", entry_id, exc)
 
     def finish(self, entry_id: int | None) -> None:
         self._quietly(self.registry.journal_finish, entry_id)

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import ctypes
-import ctypes.util
 import logging
 import sys
 import threading
@@ -58,6 +56,8 @@ _CONTEXT_PREFIX = "_context_"
 _ID_LIMIT = 255
 #: Recently seen message ids remembered per worker.
 _SEEN = 16384
+#: Operations waiting for a thread, per thread, before reading pauses.
+_BACKLOG = 4
 
 
 class _Request:
@@ -114,7 +114,7 @@ class Server:
         self._options = conf.listener
         #: Where lifecycle messages are journaled on receipt; set once the registry is open.
         self.journal: Journal | None = None
-        self._pool = ConsumerPool(conf, url, rpc.TOPIC, self._handle, name)
+        self._pool = ConsumerPool(conf, url, rpc.TOPIC, self._handle, name, self._busy)
         self._replier = Replier(conf, url, name)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             self._options.executor_threads, thread_name_prefix="operation"
@@ -122,11 +122,13 @@ class Server:
         self._serializer = rpc.RequestContextSerializer()
         self._endpoints: dict[str, list[object]] = {}
         self._running: collections.Counter[str] = collections.Counter()
+        #: Operations received and not finished, over all hosts; past
+        #: _BACKLOG times the threads, reading pauses (a flood waits in the broker).
+        self._backlog = 0
         self._idle = threading.Condition()
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._seen_lock = threading.Lock()
         self._refusals = _RefusalLog()
-        self._trim = _MemoryTrim()
 
     @property
     def connections(self) -> int:
@@ -195,11 +197,12 @@ class Server:
 
     # On a listener connection's thread ----------------------------------------------
 
+    def _busy(self) -> bool:
+        return self._backlog >= _BACKLOG * int(self._options.executor_threads)
+
     def _handle(self, batch: list[Delivery]) -> None:
         requests: list[_Request] = []
-        large = False
         for delivery in batch:
-            large = large or len(delivery.body) > 65536
             request = self._prepare(delivery)
             if request is not None:
                 requests.append(request)
@@ -207,9 +210,8 @@ class Server:
         for request in requests:
             with self._idle:
                 self._running[request.host] += 1
+                self._backlog += 1
             self._executor.submit(self._run, request)
-        if large:
-            self._trim.soon()
 
     def _prepare(self, delivery: Delivery) -> _Request | None:
         """The request in ``delivery``, or None if it is refused or a duplicate."""
@@ -246,7 +248,12 @@ class Server:
                     )
                 )
             if request.unique_id is not None and self._seen_before(request.unique_id):
-                LOG.debug("Dropped a second delivery of message %s", request.unique_id)
+                LOG.info(
+                    "Dropped a second delivery of message %s (%s, request %s)",
+                    request.unique_id,
+                    _brief(message.get("method")),
+                    _brief(message.get("_context_request_id")),
+                )
                 return None
             self._bind(request, message)
         except _Refused as refused:
@@ -331,11 +338,12 @@ class Server:
             if entry is None:
                 duplicates.add(id(request))
                 LOG.info(
-                    "Dropped message %s (%s on %s): it was journaled before, so it is "
-                    "already settled or being settled",
+                    "Dropped message %s (%s on %s, request %s): it was journaled before, "
+                    "so it is already settled or being settled",
                     request.unique_id,
                     request.method,
                     request.host,
+                    getattr(request.ctxt, "request_id", None),
                 )
             request.entry = entry
         return [r for r in requests if id(r) not in duplicates]
@@ -375,6 +383,7 @@ class Server:
             LOG.exception("Serving %s on %s failed", request.method, request.host)
         finally:
             with self._idle:
+                self._backlog -= 1
                 self._running[request.host] -= 1
                 if not self._running[request.host]:
                     del self._running[request.host]
@@ -503,35 +512,3 @@ class _RefusalLog:
                 return
             self._lines += 1
         LOG.warning("Refused on %s: %.300s", host, what)
-
-
-class _MemoryTrim:
-    """Give freed memory back to the system after large messages (glibc keeps it otherwise)."""
-
-    _EVERY = 1.0
-
-    def __init__(self) -> None:
-        path = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(path) if path else None
-        self._trim = getattr(libc, "malloc_trim", None)
-        self._last = 0.0
-        self._timer: threading.Timer | None = None
-        self._lock = threading.Lock()
-
-    def soon(self) -> None:
-        if self._trim is None:
-            return
-        with self._lock:
-            if self._timer is not None:
-                return
-            delay = max(0.0, self._last + self._EVERY - time.monotonic())
-            self._timer = threading.Timer(delay, self._run)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _run(self) -> None:
-        with self._lock:
-            self._timer = None
-            self._last = time.monotonic()
-        assert self._trim is not None
-        self._trim(0)

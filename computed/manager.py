@@ -26,7 +26,7 @@ import oslo_messaging as messaging
 from oslo_context import context as oslo_context
 from oslo_utils import uuidutils
 
-from computed import exception, version
+from computed import exception, notifications, version
 from computed._journal import Journal, decode_arguments
 from computed._locks import KeyedLocks
 from computed.notifications import OutcomeNotifier
@@ -313,25 +313,30 @@ class ComputeManager:
         uuid: str,
         entry: int | None,
     ) -> Any:
-        """Run a journaled operation to its outcome notification, then clear its entry."""
-        journal = self._journal
+        """Run a journaled operation to its outcome notification, then finish its entry.
+
+        The outcome is journaled (``done``) before it is published: a worker
+        that dies in between leaves it for the next owner to publish, and
+        the operation is never run again once the driver has returned.
+        """
         try:
             result = self._invoke(operation, func, ctxt, arguments)
         except Exception as exc:
-            self._notifier.emit(ctxt, self._host, operation, "error", uuid, error=exc)
-            if journal is not None:
-                journal.finish(entry)
+            self._settle(ctxt, operation, uuid, entry, notifications.outcome("error", error=exc))
             raise
-        if journal is not None and operation not in REPEATABLE_OPERATIONS:
-            # Not to be repeated, nor reported interrupted, after a takeover.
-            # A repeatable one is simply run again by the new owner, which
-            # then publishes its outcome: one commit fewer per cast.
-            journal.done(entry)
         info = result if isinstance(result, InstanceInfo) else None
-        self._notifier.emit(ctxt, self._host, operation, "end", uuid, info=info)
+        self._settle(ctxt, operation, uuid, entry, notifications.outcome("end", info=info))
+        return result
+
+    def _settle(
+        self, ctxt: Any, operation: str, uuid: str, entry: int | None, recorded: dict[str, Any]
+    ) -> None:
+        journal = self._journal
+        if journal is not None:
+            journal.done(entry, recorded)
+        self._notifier.emit_outcome(ctxt, self._host, operation, uuid, recorded)
         if journal is not None:
             journal.finish(entry)
-        return result
 
     def _invoke(
         self, operation: str, func: Callable[..., Any], ctxt: Any, arguments: dict[str, Any]
@@ -361,12 +366,14 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
 
     Not a method: every public method of the manager is an RPC endpoint.
 
-    One whose driver call had returned is not repeated; a cast still in
-    its receipt state is run now, with a start notification (a repeatable
-    one keeps that state once started, so its start may be reported
-    twice); a repeatable one is run again (idempotent by UUID) and reports
-    its outcome under the original request id; any other is reported as an
-    ``instance.<op>.error`` notification (OperationInterrupted).
+    One whose driver call had returned (``done``) is not repeated: its
+    recorded outcome is published, which the stopped worker may have done
+    already (its outcome is then reported twice, identically); a message
+    still in its receipt state is run now, with a start notification (a
+    repeatable one keeps that state once started, so its start may be
+    reported twice); a repeatable one is run again (idempotent by UUID) and
+    reports its outcome under the original request id; any other is
+    reported as an ``instance.<op>.error`` notification (OperationInterrupted).
 
     :returns: ``finished``, ``completed``, ``failed`` or ``adopted-elsewhere``.
     """
@@ -378,6 +385,9 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
     uuid, operation = entry.instance_uuid, entry.operation
     with manager._locks.hold(uuid):
         if entry.state == JOURNAL_DONE:
+            # The driver returned; its outcome may not have been published.
+            if entry.outcome is not None:
+                manager._notifier.emit_outcome(ctxt, manager._host, operation, uuid, entry.outcome)
             journal.finish(entry.id)
             return "finished"
         never_started = entry.state == JOURNAL_RECEIVED

@@ -50,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     computed_conf.register_all(conf)
     config_args = [item for path in args.config_file or [] for item in ("--config-file", path)]
     try:
-        conf(config_args, project="computed", default_config_files=None if not args.config_file else [])
+        conf(
+            config_args,
+            project="computed",
+            default_config_files=None if not args.config_file else [],
+        )
         rpc.get_transport(conf).cleanup()  # registers transport_url
     except cfg.Error as exc:
         return _fail(f"configuration error: {exc}", 2)
@@ -96,16 +100,37 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="computed-conformance", description=(__doc__ or "").splitlines()[0]
     )
-    parser.add_argument("--config-file", action="append", metavar="PATH", help="configuration file (repeatable)")
-    parser.add_argument("--host", action="append", metavar="HOST", help="a host the worker under test serves (repeatable)")
+    parser.add_argument(
+        "--config-file", action="append", metavar="PATH", help="configuration file (repeatable)"
+    )
+    parser.add_argument(
+        "--host",
+        action="append",
+        metavar="HOST",
+        help="a host the worker under test serves (repeatable)",
+    )
     parser.add_argument("--transport-url", metavar="URL", help="overrides [DEFAULT] transport_url")
-    parser.add_argument("--only", action="append", metavar="PATTERN", help="run only checks whose id matches (shell pattern, repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="PATTERN",
+        help="run only checks whose id matches (shell pattern, repeatable)",
+    )
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     parser.add_argument("--json", metavar="FILE", help="write a machine-readable report")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
-    parser.add_argument("--record", action="store_true", help="record the outcome in the registry (sets the driver's tier)")
-    parser.add_argument("--notification-timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="how long to wait for a cast's outcome notification (default 60)")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record the outcome in the registry (sets the driver's tier)",
+    )
+    parser.add_argument(
+        "--notification-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for a cast's outcome notification (default 60)",
+    )
     return parser
 
 

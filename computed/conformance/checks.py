@@ -227,7 +227,9 @@ def _list(ctx: SuiteContext) -> None:
             )
 
 
-@check("console_output.call", "get_console_output returns text, tail_lines keeps only the last lines")
+@check(
+    "console_output.call", "get_console_output returns text, tail_lines keeps only the last lines"
+)
 def _console(ctx: SuiteContext) -> None:
     ctx.require("get_console_output")
     with ctx.instance("console") as info:
@@ -327,6 +329,7 @@ def _unsupported_check(operation: str) -> Check:
             "list_instances": lambda: ctx.api.list_instances(None, ctx.host),
             "get_host_resources": lambda: ctx.api.get_host_resources(None, ctx.host),
         }
+
         def by_uuid() -> object:
             return getattr(ctx.api, operation)(None, ctx.host, uuid)
 

@@ -68,6 +68,8 @@ class JournalRecord:
     started_at: datetime.datetime
     #: The id of the message the operation came in (None for one journaled without).
     message_id: str | None = None
+    #: Once ``done``: the outcome to publish (``phase``, then ``power_state`` or the error).
+    outcome: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,9 +182,14 @@ class OperationJournal(Database):
             assert key is not None
             return int(key[0])
 
-    def journal_done(self, entry_id: int) -> None:
-        """The driver returned; only the outcome remains to be published."""
-        self._journal_state(entry_id, JOURNAL_DONE)
+    def journal_done(self, entry_id: int, outcome: dict[str, Any] | None = None) -> None:
+        """The driver returned with ``outcome``; only publishing it remains."""
+        with self._connection() as connection:
+            connection.execute(
+                sa.update(models.JournalEntry)
+                .where(models.JournalEntry.id == entry_id)
+                .values(state=JOURNAL_DONE, outcome=json.dumps(outcome) if outcome else None)
+            )
 
     def journal_start(self, entry_id: int) -> None:
         """A received cast's operation is about to reach the driver."""
@@ -281,6 +288,7 @@ def _journal(row: models.JournalEntry) -> JournalRecord:
         pid=row.pid,
         started_at=row.started_at,
         message_id=row.message_id,
+        outcome=json.loads(row.outcome) if row.outcome else None,
     )
 
 

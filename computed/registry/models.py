@@ -144,6 +144,9 @@ class JournalEntry(Base):
     message_id: Mapped[str | None] = mapped_column(
         String(255), nullable=True, unique=True, index=True
     )
+    #: JSON of the outcome once the driver returned (state ``done``): what a new
+    #: owner publishes if this worker died before it did.
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class JournalMessage(Base):

@@ -109,6 +109,11 @@ class _Notifications:
     def emit(self, ctxt: Any, host: str, operation: str, phase: str, uuid: str, **kw: Any) -> None:
         self.sent.append((operation, phase, ctxt.request_id))
 
+    def emit_outcome(
+        self, ctxt: Any, host: str, operation: str, uuid: str, recorded: dict[str, Any]
+    ) -> None:
+        self.sent.append((operation, recorded["phase"], ctxt.request_id))
+
 
 def _manager(registry: Registry, worker_id: str, pid: int) -> tuple[ComputeManager, Any]:
     conf = cfg.ConfigOpts()
@@ -155,6 +160,25 @@ def test_takeover_completes_repeatable_and_fails_others(registry: Registry) -> N
     assert registry.journal_entries() == []
     # Running the spawn again made one VM, and a second takeover would change nothing.
     assert [i.uuid for i in manager.list_instances(context.RequestContext()).objects] == [spec.uuid]
+
+
+def test_takeover_publishes_the_recorded_outcome_of_a_finished_operation(
+    registry: Registry,
+) -> None:
+    """A worker that died between the driver's return and the notification: the
+    new owner publishes the outcome it recorded, and does not run it again."""
+    manager, sent = _manager(registry, "w2", 8)
+    ctxt = context.RequestContext()
+    uuid_ = str(uuid.uuid4())
+    entry_id = registry.journal_begin(
+        "h1", "reboot", uuid_, ctxt.request_id, ctxt.to_dict(),
+        {"uuid": uuid_, "reboot_type": "hard"}, "dead", 7,
+    )  # fmt: skip
+    registry.journal_done(entry_id, {"phase": "error", "error_class": "InstanceNotFound"})
+    (entry,) = registry.journal_entries("h1")
+    assert reconcile(manager, entry) == "finished"
+    assert sent.sent == [("reboot", "error", ctxt.request_id)]
+    assert registry.journal_entries() == []
 
 
 def test_takeover_runs_a_received_cast_that_never_started(registry: Registry) -> None:

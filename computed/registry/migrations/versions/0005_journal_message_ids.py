@@ -25,6 +25,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_operation_journal_message_id", "operation_journal", ["message_id"], unique=True
     )
+    op.add_column("operation_journal", sa.Column("outcome", sa.Text, nullable=True))
     op.create_table(
         "journal_messages",
         sa.Column("message_id", sa.String(255), primary_key=True),
