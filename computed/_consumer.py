@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import select
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +38,8 @@ LOG = logging.getLogger(__name__)
 BATCH = 64
 #: Longest wait for the broker before a connection's thread runs queued work.
 _POLL = 0.5
-#: Wait for further deliveries once one has arrived, to fill a batch.
-_MORE = 0.0002
+#: Read timeout for data the socket already holds (a frame may be split).
+_MORE = 0.01
 _BACKOFF = (0.5, 1.0, 2.0, 4.0)
 #: How long reading pauses while the server is busy.
 _PAUSE = 0.01
@@ -310,14 +311,18 @@ class _Shard(threading.Thread):
             self.call(lambda: self.add([host]) if host in self._wanted else None)
 
     def _drain(self) -> None:
+        """Wait for a delivery, then take what else has already arrived, up to a batch."""
         assert self._conn is not None
-        timeout = 0.01 if self._tasks else _POLL
-        while len(self._received) < BATCH:
+        try:
+            self._conn.drain_events(timeout=0.01 if self._tasks else _POLL)
+        except TimeoutError:
+            return
+        sock = self._conn.connection.sock
+        while len(self._received) < BATCH and select.select([sock], [], [], 0)[0]:
             try:
-                self._conn.drain_events(timeout=timeout)
+                self._conn.drain_events(timeout=_MORE)
             except TimeoutError:
                 return
-            timeout = _MORE
 
     def _flush(self) -> None:
         """Hand what arrived to the handler, then acknowledge all of it at once."""
