@@ -17,8 +17,9 @@ cli_opts = [
     cfg.ListOpt(
         "hosts",
         default=[],
-        help="Compute hosts this worker serves, comma separated. Each gets its own "
-        "RPC server on topic 'compute' with the host as server name.",
+        help="Compute hosts this worker serves, comma separated. The worker "
+        "consumes the queue of each one it owns (topic 'compute', the host as "
+        "server name).",
     ),
 ]
 
