@@ -180,6 +180,7 @@ class _Shard(threading.Thread):
         self._stopping = threading.Event()
         self._conn: Connection | None = None
         self._channel: Any = None
+        self._declarer: Any = None
         self._failures = 0
 
     # Called from other threads -------------------------------------------------
@@ -280,13 +281,16 @@ class _Shard(threading.Thread):
     def _consume(self, host: str) -> None:
         assert self._conn is not None
         queue = _wire.host_queue(self._conf, self._pool._topic, host)
-        declarer = self._conn.channel()
+        if self._declarer is None:
+            # A channel apart: a failed declaration closes its channel, and
+            # must not take the consumers of the other hosts with it.
+            self._declarer = self._conn.channel()
         try:
-            queue(declarer).declare()
+            queue(self._declarer).declare()
         except self._conn.channel_errors as exc:
+            _close_quietly(self._declarer)
+            self._declarer = None
             raise DeclareError(_declare_problem(queue.name, exc)) from exc
-        finally:
-            _close_quietly(declarer)
 
         def deliver(message: Any) -> None:
             info = message.delivery_info
@@ -357,7 +361,7 @@ class _Shard(threading.Thread):
         self._failures = 1
 
     def _close(self) -> None:
-        conn, self._conn, self._channel = self._conn, None, None
+        conn, self._conn, self._channel, self._declarer = self._conn, None, None, None
         self._consuming.clear()
         _close_quietly(conn)
 
