@@ -5,7 +5,7 @@
 * :class:`~computed.testing.postgres.PostgreSQLServer`: a private PostgreSQL
   cluster on 127.0.0.1, likewise.
 
-Both need the server packages installed (``tools/bootstrap.sh`` installs them
+They need the server packages installed (``tools/bootstrap.sh`` installs them
 on Debian) and work as root (switching to the ``rabbitmq``/``postgres`` users)
 or as an ordinary user.  Sibling modules hold the helpers for worker
 processes, notifications and libvirtd.
