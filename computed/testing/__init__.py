@@ -2,6 +2,8 @@
 
 * :class:`~computed.testing.broker.RabbitMQBroker`: a private RabbitMQ node on
   127.0.0.1 with its own ports and data in a temporary directory.
+* :class:`~computed.testing.broker.RabbitMQCluster`: several such nodes
+  (three by default) clustered, for failover tests.
 * :class:`~computed.testing.postgres.PostgreSQLServer`: a private PostgreSQL
   cluster on 127.0.0.1, likewise.
 
@@ -13,7 +15,7 @@ processes, notifications and libvirtd.
 
 from __future__ import annotations
 
-from computed.testing.broker import RabbitMQBroker
+from computed.testing.broker import RabbitMQBroker, RabbitMQCluster
 from computed.testing.postgres import PostgreSQLServer
 
-__all__ = ["RabbitMQBroker", "PostgreSQLServer"]
+__all__ = ["RabbitMQBroker", "RabbitMQCluster", "PostgreSQLServer"]

@@ -1,15 +1,22 @@
-"""A private RabbitMQ node for tests: loopback only, in a temporary directory.
+"""Private RabbitMQ for tests, loopback only, in a temporary directory: one
+node, or a cluster of several.
 
 ::
 
     with RabbitMQBroker() as broker:
         transport_url = broker.url      # rabbit://guest:guest@127.0.0.1:<port>/
 
+    with RabbitMQCluster() as cluster:  # three nodes, clustered
+        transport_url = cluster.url     # rabbit://guest:guest@127.0.0.1:<p0>,...:<p2>/
+        cluster.nodes[0].kill()         # clients fail over to the next host
+
 Every broker picks its own free ports at :meth:`RabbitMQBroker.start` (AMQP,
 Erlang distribution, and an epmd of its own through ``ERL_EPMD_PORT``), so
 several brokers can run side by side, next to a system RabbitMQ, without
 touching each other.  Its data, logs, pid file and configuration all live in
-one temporary directory that :meth:`RabbitMQBroker.stop` removes.
+one temporary directory that :meth:`RabbitMQBroker.stop` removes.  The nodes
+of a :class:`RabbitMQCluster` share one epmd, which is how Erlang nodes on
+one machine find each other, and their directories sit in the cluster's.
 
 Which user runs the RabbitMQ tools matters because Erlang nodes authenticate
 each other with a cookie read from ``$HOME/.erlang.cookie``:
@@ -40,13 +47,14 @@ import signal
 import string
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 from urllib.parse import quote
 
 from computed.testing import _procs, _server
 
-__all__ = ["RabbitMQBroker"]
+__all__ = ["RabbitMQBroker", "RabbitMQCluster"]
 
 LOG = logging.getLogger(__name__)
 
@@ -128,7 +136,7 @@ def _start_epmd(
 
 
 class _Management(abc.ABC):
-    """``rabbitmqctl`` commands tests use."""
+    """``rabbitmqctl`` commands tests use, for a node or a whole cluster."""
 
     @abc.abstractmethod
     def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
@@ -173,7 +181,8 @@ class RabbitMQBroker(_Management, _server.PrivateServer):
     :param name: node name without host (default: unique per broker);
         the node is ``<name>@localhost``.
     :param epmd_port: the port of an epmd already listening on 127.0.0.1 for
-        the node to register with (default: the broker starts an epmd of its own).
+        the node to register with, as the nodes of a :class:`RabbitMQCluster`
+        share one (default: the broker starts an epmd of its own).
     """
 
     def __init__(
@@ -517,3 +526,143 @@ class RabbitMQBroker(_Management, _server.PrivateServer):
             _procs.wait_for(lambda: not _procs.pid_alive(beam), 5)
         if self._ports is not None:
             _procs.wait_for(lambda: not _procs.port_open(self.port, timeout=0.2), 5)
+
+
+class RabbitMQCluster(_Management, _server.PrivateServer):
+    """``size`` RabbitMQ nodes on 127.0.0.1, clustered, sharing one epmd.
+
+    The nodes start at once, then each but the first joins the first with
+    ``rabbitmqctl join_cluster``.  Each node is a :class:`RabbitMQBroker`
+    in :attr:`nodes`, with its own name, ports and data directory inside the
+    cluster's: ``cluster.nodes[1].kill()``, ``.stop_node()`` and
+    ``.start_node()`` take one node down and bring it back, and it rejoins
+    the cluster by itself.  :meth:`stop` stops every node and removes it all.
+
+    :param size: how many nodes (at least 2).
+    :param workdir: directory to create the cluster's temporary directory in.
+    :param name: node name prefix (default: unique); node *i* is
+        ``<name>-<i>@localhost``.
+    """
+
+    #: Three nodes boot at once, then two join one after the other: on a busy
+    #: two-core machine that can take a minute.
+    start_timeout = 180.0
+
+    def __init__(self, size: int = 3, workdir: str | None = None, name: str | None = None) -> None:
+        if size < 2:
+            raise ValueError(f"a cluster has at least 2 nodes, not {size}")
+        self.size = size
+        self.name = _node_name(name)
+        super().__init__(workdir, f"RabbitMQ cluster {self.name}", f"rabbitmq-cluster-{self.name}-")
+        #: The nodes, the first one the cluster's seed; empty until started.
+        self.nodes: list[RabbitMQBroker] = []
+        self._user = _procs.service_user("rabbitmq")
+        self._epmd: subprocess.Popen[bytes] | None = None
+        self._epmd_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """oslo.messaging transport URL naming every node, for the default
+        vhost as ``guest``; oslo.messaging fails over to the next host."""
+        return self.url_for()
+
+    @property
+    def amqp_url(self) -> str:
+        """The nodes' ``amqp://`` URLs joined by ``;``: kombu's list of
+        alternates to fail over between."""
+        return self.url_for(scheme="amqp")
+
+    @property
+    def epmd_port(self) -> int:
+        """The port of the epmd every node registers with."""
+        if self._epmd_port is None:
+            raise RuntimeError(f"{self._label} is not started")
+        return self._epmd_port
+
+    def url_for(
+        self, vhost: str = "/", user: str = "guest", password: str = "guest", scheme: str = "rabbit"
+    ) -> str:
+        """A URL naming every node, for ``vhost`` as ``user``; ``scheme='amqp'`` for kombu."""
+        ports = [node.port for node in self.nodes]
+        if scheme == "rabbit":
+            return _url(scheme, ports, vhost, user, password)
+        return ";".join(_url(scheme, [port], vhost, user, password) for port in ports)
+
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl *args`` against the first node that runs; return stdout."""
+        running = [node for node in self.nodes if node.running]
+        if not running:
+            raise RuntimeError(f"no node of {self._label} is running")
+        return running[0].rabbitmqctl(*args, timeout=timeout)
+
+    def cluster_status(self) -> dict[str, Any]:
+        """``rabbitmqctl cluster_status``: ``running_nodes``, ``disk_nodes``, ..."""
+        status: dict[str, Any] = json.loads(
+            self.rabbitmqctl("cluster_status", "--formatter", "json")
+        )
+        return status
+
+    def __repr__(self) -> str:
+        ports = [node._ports[0] if node._ports else None for node in self.nodes]
+        running = sum(node.running for node in self.nodes)
+        return f"<RabbitMQCluster {self.name} ports={ports} running={running}/{len(self.nodes)}>"
+
+    # -- life cycle (see PrivateServer) -------------------------------------------
+
+    def _locate(self) -> None:
+        _find_bin_dir()
+        _find_epmd()
+
+    def _logs(self) -> list[str]:
+        return [self._epmd_log]
+
+    def _launch(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        _procs.chown_tree(self.directory, self._user)
+        _procs.check_reachable(self.directory, self._user, "RabbitMQ")
+        self._epmd_port = _procs.free_ports(1)[0]
+        try:
+            self._epmd = _start_epmd(self._epmd_port, self.directory, self._epmd_log, self._user)
+        except RuntimeError as exc:
+            raise self._failure(str(exc)) from None
+        self.nodes = [
+            RabbitMQBroker(self.directory, f"{self.name}-{i}", epmd_port=self._epmd_port)
+            for i in range(self.size)
+        ]
+        _each(lambda node: node.start(_remaining(deadline)), self.nodes)
+        seed, joiners = self.nodes[0], self.nodes[1:]
+        # one join at a time; stopping and starting the joiners' apps may overlap
+        _each(lambda node: node.rabbitmqctl("stop_app", timeout=_remaining(deadline)), joiners)
+        for node in joiners:
+            node.rabbitmqctl("join_cluster", seed.node, timeout=_remaining(deadline))
+        _each(lambda node: node.rabbitmqctl("start_app", timeout=_remaining(deadline)), joiners)
+
+    def _halt(self) -> None:
+        try:
+            _each(RabbitMQBroker.stop, self.nodes)
+        finally:
+            _procs.end_process(self._epmd)
+            self._epmd = None
+
+    def _forget(self) -> None:
+        self.nodes = []
+        self._epmd_port = None
+
+    @property
+    def _epmd_log(self) -> str:
+        return os.path.join(self.directory, "epmd.log")
+
+
+def _remaining(deadline: float) -> float:
+    """Seconds left until ``deadline``, but at least 30 for one more step."""
+    return max(30.0, deadline - time.monotonic())
+
+
+def _each(func: Callable[[RabbitMQBroker], object], nodes: Sequence[RabbitMQBroker]) -> None:
+    """Run ``func`` on every node at once; raise the first failure when all are done."""
+    if not nodes:
+        return
+    with ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix="rabbitmq") as pool:
+        futures = [pool.submit(func, node) for node in nodes]
+    for future in futures:
+        future.result()
