@@ -2,10 +2,12 @@
 
 * :class:`~computed.testing.broker.RabbitMQBroker`: a private RabbitMQ node on
   127.0.0.1 with its own ports and data in a temporary directory.
+* :class:`~computed.testing.broker.RabbitMQCluster`: several such nodes
+  (three by default) clustered, for failover tests.
 * :class:`~computed.testing.postgres.PostgreSQLServer`: a private PostgreSQL
   cluster on 127.0.0.1, likewise.
 
-Both need the server packages installed (``tools/bootstrap.sh`` installs them
+They need the server packages installed (``tools/bootstrap.sh`` installs them
 on Debian) and work as root (switching to the ``rabbitmq``/``postgres`` users)
 or as an ordinary user.  Sibling modules hold the helpers for worker
 processes, notifications and libvirtd.
@@ -13,7 +15,7 @@ processes, notifications and libvirtd.
 
 from __future__ import annotations
 
-from computed.testing.broker import RabbitMQBroker
+from computed.testing.broker import RabbitMQBroker, RabbitMQCluster
 from computed.testing.postgres import PostgreSQLServer
 
-__all__ = ["RabbitMQBroker", "PostgreSQLServer"]
+__all__ = ["RabbitMQBroker", "RabbitMQCluster", "PostgreSQLServer"]

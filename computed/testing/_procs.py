@@ -1,5 +1,4 @@
-"""Small process helpers shared by :mod:`computed.testing.broker` and
-:mod:`computed.testing.postgres`.
+"""Small process helpers shared by the private servers of :mod:`computed.testing`.
 
 Private: the names here may change without notice.
 """
@@ -238,15 +237,46 @@ def kill_group(pgid: int | None, sig: int = signal.SIGKILL) -> None:
         os.killpg(pgid, sig)
 
 
-def end_process(proc: subprocess.Popen[bytes] | None, timeout: float = 3) -> None:
-    """Terminate ``proc`` (and its process group), then kill it if it lingers."""
-    if proc is None or proc.poll() is not None:
+def await_ready(proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> None:
+    """Wait until ``ready()`` is true, as long as ``proc`` runs.
+
+    :raises RuntimeError: saying ``proc`` exited (with its exit code) or was
+        not ready within ``timeout`` seconds.
+    """
+    name = os.path.basename(str(proc.args[0]))  # type: ignore[index]  # a Sequence here
+    if not wait_for(lambda: proc.poll() is not None or ready(), timeout):
+        raise RuntimeError(f"{name} not ready within {timeout:g} s")
+    if proc.poll() is not None:
+        raise RuntimeError(f"{name} exited with {proc.returncode}")
+
+
+def end_process(
+    proc: subprocess.Popen[bytes] | None,
+    timeout: float = 3,
+    *,
+    pid: int | None = None,
+    name: str | None = None,
+) -> None:
+    """Stop ``proc`` and everything left in its process group.
+
+    SIGTERM goes to ``pid`` if given (the process that shuts the others down),
+    else to the whole group; whatever still runs ``timeout`` seconds later is
+    killed with its group.  ``name``, if given, is logged when that happens.
+    """
+    if proc is None:
         return
-    kill_group(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        if pid is not None:
+            signal_pid(pid, signal.SIGTERM)
+        else:
+            kill_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            if name:
+                LOG.warning("%s did not stop within %.0f s: killing it", name, timeout)
+    kill_group(proc.pid, signal.SIGKILL)  # what lingers, and children left in the group
+    if proc.poll() is None:
         proc.wait(5)
 
 
@@ -273,9 +303,10 @@ def chown_tree(path: str, user: pwd.struct_passwd | None) -> None:
             os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
-def check_reachable(path: str, user: pwd.struct_passwd | None) -> None:
+def check_reachable(path: str, user: pwd.struct_passwd | None, server: str = "the server") -> None:
     """Make sure ``user`` can write in directory ``path`` (no-op for None).
 
+    :param server: what ``user`` runs, for the message.
     :raises RuntimeError: if a parent directory is not searchable by that
         user, as pytest's ``tmp_path`` is not for anybody but its owner.
     """
@@ -289,7 +320,7 @@ def check_reachable(path: str, user: pwd.struct_passwd | None) -> None:
     )
     if proc.returncode != 0:
         raise RuntimeError(
-            f"{path} is not reachable by the {user.pw_name!r} user that runs the server: "
+            f"{path} is not reachable by the {user.pw_name!r} user that runs {server}: "
             "every parent directory must be searchable by that user (choose a workdir "
             "under /tmp, or chmod o+x its parents)"
         )

@@ -1,15 +1,22 @@
-"""A private RabbitMQ node for tests: loopback only, in a temporary directory.
+"""Private RabbitMQ for tests, loopback only, in a temporary directory: one
+node, or a cluster of several.
 
 ::
 
     with RabbitMQBroker() as broker:
         transport_url = broker.url      # rabbit://guest:guest@127.0.0.1:<port>/
 
+    with RabbitMQCluster() as cluster:  # three nodes, clustered
+        transport_url = cluster.url     # rabbit://guest:guest@127.0.0.1:<p0>,...:<p2>/
+        cluster.nodes[0].kill()         # clients fail over to the next host
+
 Every broker picks its own free ports at :meth:`RabbitMQBroker.start` (AMQP,
 Erlang distribution, and an epmd of its own through ``ERL_EPMD_PORT``), so
 several brokers can run side by side, next to a system RabbitMQ, without
 touching each other.  Its data, logs, pid file and configuration all live in
-one temporary directory that :meth:`RabbitMQBroker.stop` removes.
+one temporary directory that :meth:`RabbitMQBroker.stop` removes.  The nodes
+of a :class:`RabbitMQCluster` share one epmd, which is how Erlang nodes on
+one machine find each other, and their directories sit in the cluster's.
 
 Which user runs the RabbitMQ tools matters because Erlang nodes authenticate
 each other with a cookie read from ``$HOME/.erlang.cookie``:
@@ -26,36 +33,36 @@ each other with a cookie read from ``$HOME/.erlang.cookie``:
 
 from __future__ import annotations
 
-import atexit
+import abc
 import contextlib
 import glob
 import json
 import logging
 import os
+import pwd
 import re
 import secrets
 import shutil
 import signal
 import string
 import subprocess
-import tempfile
 import time
-from types import TracebackType
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 from urllib.parse import quote
 
-from computed.testing import _procs
+from computed.testing import _procs, _server
 
-__all__ = ["RabbitMQBroker"]
+__all__ = ["RabbitMQBroker", "RabbitMQCluster"]
 
 LOG = logging.getLogger(__name__)
 
 #: How long a graceful stop may take before the node is killed.
-STOP_TIMEOUT = 10.0
+STOP_TIMEOUT = _server.STOP_TIMEOUT
 
 _DEBIAN_BIN_DIR = "/usr/lib/rabbitmq/bin"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_LIVE: set[RabbitMQBroker] = set()  # started and not stopped; stopped at exit
 
 
 def _find_bin_dir() -> str:
@@ -82,7 +89,90 @@ def _find_epmd() -> str:
     raise RuntimeError("epmd (Erlang) is not installed: install the rabbitmq-server package")
 
 
-class RabbitMQBroker:
+def _node_name(name: str | None) -> str:
+    if name is not None and not _NAME_RE.match(name):
+        raise ValueError(f"invalid node name {name!r}: use letters, digits, '-' and '_'")
+    return name or f"computed-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _url(scheme: str, ports: Sequence[int], vhost: str, user: str, password: str) -> str:
+    """A URL naming every port as a host; oslo.messaging fails over between them."""
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    hosts = ",".join(f"{auth}@{_procs.LOOPBACK}:{port}" for port in ports)
+    return f"{scheme}://{hosts}/{'' if vhost == '/' else quote(vhost, safe='')}"
+
+
+def _base_env(user: pwd.struct_passwd | None) -> dict[str, str]:
+    """Our environment without RabbitMQ's and Erlang's settings, as ``user``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+    env.setdefault("LANG", "C.UTF-8")
+    env.setdefault("LC_ALL", "C.UTF-8")
+    if "HOME" not in env and user is None:
+        env["HOME"] = os.path.expanduser("~")
+    return _procs.user_env(user, env)
+
+
+def _start_epmd(
+    port: int, directory: str, log: str, user: pwd.struct_passwd | None
+) -> subprocess.Popen[bytes]:
+    """An epmd on 127.0.0.1:``port``, listening when this returns.
+
+    :raises RuntimeError: saying why it is not.
+    """
+    with open(log, "ab") as out:
+        epmd = _procs.popen(
+            [_find_epmd(), "-port", str(port), "-address", _procs.LOOPBACK],
+            user=user,
+            env=_base_env(user),
+            cwd=directory,
+            stdout=out,
+        )
+    try:
+        _procs.await_ready(epmd, lambda: _procs.port_open(port), 10)
+    except BaseException:
+        _procs.end_process(epmd)
+        raise
+    return epmd
+
+
+class _Management(abc.ABC):
+    """``rabbitmqctl`` commands tests use, for a node or a whole cluster."""
+
+    @abc.abstractmethod
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl -n <node> *args`` as the right user; return stdout.
+
+        :raises RuntimeError: with its stderr if it fails.
+        """
+
+    def add_vhost(self, name: str) -> None:
+        self.rabbitmqctl("add_vhost", name)
+
+    def add_user(self, user: str, password: str) -> None:
+        self.rabbitmqctl("add_user", user, password)
+
+    def set_permissions(
+        self, vhost: str, user: str, conf: str = ".*", write: str = ".*", read: str = ".*"
+    ) -> None:
+        self.rabbitmqctl("set_permissions", "-p", vhost, user, conf, write, read)
+
+    def list_queues(self, vhost: str = "/") -> dict[str, int]:
+        """``{queue name: ready + unacknowledged messages}`` in ``vhost``."""
+        return self._queue_column(vhost, "messages")
+
+    def consumers(self, vhost: str = "/") -> dict[str, int]:
+        """``{queue name: number of consumers}`` in ``vhost``."""
+        return self._queue_column(vhost, "consumers")
+
+    def _queue_column(self, vhost: str, column: str) -> dict[str, int]:
+        out = self.rabbitmqctl(
+            "list_queues", "-q", "-p", vhost, "--formatter", "json", "name", column
+        )
+        rows = json.loads(out or "[]")
+        return {row["name"]: int(row.get(column) or 0) for row in rows}
+
+
+class RabbitMQBroker(_Management, _server.PrivateServer):
     """A RabbitMQ node on 127.0.0.1 with its own ports, epmd and data directory.
 
     :param workdir: directory to create the broker's temporary directory in
@@ -90,16 +180,19 @@ class RabbitMQBroker:
         directory inside it is removed at stop.
     :param name: node name without host (default: unique per broker);
         the node is ``<name>@localhost``.
+    :param epmd_port: the port of an epmd already listening on 127.0.0.1 for
+        the node to register with, as the nodes of a :class:`RabbitMQCluster`
+        share one (default: the broker starts an epmd of its own).
     """
 
-    def __init__(self, workdir: str | None = None, name: str | None = None) -> None:
-        if name is not None and not _NAME_RE.match(name):
-            raise ValueError(f"invalid node name {name!r}: use letters, digits, '-' and '_'")
-        self.name = name or f"computed-{os.getpid()}-{secrets.token_hex(4)}"
+    def __init__(
+        self, workdir: str | None = None, name: str | None = None, *, epmd_port: int | None = None
+    ) -> None:
+        self.name = _node_name(name)
         self.node = f"{self.name}@localhost"
-        self._parent = workdir
+        super().__init__(workdir, f"RabbitMQ node {self.node}", f"rabbitmq-{self.name}-")
         self._user = _procs.service_user("rabbitmq")
-        self._dir: str | None = None
+        self._shared_epmd = epmd_port
         self._ports: tuple[int, int, int] | None = None  # amqp, dist, epmd
         self._env: dict[str, str] = {}
         self._bin = ""
@@ -108,13 +201,6 @@ class RabbitMQBroker:
         self._epmd: subprocess.Popen[bytes] | None = None
 
     # -- public properties ------------------------------------------------
-
-    @property
-    def directory(self) -> str:
-        """The broker's temporary directory (data, logs, configuration)."""
-        if self._dir is None:
-            raise RuntimeError("the broker is not started")
-        return self._dir
 
     @property
     def port(self) -> int:
@@ -128,7 +214,7 @@ class RabbitMQBroker:
 
     @property
     def epmd_port(self) -> int:
-        """The port of this broker's own epmd on 127.0.0.1."""
+        """The port of the epmd the node registers with on 127.0.0.1."""
         return self._require_ports()[2]
 
     @property
@@ -155,135 +241,105 @@ class RabbitMQBroker:
         self, vhost: str = "/", user: str = "guest", password: str = "guest", scheme: str = "rabbit"
     ) -> str:
         """A transport URL for ``vhost`` as ``user``; ``scheme='amqp'`` for kombu."""
-        path = "" if vhost == "/" else quote(vhost, safe="")
-        return (
-            f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}"
-            f"@{_procs.LOOPBACK}:{self.port}/{path}"
-        )
+        return _url(scheme, [self.port], vhost, user, password)
 
     # -- life cycle ---------------------------------------------------------
+    # start() and stop() (which removes the directory) come from PrivateServer.
 
-    def start(self, timeout: float = 60) -> RabbitMQBroker:
-        """Create the directory, pick ports, start epmd and the node, wait until
-        it accepts AMQP connections.
+    def stop_node(self) -> None:
+        """Stop the node gracefully, keeping its directory, ports and epmd:
+        :meth:`start_node` brings it back with its durable queues and their
+        persistent messages."""
+        if self._dir is None:
+            raise RuntimeError(f"broker {self.node} is not started")
+        self._stop_node()
 
-        :raises RuntimeError: if it is not ready within ``timeout`` seconds;
-            the message ends with the tail of the broker's log.  Everything
-            started so far is stopped and removed.
+    def start_node(self, timeout: float = 60) -> None:
+        """Start the node again after :meth:`stop_node` or :meth:`kill`, on
+        the same ports and data directory (a no-op if it runs).
+
+        :raises RuntimeError: as :meth:`start` does; everything is then removed.
         """
-        if self._dir is not None:
-            raise RuntimeError(f"broker {self.node} is already started")
-        self._bin = _find_bin_dir()
-        epmd = _find_epmd()
-        begin = time.monotonic()
+        if self._dir is None:
+            raise RuntimeError(f"broker {self.node} is not started")
+        if self.running:
+            return
         try:
-            self._dir = tempfile.mkdtemp(prefix=f"rabbitmq-{self.name}-", dir=self._parent)
-            amqp, dist, epmd_port = _procs.free_ports(3)
-            self._ports = (amqp, dist, epmd_port)
-            self._write_files()
-            _procs.check_reachable(self._dir, self._user)
-            self._env = self._make_env()
-            self._ensure_cookie()
-            self._start_epmd(epmd)
             self._start_node(timeout)
         except BaseException:
             self.stop()
             raise
-        _LIVE.add(self)
-        LOG.info(
-            "RabbitMQ %s ready on port %d in %.1f s", self.node, amqp, time.monotonic() - begin
-        )
-        return self
-
-    def stop(self) -> None:
-        """Stop the node and its epmd, then remove the directory.
-
-        Idempotent.  A node that does not stop within :data:`STOP_TIMEOUT`
-        seconds is killed, with everything it started.
-        """
-        try:
-            self._stop_node()
-        finally:
-            _procs.end_process(self._epmd)
-            self._epmd = None
-            _procs.remove_tree(self._dir)
-            self._dir = None
-            self._ports = None
-            _LIVE.discard(self)
 
     def restart(self, timeout: float = 60) -> None:
         """Stop the node gracefully and start it again on the same ports and
         data directory: durable queues and their persistent messages survive."""
-        if self._dir is None:
-            raise RuntimeError(f"broker {self.node} is not started")
-        self._stop_node()
-        try:
-            self._start_node(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self.stop_node()
+        self.start_node(timeout)
 
     def kill(self) -> None:
         """Kill the node at once (SIGKILL), as a crash would.  Its directory,
-        ports and epmd stay: :meth:`restart` brings it back, :meth:`stop`
-        cleans up."""
+        ports and epmd stay: :meth:`start_node` or :meth:`restart` brings it
+        back, :meth:`stop` cleans up."""
         server = self._server
         if server is None or server.poll() is not None:
             return
         self._kill_node(server)
 
-    def __enter__(self) -> RabbitMQBroker:
-        if self._dir is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         port = self._ports[0] if self._ports else None
         return f"<RabbitMQBroker {self.node} port={port} running={self.running}>"
-
-    # -- management helpers -----------------------------------------------------
 
     def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
         """Run ``rabbitmqctl -n <node> *args`` as the right user; return stdout.
 
         :raises RuntimeError: with its stderr if it fails.
         """
-        return self._ctl(*args, timeout=timeout).stdout
+        return _procs.run(
+            [os.path.join(self._bin, "rabbitmqctl"), "-n", self.node, *args],
+            user=self._user,
+            env=self._env,
+            cwd=self.directory,
+            timeout=timeout,
+        ).stdout
 
-    def add_vhost(self, name: str) -> None:
-        self.rabbitmqctl("add_vhost", name)
+    # -- life cycle (see PrivateServer) -------------------------------------------
 
-    def add_user(self, user: str, password: str) -> None:
-        self.rabbitmqctl("add_user", user, password)
+    def _locate(self) -> None:
+        self._bin = _find_bin_dir()
+        _find_epmd()
 
-    def set_permissions(
-        self, vhost: str, user: str, conf: str = ".*", write: str = ".*", read: str = ".*"
-    ) -> None:
-        self.rabbitmqctl("set_permissions", "-p", vhost, user, conf, write, read)
+    def _logs(self) -> list[str]:
+        return [self.log_file, self._path("log", "startup.log")]
 
-    def list_queues(self, vhost: str = "/") -> dict[str, int]:
-        """``{queue name: ready + unacknowledged messages}`` in ``vhost``."""
-        out = self.rabbitmqctl(
-            "list_queues", "-q", "-p", vhost, "--formatter", "json", "name", "messages"
-        )
-        rows = json.loads(out or "[]")
-        return {row["name"]: int(row.get("messages") or 0) for row in rows}
+    def _launch(self, timeout: float) -> None:
+        """Pick ports, write the configuration, start epmd and the node, wait
+        until it accepts AMQP connections."""
+        if self._shared_epmd is None:
+            amqp, dist, epmd = _procs.free_ports(3)
+        else:
+            (amqp, dist), epmd = _procs.free_ports(2), self._shared_epmd
+        self._ports = (amqp, dist, epmd)
+        self._write_files()
+        _procs.check_reachable(self.directory, self._user, "RabbitMQ")
+        self._env = self._make_env()
+        self._ensure_cookie()
+        if self._shared_epmd is None:
+            log = self._path("log", "epmd.log")
+            try:
+                self._epmd = _start_epmd(epmd, self.directory, log, self._user)
+            except RuntimeError as exc:
+                raise self._failure(str(exc), log) from None
+        self._start_node(timeout)
 
-    def consumers(self, vhost: str = "/") -> dict[str, int]:
-        """``{queue name: number of consumers}`` in ``vhost``."""
-        out = self.rabbitmqctl(
-            "list_queues", "-q", "-p", vhost, "--formatter", "json", "name", "consumers"
-        )
-        rows = json.loads(out or "[]")
-        return {row["name"]: int(row.get("consumers") or 0) for row in rows}
+    def _halt(self) -> None:
+        try:
+            self._stop_node()
+        finally:
+            _procs.end_process(self._epmd)
+            self._epmd = None
+
+    def _forget(self) -> None:
+        self._ports = None
 
     # -- internals ----------------------------------------------------------------
 
@@ -317,11 +373,7 @@ class RabbitMQBroker:
         _procs.chown_tree(self.directory, self._user)
 
     def _make_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
-        env.setdefault("LANG", "C.UTF-8")
-        env.setdefault("LC_ALL", "C.UTF-8")
-        if "HOME" not in env and self._user is None:
-            env["HOME"] = os.path.expanduser("~")
+        env = _base_env(self._user)
         loopback_dist = "-kernel inet_dist_use_interface {127,0,0,1}"
         env.update(
             {
@@ -347,7 +399,7 @@ class RabbitMQBroker:
                 "ERL_EPMD_ADDRESS": _procs.LOOPBACK,
             }
         )
-        return _procs.user_env(self._user, env)
+        return env
 
     def _ensure_cookie(self) -> None:
         """Create ``$HOME/.erlang.cookie`` if it is missing, atomically.
@@ -376,29 +428,6 @@ class RabbitMQBroker:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
-    def _start_epmd(self, epmd: str) -> None:
-        with open(self._path("log", "epmd.log"), "ab") as out:
-            self._epmd = _procs.popen(
-                [epmd, "-port", str(self.epmd_port), "-address", _procs.LOOPBACK],
-                user=self._user,
-                env=self._env,
-                cwd=self.directory,
-                stdout=out,
-            )
-        if not _procs.wait_for(
-            lambda: (
-                _procs.port_open(self.epmd_port)
-                or self._epmd is None
-                or self._epmd.poll() is not None
-            ),
-            10,
-        ):
-            raise self._failure("epmd did not listen within 10 s")
-        if self._epmd.poll() is not None:
-            raise self._failure(
-                f"epmd exited with {self._epmd.returncode}", self._path("log", "epmd.log")
-            )
-
     def _start_node(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         if os.path.exists(self._pidfile):
@@ -411,22 +440,15 @@ class RabbitMQBroker:
             cwd=self.directory,
             stdout=self._server_out,
         )
-        self._wait_ready(deadline)
+        self._wait_ready(self._server, deadline)
         self._check_amqp(deadline)
 
-    def _wait_ready(self, deadline: float) -> None:
-        assert self._server is not None
+    def _wait_ready(self, server: subprocess.Popen[bytes], deadline: float) -> None:
+        """Wait for ``rabbitmqctl wait``, which returns once the node has booted."""
         wait_s = max(1, int(deadline - time.monotonic()))
         waiter = _procs.popen(
-            [
-                os.path.join(self._bin, "rabbitmqctl"),
-                "-n",
-                self.node,
-                "wait",
-                "--timeout",
-                str(wait_s),
-                self._pidfile,
-            ],
+            [os.path.join(self._bin, "rabbitmqctl"), "-n", self.node, "wait"]
+            + ["--timeout", str(wait_s), self._pidfile],
             user=self._user,
             env=self._env,
             cwd=self.directory,
@@ -434,12 +456,10 @@ class RabbitMQBroker:
             new_session=False,
         )
         try:
-            while waiter.poll() is None:
-                if self._server.poll() is not None:
-                    raise self._failure(f"rabbitmq-server exited with {self._server.returncode}")
-                if time.monotonic() > deadline + 10:
-                    raise self._failure(f"not ready within {wait_s} s")
-                time.sleep(0.05)
+            try:
+                _procs.await_ready(server, lambda: waiter.poll() is not None, wait_s + 10)
+            except RuntimeError as exc:
+                raise self._failure(str(exc)) from None
             output = waiter.stdout.read().decode(errors="replace") if waiter.stdout else ""
             if waiter.returncode != 0:
                 raise self._failure(
@@ -470,28 +490,20 @@ class RabbitMQBroker:
         finally:
             conn.release()
 
+    def _beam(self) -> int | None:
+        """The process id of the node's Erlang VM, while it runs."""
+        beam = _procs.read_pid(self._pidfile) if self._dir else None
+        return beam if beam is not None and _procs.pid_alive(beam) else None
+
     def _stop_node(self) -> None:
         server, self._server = self._server, None
         out, self._server_out = self._server_out, None
         try:
             if server is None:
                 return
-            if server.poll() is not None:
-                _procs.kill_group(server.pid, signal.SIGKILL)  # leftovers, if any
-                return
-            beam = _procs.read_pid(self._pidfile) if self._dir else None
-            # The node stops gracefully on SIGTERM, like `rabbitmqctl stop`,
-            # without booting another Erlang VM for the CLI.
-            if beam is not None and _procs.pid_alive(beam):
-                _procs.signal_pid(beam, signal.SIGTERM)
-            else:
-                _procs.kill_group(server.pid, signal.SIGTERM)
-            try:
-                server.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                LOG.warning(
-                    "RabbitMQ %s did not stop within %.0f s: killing it", self.node, STOP_TIMEOUT
-                )
+            # SIGTERM to the VM stops the node gracefully, like `rabbitmqctl stop`,
+            # without booting another Erlang VM for the CLI
+            _procs.end_process(server, STOP_TIMEOUT, pid=self._beam(), name=self._label)
             self._kill_node(server)
         finally:
             if out is not None:
@@ -500,8 +512,8 @@ class RabbitMQBroker:
     def _kill_node(self, server: subprocess.Popen[bytes]) -> None:
         """SIGKILL the node and whatever is left of its process group, then wait
         until it is gone and its AMQP port is closed."""
-        beam = _procs.read_pid(self._pidfile) if self._dir else None
-        if beam is not None and _procs.pid_alive(beam):
+        beam = self._beam()
+        if beam is not None:
             # the beam first, so the rabbitmq-server script reaps it (an orphan
             # waits for init to reap it)
             _procs.signal_pid(beam, signal.SIGKILL)
@@ -515,27 +527,142 @@ class RabbitMQBroker:
         if self._ports is not None:
             _procs.wait_for(lambda: not _procs.port_open(self.port, timeout=0.2), 5)
 
-    def _ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        if self._dir is None:
-            raise RuntimeError("the broker is not started")
-        return _procs.run(
-            [os.path.join(self._bin, "rabbitmqctl"), "-n", self.node, *args],
-            user=self._user,
-            env=self._env,
-            cwd=self.directory,
-            timeout=timeout,
+
+class RabbitMQCluster(_Management, _server.PrivateServer):
+    """``size`` RabbitMQ nodes on 127.0.0.1, clustered, sharing one epmd.
+
+    The nodes start at once, then each but the first joins the first with
+    ``rabbitmqctl join_cluster``.  Each node is a :class:`RabbitMQBroker`
+    in :attr:`nodes`, with its own name, ports and data directory inside the
+    cluster's: ``cluster.nodes[1].kill()``, ``.stop_node()`` and
+    ``.start_node()`` take one node down and bring it back, and it rejoins
+    the cluster by itself.  :meth:`stop` stops every node and removes it all.
+
+    :param size: how many nodes (at least 2).
+    :param workdir: directory to create the cluster's temporary directory in.
+    :param name: node name prefix (default: unique); node *i* is
+        ``<name>-<i>@localhost``.
+    """
+
+    #: Three nodes boot at once, then two join one after the other: on a busy
+    #: two-core machine that can take a minute.
+    start_timeout = 180.0
+
+    def __init__(self, size: int = 3, workdir: str | None = None, name: str | None = None) -> None:
+        if size < 2:
+            raise ValueError(f"a cluster has at least 2 nodes, not {size}")
+        self.size = size
+        self.name = _node_name(name)
+        super().__init__(workdir, f"RabbitMQ cluster {self.name}", f"rabbitmq-cluster-{self.name}-")
+        #: The nodes, the first one the cluster's seed; empty until started.
+        self.nodes: list[RabbitMQBroker] = []
+        self._user = _procs.service_user("rabbitmq")
+        self._epmd: subprocess.Popen[bytes] | None = None
+        self._epmd_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """oslo.messaging transport URL naming every node, for the default
+        vhost as ``guest``; oslo.messaging fails over to the next host."""
+        return self.url_for()
+
+    @property
+    def amqp_url(self) -> str:
+        """The nodes' ``amqp://`` URLs joined by ``;``: kombu's list of
+        alternates to fail over between."""
+        return self.url_for(scheme="amqp")
+
+    @property
+    def epmd_port(self) -> int:
+        """The port of the epmd every node registers with."""
+        if self._epmd_port is None:
+            raise RuntimeError(f"{self._label} is not started")
+        return self._epmd_port
+
+    def url_for(
+        self, vhost: str = "/", user: str = "guest", password: str = "guest", scheme: str = "rabbit"
+    ) -> str:
+        """A URL naming every node, for ``vhost`` as ``user``; ``scheme='amqp'`` for kombu."""
+        ports = [node.port for node in self.nodes]
+        if scheme == "rabbit":
+            return _url(scheme, ports, vhost, user, password)
+        return ";".join(_url(scheme, [port], vhost, user, password) for port in ports)
+
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl *args`` against the first node that runs; return stdout."""
+        running = [node for node in self.nodes if node.running]
+        if not running:
+            raise RuntimeError(f"no node of {self._label} is running")
+        return running[0].rabbitmqctl(*args, timeout=timeout)
+
+    def cluster_status(self) -> dict[str, Any]:
+        """``rabbitmqctl cluster_status``: ``running_nodes``, ``disk_nodes``, ..."""
+        status: dict[str, Any] = json.loads(
+            self.rabbitmqctl("cluster_status", "--formatter", "json")
         )
+        return status
 
-    def _failure(self, reason: str, log: str | None = None) -> RuntimeError:
-        parts = [f"RabbitMQ node {self.node} failed to start: {reason}"]
-        if self._dir is not None:
-            for path in [log] if log else [self.log_file, self._path("log", "startup.log")]:
-                parts.append(f"--- last lines of {path} ---\n{_procs.tail(path)}")
-        return RuntimeError("\n".join(parts))
+    def __repr__(self) -> str:
+        ports = [node._ports[0] if node._ports else None for node in self.nodes]
+        running = sum(node.running for node in self.nodes)
+        return f"<RabbitMQCluster {self.name} ports={ports} running={running}/{len(self.nodes)}>"
+
+    # -- life cycle (see PrivateServer) -------------------------------------------
+
+    def _locate(self) -> None:
+        _find_bin_dir()
+        _find_epmd()
+
+    def _logs(self) -> list[str]:
+        return [self._epmd_log]
+
+    def _launch(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        _procs.chown_tree(self.directory, self._user)
+        _procs.check_reachable(self.directory, self._user, "RabbitMQ")
+        self._epmd_port = _procs.free_ports(1)[0]
+        try:
+            self._epmd = _start_epmd(self._epmd_port, self.directory, self._epmd_log, self._user)
+        except RuntimeError as exc:
+            raise self._failure(str(exc)) from None
+        self.nodes = [
+            RabbitMQBroker(self.directory, f"{self.name}-{i}", epmd_port=self._epmd_port)
+            for i in range(self.size)
+        ]
+        _each(lambda node: node.start(_remaining(deadline)), self.nodes)
+        seed, joiners = self.nodes[0], self.nodes[1:]
+        # one join at a time; stopping and starting the joiners' apps may overlap
+        _each(lambda node: node.rabbitmqctl("stop_app", timeout=_remaining(deadline)), joiners)
+        for node in joiners:
+            node.rabbitmqctl("join_cluster", seed.node, timeout=_remaining(deadline))
+        _each(lambda node: node.rabbitmqctl("start_app", timeout=_remaining(deadline)), joiners)
+
+    def _halt(self) -> None:
+        try:
+            _each(RabbitMQBroker.stop, self.nodes)
+        finally:
+            _procs.end_process(self._epmd)
+            self._epmd = None
+
+    def _forget(self) -> None:
+        self.nodes = []
+        self._epmd_port = None
+
+    @property
+    def _epmd_log(self) -> str:
+        return os.path.join(self.directory, "epmd.log")
 
 
-@atexit.register
-def _stop_leftovers() -> None:
-    for broker in list(_LIVE):
-        LOG.warning("stopping RabbitMQ %s left running at exit", broker.node)
-        broker.stop()
+def _remaining(deadline: float) -> float:
+    """Seconds left until ``deadline``, but at least 30 for one more step."""
+    return max(30.0, deadline - time.monotonic())
+
+
+def _each(func: Callable[[RabbitMQBroker], object], nodes: Sequence[RabbitMQBroker]) -> None:
+    """Run ``func`` on every node at once; raise the first failure when all are done."""
+    if not nodes:
+        return
+    with ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix="rabbitmq") as pool:
+        futures = [pool.submit(func, node) for node in nodes]
+    for future in futures:
+        future.result()

@@ -35,7 +35,6 @@ Two things about the test driver that tests must allow for:
 
 from __future__ import annotations
 
-import atexit
 import glob
 import logging
 import os
@@ -44,13 +43,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Callable
-from types import TracebackType
 from urllib.parse import quote
 
-from computed.testing import _procs
+from computed.testing import _procs, _server
 
 __all__ = ["DAEMON_USER", "Libvirtd", "find_libvirtd"]
 
@@ -60,9 +56,7 @@ LOG = logging.getLogger(__name__)
 DAEMON_USER = "computed-test"
 
 #: How long a graceful stop may take before the daemon is killed.
-STOP_TIMEOUT = 10.0
-
-_LIVE: set[Libvirtd] = set()  # started and not stopped; stopped at exit
+STOP_TIMEOUT = _server.STOP_TIMEOUT
 
 
 def find_libvirtd() -> str:
@@ -107,7 +101,7 @@ def daemon_user(create: bool = True) -> pwd.struct_passwd | None:
     return pwd.getpwnam(DAEMON_USER)
 
 
-class Libvirtd:
+class Libvirtd(_server.PrivateServer):
     """A session-mode libvirtd with its own socket and state in a temporary directory.
 
     :param workdir: directory to create the daemon's temporary directory in
@@ -115,20 +109,15 @@ class Libvirtd:
         traversable by :data:`DAEMON_USER`.
     """
 
+    start_timeout = 30.0
+
     def __init__(self, workdir: str | None = None) -> None:
-        self._parent = workdir
-        self._dir: str | None = None
+        super().__init__(workdir, "libvirtd", "libvirtd-")
         self._user: pwd.struct_passwd | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._binary = ""
 
     # -- where things are ----------------------------------------------------------
-
-    @property
-    def directory(self) -> str:
-        if self._dir is None:
-            raise RuntimeError("libvirtd is not started")
-        return self._dir
 
     @property
     def socket(self) -> str:
@@ -191,43 +180,6 @@ class Libvirtd:
 
     # -- life cycle ------------------------------------------------------------------
 
-    def start(self, timeout: float = 30) -> Libvirtd:
-        """Create the directory and start the daemon; wait until it accepts clients.
-
-        :raises RuntimeError: if it is not ready within ``timeout`` seconds; the
-            message ends with the tail of its log. Everything started is removed.
-        """
-        if self._dir is not None:
-            raise RuntimeError("libvirtd is already started")
-        self._binary = find_libvirtd()
-        self._user = daemon_user()
-        begin = time.monotonic()
-        try:
-            self._dir = tempfile.mkdtemp(prefix="libvirtd-", dir=self._parent)
-            for sub in ("home", "run", "config", "cache", "data"):
-                os.mkdir(os.path.join(self._dir, sub), 0o700)
-            os.chmod(self._dir, 0o755)
-            _procs.chown_tree(self._dir, self._user)
-            self._check_reachable()
-            self._start_daemon(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        _LIVE.add(self)
-        LOG.info(
-            "libvirtd ready on %s as %s in %.1f s", self.socket, self.user, time.monotonic() - begin
-        )
-        return self
-
-    def stop(self) -> None:
-        """Stop the daemon and what it spawned, then remove the directory. Idempotent."""
-        try:
-            self._stop_daemon()
-        finally:
-            _procs.remove_tree(self._dir)
-            self._dir = None
-            _LIVE.discard(self)
-
     def restart(self, timeout: float = 30) -> None:
         """Stop the daemon and start it again on the same socket and directory.
 
@@ -261,22 +213,29 @@ class Libvirtd:
             self.stop()
             raise
 
-    def __enter__(self) -> Libvirtd:
-        if self._dir is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         where = self.socket if self._dir else None
         return f"<Libvirtd socket={where} running={self.running}>"
+
+    # -- life cycle (see PrivateServer) -----------------------------------------------
+
+    def _locate(self) -> None:
+        self._binary = find_libvirtd()
+        self._user = daemon_user()
+
+    def _logs(self) -> list[str]:
+        return [self.log_file]
+
+    def _launch(self, timeout: float) -> None:
+        for sub in ("home", "run", "config", "cache", "data"):
+            os.mkdir(os.path.join(self.directory, sub), 0o700)
+        os.chmod(self.directory, 0o755)
+        _procs.chown_tree(self.directory, self._user)
+        _procs.check_reachable(self.directory, self._user, "libvirtd")
+        self._start_daemon(timeout)
+
+    def _halt(self) -> None:
+        self._stop_daemon()
 
     # -- internals ---------------------------------------------------------------------
 
@@ -295,38 +254,17 @@ class Libvirtd:
             env.update(USER=self._user.pw_name, LOGNAME=self._user.pw_name)
         return env
 
-    def _check_reachable(self) -> None:
-        """Fail clearly if the daemon's user cannot reach its own directory."""
-        if self._user is None:
-            return
-        probe = _procs.run(
-            ["/bin/sh", "-c", 'test -w "$0" && test -x "$0"', self.directory],
-            user=self._user,
-            timeout=10,
-            check=False,
-        )
-        if probe.returncode != 0:
-            raise RuntimeError(
-                f"{self.directory} is not reachable by the {self._user.pw_name!r} user that "
-                "runs libvirtd: choose a workdir every user may traverse (the default is "
-                "the system temporary directory)"
-            )
-
     def _start_daemon(self, timeout: float) -> None:
         if os.path.exists(self.socket):
             os.unlink(self.socket)  # left by a daemon that was killed
-        log = open(self.log_file, "ab")
-        try:
+        with open(self.log_file, "ab") as log:
             self._proc = _procs.popen(
                 [self._binary], user=self._user, env=self._env(), cwd=self.directory, stdout=log
             )
-        finally:
-            log.close()
-        if not _procs.wait_for(lambda: self._accepts() or not self.running, timeout):
-            raise self._failure(f"not accepting connections within {timeout:g} s")
-        if not self.running:
-            assert self._proc is not None
-            raise self._failure(f"libvirtd exited with {self._proc.returncode}")
+        try:
+            _procs.await_ready(self._proc, self._accepts, timeout)
+        except RuntimeError as exc:
+            raise self._failure(str(exc)) from None
 
     def _accepts(self) -> bool:
         if not os.path.exists(self.socket):
@@ -340,16 +278,9 @@ class Libvirtd:
 
     def _stop_daemon(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            _procs.signal_pid(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                LOG.warning("libvirtd did not stop within %.0f s: killing it", STOP_TIMEOUT)
-        if proc is not None:
-            _procs.kill_group(proc.pid, signal.SIGKILL)  # its children: qemu, helpers
-            if proc.poll() is None:
-                proc.wait(5)
+        # SIGTERM to libvirtd alone, which stops its guests; then its group goes
+        pid = proc.pid if proc is not None else None
+        _procs.end_process(proc, STOP_TIMEOUT, pid=pid, name="libvirtd")
         self._stop_spawned()
 
     def _stop_spawned(self) -> None:
@@ -378,19 +309,6 @@ class Libvirtd:
         except OSError:
             return False
 
-    def _failure(self, reason: str) -> RuntimeError:
-        return RuntimeError(
-            f"libvirtd failed to start: {reason}\n"
-            f"--- last lines of {self.log_file} ---\n{_procs.tail(self.log_file)}"
-        )
-
 
 def _gone(pid: int) -> Callable[[], bool]:
     return lambda: not _procs.pid_alive(pid)
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    for daemon in list(_LIVE):
-        LOG.warning("stopping libvirtd %s left running at exit", daemon.socket)
-        daemon.stop()

@@ -19,7 +19,6 @@ thrown away anyway.
 
 from __future__ import annotations
 
-import atexit
 import glob
 import logging
 import os
@@ -27,23 +26,18 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
-import time
-from types import TracebackType
 from urllib.parse import quote
 
-from computed.testing import _procs
+from computed.testing import _procs, _server
 
 __all__ = ["PostgreSQLServer", "find_bin_dir"]
 
 LOG = logging.getLogger(__name__)
 
 #: How long a fast shutdown may take before the postmaster is killed.
-STOP_TIMEOUT = 10.0
+STOP_TIMEOUT = _server.STOP_TIMEOUT
 
 SUPERUSER = "postgres"
-
-_LIVE: set[PostgreSQLServer] = set()  # started and not stopped; stopped at exit
 
 
 def _version_key(path: str) -> tuple[int, ...]:
@@ -73,7 +67,7 @@ def find_bin_dir() -> str:
     )
 
 
-class PostgreSQLServer:
+class PostgreSQLServer(_server.PrivateServer):
     """A throw-away PostgreSQL cluster on 127.0.0.1.
 
     :param workdir: directory to create the cluster's temporary directory in
@@ -81,21 +75,13 @@ class PostgreSQLServer:
     """
 
     def __init__(self, workdir: str | None = None) -> None:
-        self._parent = workdir
+        super().__init__(workdir, "PostgreSQL", "postgres-")
         self._user = _procs.service_user("postgres")
-        self._dir: str | None = None
         self._port: int | None = None
         self._bin = ""
         self._env: dict[str, str] = {}
 
     # -- public properties ------------------------------------------------
-
-    @property
-    def directory(self) -> str:
-        """The cluster's temporary directory (data, log, socket)."""
-        if self._dir is None:
-            raise RuntimeError("the PostgreSQL server is not started")
-        return self._dir
 
     @property
     def port(self) -> int:
@@ -125,124 +111,6 @@ class PostgreSQLServer:
             f"{quote(database, safe='')}"
         )
 
-    # -- life cycle ---------------------------------------------------------
-
-    def start(self, timeout: float = 60) -> PostgreSQLServer:
-        """``initdb`` a new cluster, start it and wait until it accepts connections.
-
-        :raises RuntimeError: with the tail of the server log if it fails;
-            everything made so far is removed.
-        """
-        if self._dir is not None:
-            raise RuntimeError("the PostgreSQL server is already started")
-        self._bin = find_bin_dir()
-        begin = time.monotonic()
-        try:
-            self._dir = tempfile.mkdtemp(prefix="postgres-", dir=self._parent)
-            _procs.chown_tree(self._dir, self._user)
-            _procs.check_reachable(self._dir, self._user)
-            self._port = _procs.free_ports(1)[0]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-            env.setdefault("LC_ALL", "C")
-            self._env = _procs.user_env(self._user, env)
-            self._tool(
-                "initdb",
-                "-D",
-                self._data,
-                "-A",
-                "trust",
-                "-U",
-                SUPERUSER,
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                timeout=timeout,
-            )
-            options = " ".join(
-                [
-                    f"-p {self._port}",
-                    f"-k {self._dir}",
-                    f"-c listen_addresses={_procs.LOOPBACK}",
-                    "-c fsync=off",
-                    "-c synchronous_commit=off",
-                    "-c full_page_writes=off",
-                ]
-            )
-            # new session: a Ctrl-C in the terminal must not reach the postmaster
-            # before our own clean-up does
-            self._tool(
-                "pg_ctl",
-                "-D",
-                self._data,
-                "-l",
-                self.log_file,
-                "-o",
-                options,
-                "-w",
-                "-t",
-                str(max(1, int(timeout))),
-                "start",
-                timeout=timeout + 10,
-                new_session=True,
-            )
-        except BaseException as exc:
-            log = _procs.tail(self.log_file) if self._dir else ""
-            self.stop()
-            if isinstance(exc, RuntimeError):
-                raise RuntimeError(
-                    f"PostgreSQL failed to start: {exc}\n--- last lines of the server log ---\n{log}"
-                ) from exc
-            raise
-        _LIVE.add(self)
-        LOG.info("PostgreSQL ready on port %d in %.1f s", self._port, time.monotonic() - begin)
-        return self
-
-    def stop(self) -> None:
-        """Fast shutdown (killing the postmaster if that takes too long), then
-        remove the directory.  Idempotent."""
-        if self._dir is None:
-            return
-        try:
-            pid = self._postmaster_pid()
-            if pid is not None and _procs.pid_alive(pid):
-                try:
-                    self._tool(
-                        "pg_ctl",
-                        "-D",
-                        self._data,
-                        "-m",
-                        "fast",
-                        "-w",
-                        "-t",
-                        str(int(STOP_TIMEOUT)),
-                        "stop",
-                        timeout=STOP_TIMEOUT + 5,
-                    )
-                except RuntimeError as exc:
-                    LOG.warning("pg_ctl stop failed, killing the postmaster: %s", exc)
-                if _procs.pid_alive(pid):
-                    _procs.signal_pid(pid, signal.SIGKILL)
-                    _procs.wait_for(lambda: not _procs.pid_alive(pid), 5)
-        finally:
-            _procs.remove_tree(self._dir)
-            self._dir = None
-            self._port = None
-            _LIVE.discard(self)
-
-    def __enter__(self) -> PostgreSQLServer:
-        if self._dir is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return (
             f"<PostgreSQLServer port={self._port} running={self._dir is not None and self.running}>"
@@ -268,14 +136,109 @@ class PostgreSQLServer:
         )
         return self.url_for(name)
 
+    # -- life cycle (see PrivateServer) ------------------------------------------------
+
+    def _locate(self) -> None:
+        self._bin = find_bin_dir()
+
+    def _logs(self) -> list[str]:
+        return [self.log_file]
+
+    def _launch(self, timeout: float) -> None:
+        """``initdb`` a new cluster, start it and wait until it accepts connections."""
+        _procs.chown_tree(self.directory, self._user)
+        _procs.check_reachable(self.directory, self._user, "PostgreSQL")
+        self._port = _procs.free_ports(1)[0]
+        self._env = _procs.user_env(self._user, self._client_env(LC_ALL="C"))
+        try:
+            self._initdb(timeout)
+            self._pg_ctl_start(timeout)
+        except RuntimeError as exc:
+            raise self._failure(str(exc)) from exc
+
+    def _initdb(self, timeout: float) -> None:
+        self._tool(
+            "initdb",
+            "-D",
+            self._data,
+            "-A",
+            "trust",
+            "-U",
+            SUPERUSER,
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            timeout=timeout,
+        )
+
+    def _pg_ctl_start(self, timeout: float) -> None:
+        options = " ".join(
+            [
+                f"-p {self.port}",
+                f"-k {self.directory}",
+                f"-c listen_addresses={_procs.LOOPBACK}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+            ]
+        )
+        # new session: a Ctrl-C in the terminal must not reach the postmaster
+        # before our own clean-up does
+        self._tool(
+            "pg_ctl",
+            "-D",
+            self._data,
+            "-l",
+            self.log_file,
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(max(1, int(timeout))),
+            "start",
+            timeout=timeout + 10,
+            new_session=True,
+        )
+
+    def _halt(self) -> None:
+        """Fast shutdown, killing the postmaster if that takes too long."""
+        pid = self._postmaster_pid()
+        if pid is None or not _procs.pid_alive(pid):
+            return
+        try:
+            self._tool(
+                "pg_ctl",
+                "-D",
+                self._data,
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(STOP_TIMEOUT)),
+                "stop",
+                timeout=STOP_TIMEOUT + 5,
+            )
+        except RuntimeError as exc:
+            LOG.warning("pg_ctl stop failed, killing the postmaster: %s", exc)
+        if _procs.pid_alive(pid):
+            _procs.signal_pid(pid, signal.SIGKILL)
+            _procs.wait_for(lambda: not _procs.pid_alive(pid), 5)
+
+    def _forget(self) -> None:
+        self._port = None
+
     # -- internals ----------------------------------------------------------------
 
     @property
     def _data(self) -> str:
         return os.path.join(self.directory, "data")
 
-    def _client_env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    def _client_env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        for name, value in extra.items():
+            env.setdefault(name, value)
+        return env
 
     def _postmaster_pid(self) -> int | None:
         if self._dir is None:
@@ -298,10 +261,3 @@ class PostgreSQLServer:
             timeout=timeout,
             new_session=new_session,
         )
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    for server in list(_LIVE):
-        LOG.warning("stopping PostgreSQL on port %s left running at exit", server._port)
-        server.stop()

@@ -11,15 +11,13 @@ that client and has its PowerShell errors mapped onto the project's
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 from oslo_config import cfg
 
 from computed import exception
 from computed.objects import HostResources, InstanceInfo, InstanceSpec
 from drivers import base
+from drivers._backend import ServedHosts
 from drivers.hyperv import conf as hyperv_conf
 from drivers.hyperv import constants, errors
 from drivers.hyperv.hostops import HostOps
@@ -30,8 +28,6 @@ from drivers.hyperv.winrmclient import HostClient
 __all__ = ["HyperVDriver"]
 
 LOG = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 
 class HyperVDriver(base.TransitionDriver):
@@ -52,8 +48,9 @@ class HyperVDriver(base.TransitionDriver):
         super().__init__(conf)
         self._vmops = VMOps(conf)
         self._hostops = HostOps()
-        self._hosts: dict[str, HostClient] = {}
-        self._lock = threading.Lock()
+        self._hosts = ServedHosts[HostClient, PowerShellError](
+            self.name, (PowerShellError,), errors.translate
+        )
 
     @classmethod
     def register_opts(cls, conf: cfg.ConfigOpts) -> None:
@@ -68,37 +65,36 @@ class HyperVDriver(base.TransitionDriver):
             refuses the credentials.
         """
         client = self._make_client(host)
-        description = self._call(host, "init_host", None, self._hostops.describe, client)
-        with self._lock:
-            previous = self._hosts.pop(host, None)
-            self._hosts[host] = client
+        description = self._hosts.call(host, "init_host", None, self._hostops.describe, client)
+        previous = self._hosts.serve(host, client)
         if previous is not None:
             previous.close()
         LOG.info("Host %s served by %s at %s", host, description, client.url)
 
     def cleanup_host(self, host: str) -> None:
-        with self._lock:
-            client = self._hosts.pop(host, None)
+        client = self._hosts.release(host)
         if client is not None:
             client.close()
 
     # Instances ------------------------------------------------------------
 
     def spawn(self, host: str, spec: InstanceSpec) -> InstanceInfo:
-        return self._call(
+        return self._hosts.call(
             host, "spawn", spec.uuid, lambda client: self._vmops.spawn(client, host, spec)
         )
 
     def destroy(self, host: str, uuid: str) -> None:
-        self._call(host, "destroy", uuid, lambda client: self._vmops.destroy(client, host, uuid))
+        self._hosts.call(
+            host, "destroy", uuid, lambda client: self._vmops.destroy(client, host, uuid)
+        )
 
     def get_info(self, host: str, uuid: str) -> InstanceInfo:
-        return self._call(
+        return self._hosts.call(
             host, "get_info", uuid, lambda client: self._vmops.get_info(client, host, uuid)
         )
 
     def list_instances(self, host: str) -> list[InstanceInfo]:
-        return self._call(
+        return self._hosts.call(
             host, "list_instances", None, lambda client: self._vmops.list_instances(client, host)
         )
 
@@ -109,41 +105,17 @@ class HyperVDriver(base.TransitionDriver):
             instances = self._vmops.list_instances(client, host)
             return self._hostops.get_host_resources(client, host, instances)
 
-        return self._call(host, "get_host_resources", None, resources)
+        return self._hosts.call(host, "get_host_resources", None, resources)
 
     # ----------------------------------------------------------------------
 
     def transition(self, host: str, uuid: str, operation: str) -> InstanceInfo:
-        return self._call(
+        return self._hosts.call(
             host,
             operation,
             uuid,
             lambda client: self._vmops.transition(client, host, uuid, operation),
         )
-
-    def _call(
-        self,
-        host: str,
-        operation: str,
-        uuid: str | None,
-        func: Callable[[HostClient], _T],
-        client: HostClient | None = None,
-    ) -> _T:
-        """Run ``func`` with the host's client, mapping PowerShell errors at the boundary."""
-        client = client or self._client(host)
-        try:
-            return func(client)
-        except PowerShellError as exc:
-            raise errors.translate(exc, host=host, operation=operation, uuid=uuid) from exc
-
-    def _client(self, host: str) -> HostClient:
-        with self._lock:
-            client = self._hosts.get(host)
-        if client is None:
-            raise exception.DriverError(
-                driver=self.name, host=host, reason="host is not served by this worker"
-            )
-        return client
 
     def _make_client(self, host: str) -> HostClient:
         options = self.conf.hyperv

@@ -27,9 +27,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 from oslo_config import cfg
 
-from computed import exception
 from computed.objects import HostResources, InstanceInfo, InstanceSpec
 from drivers import base
+from drivers._backend import ServedHosts
 from drivers.libvirt import conf as libvirt_conf
 from drivers.libvirt import errors
 from drivers.libvirt.connection import EventListener, HostConnection, LifecycleEvent
@@ -58,7 +58,9 @@ class LibvirtDriver(base.TransitionDriver):
         super().__init__(conf)
         self._vmops = VMOps(conf)
         self._hostops = HostOps(conf)
-        self._hosts: dict[str, HostConnection] = {}
+        self._hosts = ServedHosts[HostConnection, libvirt.libvirtError](
+            self.name, (libvirt.libvirtError,), errors.translate
+        )
         self._listeners: list[EventListener] = []
         self._lock = threading.Lock()
 
@@ -74,18 +76,15 @@ class LibvirtDriver(base.TransitionDriver):
         :raises computed.exception.DriverError: if libvirtd cannot be reached.
         """
         connection = HostConnection(host, libvirt_conf.uri_for(self.conf, host), self._dispatch)
-        with self._lock:
-            previous = self._hosts.pop(host, None)
+        previous = self._hosts.release(host)
         if previous is not None:
             previous.close()
         description = self._call(host, "init_host", None, self._hostops.describe, connection)
-        with self._lock:
-            self._hosts[host] = connection
+        self._hosts.serve(host, connection)
         LOG.info("Host %s served by %s", host, description)
 
     def cleanup_host(self, host: str) -> None:
-        with self._lock:
-            connection = self._hosts.pop(host, None)
+        connection = self._hosts.release(host)
         if connection is not None:
             connection.close()
 
@@ -149,32 +148,24 @@ class LibvirtDriver(base.TransitionDriver):
         connection: HostConnection | None = None,
     ) -> _T:
         """Run ``func`` on the host's connection, once more on a new one if it was dead."""
-        connection = connection or self._connection(host)
-        for attempt in (1, 2):
+
+        def attempt(connection: HostConnection) -> _T:
             conn = connection.get()
             try:
                 return func(conn)
             except libvirt.libvirtError as exc:
-                if attempt == 1 and errors.is_connection_error(exc):
-                    LOG.warning(
-                        "%s on host %s lost the connection (%s); retrying on a new one",
-                        operation,
-                        host,
-                        exc,
-                    )
-                    connection.invalidate(conn)
-                    continue
-                raise errors.translate(exc, host=host, operation=operation, uuid=uuid) from exc
-        raise AssertionError("unreachable")
+                if not errors.is_connection_error(exc):
+                    raise
+                LOG.warning(
+                    "%s on host %s lost the connection (%s); retrying on a new one",
+                    operation,
+                    host,
+                    exc,
+                )
+                connection.invalidate(conn)
+            return func(connection.get())
 
-    def _connection(self, host: str) -> HostConnection:
-        with self._lock:
-            connection = self._hosts.get(host)
-        if connection is None:
-            raise exception.DriverError(
-                driver=self.name, host=host, reason="host is not served by this worker"
-            )
-        return connection
+        return self._hosts.call(host, operation, uuid, attempt, connection)
 
     def _dispatch(self, event: LifecycleEvent) -> None:
         with self._lock:

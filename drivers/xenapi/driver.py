@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 try:
     import XenAPI
@@ -26,6 +26,7 @@ from oslo_config import cfg
 from computed import exception
 from computed.objects import HostResources, InstanceInfo, InstanceSpec
 from drivers import base
+from drivers._backend import ServedHosts
 from drivers.xenapi import conf as xenapi_conf
 from drivers.xenapi import constants, errors
 from drivers.xenapi.conf import Target
@@ -39,6 +40,13 @@ LOG = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 Work = Callable[[PoolSession, Target], _T]
+
+
+class _Served(NamedTuple):
+    """How a compute host is reached: its pool's session, and its target in the pool."""
+
+    session: PoolSession
+    target: Target
 
 
 class XenAPIDriver(base.TransitionDriver):
@@ -56,8 +64,10 @@ class XenAPIDriver(base.TransitionDriver):
         super().__init__(conf)
         self._vmops = VMOps(conf.xenapi.template)
         self._hostops = HostOps()
-        self._targets: dict[str, Target] = {}
-        self._sessions: dict[str, PoolSession] = {}
+        self._hosts = ServedHosts[_Served, Exception](
+            self.name, (XenAPI.Failure, errors.PoolUnavailable), self._translate
+        )
+        self._sessions: dict[str, PoolSession] = {}  # by pool
         self._lock = threading.Lock()
 
     @classmethod
@@ -78,17 +88,18 @@ class XenAPIDriver(base.TransitionDriver):
             if session is None:
                 session = PoolSession(xenapi_conf.pool_config(self.conf, host, target.pool))
                 self._sessions[target.pool] = session
-        description = self._run(target, session, "init_host", None, self._hostops.describe)
-        with self._lock:
-            self._targets[host] = target
+        served = _Served(session, target)
+        description = self._call(host, "init_host", None, self._hostops.describe, served)
+        self._hosts.serve(host, served)
         LOG.info("Host %s served by %s", host, description)
 
     def cleanup_host(self, host: str) -> None:
         with self._lock:
-            target = self._targets.pop(host, None)
-            if target is None or any(t.pool == target.pool for t in self._targets.values()):
+            served = self._hosts.release(host)
+            pool = served.target.pool if served is not None else None
+            if pool is None or any(s.target.pool == pool for s in self._hosts.handles()):
                 return
-            session = self._sessions.pop(target.pool, None)
+            session = self._sessions.pop(pool, None)
         if session is not None:
             session.close()
 
@@ -122,24 +133,20 @@ class XenAPIDriver(base.TransitionDriver):
             host, operation, uuid, lambda s, t: self._vmops.transition(s, t, uuid, operation)
         )
 
-    def _call(self, host: str, operation: str, uuid: str | None, work: Work[_T]) -> _T:
-        with self._lock:
-            target = self._targets.get(host)
-            session = self._sessions.get(target.pool) if target is not None else None
-        if target is None or session is None:
-            raise exception.DriverError(
-                driver=self.name, host=host, reason="host is not served by this worker"
-            )
-        return self._run(target, session, operation, uuid, work)
-
-    @staticmethod
-    def _run(
-        target: Target, session: PoolSession, operation: str, uuid: str | None, work: Work[_T]
+    def _call(
+        self,
+        host: str,
+        operation: str,
+        uuid: str | None,
+        work: Work[_T],
+        served: _Served | None = None,
     ) -> _T:
-        """Run ``work``, mapping xapi's failures onto the project's exceptions."""
-        try:
-            return work(session, target)
-        except (XenAPI.Failure, errors.PoolUnavailable) as exc:
-            raise errors.translate(
-                exc, host=target.host, pool=target.pool, operation=operation, uuid=uuid
-            ) from exc
+        """Run ``work`` with the host's pool session and target."""
+        return self._hosts.call(host, operation, uuid, lambda s: work(*s), served)
+
+    def _translate(
+        self, exc: Exception, *, host: str, operation: str, uuid: str | None
+    ) -> exception.ComputedError:
+        """xapi's failure in the project's terms, naming the host's pool."""
+        pool = xenapi_conf.target_for(self.conf, host).pool
+        return errors.translate(exc, host=host, pool=pool, operation=operation, uuid=uuid)

@@ -7,7 +7,6 @@ for what of Hyper-V it emulates and from which sources.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +16,8 @@ from oslo_config import cfg
 pytest.importorskip("winrm")
 
 from drivers.hyperv.driver import HyperVDriver  # noqa: E402
+from tests.functional import _drivers  # noqa: E402
+from tests.functional._drivers import closed_port, silent_port  # noqa: E402, F401  (fixtures)
 from tests.winrmserver import HyperVHost, WinRMTestServer, make_self_signed_cert  # noqa: E402
 
 #: The account the test servers accept. The password is distinctive so that
@@ -36,15 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def make_conf(urls: dict[str, str], **hyperv_opts: Any) -> cfg.ConfigOpts:
     """A configuration serving each host of ``urls`` at its WinRM URL."""
-    conf = cfg.ConfigOpts()
-    HyperVDriver.register_opts(conf)
-    conf([])
-    conf.set_override("host_urls", urls, "hyperv")
     hyperv_opts.setdefault("username", USER)
     hyperv_opts.setdefault("password", PASSWORD)
-    for name, value in hyperv_opts.items():
-        conf.set_override(name, value, "hyperv")
-    return conf
+    return _drivers.make_conf(HyperVDriver, "hyperv", host_urls=urls, **hyperv_opts)
 
 
 @pytest.fixture
@@ -71,41 +66,11 @@ def tls_server(tls_files: tuple[str, str]) -> Iterator[WinRMTestServer]:
 @pytest.fixture
 def make_driver() -> Iterator[DriverFactory]:
     """``make_driver(urls, **hyperv_opts)``: a driver with every host of ``urls`` initialised."""
-    started: list[tuple[HyperVDriver, list[str]]] = []
-
-    def make(urls: dict[str, str], **hyperv_opts: Any) -> HyperVDriver:
-        driver = HyperVDriver(make_conf(urls, **hyperv_opts))
-        hosts: list[str] = []
-        started.append((driver, hosts))
-        for name in urls:
-            driver.init_host(name)
-            hosts.append(name)
-        return driver
-
-    yield make
-    for driver, hosts in started:
-        for name in hosts:
-            driver.cleanup_host(name)
+    with _drivers.serving() as serve:
+        yield lambda urls, **opts: serve(HyperVDriver(make_conf(urls, **opts)), urls)
 
 
 @pytest.fixture
 def driver(server: WinRMTestServer, make_driver: DriverFactory) -> HyperVDriver:
     """A driver serving both hosts of ``server`` over NTLM."""
     return make_driver(dict(server.urls))
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that accepts connections and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield int(sock.getsockname()[1])

@@ -14,51 +14,21 @@ import logging
 import re
 import time
 import uuid as uuidlib
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from computed import exception
-from computed.objects import InstanceInfo, InstanceSpec, PowerState
-from drivers import base
-from drivers.fake.driver import FakeDriver
+from computed.objects import PowerState
 from drivers.hyperv import powershell as ps
 from drivers.hyperv.driver import HyperVDriver
 from drivers.hyperv.vmops import encode_notes
+from tests.functional import _drivers
+from tests.functional._drivers import new_spec, outcome
 from tests.winrmserver import MiB, VMState, WinRMTestServer
 
-from .conftest import HOST, OTHER_HOST, PASSWORD, USER, DriverFactory, make_conf
+from .conftest import HOST, OTHER_HOST, PASSWORD, USER, DriverFactory
 
 pytestmark = pytest.mark.hyperv
-
-
-def new_spec(name: str = "vm", **fields: Any) -> InstanceSpec:
-    fields.setdefault("vcpus", 2)
-    fields.setdefault("memory_mb", 256)
-    fields.setdefault("disk_gb", 3)
-    spec = InstanceSpec(uuid=str(uuidlib.uuid4()), name=name, **fields)
-    spec.validate()  # as the worker does before the driver sees it
-    return spec
-
-
-def outcome(call: Callable[[], Any]) -> Any:
-    """What a caller sees: the instance's visible fields, or the error's type and text."""
-    try:
-        result = call()
-    except exception.ComputedError as exc:
-        return (type(exc).__name__, str(exc))
-    if isinstance(result, InstanceInfo):
-        return {f: getattr(result, f) for f in result.fields}
-    return result
-
-
-def fake_driver() -> FakeDriver:
-    conf = make_conf({})
-    FakeDriver.register_opts(conf)
-    driver = FakeDriver(conf)
-    driver.init_host(HOST)
-    return driver
 
 
 def scripts_sent(server: WinRMTestServer) -> list[str]:
@@ -169,45 +139,21 @@ def test_the_driver_serves_the_configured_hosts_only(driver: HyperVDriver) -> No
 
 # Lifecycle: the same outcome as the fake driver from every power state ---------------
 
-SETUP: dict[str, list[str]] = {
-    PowerState.RUNNING: [],
-    PowerState.STOPPED: ["power_off"],
-    PowerState.PAUSED: ["pause"],
-    PowerState.SUSPENDED: ["suspend"],
-}
-OPERATIONS = [
-    "power_on",
-    "power_off",
-    "pause",
-    "unpause",
-    "suspend",
-    "resume",
-    "reboot.soft",
-    "reboot.hard",
-]
 
-
-def _apply(driver: base.ComputeDriver, uuid: str, operation: str) -> Any:
-    if operation.startswith("reboot."):
-        return outcome(lambda: driver.reboot(HOST, uuid, operation.split(".")[1]))
-    return outcome(lambda: getattr(driver, operation)(HOST, uuid))
-
-
-@pytest.mark.parametrize("state", list(SETUP))
-@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("state", list(_drivers.REACH))
+@pytest.mark.parametrize("operation", _drivers.TRANSITION_KEYS)
 def test_lifecycle_matches_the_fake_driver(
     driver: HyperVDriver, server: WinRMTestServer, state: str, operation: str
 ) -> None:
-    fake = fake_driver()
+    fake = _drivers.fake_driver(HOST)
     spec = new_spec()
     for each in (fake, driver):
         each.spawn(HOST, spec)
-        for step in SETUP[state]:
-            getattr(each, step)(HOST, spec.uuid)
+        _drivers.reach(each, HOST, spec.uuid, state)
     assert outcome(lambda: driver.get_info(HOST, spec.uuid))["power_state"] == state
 
-    expected = _apply(fake, spec.uuid, operation)
-    assert _apply(driver, spec.uuid, operation) == expected
+    expected = outcome(lambda: _drivers.apply(fake, HOST, spec.uuid, operation))
+    assert outcome(lambda: _drivers.apply(driver, HOST, spec.uuid, operation)) == expected
     assert outcome(lambda: driver.get_info(HOST, spec.uuid)) == outcome(
         lambda: fake.get_info(HOST, spec.uuid)
     )
@@ -260,7 +206,7 @@ def test_a_missing_instance_is_instance_not_found(driver: HyperVDriver, operatio
     if operation == "get_info":
         result = outcome(lambda: driver.get_info(HOST, uuid))
     else:
-        result = _apply(driver, uuid, operation)
+        result = outcome(lambda: _drivers.apply(driver, HOST, uuid, operation))
     assert result == ("InstanceNotFound", f"Instance {uuid} not found on host {HOST}.")
 
 

@@ -8,68 +8,41 @@ Skipped where the ``hyperv`` entry point of ``computed.drivers`` is not installe
 
 from __future__ import annotations
 
-import os
-import select
-import subprocess
-import sys
 import time
 import uuid as uuidlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from computed import exception
 from computed.objects import InstanceSpec
+from tests.functional import _drivers
 
 from .conftest import PASSWORD, USER
 
 pytestmark = [pytest.mark.hyperv, pytest.mark.functional]
 
-ROOT = Path(__file__).resolve().parents[3]
-
 
 @pytest.fixture
 def winrm_server() -> Iterator[str]:
     """``python -m tests.winrmserver`` serving host HV01; yields its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.winrmserver", "--user", USER, "--password", PASSWORD]
-        + ["--host", "HV01"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 30)
-        line = process.stdout.readline().decode() if ready else ""
-        if not line:
-            pytest.fail(f"the WinRM test server did not start (exit {process.poll()})")
+    args = ["--user", USER, "--password", PASSWORD, "--host", "HV01"]
+    with _drivers.server_process("tests.winrmserver", *args) as line:
+        if not line.startswith("http"):
+            raise RuntimeError(f"the WinRM test server did not start: {line!r}")
         yield line.split()[0]
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_worker_serves_a_hyperv_host(deployment: Any, winrm_server: str) -> None:
-    try:
-        deployment.start_worker(
-            ["HV01"],
-            DEFAULT={"driver": "hyperv"},
-            hyperv={"host_urls": {"HV01": winrm_server}, "username": USER, "password": PASSWORD},
-        )
-    except RuntimeError as exc:
-        # The worker's environment, not this process's, decides what loads.
-        if "Cannot load driver 'hyperv': no such driver" in str(exc):
-            pytest.skip("the 'hyperv' entry point of computed.drivers is not installed")
-        raise
+    _drivers.start_worker(
+        deployment,
+        "hyperv",
+        ["HV01"],
+        host_urls={"HV01": winrm_server},
+        username=USER,
+        password=PASSWORD,
+    )
     api = deployment.api()
     uuid = str(uuidlib.uuid4())
     spec = InstanceSpec(uuid=uuid, name="over the bus", vcpus=2, memory_mb=256, disk_gb=4)

@@ -6,6 +6,7 @@ Needs libvirt-python and the libvirt daemon packages (``libvirt-daemon``,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +15,10 @@ from oslo_config import cfg
 
 from computed.testing import libvirtd as libvirtd_mod
 from computed.testing.libvirtd import Libvirtd
+from tests.functional import _drivers
 
 if TYPE_CHECKING:
+    from drivers.libvirt.connection import LifecycleEvent
     from drivers.libvirt.driver import LibvirtDriver
 
 #: The host the ``driver`` fixture serves.
@@ -83,39 +86,49 @@ def make_conf(uris: dict[str, str], **libvirt_opts: Any) -> cfg.ConfigOpts:
     """A configuration serving each host of ``uris`` through its URI."""
     from drivers.libvirt.driver import LibvirtDriver
 
-    conf = cfg.ConfigOpts()
-    LibvirtDriver.register_opts(conf)
-    conf([])
-    conf.set_override("host_uris", uris, "libvirt")
-    for name, value in libvirt_opts.items():
-        conf.set_override(name, value, "libvirt")
-    return conf
+    return _drivers.make_conf(LibvirtDriver, "libvirt", host_uris=uris, **libvirt_opts)
 
 
 @pytest.fixture
 def make_driver() -> Iterator[DriverFactory]:
     """``make_driver(uri, host=HOST, **libvirt_opts)``: a started driver, cleaned up after."""
-    started: list[tuple[LibvirtDriver, list[str]]] = []
+    from drivers.libvirt.driver import LibvirtDriver
 
     def make(uri: str | dict[str, str], host: str = HOST, **libvirt_opts: Any) -> LibvirtDriver:
-        from drivers.libvirt.driver import LibvirtDriver
-
         uris = uri if isinstance(uri, dict) else {host: uri}
-        driver = LibvirtDriver(make_conf(uris, **libvirt_opts))
-        hosts: list[str] = []
-        started.append((driver, hosts))
-        for name in uris:
-            driver.init_host(name)
-            hosts.append(name)
-        return driver
+        return serve(LibvirtDriver(make_conf(uris, **libvirt_opts)), uris)
 
-    yield make
-    for driver, hosts in started:
-        for name in hosts:
-            driver.cleanup_host(name)
+    with _drivers.serving() as serve:
+        yield make
 
 
 @pytest.fixture
 def driver(daemon: Libvirtd, virt: Any, make_driver: DriverFactory) -> LibvirtDriver:
     """A driver serving host ``h1`` from the daemon's ``test+unix:///default``."""
     return make_driver(daemon.uri_for())
+
+
+class Events:
+    """Collects a driver's lifecycle events; :meth:`wait` for one to arrive."""
+
+    def __init__(self) -> None:
+        self.seen: list[LifecycleEvent] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: LifecycleEvent) -> None:
+        with self._cond:
+            self.seen.append(event)
+            self._cond.notify_all()
+
+    def wait(self, uuid: str, event: str, timeout: float = 10) -> LifecycleEvent:
+        def match() -> LifecycleEvent | None:
+            return next((e for e in self.seen if e.uuid == uuid and e.event == event), None)
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: match() is not None, timeout):
+                raise AssertionError(
+                    f"no {event} event for {uuid} within {timeout} s; saw {self.seen}"
+                )
+            found = match()
+            assert found is not None
+            return found

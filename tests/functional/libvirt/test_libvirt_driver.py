@@ -8,54 +8,33 @@ give the same result, or the same error word for word.
 
 from __future__ import annotations
 
-import threading
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from oslo_config import cfg
 
 from computed import exception
-from computed.objects import InstanceInfo, InstanceSpec, PowerState
+from computed.objects import InstanceSpec, PowerState
 from computed.testing.libvirtd import Libvirtd
 from drivers import base
-from drivers.fake.driver import FakeDriver
 
 libvirt = pytest.importorskip("libvirt")
 
 from drivers.libvirt import constants  # noqa: E402
-from drivers.libvirt.connection import LifecycleEvent  # noqa: E402
 from drivers.libvirt.driver import LibvirtDriver  # noqa: E402
+from tests.functional import _drivers  # noqa: E402
+from tests.functional._drivers import new_spec, outcome  # noqa: E402
+
+from .conftest import HOST, DriverFactory, Events  # noqa: E402
 
 pytestmark = pytest.mark.libvirt
 
-HOST = "h1"  # the host the conftest's driver fixture serves
-DriverFactory = Callable[..., LibvirtDriver]
 
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 # The node XML <test:runstate> values are libvirt's virDomainState numbers.
 RUNNING, BLOCKED, PAUSED, SHUTDOWN, SHUTOFF, CRASHED, PMSUSPENDED = range(1, 8)
-
-
-def new_spec(name: str = "vm", **fields: Any) -> InstanceSpec:
-    fields.setdefault("vcpus", 1)
-    fields.setdefault("memory_mb", 128)
-    spec = InstanceSpec(uuid=str(uuidlib.uuid4()), name=name, **fields)
-    spec.validate()  # as the worker does before the driver sees it
-    return spec
-
-
-def outcome(call: Callable[[], Any]) -> Any:
-    """What a caller sees: the instance's visible fields, or the error's type and text."""
-    try:
-        result = call()
-    except exception.ComputedError as exc:
-        return (type(exc).__name__, str(exc))
-    if isinstance(result, InstanceInfo):
-        return {f: getattr(result, f) for f in result.fields}
-    return result
 
 
 def domain_xml(virt: Any, uuid: str) -> ET.Element:
@@ -116,7 +95,7 @@ def test_spawn_defines_and_starts_a_domain(driver: LibvirtDriver, virt: Any) -> 
 
 
 def test_spawn_of_an_existing_uuid_returns_it(driver: LibvirtDriver, virt: Any) -> None:
-    spec = new_spec("first")
+    spec = new_spec("first", memory_mb=128)
     first = driver.spawn(HOST, spec)
     driver.pause(HOST, spec.uuid)
     again = InstanceSpec(uuid=spec.uuid, name="second", vcpus=4, memory_mb=512)
@@ -160,46 +139,22 @@ def test_list_instances_shows_every_domain(driver: LibvirtDriver, virt: Any) -> 
 
 # Lifecycle: the fake driver's results, exactly ---------------------------------------
 
-_REACH = {
-    PowerState.RUNNING: [],
-    PowerState.PAUSED: ["pause"],
-    PowerState.SUSPENDED: ["suspend"],
-    PowerState.STOPPED: ["power_off"],
-}
-_OPERATIONS = sorted(base.TRANSITIONS)
 
-
-def _apply(driver: base.ComputeDriver, operation: str, uuid: str) -> InstanceInfo:
-    if operation.startswith("reboot."):
-        return driver.reboot(HOST, uuid, operation.split(".", 1)[1])
-    return getattr(driver, operation)(HOST, uuid)  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def fake() -> FakeDriver:
-    conf = cfg.ConfigOpts()
-    FakeDriver.register_opts(conf)
-    conf([])
-    fake = FakeDriver(conf)
-    fake.init_host(HOST)
-    return fake
-
-
-@pytest.mark.parametrize("start", list(_REACH))
-@pytest.mark.parametrize("operation", _OPERATIONS)
+@pytest.mark.parametrize("start", list(_drivers.REACH))
+@pytest.mark.parametrize("operation", _drivers.TRANSITION_KEYS)
 def test_transition_matches_the_fake_driver(
-    driver: LibvirtDriver, fake: FakeDriver, virt: Any, start: str, operation: str
+    driver: LibvirtDriver, virt: Any, start: str, operation: str
 ) -> None:
+    fake = _drivers.fake_driver(HOST)
     spec = new_spec("spec")
 
     def run(subject: base.ComputeDriver) -> tuple[Any, Any, str]:
         subject.spawn(HOST, spec)
-        for step in _REACH[start]:
-            _apply(subject, step, spec.uuid)
+        _drivers.reach(subject, HOST, spec.uuid, start)
         assert subject.get_info(HOST, spec.uuid).power_state == start
-        first = outcome(lambda: _apply(subject, operation, spec.uuid))
+        first = outcome(lambda: _drivers.apply(subject, HOST, spec.uuid, operation))
         # ... and the same again: a second call is a no-op or the same refusal
-        second = outcome(lambda: _apply(subject, operation, spec.uuid))
+        second = outcome(lambda: _drivers.apply(subject, HOST, spec.uuid, operation))
         return first, second, subject.get_info(HOST, spec.uuid).power_state
 
     expected = run(fake)
@@ -210,10 +165,9 @@ def test_transition_matches_the_fake_driver(
     assert bool(dom.hasManagedSaveImage(0)) == (final == PowerState.SUSPENDED)
 
 
-@pytest.mark.parametrize("operation", ["get_info", "destroy", *_OPERATIONS])
-def test_missing_instance_matches_the_fake_driver(
-    driver: LibvirtDriver, fake: FakeDriver, operation: str
-) -> None:
+@pytest.mark.parametrize("operation", ["get_info", "destroy", *_drivers.TRANSITION_KEYS])
+def test_missing_instance_matches_the_fake_driver(driver: LibvirtDriver, operation: str) -> None:
+    fake = _drivers.fake_driver(HOST)
     missing = str(uuidlib.uuid4())
 
     def call(subject: base.ComputeDriver) -> Any:
@@ -221,7 +175,7 @@ def test_missing_instance_matches_the_fake_driver(
             return subject.get_info(HOST, missing)
         if operation == "destroy":
             return subject.destroy(HOST, missing)
-        return _apply(subject, operation, missing)
+        return _drivers.apply(subject, HOST, missing, operation)
 
     expected = outcome(lambda: call(fake))
     assert outcome(lambda: call(driver)) == expected
@@ -241,14 +195,13 @@ def test_not_found_is_worded_as_everywhere_and_keeps_its_cause(driver: LibvirtDr
 # destroy -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("start", list(_REACH))
+@pytest.mark.parametrize("start", list(_drivers.REACH))
 def test_destroy_removes_the_domain_in_any_state(
     driver: LibvirtDriver, virt: Any, start: str
 ) -> None:
     spec = new_spec()
     driver.spawn(HOST, spec)
-    for step in _REACH[start]:
-        _apply(driver, step, spec.uuid)
+    _drivers.reach(driver, HOST, spec.uuid, start)
     driver.destroy(HOST, spec.uuid)
     with pytest.raises(libvirt.libvirtError) as caught:
         virt.lookupByUUIDString(spec.uuid)
@@ -282,32 +235,6 @@ def test_power_off_of_a_suspended_instance_discards_its_image(
     assert virt.lookupByUUIDString(spec.uuid).hasManagedSaveImage(0)
     assert driver.power_off(HOST, spec.uuid).power_state == PowerState.STOPPED
     assert not virt.lookupByUUIDString(spec.uuid).hasManagedSaveImage(0)
-
-
-class Events:
-    """Collects a driver's lifecycle events; :meth:`wait` for one to arrive."""
-
-    def __init__(self) -> None:
-        self.seen: list[LifecycleEvent] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, event: LifecycleEvent) -> None:
-        with self._cond:
-            self.seen.append(event)
-            self._cond.notify_all()
-
-    def wait(self, uuid: str, event: str, timeout: float = 10) -> LifecycleEvent:
-        def match() -> LifecycleEvent | None:
-            return next((e for e in self.seen if e.uuid == uuid and e.event == event), None)
-
-        with self._cond:
-            if not self._cond.wait_for(lambda: match() is not None, timeout):
-                raise AssertionError(
-                    f"no {event} event for {uuid} within {timeout} s; saw {self.seen}"
-                )
-            found = match()
-            assert found is not None
-            return found
 
 
 def test_lifecycle_events_reach_listeners(driver: LibvirtDriver) -> None:

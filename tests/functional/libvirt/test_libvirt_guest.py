@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable
@@ -33,8 +32,9 @@ from computed.testing.libvirtd import Libvirtd
 libvirt = pytest.importorskip("libvirt")
 
 from drivers.libvirt import config  # noqa: E402
-from drivers.libvirt.connection import LifecycleEvent  # noqa: E402
 from drivers.libvirt.driver import LibvirtDriver  # noqa: E402
+
+from .conftest import Events  # noqa: E402
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.libvirt_guest]
 
@@ -146,24 +146,6 @@ def guest_boot() -> dict[str, str]:
 # The test --------------------------------------------------------------------------------
 
 
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[LifecycleEvent] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, event: LifecycleEvent) -> None:
-        with self._cond:
-            self.seen.append(event)
-            self._cond.notify_all()
-
-    def wait_for(self, match: Callable[[LifecycleEvent], bool], timeout: float) -> LifecycleEvent:
-        with self._cond:
-            self._cond.wait_for(lambda: any(map(match, self.seen)), timeout)
-            found = [e for e in self.seen if match(e)]
-        assert found, f"no matching event within {timeout} s; saw {self.seen}"
-        return found[0]
-
-
 def wait_ready(conn: Any, uuid: str, timeout: float = BOOT_TIMEOUT) -> None:
     """Read the guest's serial console through libvirt until its init says it is ready."""
     dom = conn.lookupByUUIDString(uuid)
@@ -214,8 +196,8 @@ def test_a_real_guest_through_its_lifecycle(
         # The power button, heard by the guest: it shuts itself down.
         events.seen.clear()
         assert driver.power_off(HOST, uuid).power_state == PowerState.STOPPED
-        shutdown = events.wait_for(lambda e: e.uuid == uuid and e.event == "shutdown", 10)
-        stopped = events.wait_for(lambda e: e.uuid == uuid and e.event == "stopped", 10)
+        shutdown = events.wait(uuid, "shutdown")
+        stopped = events.wait(uuid, "stopped")
         assert stopped.detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN  # not destroyed
         assert events.seen.index(shutdown) < events.seen.index(stopped)
 

@@ -15,6 +15,7 @@ import pytest
 from computed import exception
 from computed.objects import InstanceSpec
 from computed.testing.libvirtd import Libvirtd
+from tests.functional import _drivers
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -22,17 +23,7 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.functional]
 
 
 def test_worker_serves_a_libvirt_host(deployment: Any, daemon: Libvirtd, virt: Any) -> None:
-    try:
-        deployment.start_worker(
-            ["kvm1"],
-            DEFAULT={"driver": "libvirt"},
-            libvirt={"host_uris": {"kvm1": daemon.uri_for()}},
-        )
-    except RuntimeError as exc:
-        # The worker's environment, not this process's, decides what loads.
-        if "Cannot load driver 'libvirt': no such driver" in str(exc):
-            pytest.skip("the 'libvirt' entry point of computed.drivers is not installed")
-        raise
+    _drivers.start_worker(deployment, "libvirt", ["kvm1"], host_uris={"kvm1": daemon.uri_for()})
     api = deployment.api()
     uuid = str(uuidlib.uuid4())
     spec = InstanceSpec(uuid=uuid, name="over the bus", vcpus=1, memory_mb=128, disk_gb=2)

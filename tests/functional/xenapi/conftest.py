@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from oslo_config import cfg
 
+from tests.functional import _drivers
+from tests.functional._drivers import closed_port, silent_port  # noqa: F401  (fixtures)
 from tests.xapiserver import XapiTestServer
 
 if TYPE_CHECKING:
@@ -63,23 +65,22 @@ def make_conf(
     """A configuration of the pools ``urls``; by default HOST on pool1/xs-a."""
     from drivers.xenapi.driver import XenAPIDriver
 
-    conf = cfg.ConfigOpts()
-    XenAPIDriver.register_opts(conf)
-    conf([])
-    conf.set_override("pool_urls", urls, "xenapi")
-    conf.set_override("hosts", hosts or {HOST: f"{POOL}/{XAPI_HOST}"}, "xenapi")
     xenapi_opts.setdefault("password", PASSWORD)
     xenapi_opts.setdefault("connect_timeout", 2.0)
     xenapi_opts.setdefault("call_timeout", 10.0)
-    for name, value in xenapi_opts.items():
-        conf.set_override(name, value, "xenapi")
-    return conf
+    return _drivers.make_conf(
+        XenAPIDriver,
+        "xenapi",
+        pool_urls=urls,
+        hosts=hosts or {HOST: f"{POOL}/{XAPI_HOST}"},
+        **xenapi_opts,
+    )
 
 
 @pytest.fixture
 def make_driver() -> Iterator[DriverFactory]:
     """``make_driver(url_or_urls, hosts=None, init=True, **xenapi_opts)``, cleaned up after."""
-    started: list[tuple[XenAPIDriver, list[str]]] = []
+    from drivers.xenapi.driver import XenAPIDriver
 
     def make(
         url: str | dict[str, str],
@@ -87,23 +88,12 @@ def make_driver() -> Iterator[DriverFactory]:
         init: bool = True,
         **xenapi_opts: Any,
     ) -> XenAPIDriver:
-        from drivers.xenapi.driver import XenAPIDriver
-
         urls = url if isinstance(url, dict) else {POOL: url}
         conf = make_conf(urls, hosts, **xenapi_opts)
-        driver = XenAPIDriver(conf)
-        served: list[str] = []
-        started.append((driver, served))
-        if init:
-            for name in conf.xenapi.hosts:
-                driver.init_host(name)
-                served.append(name)
-        return driver
+        return serve(XenAPIDriver(conf), conf.xenapi.hosts if init else ())
 
-    yield make
-    for driver, served in started:
-        for name in served:
-            driver.cleanup_host(name)
+    with _drivers.serving() as serve:
+        yield make
 
 
 @pytest.fixture

@@ -9,20 +9,18 @@ give the same result, or the same error word for word.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from oslo_config import cfg
 
 from computed import exception
-from computed.objects import InstanceInfo, InstanceSpec, PowerState
+from computed.objects import InstanceSpec, PowerState
 from drivers import base
-from drivers.fake.driver import FakeDriver
+from tests.functional import _drivers
+from tests.functional._drivers import new_spec, outcome
 from tests.functional.xenapi.conftest import (
     HOST,
     PASSWORD,
@@ -42,25 +40,6 @@ pytestmark = pytest.mark.xenapi
 
 GiB = 1024**3
 MiB = 1024**2
-
-
-def new_spec(name: str = "vm", **fields: Any) -> InstanceSpec:
-    fields.setdefault("vcpus", 1)
-    fields.setdefault("memory_mb", 256)
-    spec = InstanceSpec(uuid=str(uuidlib.uuid4()), name=name, **fields)
-    spec.validate()  # as the worker does before the driver sees it
-    return spec
-
-
-def outcome(call: Callable[[], Any]) -> Any:
-    """What a caller sees: the instance's visible fields, or the error's type and text."""
-    try:
-        result = call()
-    except exception.ComputedError as exc:
-        return (type(exc).__name__, str(exc))
-    if isinstance(result, InstanceInfo):
-        return {f: getattr(result, f) for f in result.fields}
-    return result
 
 
 def vm_of(xapi: Any, uuid: str) -> str:
@@ -112,35 +91,25 @@ def test_spawn_is_idempotent_by_uuid(driver: XenAPIDriver, xapi: Any) -> None:
     assert [i.uuid for i in driver.list_instances(HOST)] == [spec.uuid]
 
 
-#: How to bring a fresh (running) instance into each power state.
-REACH = {"running": [], "stopped": ["power_off"], "paused": ["pause"], "suspended": ["suspend"]}
-#: Every lifecycle call after spawn, with its arguments.
-CALLS = [(op, ()) for op in base.TRANSITIONS if not op.startswith("reboot")] + [
-    ("reboot", (kind,)) for kind in base.REBOOT_TYPES
-]
-
-
-def run_from(drv: base.ComputeDriver, start: str, operation: str, args: tuple[str, ...]) -> Any:
+def run_from(drv: base.ComputeDriver, start: str, operation: str) -> Any:
     """Spawn, bring to ``start``, apply ``operation``: what the caller sees, uuid masked."""
     spec = new_spec(f"{start}-{operation}")
     drv.spawn(HOST, spec)
-    for step in REACH[start]:
-        getattr(drv, step)(HOST, spec.uuid)
-    got = outcome(lambda: getattr(drv, operation)(HOST, spec.uuid, *args))
+    _drivers.reach(drv, HOST, spec.uuid, start)
+    got = outcome(lambda: _drivers.apply(drv, HOST, spec.uuid, operation))
     drv.destroy(HOST, spec.uuid)
     if isinstance(got, tuple):
         return (got[0], got[1].replace(spec.uuid, "<uuid>"))
     return {k: v for k, v in got.items() if k != "uuid"}
 
 
-@pytest.mark.parametrize("start", list(REACH))
-@pytest.mark.parametrize(("operation", "args"), CALLS)
+@pytest.mark.parametrize("start", list(_drivers.REACH))
+@pytest.mark.parametrize("operation", _drivers.TRANSITION_KEYS)
 def test_every_transition_matches_the_fake_driver(
-    driver: XenAPIDriver, start: str, operation: str, args: tuple[str, ...]
+    driver: XenAPIDriver, start: str, operation: str
 ) -> None:
-    fake = FakeDriver(_fake_conf())
-    fake.init_host(HOST)
-    assert run_from(driver, start, operation, args) == run_from(fake, start, operation, args)
+    fake = _drivers.fake_driver(HOST)
+    assert run_from(driver, start, operation) == run_from(fake, start, operation)
 
 
 def test_invalid_power_state_is_exact(driver: XenAPIDriver, xapi: Any) -> None:
@@ -209,14 +178,12 @@ def test_vm_destroyed_during_an_operation_is_not_found(
         driver.power_off(HOST, spec.uuid)
 
 
-@pytest.mark.parametrize("state", ["running", "paused", "suspended", "stopped"])
+@pytest.mark.parametrize("state", list(_drivers.REACH))
 def test_destroy_removes_the_vm_and_its_disks(driver: XenAPIDriver, xapi: Any, state: str) -> None:
     vdis_before = set(xapi.VDI.get_all())
     spec = new_spec(disk_gb=3)
     driver.spawn(HOST, spec)
-    step = {"running": None, "paused": "pause", "suspended": "suspend", "stopped": "power_off"}
-    if step[state]:
-        getattr(driver, step[state])(HOST, spec.uuid)
+    _drivers.reach(driver, HOST, spec.uuid, state)
     vm = vm_of(xapi, spec.uuid)
     assert instance_disks(xapi, vm)
     driver.destroy(HOST, spec.uuid)
@@ -413,34 +380,19 @@ def test_password_changed_while_running(driver: XenAPIDriver, server: XapiTestSe
     assert PASSWORD not in str(caught.value)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_unreachable_pool_fails_fast(make_driver: DriverFactory) -> None:
+def test_unreachable_pool_fails_fast(make_driver: DriverFactory, closed_port: int) -> None:
     started = time.monotonic()
     with pytest.raises(exception.DriverError) as caught:
-        make_driver(f"http://127.0.0.1:{_closed_port()}/")
+        make_driver(f"http://127.0.0.1:{closed_port}/")
     assert time.monotonic() - started < 3
     assert caught.value.kwargs["error_code"] == "POOL_UNREACHABLE"
     assert "cannot reach pool pool1 at http://127.0.0.1:" in str(caught.value)
 
 
-@pytest.fixture
-def silent_listener() -> Iterator[str]:
-    """A port that accepts connections and never answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield f"http://127.0.0.1:{s.getsockname()[1]}/"
-
-
-def test_silent_pool_times_out(make_driver: DriverFactory, silent_listener: str) -> None:
+def test_silent_pool_times_out(make_driver: DriverFactory, silent_port: int) -> None:
     started = time.monotonic()
     with pytest.raises(exception.DriverError) as caught:
-        make_driver(silent_listener, call_timeout=0.5)
+        make_driver(f"http://127.0.0.1:{silent_port}/", call_timeout=0.5)
     assert time.monotonic() - started < 3
     assert caught.value.kwargs["error_code"] == "POOL_TIMEOUT"
     assert "did not answer login within 0.5 s" in str(caught.value)
@@ -488,7 +440,10 @@ def test_https_untrusted_certificate(
 
 
 def test_the_password_is_never_logged(
-    server: XapiTestServer, make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
+    server: XapiTestServer,
+    make_driver: DriverFactory,
+    closed_port: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[str] = []
@@ -500,7 +455,7 @@ def test_the_password_is_never_logged(
     driver.destroy(HOST, spec.uuid)
     for bad in (
         lambda: make_driver(server.url, password=PASSWORD + "x"),
-        lambda: make_driver(f"http://127.0.0.1:{_closed_port()}/"),
+        lambda: make_driver(f"http://127.0.0.1:{closed_port}/"),
     ):
         with pytest.raises(exception.DriverError) as caught:
             bad()
@@ -514,13 +469,6 @@ def test_the_password_is_never_logged(
     assert PASSWORD not in caplog.text
     for text in errors:
         assert PASSWORD not in text
-
-
-def _fake_conf() -> cfg.ConfigOpts:
-    conf = cfg.ConfigOpts()
-    FakeDriver.register_opts(conf)
-    conf([])
-    return conf
 
 
 def test_power_state_table() -> None:

@@ -7,26 +7,21 @@ through its entry point in a worker process and serves calls made through
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 import uuid as uuidlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from computed import exception
 from computed.objects import InstanceSpec
+from tests.functional import _drivers
 from tests.functional.xenapi.conftest import PASSWORD, POOL, USER
 
 XenAPI = pytest.importorskip("XenAPI")
 
 pytestmark = [pytest.mark.xenapi, pytest.mark.functional]
 
-REPO = Path(__file__).resolve().parents[3]
 HOST = "xen1"
 XAPI_HOST = "xs1"
 
@@ -34,63 +29,26 @@ XAPI_HOST = "xs1"
 @pytest.fixture
 def xapi_process() -> Iterator[str]:
     """``python -m tests.xapiserver`` as a process of its own; yields the pool's URL."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.xapiserver",
-            "--port",
-            "0",
-            "--pool",
-            f"{POOL}:{USER}:{PASSWORD}:{XAPI_HOST}",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        },
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(30)
-    try:
-        if not lines or not lines[0].startswith("READY "):
-            raise RuntimeError(f"xapi test server did not start: {lines!r}")
-        urls = dict(item.split("=", 1) for item in lines[0].split()[1:])
+    pool = f"{POOL}:{USER}:{PASSWORD}:{XAPI_HOST}"
+    with _drivers.server_process("tests.xapiserver", "--port", "0", "--pool", pool) as line:
+        if not line.startswith("READY "):
+            raise RuntimeError(f"xapi test server did not start: {line!r}")
+        urls = dict(item.split("=", 1) for item in line.split()[1:])
         yield urls[POOL]
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def test_worker_serves_a_xenapi_host(deployment: Any, xapi_process: str) -> None:
-    try:
-        worker = deployment.start_worker(
-            [HOST],
-            DEFAULT={"driver": "xenapi"},
-            xenapi={
-                "pool_urls": {POOL: xapi_process},
-                "hosts": {HOST: f"{POOL}/{XAPI_HOST}"},
-                "username": USER,
-                "password": PASSWORD,
-                "connect_timeout": 2,
-                "call_timeout": 10,
-            },
-        )
-    except RuntimeError as exc:
-        # The worker's environment, not this process's, decides what loads.
-        if "Cannot load driver 'xenapi': no such driver" in str(exc):
-            pytest.skip("the 'xenapi' entry point of computed.drivers is not installed")
-        raise
+    worker = _drivers.start_worker(
+        deployment,
+        "xenapi",
+        [HOST],
+        pool_urls={POOL: xapi_process},
+        hosts={HOST: f"{POOL}/{XAPI_HOST}"},
+        username=USER,
+        password=PASSWORD,
+        connect_timeout=2,
+        call_timeout=10,
+    )
     observer = XenAPI.Session(xapi_process)
     observer.xenapi.login_with_password(USER, PASSWORD, "2.21", "observer")
     api = deployment.api()

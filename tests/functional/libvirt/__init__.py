@@ -1,0 +1,1 @@
+"""The libvirt driver's tests against a private libvirtd."""
