@@ -30,16 +30,20 @@ class _Endpoint:
     def info(
         self, ctxt: Any, publisher_id: str, event_type: str, payload: Any, metadata: Any
     ) -> None:
-        self._collector._add(publisher_id, event_type, payload)
+        self._collector._add(publisher_id, event_type, payload, metadata)
 
     def error(
         self, ctxt: Any, publisher_id: str, event_type: str, payload: Any, metadata: Any
     ) -> None:
-        self._collector._add(publisher_id, event_type, payload)
+        self._collector._add(publisher_id, event_type, payload, metadata)
 
 
 class NotificationCollector:
     """Listens on the notification topic and keeps every instance.* event.
+
+    A notification delivered twice by the broker (same message id: after a
+    broker restart, say) is kept once, as a consumer keyed by message id
+    would; one published twice is kept twice.
 
     :param transport: a notification transport (``rpc.get_notification_transport``).
     :param topic: the ``[notifications] topic`` the workers publish on.
@@ -49,6 +53,7 @@ class NotificationCollector:
 
     def __init__(self, transport: messaging.Transport, topic: str, pool: str) -> None:
         self._events: list[Notification] = []
+        self._message_ids: set[str] = set()
         self._changed = threading.Condition()
         self._objects = ComputedObjectSerializer()
         self._listener = messaging.get_notification_listener(
@@ -98,10 +103,15 @@ class NotificationCollector:
             lambda e: e.event_type == event_type and e.payload.request_id == request_id, timeout
         )
 
-    def _add(self, publisher_id: str, event_type: str, payload: Any) -> None:
+    def _add(self, publisher_id: str, event_type: str, payload: Any, metadata: Any) -> None:
         if not event_type.startswith("instance."):
             return
         obj = self._objects.deserialize_entity(None, payload)
+        message_id = (metadata or {}).get("message_id")
         with self._changed:
+            if message_id is not None:
+                if message_id in self._message_ids:
+                    return
+                self._message_ids.add(message_id)
             self._events.append(Notification(event_type, publisher_id, obj))
             self._changed.notify_all()
