@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oslo_config import cfg
+from oslo_config import cfg, types
 
 __all__ = ["register_opts", "list_opts"]
 
@@ -18,7 +18,7 @@ notifications_opts = [
     cfg.ListOpt(
         "phases",
         default=["start", "end", "error"],
-        item_type=cfg.types.String(choices=["start", "end", "error"]),
+        item_type=types.String(choices=["start", "end", "error"]),
         help="Which notifications a lifecycle operation publishes. Dropping 'start' "
         "saves one broker round trip per operation (about a quarter of a cast's cost "
         "on the worker); 'end' and 'error' are how a cast reports its outcome.",

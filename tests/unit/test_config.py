@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import configparser
 import re
-from pathlib import Path
-
 from importlib import metadata
+from pathlib import Path
 
 SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "computed.conf.sample"
 

@@ -85,7 +85,9 @@ def test_no_driver_configured() -> None:
 def test_import_failure_is_reported_with_its_cause(plugin_path: str) -> None:
     installed, report = _load_elsewhere(plugin_path, "unimportable").splitlines()
     assert "unimportable" in installed.split(",")
-    assert report.startswith("unimportable | Cannot load driver 'unimportable': ImportError: libfoo.so.1")
+    assert report.startswith(
+        "unimportable | Cannot load driver 'unimportable': ImportError: libfoo.so.1"
+    )
 
 
 def test_a_class_that_is_not_a_driver_is_refused(plugin_path: str) -> None:

@@ -19,21 +19,39 @@ from .state import PoolSpec
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.xapiserver",
-                                     description="xapi XML-RPC test server")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.xapiserver", description="xapi XML-RPC test server"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0,
-                        help="first pool's port; later pools take the next ones; 0 = any")
-    parser.add_argument("--pool", action="append", default=[], metavar="SPEC",
-                        help="NAME:user:password[:host1,host2,...] (repeatable)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="first pool's port; later pools take the next ones; 0 = any",
+    )
+    parser.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="NAME:user:password[:host1,host2,...] (repeatable)",
+    )
     tls = parser.add_mutually_exclusive_group()
     tls.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS")
-    tls.add_argument("--tls-self-signed", action="store_true",
-                     help="serve HTTPS with a freshly made self-signed certificate")
-    parser.add_argument("--session-ttl", type=float, default=None,
-                        help="idle seconds after which a session is invalid")
-    parser.add_argument("--no-testing-api", action="store_true",
-                        help="do not serve the testing.* control namespace")
+    tls.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve HTTPS with a freshly made self-signed certificate",
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=float,
+        default=None,
+        help="idle seconds after which a session is invalid",
+    )
+    parser.add_argument(
+        "--no-testing-api", action="store_true", help="do not serve the testing.* control namespace"
+    )
     args = parser.parse_args(argv)
     if not args.pool:
         args.pool = ["pool1:root:password"]
@@ -48,9 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     tls: bool | tuple[str, str] = tuple(args.tls) if args.tls else bool(args.tls_self_signed)
-    server = XapiTestServer(specs, tls=tls, host=args.host, port=args.port,
-                            session_ttl=args.session_ttl,
-                            testing_api=not args.no_testing_api)
+    server = XapiTestServer(
+        specs,
+        tls=tls,
+        host=args.host,
+        port=args.port,
+        session_ttl=args.session_ttl,
+        testing_api=not args.no_testing_api,
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

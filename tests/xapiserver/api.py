@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import errors as E
 from . import methods, records, vmops
@@ -48,12 +49,33 @@ class Method:
 # VM messages whose handler applies injected faults itself (inside
 # vm_operation, while the VM shows the operation in current_operations).
 _SELF_FAULTING = {
-    "destroy", "clone", "copy", "provision", "start", "start_on", "pause", "unpause",
-    "clean_shutdown", "hard_shutdown", "shutdown", "clean_reboot", "hard_reboot",
-    "suspend", "resume", "resume_on", "set_is_a_template", "set_memory_static_max",
-    "set_memory_static_min", "set_memory_dynamic_max", "set_memory_dynamic_min",
-    "set_memory_dynamic_range", "set_memory_static_range", "set_memory_limits",
-    "set_memory", "set_VCPUs_max", "set_VCPUs_at_startup",
+    "destroy",
+    "clone",
+    "copy",
+    "provision",
+    "start",
+    "start_on",
+    "pause",
+    "unpause",
+    "clean_shutdown",
+    "hard_shutdown",
+    "shutdown",
+    "clean_reboot",
+    "hard_reboot",
+    "suspend",
+    "resume",
+    "resume_on",
+    "set_is_a_template",
+    "set_memory_static_max",
+    "set_memory_static_min",
+    "set_memory_dynamic_max",
+    "set_memory_dynamic_min",
+    "set_memory_dynamic_range",
+    "set_memory_static_range",
+    "set_memory_limits",
+    "set_memory",
+    "set_VCPUs_max",
+    "set_VCPUs_at_startup",
 }
 
 
@@ -62,11 +84,11 @@ def _generic(cls: str, table: dict[str, Method]) -> None:
     defaults = records.DEFAULTS[cls]()
     kinds = records.FIELD_KINDS.get(cls, {})
 
-    def add(name: str, params: Params, handler: Callable[..., Any],
-            async_ok: bool = False) -> None:
+    def add(name: str, params: Params, handler: Callable[..., Any], async_ok: bool = False) -> None:
         table[f"{cls}.{name}"] = Method(f"{cls}.{name}", params, handler, async_ok=async_ok)
 
     add("get_all", (), lambda call: call.pool.refs(cls))
+
     def get_all_records(call: Call) -> dict[str, dict[str, Any]]:
         with call.pool.lock:
             return {r: call.pool.view(cls, r) for r in call.pool.refs(cls)}
@@ -75,29 +97,42 @@ def _generic(cls: str, table: dict[str, Method]) -> None:
     add("get_record", (("self", "ref"),), lambda call, ref: call.pool.view(cls, ref))
     add("get_by_uuid", (("uuid", "string"),), lambda call, uuid: call.pool.by_uuid(cls, uuid))
     if "name_label" in defaults:
-        add("get_by_name_label", (("label", "string"),),
-            lambda call, label: [r for r, rec in call.pool.items(cls)
-                                 if rec["name_label"] == label])
+        add(
+            "get_by_name_label",
+            (("label", "string"),),
+            lambda call, label: [
+                r for r, rec in call.pool.items(cls) if rec["name_label"] == label
+            ],
+        )
     for fld in defaults:
-        add(f"get_{fld}", (("self", "ref"),),
-            lambda call, ref, fld=fld: call.pool.view(cls, ref)[fld])
+        add(
+            f"get_{fld}",
+            (("self", "ref"),),
+            lambda call, ref, fld=fld: call.pool.view(cls, ref)[fld],
+        )
     for fld in records.SIMPLE_SETTERS.get(cls, ()):
         kind = kinds.get(fld) or kind_of_default(defaults[fld])
         add(f"set_{fld}", (("self", "ref"), ("value", kind)), _setter(cls, fld))
         if kind == "map":
-            add(f"add_to_{fld}", (("self", "ref"), ("key", "string"), ("value", "string")),
-                _map_add(cls, fld))
-            add(f"remove_from_{fld}", (("self", "ref"), ("key", "string")),
-                _map_remove(cls, fld))
+            add(
+                f"add_to_{fld}",
+                (("self", "ref"), ("key", "string"), ("value", "string")),
+                _map_add(cls, fld),
+            )
+            add(f"remove_from_{fld}", (("self", "ref"), ("key", "string")), _map_remove(cls, fld))
         elif kind == "set" and fld == "tags":
             add(f"add_{fld}", (("self", "ref"), ("value", "string")), _set_add(cls, fld))
-            add(f"remove_{fld}", (("self", "ref"), ("value", "string")),
-                _set_add(cls, fld, remove=True))
+            add(
+                f"remove_{fld}",
+                (("self", "ref"), ("value", "string")),
+                _set_add(cls, fld, remove=True),
+            )
 
 
 def _setter(cls: str, fld: str) -> Callable[..., None]:
     def handler(call: Call, ref: str, value: Any) -> None:
         call.pool.update(cls, ref, **{fld: value})
+
     return handler
 
 
@@ -108,6 +143,7 @@ def _map_add(cls: str, fld: str) -> Callable[..., None]:
             if key in rec[fld]:
                 raise XapiError(E.MAP_DUPLICATE_KEY, cls, fld, rec["uuid"], key)
             call.pool.update(cls, ref, **{fld: {**rec[fld], key: value}})
+
     return handler
 
 
@@ -116,6 +152,7 @@ def _map_remove(cls: str, fld: str) -> Callable[..., None]:
         with call.pool.lock:
             rec = call.pool.get(cls, ref)
             call.pool.update(cls, ref, **{fld: {k: v for k, v in rec[fld].items() if k != key}})
+
     return handler
 
 
@@ -124,11 +161,11 @@ def _set_add(cls: str, fld: str, remove: bool = False) -> Callable[..., None]:
         with call.pool.lock:
             items = [v for v in call.pool.get(cls, ref)[fld] if v != value]
             call.pool.update(cls, ref, **{fld: items if remove else items + [value]})
+
     return handler
 
 
-def _login(call: Call, uname: str, pwd: str, version: str = "1.0",
-           originator: str = "") -> str:
+def _login(call: Call, uname: str, pwd: str, version: str = "1.0", originator: str = "") -> str:
     return call.pool.login(uname, pwd, originator)
 
 
@@ -141,14 +178,18 @@ def build_methods() -> dict[str, Method]:
     for cls in records.CLASSES:
         _generic(cls, table)
     for name, (params, handler, async_ok) in methods.VM_HANDLERS.items():
-        table[f"VM.{name}"] = Method(f"VM.{name}", params, handler, async_ok=async_ok,
-                                     self_faults=name in _SELF_FAULTING)
+        table[f"VM.{name}"] = Method(
+            f"VM.{name}", params, handler, async_ok=async_ok, self_faults=name in _SELF_FAULTING
+        )
     for name, (params, handler, async_ok) in methods.OTHER_HANDLERS.items():
         table[name] = Method(name, params, handler, async_ok=async_ok)
     table["session.login_with_password"] = Method(
         "session.login_with_password",
-        (("uname", "string"), ("pwd", "string"), ("version", "string"),
-         ("originator", "string")), _login, session=False, optional=2)
+        (("uname", "string"), ("pwd", "string"), ("version", "string"), ("originator", "string")),
+        _login,
+        session=False,
+        optional=2,
+    )
     table["session.logout"] = Method("session.logout", (), _logout)
     table["session.local_logout"] = Method("session.local_logout", (), _logout)
     return table
@@ -178,7 +219,7 @@ class Dispatcher:
 
     def _dispatch(self, name: str, params: list[Any]) -> dict[str, Any]:
         is_async = name.startswith("Async.")
-        base = name[len("Async."):] if is_async else name
+        base = name[len("Async.") :] if is_async else name
         method = METHODS.get(base)
         if method is None:
             if params:
@@ -190,16 +231,20 @@ class Dispatcher:
         if received < mandatory or (method.optional == 0 and received != mandatory):
             raise XapiError(E.MESSAGE_PARAMETER_COUNT_MISMATCH, base, mandatory, received)
         session = self.pool.check_session(params[0]).ref if method.session else ""
-        raw = params[offset:offset + len(method.params)]
-        args = [coerce(kind, value, pname) for (pname, kind), value in zip(method.params, raw)]
+        raw = params[offset : offset + len(method.params)]
+        args = [
+            coerce(kind, value, pname)
+            for (pname, kind), value in zip(method.params, raw, strict=False)
+        ]
         if is_async and not method.async_ok:
             return failure(["Fault", f"No async mode for this operation (rpc: {base})"])
         call = Call(self.pool, base, session=session, fault=self.pool.take_fault(base, args))
         if not is_async:
             return success(to_wire(self._run(method, call, args)))
         call.task = self.pool.create_task(name)
-        threading.Thread(target=self._run_task, args=(method, call, args),
-                         name=f"xapi-task-{base}", daemon=True).start()
+        threading.Thread(
+            target=self._run_task, args=(method, call, args), name=f"xapi-task-{base}", daemon=True
+        ).start()
         return success(call.task)
 
     @staticmethod

@@ -8,7 +8,7 @@ README.md in this package for the file each one was checked against).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 HANDLE_INVALID = "HANDLE_INVALID"
 UUID_INVALID = "UUID_INVALID"

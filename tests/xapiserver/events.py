@@ -65,8 +65,9 @@ def _matches(subs: list[tuple[str, str | None]], cls: str, ref: str) -> bool:
     return False
 
 
-def _collect(pool: PoolState, subs: list[tuple[str, str | None]], since: int
-             ) -> list[dict[str, Any]]:
+def _collect(
+    pool: PoolState, subs: list[tuple[str, str | None]], since: int
+) -> list[dict[str, Any]]:
     adds: list[dict[str, Any]] = []
     mods: list[dict[str, Any]] = []
     dels: list[dict[str, Any]] = []
@@ -84,17 +85,24 @@ def _collect(pool: PoolState, subs: list[tuple[str, str | None]], since: int
     return adds + mods + dels
 
 
-def _event(gen: int, cls: str, op: str, ref: str, snapshot: dict[str, Any] | None
-           ) -> dict[str, Any]:
-    event: dict[str, Any] = {"id": gen, "timestamp": "0.0", "class": cls.lower(),
-                             "operation": op, "ref": ref}
+def _event(
+    gen: int, cls: str, op: str, ref: str, snapshot: dict[str, Any] | None
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "id": gen,
+        "timestamp": "0.0",
+        "class": cls.lower(),
+        "operation": op,
+        "ref": ref,
+    }
     if snapshot is not None:
         event["snapshot"] = snapshot
     return event
 
 
-def event_from(pool: PoolState, session: str, classes: list[str], token: str,
-               timeout: float) -> dict[str, Any]:
+def event_from(
+    pool: PoolState, session: str, classes: list[str], token: str, timeout: float
+) -> dict[str, Any]:
     since = parse_token(token)
     subs = _parse_subs(classes)
     deadline = time.monotonic() + max(0.0, timeout)
@@ -110,8 +118,7 @@ def event_from(pool: PoolState, session: str, classes: list[str], token: str,
             since = generation
             pool.changed.wait(remaining)
         counts = {cls.lower(): Int32(len(objs)) for cls, objs in pool.objects.items()}
-        return {"events": events, "valid_ref_counts": counts,
-                "token": format_token(generation)}
+        return {"events": events, "valid_ref_counts": counts, "token": format_token(generation)}
 
 
 def known_class(name: str) -> str | None:

@@ -8,7 +8,8 @@ returns a plain Python value; :mod:`.api` marshals it. Errors are raised as
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import errors as E
 from . import events, records, vmops
@@ -19,8 +20,13 @@ from .wire import NULL_REF, coerce, kind_of_default, now
 # ------------------------------------------------------------------ helpers
 
 
-def build_record(cls: str, struct: dict[str, Any], required: tuple[str, ...],
-                 optional: tuple[str, ...], kinds: dict[str, str]) -> dict[str, Any]:
+def build_record(
+    cls: str,
+    struct: dict[str, Any],
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    kinds: dict[str, str],
+) -> dict[str, Any]:
     """Check a constructor struct: required fields present, every field typed."""
     defaults = records.DEFAULTS[cls]()
     for name in required:
@@ -38,6 +44,7 @@ def _lifecycle(op: str, fn: Callable[..., None]) -> Callable[..., None]:
     def handler(call: Call, ref: str, *rest: Any) -> None:
         with vmops.vm_operation(call, ref, op) as vm:
             fn(call.pool, ref, vm, *rest)
+
     handler.__name__ = f"VM_{op}"
     return handler
 
@@ -46,10 +53,15 @@ def _lifecycle(op: str, fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def vm_create(call: Call, struct: dict[str, Any]) -> str:
-    fields = build_record("VM", struct, records.VM_CREATE_REQUIRED,
-                          records.VM_CREATE_OPTIONAL, records.VM_FIELD_KINDS)
-    vmops.check_memory(fields["memory_static_min"], fields["memory_dynamic_min"],
-                       fields["memory_dynamic_max"], fields["memory_static_max"])
+    fields = build_record(
+        "VM", struct, records.VM_CREATE_REQUIRED, records.VM_CREATE_OPTIONAL, records.VM_FIELD_KINDS
+    )
+    vmops.check_memory(
+        fields["memory_static_min"],
+        fields["memory_dynamic_min"],
+        fields["memory_dynamic_max"],
+        fields["memory_static_max"],
+    )
     vmops.check_vcpus(fields["VCPUs_max"], fields["VCPUs_at_startup"])
     fields.update(power_state="Halted", is_default_template=False)
     with call.pool.lock:
@@ -107,28 +119,40 @@ def _set_is_a_template(call: Call, ref: str, value: bool) -> None:
     with pool.lock:
         vm = pool.get("VM", ref)
         other = {k: v for k, v in vm["other_config"].items() if k != "default_template"}
-        pool.update("VM", ref, is_a_template=False, is_default_template=False,
-                    other_config=other)
+        pool.update("VM", ref, is_a_template=False, is_default_template=False, other_config=other)
 
 
 def _memory_setter(op: str, fields: tuple[str, ...]) -> Callable[..., None]:
     def handler(call: Call, ref: str, *values: int) -> None:
         with vmops.vm_operation(call, ref, op) as vm:
-            new = {"memory_" + f: v for f, v in zip(fields, values)}
-            merged = {k: vm[k] for k in ("memory_static_min", "memory_dynamic_min",
-                                         "memory_dynamic_max", "memory_static_max")}
+            new = {"memory_" + f: v for f, v in zip(fields, values, strict=False)}
+            merged = {
+                k: vm[k]
+                for k in (
+                    "memory_static_min",
+                    "memory_dynamic_min",
+                    "memory_dynamic_max",
+                    "memory_static_max",
+                )
+            }
             merged.update(new)
-            vmops.check_memory(merged["memory_static_min"], merged["memory_dynamic_min"],
-                               merged["memory_dynamic_max"], merged["memory_static_max"])
+            vmops.check_memory(
+                merged["memory_static_min"],
+                merged["memory_dynamic_min"],
+                merged["memory_dynamic_max"],
+                merged["memory_static_max"],
+            )
             call.pool.update("VM", ref, **new)
+
     return handler
 
 
 def _set_memory(call: Call, ref: str, value: int) -> None:
     with vmops.vm_operation(call, ref, "changing_memory_limits") as vm:
         vmops.check_memory(vm["memory_static_min"], value, value, value)
-        call.pool.update("VM", ref, memory_static_max=value, memory_dynamic_max=value,
-                         memory_dynamic_min=value)
+        call.pool.update(
+            "VM", ref, memory_static_max=value, memory_dynamic_max=value, memory_dynamic_min=value
+        )
 
 
 def _set_vcpus(field: str) -> Callable[..., None]:
@@ -140,6 +164,7 @@ def _set_vcpus(field: str) -> Callable[..., None]:
                 raise XapiError(E.INVALID_VALUE, "VCPUs_max", value)
             vmops.check_vcpus(vcpus_max, at_startup)
             call.pool.update("VM", ref, **{field: value})
+
     return handler
 
 
@@ -170,6 +195,7 @@ def _allowed_devices(field: str, count: int) -> Callable[[Call, str], list[str]]
             key = "userdevice" if cls == "VBD" else "device"
             used = {call.pool.get(cls, r)[key] for r in vm[field] if call.pool.exists(cls, r)}
             return [str(n) for n in range(count) if str(n) not in used]
+
     return handler
 
 
@@ -186,12 +212,21 @@ VM_HANDLERS: dict[str, tuple[tuple[tuple[str, str], ...], Callable[..., Any], bo
     "copy": ((("vm", "ref"), ("new_name", "string"), ("sr", "ref")), vm_copy, True),
     "provision": ((("vm", "ref"),), _lifecycle("provision", vmops.provision), True),
     "start": ((("vm", "ref"), ("start_paused", "bool"), ("force", "bool")), _start, True),
-    "start_on": ((("vm", "ref"), ("host", "ref"), ("start_paused", "bool"),
-                  ("force", "bool")), _start_on, True),
-    "pause": ((("vm", "ref"),),
-              _lifecycle("pause", lambda p, r, v: vmops.set_paused(p, r, v, True)), True),
-    "unpause": ((("vm", "ref"),),
-                _lifecycle("unpause", lambda p, r, v: vmops.set_paused(p, r, v, False)), True),
+    "start_on": (
+        (("vm", "ref"), ("host", "ref"), ("start_paused", "bool"), ("force", "bool")),
+        _start_on,
+        True,
+    ),
+    "pause": (
+        (("vm", "ref"),),
+        _lifecycle("pause", lambda p, r, v: vmops.set_paused(p, r, v, True)),
+        True,
+    ),
+    "unpause": (
+        (("vm", "ref"),),
+        _lifecycle("unpause", lambda p, r, v: vmops.set_paused(p, r, v, False)),
+        True,
+    ),
     "clean_shutdown": ((("vm", "ref"),), _lifecycle("clean_shutdown", vmops.halt), True),
     "hard_shutdown": ((("vm", "ref"),), _lifecycle("hard_shutdown", vmops.halt), True),
     "shutdown": ((("vm", "ref"),), _lifecycle("shutdown", vmops.halt), True),
@@ -199,37 +234,64 @@ VM_HANDLERS: dict[str, tuple[tuple[tuple[str, str], ...], Callable[..., Any], bo
     "hard_reboot": ((("vm", "ref"),), _lifecycle("hard_reboot", vmops.reboot), True),
     "suspend": ((("vm", "ref"),), _lifecycle("suspend", vmops.suspend), True),
     "resume": ((("vm", "ref"), ("start_paused", "bool"), ("force", "bool")), _resume, True),
-    "resume_on": ((("vm", "ref"), ("host", "ref"), ("start_paused", "bool"),
-                   ("force", "bool")), _resume_on, True),
+    "resume_on": (
+        (("vm", "ref"), ("host", "ref"), ("start_paused", "bool"), ("force", "bool")),
+        _resume_on,
+        True,
+    ),
     "power_state_reset": ((("vm", "ref"),), _power_state_reset, True),
     "set_is_a_template": ((("self", "ref"), ("value", "bool")), _set_is_a_template, False),
-    "set_memory_static_max": ((("self", "ref"), ("value", "int")),
-                              _memory_setter("changing_static_range", ("static_max",)), False),
-    "set_memory_static_min": ((("self", "ref"), ("value", "int")),
-                              _memory_setter("changing_static_range", ("static_min",)), False),
-    "set_memory_dynamic_max": ((("self", "ref"), ("value", "int")),
-                               _memory_setter("changing_dynamic_range", ("dynamic_max",)),
-                               False),
-    "set_memory_dynamic_min": ((("self", "ref"), ("value", "int")),
-                               _memory_setter("changing_dynamic_range", ("dynamic_min",)),
-                               False),
-    "set_memory_dynamic_range": ((("self", "ref"), ("min", "int"), ("max", "int")),
-                                 _memory_setter("changing_dynamic_range",
-                                                ("dynamic_min", "dynamic_max")), True),
-    "set_memory_static_range": ((("self", "ref"), ("min", "int"), ("max", "int")),
-                                _memory_setter("changing_static_range",
-                                               ("static_min", "static_max")), True),
-    "set_memory_limits": ((("self", "ref"), ("static_min", "int"), ("static_max", "int"),
-                           ("dynamic_min", "int"), ("dynamic_max", "int")),
-                          _memory_setter("changing_memory_limits",
-                                         ("static_min", "static_max", "dynamic_min",
-                                          "dynamic_max")), True),
+    "set_memory_static_max": (
+        (("self", "ref"), ("value", "int")),
+        _memory_setter("changing_static_range", ("static_max",)),
+        False,
+    ),
+    "set_memory_static_min": (
+        (("self", "ref"), ("value", "int")),
+        _memory_setter("changing_static_range", ("static_min",)),
+        False,
+    ),
+    "set_memory_dynamic_max": (
+        (("self", "ref"), ("value", "int")),
+        _memory_setter("changing_dynamic_range", ("dynamic_max",)),
+        False,
+    ),
+    "set_memory_dynamic_min": (
+        (("self", "ref"), ("value", "int")),
+        _memory_setter("changing_dynamic_range", ("dynamic_min",)),
+        False,
+    ),
+    "set_memory_dynamic_range": (
+        (("self", "ref"), ("min", "int"), ("max", "int")),
+        _memory_setter("changing_dynamic_range", ("dynamic_min", "dynamic_max")),
+        True,
+    ),
+    "set_memory_static_range": (
+        (("self", "ref"), ("min", "int"), ("max", "int")),
+        _memory_setter("changing_static_range", ("static_min", "static_max")),
+        True,
+    ),
+    "set_memory_limits": (
+        (
+            ("self", "ref"),
+            ("static_min", "int"),
+            ("static_max", "int"),
+            ("dynamic_min", "int"),
+            ("dynamic_max", "int"),
+        ),
+        _memory_setter(
+            "changing_memory_limits", ("static_min", "static_max", "dynamic_min", "dynamic_max")
+        ),
+        True,
+    ),
     "set_memory": ((("self", "ref"), ("value", "int")), _set_memory, True),
     "set_VCPUs_max": ((("self", "ref"), ("value", "int")), _set_vcpus("VCPUs_max"), False),
-    "set_VCPUs_at_startup": ((("self", "ref"), ("value", "int")),
-                             _set_vcpus("VCPUs_at_startup"), False),
-    "assert_operation_valid": ((("self", "ref"), ("op", "string")),
-                               _assert_operation_valid, True),
+    "set_VCPUs_at_startup": (
+        (("self", "ref"), ("value", "int")),
+        _set_vcpus("VCPUs_at_startup"),
+        False,
+    ),
+    "assert_operation_valid": ((("self", "ref"), ("op", "string")), _assert_operation_valid, True),
     "assert_can_boot_here": ((("self", "ref"), ("host", "ref")), _assert_can_boot_here, True),
     "get_possible_hosts": ((("vm", "ref"),), _possible_hosts, True),
     "get_allowed_VBD_devices": ((("vm", "ref"),), _allowed_devices("VBDs", 16), False),
@@ -241,8 +303,13 @@ VM_HANDLERS: dict[str, tuple[tuple[tuple[str, str], ...], Callable[..., Any], bo
 
 
 def vdi_create(call: Call, struct: dict[str, Any]) -> str:
-    fields = build_record("VDI", struct, records.VDI_CREATE_REQUIRED,
-                          records.VDI_CREATE_OPTIONAL, records.VDI_FIELD_KINDS)
+    fields = build_record(
+        "VDI",
+        struct,
+        records.VDI_CREATE_REQUIRED,
+        records.VDI_CREATE_OPTIONAL,
+        records.VDI_FIELD_KINDS,
+    )
     with call.pool.lock:
         call.pool.get("SR", fields["SR"])
         if fields["virtual_size"] < 0:
@@ -256,8 +323,10 @@ def vdi_destroy(call: Call, ref: str) -> None:
         vdi = pool.get("VDI", ref)
         for vbd_ref in vdi["VBDs"]:
             vbd = pool.get("VBD", vbd_ref)
-            if vbd["currently_attached"] or (pool.exists("VM", vbd["VM"]) and
-                                             pool.get("VM", vbd["VM"])["power_state"] != "Halted"):
+            if vbd["currently_attached"] or (
+                pool.exists("VM", vbd["VM"])
+                and pool.get("VM", vbd["VM"])["power_state"] != "Halted"
+            ):
                 raise XapiError(E.VDI_IN_USE, ref, "destroy")
         for vbd_ref in list(vdi["VBDs"]):
             pool.link("VM", pool.get("VBD", vbd_ref)["VM"], "VBDs", vbd_ref, add=False)
@@ -267,8 +336,13 @@ def vdi_destroy(call: Call, ref: str) -> None:
 
 
 def vbd_create(call: Call, struct: dict[str, Any]) -> str:
-    fields = build_record("VBD", struct, records.VBD_CREATE_REQUIRED,
-                          records.VBD_CREATE_OPTIONAL, records.VBD_FIELD_KINDS)
+    fields = build_record(
+        "VBD",
+        struct,
+        records.VBD_CREATE_REQUIRED,
+        records.VBD_CREATE_OPTIONAL,
+        records.VBD_FIELD_KINDS,
+    )
     pool = call.pool
     with pool.lock:
         vm = pool.get("VM", fields["VM"])
@@ -290,20 +364,27 @@ def _detachable(cls: str) -> Callable[[Call, str], None]:
             rec = pool.get(cls, ref)
             if rec["currently_attached"]:
                 vm_uuid = pool.get("VM", rec["VM"])["uuid"] if pool.exists("VM", rec["VM"]) else ""
-                raise XapiError(E.OPERATION_NOT_ALLOWED,
-                                f"{cls} '{rec['uuid']}' still attached to '{vm_uuid}'")
+                raise XapiError(
+                    E.OPERATION_NOT_ALLOWED, f"{cls} '{rec['uuid']}' still attached to '{vm_uuid}'"
+                )
             pool.link("VM", rec["VM"], cls + "s", ref, add=False)
             if cls == "VBD":
                 pool.link("VDI", rec["VDI"], "VBDs", ref, add=False)
             else:
                 pool.link("network", rec["network"], "VIFs", ref, add=False)
             pool.remove(cls, ref)
+
     return handler
 
 
 def vif_create(call: Call, struct: dict[str, Any]) -> str:
-    fields = build_record("VIF", struct, records.VIF_CREATE_REQUIRED,
-                          records.VIF_CREATE_OPTIONAL, records.VIF_FIELD_KINDS)
+    fields = build_record(
+        "VIF",
+        struct,
+        records.VIF_CREATE_REQUIRED,
+        records.VIF_CREATE_OPTIONAL,
+        records.VIF_FIELD_KINDS,
+    )
     pool = call.pool
     with pool.lock:
         vm = pool.get("VM", fields["VM"])
@@ -336,8 +417,7 @@ def task_destroy(call: Call, ref: str) -> None:
 
 
 def event_from(call: Call, classes: list[Any], token: str, timeout: float) -> dict[str, Any]:
-    return events.event_from(call.pool, call.session, [str(c) for c in classes], token,
-                             timeout)
+    return events.event_from(call.pool, call.session, [str(c) for c in classes], token, timeout)
 
 
 def event_inject(call: Call, cls: str, ref: str) -> str:
@@ -376,8 +456,11 @@ OTHER_HANDLERS: dict[str, tuple[tuple[tuple[str, str], ...], Callable[..., Any],
     "task.create": ((("label", "string"), ("description", "string")), task_create, False),
     "task.cancel": ((("task", "ref"),), task_cancel, True),
     "task.destroy": ((("self", "ref"),), task_destroy, False),
-    "event.from": ((("classes", "set"), ("token", "string"), ("timeout", "float")),
-                   event_from, False),
+    "event.from": (
+        (("classes", "set"), ("token", "string"), ("timeout", "float")),
+        event_from,
+        False,
+    ),
     "event.inject": ((("class", "string"), ("ref", "string")), event_inject, False),
     "host.compute_free_memory": ((("host", "ref"),), host_free_memory, True),
     "host.get_servertime": ((("host", "ref"),), host_servertime, False),

@@ -16,7 +16,8 @@ import ssl
 import subprocess
 import tempfile
 import threading
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from .api import Dispatcher
@@ -37,10 +38,28 @@ def make_self_signed_cert(directory: str | os.PathLike[str]) -> tuple[str, str]:
         _cert_with_cryptography(certfile, keyfile)
     except ImportError:
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-             "-keyout", keyfile, "-out", certfile, "-subj", "/CN=localhost",
-             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "30",
+                "-keyout",
+                keyfile,
+                "-out",
+                certfile,
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return certfile, keyfile
 
 
@@ -55,18 +74,31 @@ def _cert_with_cryptography(certfile: str, keyfile: str) -> None:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=31))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=31))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     with open(keyfile, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM,
-                                   serialization.PrivateFormat.TraditionalOpenSSL,
-                                   serialization.NoEncryption()))
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
     with open(certfile, "wb") as fh:
         fh.write(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -87,14 +119,21 @@ class _Listener(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher,
-                 ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, address: tuple[str, int], dispatcher: Dispatcher, ssl_context: ssl.SSLContext | None
+    ) -> None:
         self.dispatcher = dispatcher
         self.ssl_context = ssl_context
         self.connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
-        super().__init__(address, requestHandler=_Handler, logRequests=False,
-                         allow_none=False, encoding="utf-8", bind_and_activate=True)
+        super().__init__(
+            address,
+            requestHandler=_Handler,
+            logRequests=False,
+            allow_none=False,
+            encoding="utf-8",
+            bind_and_activate=True,
+        )
 
     def _dispatch(self, method: str, params: Iterable[Any]) -> Any:
         return self.dispatcher.dispatch(method, tuple(params))
@@ -140,10 +179,15 @@ class XapiTestServer:
     else the first pool's port (the next pools take the following ones).
     """
 
-    def __init__(self, pools: Iterable[PoolSpec | str] = ("pool1:root:password",),
-                 tls: bool | tuple[str, str] = False, host: str = "127.0.0.1",
-                 port: int = 0, session_ttl: float | None = None,
-                 testing_api: bool = True) -> None:
+    def __init__(
+        self,
+        pools: Iterable[PoolSpec | str] = ("pool1:root:password",),
+        tls: bool | tuple[str, str] = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        session_ttl: float | None = None,
+        testing_api: bool = True,
+    ) -> None:
         self.specs = [PoolSpec.coerce(p) for p in pools]
         names = [s.name for s in self.specs]
         if not names or len(set(names)) != len(names):
@@ -173,19 +217,23 @@ class XapiTestServer:
         ctx.load_cert_chain(self.certfile, self.keyfile)
         return ctx
 
-    def start(self) -> "XapiTestServer":
+    def start(self) -> XapiTestServer:
         if self.listeners:
             return self
         ctx = self._ssl_context()
         try:
             for index, spec in enumerate(self.specs):
                 port = self.port + index if self.port else 0
-                listener = _Listener((self.host, port),
-                                     Dispatcher(self.pools[spec.name], self.testing_api), ctx)
+                listener = _Listener(
+                    (self.host, port), Dispatcher(self.pools[spec.name], self.testing_api), ctx
+                )
                 self.listeners[spec.name] = listener
-                thread = threading.Thread(target=listener.serve_forever,
-                                          kwargs={"poll_interval": 0.1},
-                                          name=f"xapi-test-{spec.name}", daemon=True)
+                thread = threading.Thread(
+                    target=listener.serve_forever,
+                    kwargs={"poll_interval": 0.1},
+                    name=f"xapi-test-{spec.name}",
+                    daemon=True,
+                )
                 thread.start()
                 self.threads.append(thread)
         except BaseException:
@@ -206,7 +254,7 @@ class XapiTestServer:
             self._tmpdir.cleanup()
             self._tmpdir = None
 
-    def __enter__(self) -> "XapiTestServer":
+    def __enter__(self) -> XapiTestServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -217,8 +265,10 @@ class XapiTestServer:
     @property
     def urls(self) -> dict[str, str]:
         scheme = "https" if self.tls else "http"
-        return {name: f"{scheme}://{self.host}:{lst.server_address[1]}/"
-                for name, lst in self.listeners.items()}
+        return {
+            name: f"{scheme}://{self.host}:{lst.server_address[1]}/"
+            for name, lst in self.listeners.items()
+        }
 
     @property
     def url(self) -> str:
@@ -239,27 +289,42 @@ class XapiTestServer:
         return sum(p.expire_sessions() for p in targets)
 
     def set_session_ttl(self, seconds: float | None, pool: str | None = None) -> None:
-        for p in ([self.pool(pool)] if pool else self.pools.values()):
+        for p in [self.pool(pool)] if pool else self.pools.values():
             p.session_ttl = seconds
 
-    def inject_failure(self, method: str, description: Sequence[str], *,
-                       pool: str | None = None, count: int | None = 1,
-                       ref: str | None = None, delay: float = 0.0) -> None:
+    def inject_failure(
+        self,
+        method: str,
+        description: Sequence[str],
+        *,
+        pool: str | None = None,
+        count: int | None = 1,
+        ref: str | None = None,
+        delay: float = 0.0,
+    ) -> None:
         """Make the next ``count`` calls of ``method`` (e.g. ``"VM.start"``), optionally
         only those naming ``ref``, fail with ``description`` ([CODE, params...])."""
         self.pool(pool).inject(Fault(method, [str(d) for d in description], delay, count, ref))
 
-    def set_delay(self, method: str, seconds: float, *, pool: str | None = None,
-                  count: int | None = None, ref: str | None = None) -> None:
+    def set_delay(
+        self,
+        method: str,
+        seconds: float,
+        *,
+        pool: str | None = None,
+        count: int | None = None,
+        ref: str | None = None,
+    ) -> None:
         """Make calls of ``method`` take ``seconds`` longer (VM operations stay
         in the VM's current_operations meanwhile)."""
         self.pool(pool).inject(Fault(method, None, seconds, count, ref))
 
     def clear_faults(self, pool: str | None = None) -> None:
-        for p in ([self.pool(pool)] if pool else self.pools.values()):
+        for p in [self.pool(pool)] if pool else self.pools.values():
             p.clear_faults()
 
     def set_vm_power_state(self, vm_ref: str, state: str, pool: str | None = None) -> None:
         """Simulate a guest-side power change (crash, poweroff from inside...)."""
         from .vmops import set_power_state
+
         set_power_state(self.pool(pool), vm_ref, state)

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from . import records
-from .errors import (SESSION_AUTHENTICATION_FAILED, SESSION_INVALID, XapiError,
-                     handle_invalid, uuid_invalid)
+from .errors import (
+    SESSION_AUTHENTICATION_FAILED,
+    SESSION_INVALID,
+    XapiError,
+    handle_invalid,
+    uuid_invalid,
+)
 from .records import GiB
 from .wire import NULL_REF, new_ref, new_uuid, now
 
 DEFAULT_HOST_MEMORY = 16 * GiB
 DEFAULT_DOM0_MEMORY = 1 * GiB
-DEFAULT_DISKS = ('<provision><disk device="0" size="{size}" sr="" bootable="true" '
-                 'type="system"/></provision>')
+DEFAULT_DISKS = (
+    '<provision><disk device="0" size="{size}" sr="" bootable="true" type="system"/></provision>'
+)
 
 
 @dataclass
@@ -50,7 +57,7 @@ class PoolSpec:
             self.hosts = [HostSpec(f"{self.name}-host1")]
 
     @classmethod
-    def parse(cls, text: str) -> "PoolSpec":
+    def parse(cls, text: str) -> PoolSpec:
         """``NAME:user:password[:host1,host2,...]`` (the CLI form)."""
         parts = text.split(":", 3)
         if len(parts) < 3 or not parts[0]:
@@ -59,7 +66,7 @@ class PoolSpec:
         return cls(parts[0], parts[1], parts[2], [HostSpec(h) for h in hosts])
 
     @classmethod
-    def coerce(cls, value: "PoolSpec | str") -> "PoolSpec":
+    def coerce(cls, value: PoolSpec | str) -> PoolSpec:
         return value if isinstance(value, PoolSpec) else cls.parse(value)
 
 
@@ -96,8 +103,9 @@ class Obj:
 class PoolState:
     """Objects, sessions and tasks of one pool, with one lock."""
 
-    def __init__(self, spec: PoolSpec, session_ttl: float | None = None,
-                 failed_login_delay: float = 0.0) -> None:
+    def __init__(
+        self, spec: PoolSpec, session_ttl: float | None = None, failed_login_delay: float = 0.0
+    ) -> None:
         self.spec = spec
         self.session_ttl = session_ttl
         self.failed_login_delay = failed_login_delay
@@ -242,26 +250,34 @@ class PoolState:
     # ------------------------------------------------------------ tasks
 
     def create_task(self, label: str, description: str = "") -> str:
-        return self.add("task", {"name_label": label, "name_description": description,
-                                 "created": now(), "resident_on": self.master_ref,
-                                 "allowed_operations": ["cancel"]})
+        return self.add(
+            "task",
+            {
+                "name_label": label,
+                "name_description": description,
+                "created": now(),
+                "resident_on": self.master_ref,
+                "allowed_operations": ["cancel"],
+            },
+        )
 
-    def finish_task(self, ref: str, result_xml: str | None = None,
-                    error: list[str] | None = None) -> None:
+    def finish_task(
+        self, ref: str, result_xml: str | None = None, error: list[str] | None = None
+    ) -> None:
         with self.lock:
             if not self.exists("task", ref):
                 return
             rec = self.get("task", ref)
             if rec["status"] not in ("pending", "cancelling"):
                 return
-            changes: dict[str, Any] = {"finished": now(), "progress": 1.0,
-                                       "allowed_operations": []}
+            changes: dict[str, Any] = {"finished": now(), "progress": 1.0, "allowed_operations": []}
             if error is None:
                 changes.update(status="success", result=result_xml or "")
             else:
                 cancelled = rec["status"] == "cancelling" or error[:1] == ["TASK_CANCELLED"]
-                changes.update(status="cancelled" if cancelled else "failure",
-                               error_info=list(error))
+                changes.update(
+                    status="cancelled" if cancelled else "failure", error_info=list(error)
+                )
             self.update("task", ref, **changes)
 
     # ------------------------------------------------------------ faults
@@ -298,9 +314,11 @@ class PoolState:
         """Host memory less every domain that is resident on it (dom0 included)."""
         with self.lock:
             metrics = self.get("host_metrics", self.get("host", host_ref)["metrics"])
-            used = sum(self.vm_memory_need(vm) for _, vm in self.items("VM")
-                       if vm["resident_on"] == host_ref
-                       and vm["power_state"] in ("Running", "Paused"))
+            used = sum(
+                self.vm_memory_need(vm)
+                for _, vm in self.items("VM")
+                if vm["resident_on"] == host_ref and vm["power_state"] in ("Running", "Paused")
+            )
             return int(metrics["memory_total"]) - used
 
     def refresh_host_metrics(self) -> None:
@@ -309,87 +327,166 @@ class PoolState:
                 free = self.host_free_memory(host_ref)
                 metrics = self.get("host_metrics", host["metrics"])
                 if metrics["memory_free"] != free:
-                    self.update("host_metrics", host["metrics"], memory_free=free,
-                                last_updated=now())
+                    self.update(
+                        "host_metrics", host["metrics"], memory_free=free, last_updated=now()
+                    )
 
     # ------------------------------------------------------------ seeding
 
     def _seed(self) -> None:
         spec = self.spec
         self.pool_ref = self.add("pool", {"name_label": spec.name})
-        self.default_sr = self.add("SR", {
-            "name_label": "Local storage", "type": "lvm", "content_type": "user",
-            "physical_size": 1024 * GiB, "name_description": f"Local storage of {spec.name}",
-        })
-        self.add("network", {"name_label": "Pool-wide network associated with eth0",
-                             "bridge": "xenbr0"})
+        self.default_sr = self.add(
+            "SR",
+            {
+                "name_label": "Local storage",
+                "type": "lvm",
+                "content_type": "user",
+                "physical_size": 1024 * GiB,
+                "name_description": f"Local storage of {spec.name}",
+            },
+        )
+        self.add(
+            "network", {"name_label": "Pool-wide network associated with eth0", "bridge": "xenbr0"}
+        )
         for index, hspec in enumerate(spec.hosts):
             host_ref = self._seed_host(hspec, index)
             if index == 0:
                 self.master_ref = host_ref
-        self.update("pool", self.pool_ref, master=self.master_ref, default_SR=self.default_sr,
-                    suspend_image_SR=self.default_sr, crash_dump_SR=self.default_sr)
-        self._seed_template("Other install media", 8 * GiB, {
-            "install-methods": "cdrom"}, "Template which allows VM installation from"
-            " install media")
-        self._seed_template("Debian Bookworm 12", 10 * GiB, {
-            "install-methods": "cdrom,nfs,http,ftp", "linux_template": "true"},
-            "Template for Debian Bookworm 12")
+        self.update(
+            "pool",
+            self.pool_ref,
+            master=self.master_ref,
+            default_SR=self.default_sr,
+            suspend_image_SR=self.default_sr,
+            crash_dump_SR=self.default_sr,
+        )
+        self._seed_template(
+            "Other install media",
+            8 * GiB,
+            {"install-methods": "cdrom"},
+            "Template which allows VM installation from install media",
+        )
+        self._seed_template(
+            "Debian Bookworm 12",
+            10 * GiB,
+            {"install-methods": "cdrom,nfs,http,ftp", "linux_template": "true"},
+            "Template for Debian Bookworm 12",
+        )
         self.refresh_host_metrics()
 
     def _seed_host(self, hspec: HostSpec, index: int) -> str:
         address = f"192.0.2.{index + 10}"
-        metrics = self.add("host_metrics", {"memory_total": hspec.memory_total,
-                                            "memory_free": hspec.memory_total,
-                                            "last_updated": now()})
-        host_ref = self.add("host", {
-            "name_label": hspec.name, "hostname": hspec.name, "address": address,
-            "metrics": metrics, "suspend_image_sr": self.default_sr,
-            "crash_dump_sr": self.default_sr,
-            "cpu_info": {"cpu_count": str(hspec.cpu_count), "socket_count": "1",
-                         "vendor": "GenuineIntel", "speed": "2400.000",
-                         "modelname": "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz",
-                         "family": "6", "model": "63", "stepping": "2",
-                         "flags": "fpu de tsc msr pae", "features": ""},
-        })
+        metrics = self.add(
+            "host_metrics",
+            {
+                "memory_total": hspec.memory_total,
+                "memory_free": hspec.memory_total,
+                "last_updated": now(),
+            },
+        )
+        host_ref = self.add(
+            "host",
+            {
+                "name_label": hspec.name,
+                "hostname": hspec.name,
+                "address": address,
+                "metrics": metrics,
+                "suspend_image_sr": self.default_sr,
+                "crash_dump_sr": self.default_sr,
+                "cpu_info": {
+                    "cpu_count": str(hspec.cpu_count),
+                    "socket_count": "1",
+                    "vendor": "GenuineIntel",
+                    "speed": "2400.000",
+                    "modelname": "Intel(R) Xeon(R) CPU E5-2630 v3 @ 2.40GHz",
+                    "family": "6",
+                    "model": "63",
+                    "stepping": "2",
+                    "flags": "fpu de tsc msr pae",
+                    "features": "",
+                },
+            },
+        )
         software = dict(self.get("host", host_ref)["software_version"], hostname=hspec.name)
-        cpus = [self.add("host_cpu", {"host": host_ref, "number": n})
-                for n in range(hspec.cpu_count)]
-        dom0_metrics = self.add("VM_metrics", {
-            "memory_actual": hspec.dom0_memory, "VCPUs_number": hspec.cpu_count,
-            "start_time": now(), "last_updated": now(), "state": ["running"]})
-        dom0 = self.add("VM", {
-            "name_label": f"Control domain on host: {hspec.name}",
-            "name_description": "The domain which manages physical devices and manages"
-            " other domains", "power_state": "Running", "is_control_domain": True,
-            "resident_on": host_ref, "domid": 0, "metrics": dom0_metrics,
-            "memory_static_max": hspec.dom0_memory, "memory_dynamic_max": hspec.dom0_memory,
-            "memory_dynamic_min": hspec.dom0_memory, "memory_static_min": hspec.dom0_memory,
-            "memory_target": hspec.dom0_memory, "VCPUs_max": hspec.cpu_count,
-            "VCPUs_at_startup": hspec.cpu_count, "domain_type": "pv",
-        })
-        self.update("host", host_ref, software_version=software, host_CPUs=cpus,
-                    control_domain=dom0, resident_VMs=[dom0])
+        cpus = [
+            self.add("host_cpu", {"host": host_ref, "number": n}) for n in range(hspec.cpu_count)
+        ]
+        dom0_metrics = self.add(
+            "VM_metrics",
+            {
+                "memory_actual": hspec.dom0_memory,
+                "VCPUs_number": hspec.cpu_count,
+                "start_time": now(),
+                "last_updated": now(),
+                "state": ["running"],
+            },
+        )
+        dom0 = self.add(
+            "VM",
+            {
+                "name_label": f"Control domain on host: {hspec.name}",
+                "name_description": "The domain which manages physical devices and manages"
+                " other domains",
+                "power_state": "Running",
+                "is_control_domain": True,
+                "resident_on": host_ref,
+                "domid": 0,
+                "metrics": dom0_metrics,
+                "memory_static_max": hspec.dom0_memory,
+                "memory_dynamic_max": hspec.dom0_memory,
+                "memory_dynamic_min": hspec.dom0_memory,
+                "memory_static_min": hspec.dom0_memory,
+                "memory_target": hspec.dom0_memory,
+                "VCPUs_max": hspec.cpu_count,
+                "VCPUs_at_startup": hspec.cpu_count,
+                "domain_type": "pv",
+            },
+        )
+        self.update(
+            "host",
+            host_ref,
+            software_version=software,
+            host_CPUs=cpus,
+            control_domain=dom0,
+            resident_VMs=[dom0],
+        )
         return host_ref
 
-    def _seed_template(self, name: str, disk_size: int, extra: dict[str, str],
-                       description: str) -> str:
-        other = {"default_template": "true",
-                 "disks": DEFAULT_DISKS.format(size=disk_size), **extra}
+    def _seed_template(
+        self, name: str, disk_size: int, extra: dict[str, str], description: str
+    ) -> str:
+        other = {"default_template": "true", "disks": DEFAULT_DISKS.format(size=disk_size), **extra}
         metrics = self.add("VM_metrics", {"last_updated": now()})
-        return self.add("VM", {
-            "metrics": metrics,
-            "name_label": name, "name_description": description, "is_a_template": True,
-            "is_default_template": True, "other_config": other,
-            "memory_static_max": 2 * GiB, "memory_dynamic_max": 2 * GiB,
-            "memory_dynamic_min": 2 * GiB, "memory_static_min": 512 * 1024 * 1024,
-            "VCPUs_max": 1, "VCPUs_at_startup": 1, "HVM_boot_policy": "BIOS order",
-            "HVM_boot_params": {"order": "dc"},
-            "platform": {"nx": "true", "acpi": "1", "apic": "true", "pae": "true",
-                         "viridian": "true", "device-model": "qemu-upstream-compat"},
-            "recommendations": '<restrictions><restriction field="memory-static-max" '
-                               'max="137438953472"/></restrictions>',
-        })
+        return self.add(
+            "VM",
+            {
+                "metrics": metrics,
+                "name_label": name,
+                "name_description": description,
+                "is_a_template": True,
+                "is_default_template": True,
+                "other_config": other,
+                "memory_static_max": 2 * GiB,
+                "memory_dynamic_max": 2 * GiB,
+                "memory_dynamic_min": 2 * GiB,
+                "memory_static_min": 512 * 1024 * 1024,
+                "VCPUs_max": 1,
+                "VCPUs_at_startup": 1,
+                "HVM_boot_policy": "BIOS order",
+                "HVM_boot_params": {"order": "dc"},
+                "platform": {
+                    "nx": "true",
+                    "acpi": "1",
+                    "apic": "true",
+                    "pae": "true",
+                    "viridian": "true",
+                    "device-model": "qemu-upstream-compat",
+                },
+                "recommendations": '<restrictions><restriction field="memory-static-max" '
+                'max="137438953472"/></restrictions>',
+            },
+        )
 
 
 @dataclass
@@ -418,8 +515,10 @@ class Call:
             time.sleep(fault.delay)
         if self.task is not None:
             with self.pool.lock:
-                if (self.pool.exists("task", self.task)
-                        and self.pool.get("task", self.task)["status"] == "cancelling"):
+                if (
+                    self.pool.exists("task", self.task)
+                    and self.pool.get("task", self.task)["status"] == "cancelling"
+                ):
                     raise XapiError("TASK_CANCELLED", self.task)
         if fault is not None and fault.description:
             raise XapiError(*fault.description)

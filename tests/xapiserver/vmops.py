@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from . import errors as E
 from .errors import XapiError
@@ -23,40 +24,84 @@ from .wire import NULL_REF, new_uuid, now
 ALL_STATES = ("Halted", "Paused", "Suspended", "Running")
 # op -> allowed power states, in the order xapi reports them.
 POWER_ALLOWED: dict[str, tuple[str, ...]] = {
-    "start": ("Halted",), "start_on": ("Halted",), "provision": ("Halted",),
-    "make_into_template": ("Halted",), "changing_shadow_memory": ("Halted",),
-    "changing_static_range": ("Halted",), "changing_memory_limits": ("Halted",),
+    "start": ("Halted",),
+    "start_on": ("Halted",),
+    "provision": ("Halted",),
+    "make_into_template": ("Halted",),
+    "changing_shadow_memory": ("Halted",),
+    "changing_static_range": ("Halted",),
+    "changing_memory_limits": ("Halted",),
     "changing_VCPUs": ("Halted",),
-    "unpause": ("Paused",), "resume": ("Suspended",), "resume_on": ("Suspended",),
-    "clean_reboot": ("Running",), "clean_shutdown": ("Running",), "pause": ("Running",),
-    "suspend": ("Running",), "changing_VCPUs_live": ("Running",),
+    "unpause": ("Paused",),
+    "resume": ("Suspended",),
+    "resume_on": ("Suspended",),
+    "clean_reboot": ("Running",),
+    "clean_shutdown": ("Running",),
+    "pause": ("Running",),
+    "suspend": ("Running",),
+    "changing_VCPUs_live": ("Running",),
     "changing_dynamic_range": ("Halted", "Running"),
-    "clone": ("Halted",), "copy": ("Halted",),
-    "destroy": ("Halted", "Suspended"), "export": ("Halted", "Suspended"),
+    "clone": ("Halted",),
+    "copy": ("Halted",),
+    "destroy": ("Halted", "Suspended"),
+    "export": ("Halted", "Suspended"),
     "hard_reboot": ("Paused", "Running"),
     "hard_shutdown": ("Paused", "Suspended", "Running"),
     "shutdown": ("Paused", "Suspended", "Running"),
-    "power_state_reset": ALL_STATES, "metadata_export": ALL_STATES,
+    "power_state_reset": ALL_STATES,
+    "metadata_export": ALL_STATES,
 }
-TEMPLATE_ALLOWED = frozenset({
-    "changing_dynamic_range", "changing_static_range", "changing_memory_limits",
-    "changing_shadow_memory", "changing_VCPUs", "clone", "copy", "export",
-    "metadata_export", "provision"})
+TEMPLATE_ALLOWED = frozenset(
+    {
+        "changing_dynamic_range",
+        "changing_static_range",
+        "changing_memory_limits",
+        "changing_shadow_memory",
+        "changing_VCPUs",
+        "clone",
+        "copy",
+        "export",
+        "metadata_export",
+        "provision",
+    }
+)
 DOM0_ALLOWED = frozenset({"changing_dynamic_range", "start", "metadata_export"})
 # Operations listed in VM.allowed_operations (the ones this server models).
-LISTED_OPS = ("copy", "clone", "start", "start_on", "pause", "unpause", "clean_shutdown",
-              "clean_reboot", "hard_shutdown", "hard_reboot", "suspend", "resume",
-              "resume_on", "export", "destroy", "provision", "make_into_template",
-              "changing_static_range", "changing_shadow_memory", "changing_dynamic_range",
-              "changing_VCPUs", "changing_memory_limits")
+LISTED_OPS = (
+    "copy",
+    "clone",
+    "start",
+    "start_on",
+    "pause",
+    "unpause",
+    "clean_shutdown",
+    "clean_reboot",
+    "hard_shutdown",
+    "hard_reboot",
+    "suspend",
+    "resume",
+    "resume_on",
+    "export",
+    "destroy",
+    "provision",
+    "make_into_template",
+    "changing_static_range",
+    "changing_shadow_memory",
+    "changing_dynamic_range",
+    "changing_VCPUs",
+    "changing_memory_limits",
+)
 OTHER_OP_WAIT = 5.0
 MEMORY_ORDER = "Memory limits must satisfy: static_min <= dynamic_min <= dynamic_max <= static_max"
 
 
 def allowed_states(vm: dict[str, Any], op: str) -> tuple[str, ...]:
     states = POWER_ALLOWED[op]
-    if vm["is_control_domain"] and op in ("changing_VCPUs", "changing_static_range",
-                                          "changing_memory_limits"):
+    if vm["is_control_domain"] and op in (
+        "changing_VCPUs",
+        "changing_static_range",
+        "changing_memory_limits",
+    ):
         states = ("Halted", "Running")
     return states
 
@@ -68,11 +113,16 @@ def operation_error(ref: str, vm: dict[str, Any], op: str) -> XapiError | None:
         return XapiError(E.OPERATION_BLOCKED, ref, blocked[op])
     states = allowed_states(vm, op)
     if vm["power_state"] not in states:
-        return XapiError(E.VM_BAD_POWER_STATE, ref, ", ".join(s.lower() for s in states),
-                         vm["power_state"].lower())
+        return XapiError(
+            E.VM_BAD_POWER_STATE,
+            ref,
+            ", ".join(s.lower() for s in states),
+            vm["power_state"].lower(),
+        )
     if vm["is_a_template"] and not vm["is_a_snapshot"]:
-        default = vm["is_default_template"] or \
-            vm["other_config"].get("default_template", "").lower() in ("1", "true")
+        default = vm["is_default_template"] or vm["other_config"].get(
+            "default_template", ""
+        ).lower() in ("1", "true")
         if op not in TEMPLATE_ALLOWED and not (op == "destroy" and not default):
             return XapiError(E.VM_IS_TEMPLATE, ref, op)
     if op == "provision" and not vm["is_a_template"]:
@@ -84,8 +134,7 @@ def operation_error(ref: str, vm: dict[str, Any], op: str) -> XapiError | None:
 
 def vm_view(pool: PoolState, ref: str, rec: dict[str, Any]) -> dict[str, Any]:
     """VM records as the API shows them: allowed_operations computed."""
-    rec["allowed_operations"] = [op for op in LISTED_OPS
-                                 if operation_error(ref, rec, op) is None]
+    rec["allowed_operations"] = [op for op in LISTED_OPS if operation_error(ref, rec, op) is None]
     return rec
 
 
@@ -137,8 +186,9 @@ def choose_host(pool: PoolState, vm: dict[str, Any], host_ref: str | None) -> st
         candidates = [host_ref]
     else:
         affinity = vm["affinity"]
-        candidates = sorted(pool.refs("host"), key=lambda h: (h != affinity,
-                                                              -pool.host_free_memory(h)))
+        candidates = sorted(
+            pool.refs("host"), key=lambda h: (h != affinity, -pool.host_free_memory(h))
+        )
     for host in candidates:
         if pool.host_free_memory(host) >= need:
             return host
@@ -152,7 +202,9 @@ def _attach_devices(pool: PoolState, vm: dict[str, Any], attached: bool) -> None
             vbd = pool.get("VBD", vbd_ref)
             changes: dict[str, Any] = {"currently_attached": attached and not vbd["empty"]}
             if attached and not vbd["device"] and vbd["userdevice"].isdigit():
-                changes["device"] = "xvd" + "abcdefghijklmnopqrstuvwxyz"[int(vbd["userdevice"]) % 26]
+                changes["device"] = (
+                    "xvd" + "abcdefghijklmnopqrstuvwxyz"[int(vbd["userdevice"]) % 26]
+                )
             pool.update("VBD", vbd_ref, **changes)
     for vif_ref in vm["VIFs"]:
         if pool.exists("VIF", vif_ref):
@@ -164,21 +216,31 @@ def _set_metrics(pool: PoolState, vm: dict[str, Any], **changes: Any) -> None:
         pool.update("VM_metrics", vm["metrics"], last_updated=now(), **changes)
 
 
-def boot(pool: PoolState, ref: str, vm: dict[str, Any], host_ref: str | None,
-         paused: bool) -> None:
+def boot(pool: PoolState, ref: str, vm: dict[str, Any], host_ref: str | None, paused: bool) -> None:
     """Give ``vm`` a domain on a host: used by start, start_on, resume."""
     host = choose_host(pool, vm, host_ref)
     pool.domid_counter += 1
     old_host = vm["resident_on"]
-    pool.update("VM", ref, power_state="Paused" if paused else "Running", resident_on=host,
-                domid=pool.domid_counter, memory_target=vm["memory_static_max"])
+    pool.update(
+        "VM",
+        ref,
+        power_state="Paused" if paused else "Running",
+        resident_on=host,
+        domid=pool.domid_counter,
+        memory_target=vm["memory_static_max"],
+    )
     if old_host != host:
         pool.link("host", old_host, "resident_VMs", ref, add=False)
     pool.link("host", host, "resident_VMs", ref)
     _attach_devices(pool, vm, True)
-    _set_metrics(pool, vm, memory_actual=vm["memory_static_max"],
-                 VCPUs_number=vm["VCPUs_at_startup"], start_time=now(),
-                 state=["paused" if paused else "running"])
+    _set_metrics(
+        pool,
+        vm,
+        memory_actual=vm["memory_static_max"],
+        VCPUs_number=vm["VCPUs_at_startup"],
+        start_time=now(),
+        state=["paused" if paused else "running"],
+    )
 
 
 def halt(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
@@ -186,8 +248,7 @@ def halt(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
     if vm["power_state"] == "Suspended":
         _drop_suspend_vdi(pool, ref, vm)
     pool.link("host", vm["resident_on"], "resident_VMs", ref, add=False)
-    pool.update("VM", ref, power_state="Halted", resident_on=NULL_REF, domid=-1,
-                memory_target=0)
+    pool.update("VM", ref, power_state="Halted", resident_on=NULL_REF, domid=-1, memory_target=0)
     _attach_devices(pool, vm, False)
     _set_metrics(pool, vm, memory_actual=0, VCPUs_number=0, state=[])
 
@@ -204,20 +265,34 @@ def set_paused(pool: PoolState, ref: str, vm: dict[str, Any], paused: bool) -> N
 
 
 def suspend(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
-    vdi = pool.add("VDI", {"name_label": f"Suspend image for {vm['name_label']}",
-                           "SR": pool.default_sr, "type": "suspend",
-                           "virtual_size": vm["memory_static_max"],
-                           "physical_utilisation": vm["memory_static_max"]})
+    vdi = pool.add(
+        "VDI",
+        {
+            "name_label": f"Suspend image for {vm['name_label']}",
+            "SR": pool.default_sr,
+            "type": "suspend",
+            "virtual_size": vm["memory_static_max"],
+            "physical_utilisation": vm["memory_static_max"],
+        },
+    )
     pool.link("SR", pool.default_sr, "VDIs", vdi)
     pool.link("host", vm["resident_on"], "resident_VMs", ref, add=False)
-    pool.update("VM", ref, power_state="Suspended", resident_on=NULL_REF, domid=-1,
-                suspend_VDI=vdi, memory_target=0)
+    pool.update(
+        "VM",
+        ref,
+        power_state="Suspended",
+        resident_on=NULL_REF,
+        domid=-1,
+        suspend_VDI=vdi,
+        memory_target=0,
+    )
     _attach_devices(pool, vm, False)
     _set_metrics(pool, vm, memory_actual=0, state=[])
 
 
-def resume(pool: PoolState, ref: str, vm: dict[str, Any], host_ref: str | None,
-           paused: bool) -> None:
+def resume(
+    pool: PoolState, ref: str, vm: dict[str, Any], host_ref: str | None, paused: bool
+) -> None:
     boot(pool, ref, vm, host_ref, paused)
     _drop_suspend_vdi(pool, ref, vm)
 
@@ -266,18 +341,34 @@ def new_vbd(pool: PoolState, fields: dict[str, Any]) -> str:
     return ref
 
 
-def clone(pool: PoolState, ref: str, vm: dict[str, Any], new_name: str,
-          sr: str | None) -> str:
+def clone(pool: PoolState, ref: str, vm: dict[str, Any], new_name: str, sr: str | None) -> str:
     """VM.clone (sr None) / VM.copy: a Halted copy with copies of its disks."""
     fields = copy.deepcopy(vm)
     for key in ("uuid", "allowed_operations", "current_operations", "metrics"):
         fields.pop(key, None)
     other = {k: v for k, v in fields["other_config"].items() if k != "default_template"}
-    fields.update(name_label=new_name, is_default_template=False, other_config=other,
-                  VBDs=[], VIFs=[], consoles=[], snapshots=[], children=[], VUSBs=[],
-                  crash_dumps=[], VTPMs=[], VGPUs=[], attached_PCIs=[], blobs={},
-                  power_state="Halted", resident_on=NULL_REF, domid=-1,
-                  suspend_VDI=NULL_REF, guest_metrics=NULL_REF, parent=NULL_REF)
+    fields.update(
+        name_label=new_name,
+        is_default_template=False,
+        other_config=other,
+        VBDs=[],
+        VIFs=[],
+        consoles=[],
+        snapshots=[],
+        children=[],
+        VUSBs=[],
+        crash_dumps=[],
+        VTPMs=[],
+        VGPUs=[],
+        attached_PCIs=[],
+        blobs={},
+        power_state="Halted",
+        resident_on=NULL_REF,
+        domid=-1,
+        suspend_VDI=NULL_REF,
+        guest_metrics=NULL_REF,
+        parent=NULL_REF,
+    )
     new_ref = new_vm(pool, fields)
     for vbd_ref in list(vm["VBDs"]):
         vbd = pool.get("VBD", vbd_ref)
@@ -289,13 +380,19 @@ def clone(pool: PoolState, ref: str, vm: dict[str, Any], new_name: str,
             if sr is not None and pool.exists("SR", sr):
                 vdi["SR"] = sr
             vdi_ref = new_vdi(pool, vdi)
-        vbd_fields = {k: v for k, v in copy.deepcopy(vbd).items()
-                      if k not in ("uuid", "currently_attached", "current_operations")}
+        vbd_fields = {
+            k: v
+            for k, v in copy.deepcopy(vbd).items()
+            if k not in ("uuid", "currently_attached", "current_operations")
+        }
         vbd_fields.update(VM=new_ref, VDI=vdi_ref)
         new_vbd(pool, vbd_fields)
     for vif_ref in list(vm["VIFs"]):
-        vif = {k: v for k, v in copy.deepcopy(pool.get("VIF", vif_ref)).items()
-               if k not in ("uuid", "currently_attached", "current_operations")}
+        vif = {
+            k: v
+            for k, v in copy.deepcopy(pool.get("VIF", vif_ref)).items()
+            if k not in ("uuid", "currently_attached", "current_operations")
+        }
         vif.update(VM=new_ref, MAC=_random_mac())
         new_vif(pool, vif)
     return new_ref
@@ -310,7 +407,7 @@ def new_vif(pool: PoolState, fields: dict[str, Any]) -> str:
 
 def _random_mac() -> str:
     raw = new_uuid().replace("-", "")[:10]
-    return "02:" + ":".join(raw[i:i + 2] for i in range(0, 10, 2))
+    return "02:" + ":".join(raw[i : i + 2] for i in range(0, 10, 2))
 
 
 def provision(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
@@ -326,13 +423,27 @@ def provision(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
         sr_uuid = disk.get("sr", "")
         sr = pool.by_uuid("SR", sr_uuid) if sr_uuid else pool.default_sr
         device = disk.get("device", "0")
-        vdi = new_vdi(pool, {"name_label": f"{vm['name_label']} {device}", "SR": sr,
-                             "virtual_size": int(disk.get("size", "0")),
-                             "type": disk.get("type", "system"),
-                             "other_config": {}})
-        new_vbd(pool, {"VM": ref, "VDI": vdi, "userdevice": device, "mode": "RW",
-                       "bootable": disk.get("bootable", "false").lower() == "true",
-                       "type": "Disk"})
+        vdi = new_vdi(
+            pool,
+            {
+                "name_label": f"{vm['name_label']} {device}",
+                "SR": sr,
+                "virtual_size": int(disk.get("size", "0")),
+                "type": disk.get("type", "system"),
+                "other_config": {},
+            },
+        )
+        new_vbd(
+            pool,
+            {
+                "VM": ref,
+                "VDI": vdi,
+                "userdevice": device,
+                "mode": "RW",
+                "bootable": disk.get("bootable", "false").lower() == "true",
+                "type": "Disk",
+            },
+        )
     other = {k: v for k, v in vm["other_config"].items() if k != "disks"}
     pool.update("VM", ref, other_config=other)
 
@@ -347,8 +458,7 @@ def destroy(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
             pool.remove("VBD", vbd_ref)
     for vif_ref in list(vm["VIFs"]):
         if pool.exists("VIF", vif_ref):
-            pool.link("network", pool.get("VIF", vif_ref)["network"], "VIFs", vif_ref,
-                      add=False)
+            pool.link("network", pool.get("VIF", vif_ref)["network"], "VIFs", vif_ref, add=False)
             pool.remove("VIF", vif_ref)
     for cls, fld in (("VM_metrics", "metrics"), ("VM_guest_metrics", "guest_metrics")):
         if pool.exists(cls, vm[fld]):

@@ -19,7 +19,7 @@ from typing import Any
 from .errors import field_type_error
 
 NULL_REF = "OpaqueRef:NULL"
-EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 class Int32(int):
@@ -35,12 +35,12 @@ def new_uuid() -> str:
 
 
 def now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0)
 
 
 def xapi_date(value: _dt.datetime) -> xmlrpc.client.DateTime:
     """A date as xapi writes it: ``20240131T12:34:56Z``."""
-    return xmlrpc.client.DateTime(value.astimezone(_dt.timezone.utc).strftime("%Y%m%dT%H:%M:%SZ"))
+    return xmlrpc.client.DateTime(value.astimezone(_dt.UTC).strftime("%Y%m%dT%H:%M:%SZ"))
 
 
 def to_wire(value: Any) -> Any:

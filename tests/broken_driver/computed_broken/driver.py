@@ -77,10 +77,16 @@ class BrokenDriver(base.ComputeDriver):
         with self._lock:
             specs = [e[0] for e in self._vms[host]]
         return HostResources(
-            host=host, hypervisor_type="broken", hypervisor_version=self.version,
-            vcpus=16, vcpus_used=sum(s.vcpus for s in specs),
-            memory_mb=16384, memory_mb_used=0,  # bug: memory in use never counted
-            disk_gb=100, disk_gb_used=0, instances=len(specs),
+            host=host,
+            hypervisor_type="broken",
+            hypervisor_version=self.version,
+            vcpus=16,
+            vcpus_used=sum(s.vcpus for s in specs),
+            memory_mb=16384,
+            memory_mb_used=0,  # bug: memory in use never counted
+            disk_gb=100,
+            disk_gb_used=0,
+            instances=len(specs),
         )
 
     def _move(self, host: str, uuid: str, operation: str) -> InstanceInfo:
@@ -99,6 +105,11 @@ class BrokenDriver(base.ComputeDriver):
     @staticmethod
     def _info(host: str, spec: InstanceSpec, state: str) -> InstanceInfo:
         return InstanceInfo(
-            uuid=spec.uuid, name=spec.name, host=host, power_state=state,
-            vcpus=spec.vcpus, memory_mb=spec.memory_mb, disk_gb=spec.disk_gb,
+            uuid=spec.uuid,
+            name=spec.name,
+            host=host,
+            power_state=state,
+            vcpus=spec.vcpus,
+            memory_mb=spec.memory_mb,
+            disk_gb=spec.disk_gb,
         )

@@ -22,8 +22,18 @@ class ToyDriver(base.ComputeDriver):
     # silently claim every operation a later contract version adds.
     operations = frozenset(
         {
-            "spawn", "destroy", "reboot", "power_on", "power_off", "pause", "unpause",
-            "get_info", "list_instances", "get_host_resources", "get_capabilities", "ping",
+            "spawn",
+            "destroy",
+            "reboot",
+            "power_on",
+            "power_off",
+            "pause",
+            "unpause",
+            "get_info",
+            "list_instances",
+            "get_host_resources",
+            "get_capabilities",
+            "ping",
         }
     )
     features = frozenset({"reboot.hard"})
@@ -104,6 +114,11 @@ class ToyDriver(base.ComputeDriver):
     @staticmethod
     def _info(host: str, spec: InstanceSpec, state: str) -> InstanceInfo:
         return InstanceInfo(
-            uuid=spec.uuid, name=spec.name, host=host, power_state=state,
-            vcpus=spec.vcpus, memory_mb=spec.memory_mb, disk_gb=spec.disk_gb,
+            uuid=spec.uuid,
+            name=spec.name,
+            host=host,
+            power_state=state,
+            vcpus=spec.vcpus,
+            memory_mb=spec.memory_mb,
+            disk_gb=spec.disk_gb,
         )
