@@ -22,7 +22,8 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
 from computed.objects import InstanceSpec
 from computed.registry import Registry
@@ -37,6 +38,7 @@ from computed.registry.api import (
 __all__ = [
     "Journal",
     "Receipt",
+    "Ticket",
     "REPLAY_CONTEXT_KEYS",
     "encode_arguments",
     "decode_arguments",
@@ -54,16 +56,26 @@ LOG = logging.getLogger(__name__)
 _serving = threading.local()
 
 
-def hand_receipt(entry_id: int | None) -> None:
-    """Make ``entry_id`` the receipt of the message this thread is about to serve."""
-    _serving.receipt = entry_id
+class Ticket(NamedTuple):
+    """What a lifecycle operation carries from its message to its outcome."""
+
+    #: Its journal entry; None if it could not be journaled.
+    entry: int | None
+    #: The id of the message it came in, which names its notifications; None
+    #: for one that came in none (then they get fresh ids).
+    message_id: str | None
 
 
-def take_receipt() -> int | None:
-    """The receipt entry of the message this thread serves, once; None if it has none."""
-    entry_id: int | None = getattr(_serving, "receipt", None)
+def hand_receipt(entry_id: int | None, message_id: str | None = None) -> None:
+    """Make these the receipt of the message this thread is about to serve."""
+    _serving.receipt = Ticket(entry_id, message_id)
+
+
+def take_receipt() -> Ticket | None:
+    """The receipt of the message this thread serves, once; None if it has none."""
+    ticket: Ticket | None = getattr(_serving, "receipt", None)
     _serving.receipt = None
-    return entry_id
+    return ticket
 
 
 def replay_context(ctxt: Any) -> dict[str, Any]:
@@ -102,10 +114,24 @@ class Journal:
     failure is logged.
     """
 
-    def __init__(self, registry: Registry, worker_id: str, pid: int) -> None:
+    def __init__(
+        self, registry: Registry, worker_id: str, pid: int, finish_every: float | None = None
+    ) -> None:
+        """
+        :param finish_every: finish entries in batches, this many seconds apart, on
+            a thread of their own (one commit for many operations); None finishes
+            each one at once. A worker killed before a batch is written leaves
+            those entries to the next owner, which publishes a recorded outcome
+            again or completes a repeatable operation again.
+        """
         self.registry = registry
         self.worker_id = worker_id
         self.pid = pid
+        self._finish_every = finish_every
+        self._finished: list[int] = []
+        self._finishing = threading.Condition()
+        self._flusher: threading.Thread | None = None
+        self._closed = False
 
     def receive(self, receipts: list[Receipt]) -> list[int | None] | None:
         """Journal checked lifecycle messages as they arrive, in one transaction.
@@ -144,20 +170,21 @@ class Journal:
         context: dict[str, Any],
         arguments: dict[str, Any],
         repeatable: bool = True,
-    ) -> int | None:
-        """The entry of an operation about to reach the driver.
+    ) -> Ticket:
+        """The ticket of an operation about to reach the driver.
 
-        The cast's receipt entry if it has one, marked running unless the
+        Its message's receipt entry if it has one, marked running unless the
         operation is ``repeatable`` (running it again after a takeover is
         then harmless whether it had started or not); a new entry otherwise.
         """
         receipt = take_receipt()
-        if receipt is not None:
+        if receipt is not None and receipt.entry is not None:
             if not repeatable:
-                self._quietly(self.registry.journal_start, receipt)
+                self._quietly(self.registry.journal_start, receipt.entry)
             return receipt
+        message_id = receipt.message_id if receipt is not None else None
         try:
-            return self.registry.journal_begin(
+            entry = self.registry.journal_begin(
                 host,
                 operation,
                 uuid,
@@ -170,7 +197,8 @@ class Journal:
             )
         except Exception as exc:
             LOG.warning("Could not journal %s of %s on %s: %s", operation, uuid, host, exc)
-            return None
+            entry = None
+        return Ticket(entry, message_id)
 
     def done(self, entry_id: int | None, outcome: dict[str, Any]) -> None:
         """The driver returned with ``outcome``, about to be published."""
@@ -182,7 +210,44 @@ class Journal:
             LOG.warning("Could not update journal entry %s: %s", entry_id, exc)
 
     def finish(self, entry_id: int | None) -> None:
-        self._quietly(self.registry.journal_finish, entry_id)
+        """The entry's outcome is published: finish it (now, or with the next batch)."""
+        if entry_id is None:
+            return
+        if self._finish_every is None:
+            self._quietly(self.registry.journal_finish, entry_id)
+            return
+        with self._finishing:
+            self._finished.append(entry_id)
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush, name="journal", daemon=True)
+                self._flusher.start()
+            self._finishing.notify()
+
+    def close(self) -> None:
+        """Write the entries still waiting to be finished."""
+        with self._finishing:
+            self._closed = True
+            self._finishing.notify()
+            flusher = self._flusher
+        if flusher is not None:
+            flusher.join(30)
+
+    def _flush(self) -> None:
+        assert self._finish_every is not None
+        while True:
+            with self._finishing:
+                while not self._finished and not self._closed:
+                    self._finishing.wait()
+                if not self._finished:
+                    return
+            if not self._closed:
+                time.sleep(self._finish_every)  # let the batch grow
+            with self._finishing:
+                batch, self._finished = self._finished, []
+            try:
+                self.registry.journal_finish(batch)
+            except Exception as exc:
+                LOG.warning("Could not finish %d journal entries: %s", len(batch), exc)
 
     def purge(self, window: float) -> int:
         """Forget finished entries older than ``window`` seconds; how many went."""

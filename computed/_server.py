@@ -390,7 +390,7 @@ class Server:
                     self._idle.notify_all()
 
     def _execute(self, request: _Request) -> tuple[Any, Any]:
-        hand_receipt(request.entry)
+        hand_receipt(request.entry, request.unique_id)
         try:
             if request.operation is not None:
                 result = request.operation.execute(
@@ -413,7 +413,7 @@ class Server:
         finally:
             unused = take_receipt()
             if unused is not None and self.journal is not None:
-                self.journal.finish(unused)  # it never reached an operation
+                self.journal.finish(unused.entry)  # it never reached an operation
 
     def _reply(self, request: _Request, result: Any, failure: Any) -> None:
         assert request.reply_q is not None and request.msg_id is not None

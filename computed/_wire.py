@@ -17,6 +17,7 @@ calls it before it serves anything.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import ssl
@@ -45,6 +46,8 @@ __all__ = [
     "failure",
     "exchange",
     "host_queue",
+    "notification",
+    "notification_queue",
     "connection",
     "MalformedMessage",
 ]
@@ -110,7 +113,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     from oslo_messaging import opts  # noqa: PLC0415
 
     for group, options in opts.list_opts():
-        if group in (None, "oslo_messaging_rabbit"):
+        if group in (None, "oslo_messaging_rabbit", "oslo_messaging_notifications"):
             conf.register_opts(options, group=group)
 
 
@@ -203,6 +206,43 @@ def reply(msg_id: str, result: Any = None, failure: str | None = None, ending: b
     )
 
 
+def notification(
+    context: Mapping[str, Any],
+    publisher_id: str,
+    event_type: str,
+    priority: str,
+    payload: Any,
+    message_id: str | None = None,
+) -> str:
+    """A notification as oslo.messaging's ``messaging`` (2.0) driver publishes it."""
+    message: dict[str, Any] = {
+        "message_id": message_id or str(uuid.uuid4()),
+        "publisher_id": publisher_id,
+        "event_type": event_type,
+        "priority": priority.upper(),
+        "payload": payload,
+        "timestamp": str(datetime.datetime.now(datetime.UTC).replace(tzinfo=None)),
+        "_unique_id": uuid.uuid4().hex,
+    }
+    message.update((f"_context_{key}", value) for key, value in context.items())
+    return encode(message)
+
+
+def notification_queue(conf: cfg.ConfigOpts, topic: str, priority: str) -> Queue:
+    """The queue a notification of ``priority`` on ``topic`` goes to, declared as
+    oslo.messaging's notifier declares it (so nothing is lost before a consumer comes)."""
+    rabbit = conf.oslo_messaging_rabbit
+    name = f"{topic}.{priority.lower()}"
+    return Queue(
+        name,
+        exchange=exchange(conf),
+        routing_key=name,
+        durable=_durable(conf),
+        auto_delete=rabbit.amqp_auto_delete,
+        queue_arguments=_queue_arguments(conf),
+    )
+
+
 def failure(exc_info: _ExcInfo) -> str:
     """An exception as oslo.messaging encodes it, so its client rebuilds it."""
     encode_failure = _internals()["serialize_remote_exception"]
@@ -229,6 +269,18 @@ def exchange(conf: cfg.ConfigOpts) -> Exchange:
 
 def host_queue(conf: cfg.ConfigOpts, topic: str, host: str) -> Queue:
     """A host's queue, declared exactly as oslo.messaging's RPC server declares it."""
+    name = f"{topic}.{host}"
+    return Queue(
+        name,
+        exchange=exchange(conf),
+        routing_key=name,
+        durable=_durable(conf),
+        auto_delete=conf.oslo_messaging_rabbit.amqp_auto_delete,
+        queue_arguments=_queue_arguments(conf),
+    )
+
+
+def _queue_arguments(conf: cfg.ConfigOpts) -> dict[str, Any]:
     rabbit = conf.oslo_messaging_rabbit
     internals = _internals()
     quorum = internals["QuorumMemConfig"](
@@ -239,15 +291,7 @@ def host_queue(conf: cfg.ConfigOpts, topic: str, host: str) -> Queue:
     arguments = internals["_get_queue_arguments"](
         rabbit.rabbit_ha_queues, 0, rabbit.rabbit_quorum_queue, quorum, False
     )
-    name = f"{topic}.{host}"
-    return Queue(
-        name,
-        exchange=exchange(conf),
-        routing_key=name,
-        durable=_durable(conf),
-        auto_delete=rabbit.amqp_auto_delete,
-        queue_arguments=arguments,
-    )
+    return dict(arguments)
 
 
 def connection(conf: cfg.ConfigOpts, url: str | None, name: str) -> Connection:

@@ -27,7 +27,7 @@ from oslo_context import context as oslo_context
 from oslo_utils import uuidutils
 
 from computed import exception, notifications, version
-from computed._journal import Journal, decode_arguments
+from computed._journal import Journal, Ticket, decode_arguments, take_receipt
 from computed._locks import KeyedLocks
 from computed.notifications import OutcomeNotifier
 from computed.objects import (
@@ -291,9 +291,8 @@ class ComputeManager:
     ) -> Any:
         uuid = arguments["instance"].uuid if operation == "spawn" else arguments["uuid"]
         with self._locks.hold(uuid):
-            entry = None
             if self._journal is not None:
-                entry = self._journal.begin(
+                ticket = self._journal.begin(
                     self._host,
                     operation,
                     uuid,
@@ -301,8 +300,12 @@ class ComputeManager:
                     arguments,
                     repeatable=operation in REPEATABLE_OPERATIONS,
                 )
-            self._notifier.emit(ctxt, self._host, operation, "start", uuid)
-            return self._complete(operation, func, ctxt, arguments, uuid, entry)
+            else:
+                ticket = take_receipt() or Ticket(None, None)
+            self._notifier.emit(
+                ctxt, self._host, operation, "start", uuid, message_id=ticket.message_id
+            )
+            return self._complete(operation, func, ctxt, arguments, uuid, ticket)
 
     def _complete(
         self,
@@ -311,32 +314,38 @@ class ComputeManager:
         ctxt: Any,
         arguments: dict[str, Any],
         uuid: str,
-        entry: int | None,
+        ticket: Ticket,
     ) -> Any:
         """Run a journaled operation to its outcome notification, then finish its entry.
 
-        The outcome is journaled (``done``) before it is published: a worker
-        that dies in between leaves it for the next owner to publish, and
-        the operation is never run again once the driver has returned.
+        The outcome of an operation that must not run twice is journaled
+        (``done``) before it is published: a worker that dies in between
+        leaves it for the next owner to publish, and the operation never
+        runs again once the driver has returned.
         """
         try:
             result = self._invoke(operation, func, ctxt, arguments)
         except Exception as exc:
-            self._settle(ctxt, operation, uuid, entry, notifications.outcome("error", error=exc))
+            self._settle(ctxt, operation, uuid, ticket, notifications.outcome("error", error=exc))
             raise
         info = result if isinstance(result, InstanceInfo) else None
-        self._settle(ctxt, operation, uuid, entry, notifications.outcome("end", info=info))
+        self._settle(ctxt, operation, uuid, ticket, notifications.outcome("end", info=info))
         return result
 
     def _settle(
-        self, ctxt: Any, operation: str, uuid: str, entry: int | None, recorded: dict[str, Any]
+        self, ctxt: Any, operation: str, uuid: str, ticket: Ticket, recorded: dict[str, Any]
     ) -> None:
         journal = self._journal
+        if journal is not None and operation not in REPEATABLE_OPERATIONS:
+            # Not to run again, nor to be reported interrupted, after a
+            # takeover. A repeatable one is simply completed by the new
+            # owner: one commit fewer per operation.
+            journal.done(ticket.entry, recorded)
+        self._notifier.emit_outcome(
+            ctxt, self._host, operation, uuid, recorded, message_id=ticket.message_id
+        )
         if journal is not None:
-            journal.done(entry, recorded)
-        self._notifier.emit_outcome(ctxt, self._host, operation, uuid, recorded)
-        if journal is not None:
-            journal.finish(entry)
+            journal.finish(ticket.entry)
 
     def _invoke(
         self, operation: str, func: Callable[..., Any], ctxt: Any, arguments: dict[str, Any]
@@ -383,11 +392,14 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
         return "adopted-elsewhere"
     ctxt = oslo_context.RequestContext.from_dict(entry.context)
     uuid, operation = entry.instance_uuid, entry.operation
+    ticket = Ticket(entry.id, entry.message_id)
     with manager._locks.hold(uuid):
         if entry.state == JOURNAL_DONE:
             # The driver returned; its outcome may not have been published.
             if entry.outcome is not None:
-                manager._notifier.emit_outcome(ctxt, manager._host, operation, uuid, entry.outcome)
+                manager._notifier.emit_outcome(
+                    ctxt, manager._host, operation, uuid, entry.outcome, entry.message_id
+                )
             journal.finish(entry.id)
             return "finished"
         never_started = entry.state == JOURNAL_RECEIVED
@@ -399,7 +411,15 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
                 worker=entry.worker_id,
                 reason="it is not safe to run twice; check the instance and retry",
             )
-            manager._notifier.emit(ctxt, manager._host, operation, "error", uuid, error=error)
+            manager._notifier.emit(
+                ctxt,
+                manager._host,
+                operation,
+                "error",
+                uuid,
+                error=error,
+                message_id=entry.message_id,
+            )
             journal.finish(entry.id)
             return "failed"
         func = getattr(ComputeManager, operation).__wrapped__
@@ -407,13 +427,23 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
             arguments = decode_arguments(entry.arguments)
             manager._check(operation, arguments)
         except Exception as exc:
-            manager._notifier.emit(ctxt, manager._host, operation, "error", uuid, error=exc)
+            manager._notifier.emit(
+                ctxt,
+                manager._host,
+                operation,
+                "error",
+                uuid,
+                error=exc,
+                message_id=entry.message_id,
+            )
             journal.finish(entry.id)
             return "failed"
         if never_started:
-            manager._notifier.emit(ctxt, manager._host, operation, "start", uuid)
+            manager._notifier.emit(
+                ctxt, manager._host, operation, "start", uuid, message_id=entry.message_id
+            )
         try:
-            manager._complete(operation, func, ctxt, arguments, uuid, entry.id)
+            manager._complete(operation, func, ctxt, arguments, uuid, ticket)
         except Exception:
             return "failed"
         return "completed"

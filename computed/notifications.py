@@ -3,20 +3,37 @@
 Event types are ``instance.<operation>.start``, ``.end`` and ``.error``;
 payloads are :class:`~computed.objects.InstanceActionPayload` primitives, the
 same shape as every other versioned object on the bus.
+
+The worker publishes them itself, in oslo.messaging's notification format
+(any oslo.messaging notification listener reads them), on one connection
+with publisher confirms: an outcome counts as published once the broker has
+confirmed it. oslo.messaging's notifier costs about 2 ms of CPU per
+notification on the benchmark machine, most of it in its driver plumbing;
+a lifecycle operation publishes two.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import uuid as uuid_module
 from typing import Any
 
-import oslo_messaging as messaging
+import amqp
 from oslo_config import cfg
 
-from computed import exception, rpc
+from computed import _wire, exception, rpc
 from computed.objects import InstanceActionPayload, InstanceInfo
 
-__all__ = ["OutcomeNotifier", "event_type", "outcome"]
+__all__ = [
+    "NotificationPublisher",
+    "OutcomeNotifier",
+    "event_type",
+    "notification_id",
+    "outcome",
+]
+
+_BACKOFF = (0.5, 1.0, 2.0, 4.0)
 
 LOG = logging.getLogger(__name__)
 
@@ -25,23 +42,105 @@ def event_type(operation: str, phase: str) -> str:
     return f"instance.{operation}.{phase}"
 
 
-class OutcomeNotifier:
-    """Publishes start/end/error notifications for one worker."""
+class NotificationPublisher:
+    """Publishes notifications on a connection of its own, each confirmed by the broker.
 
-    def __init__(self, conf: cfg.ConfigOpts, transport: messaging.Transport | None) -> None:
-        enabled = conf.notifications.enabled and transport is not None
+    A publication waits for the broker: while it is away, the thread retries
+    (0.5 to 4 s apart) until it is back or the publisher is closed, as
+    oslo.messaging's notifier does with its default ``retry``.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, name: str, url: str | None = None) -> None:
+        _wire.register_opts(conf)
+        self._conf = conf
+        self._url = url or conf.oslo_messaging_notifications.transport_url or conf.transport_url
+        self._name = f"{name}:notifications"
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._conn: Any = None
+        self._channel: Any = None
+        self._declared: set[str] = set()
+
+    def publish(
+        self,
+        context: dict[str, Any],
+        publisher_id: str,
+        event_type: str,
+        priority: str,
+        payload: Any,
+        message_id: str | None = None,
+    ) -> None:
+        """Publish one notification; returns once the broker confirmed it.
+
+        :raises computed.exception.BrokerUnavailable: the publisher was closed
+            while the broker was away.
+        """
+        topic = self._conf.notifications.topic
+        queue = _wire.notification_queue(self._conf, topic, priority)
+        body = _wire.notification(context, publisher_id, event_type, priority, payload, message_id)
+        message = amqp.Message(body, content_type="application/json", content_encoding="utf-8")
+        failures = 0
+        with self._lock:
+            while True:
+                try:
+                    self._connect()
+                    if queue.name not in self._declared:
+                        queue(self._channel).declare()
+                        self._declared.add(queue.name)
+                    self._channel.basic_publish_confirm(
+                        message, exchange=queue.exchange.name, routing_key=queue.routing_key
+                    )
+                    return
+                except Exception as exc:
+                    self._close()
+                    failures += 1
+                    if failures in (1, 10):
+                        LOG.warning(
+                            "Publishing %s failed (%d), retrying: %s", event_type, failures, exc
+                        )
+                    if self._closed.wait(_BACKOFF[min(failures, len(_BACKOFF)) - 1]):
+                        raise exception.BrokerUnavailable(
+                            url=rpc.safe_url(self._url), reason=f"closed while away: {exc}"
+                        ) from exc
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            self._close()
+
+    def _connect(self) -> None:
+        if self._channel is not None:
+            return
+        conn = _wire.connection(self._conf, self._url, self._name)
+        try:
+            conn.connect()
+            channel = conn.channel()
+            channel.confirm_select()
+        except Exception:
+            conn.close()
+            raise
+        self._conn, self._channel, self._declared = conn, channel, set()
+
+    def _close(self) -> None:
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:
+                LOG.debug("Closing the notification connection failed: %s", exc)
+
+
+class OutcomeNotifier:
+    """Publishes start/end/error notifications for one worker.
+
+    :param publisher: where they go; None publishes nothing.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, publisher: NotificationPublisher | None) -> None:
+        enabled = conf.notifications.enabled and publisher is not None
         self._phases = frozenset(conf.notifications.phases)
-        self._notifier = (
-            messaging.Notifier(
-                transport,
-                publisher_id="computed",
-                driver="messaging",
-                topics=[conf.notifications.topic],
-                serializer=rpc.RequestContextSerializer(),
-            )
-            if enabled
-            else None
-        )
+        self._publisher = publisher if enabled else None
+        self._serializer = rpc.RequestContextSerializer()
 
     def emit(
         self,
@@ -52,25 +151,44 @@ class OutcomeNotifier:
         uuid: str,
         info: InstanceInfo | None = None,
         error: BaseException | None = None,
+        message_id: str | None = None,
     ) -> None:
-        self.emit_outcome(ctxt, host, operation, uuid, outcome(phase, info, error))
+        self.emit_outcome(ctxt, host, operation, uuid, outcome(phase, info, error), message_id)
 
     def emit_outcome(
-        self, ctxt: Any, host: str, operation: str, uuid: str, recorded: dict[str, Any]
+        self,
+        ctxt: Any,
+        host: str,
+        operation: str,
+        uuid: str,
+        recorded: dict[str, Any],
+        message_id: str | None = None,
     ) -> None:
-        """Publish an outcome as :func:`outcome` recorded it (a new owner replays it)."""
+        """Publish an outcome as :func:`outcome` recorded it (a new owner replays it).
+
+        :param message_id: the id of the message the operation came in: its
+            notifications get ids derived from it (:func:`notification_id`),
+            the same whoever publishes them, so a consumer that keeps one
+            notification per id sees each once.
+        """
         phase = str(recorded.get("phase"))
-        if self._notifier is None or phase not in self._phases:
+        if self._publisher is None or phase not in self._phases:
             return
         try:
-            self._send(ctxt, host, operation, uuid, recorded)
+            self._send(ctxt, host, operation, uuid, recorded, message_id)
         except Exception:  # the operation's result matters more than its report
             LOG.exception("Could not publish %s for %s", event_type(operation, phase), uuid)
 
     def _send(
-        self, ctxt: Any, host: str, operation: str, uuid: str, recorded: dict[str, Any]
+        self,
+        ctxt: Any,
+        host: str,
+        operation: str,
+        uuid: str,
+        recorded: dict[str, Any],
+        message_id: str | None,
     ) -> None:
-        assert self._notifier is not None
+        assert self._publisher is not None
         phase = str(recorded["phase"])
         payload = InstanceActionPayload(
             uuid=uuid,
@@ -83,9 +201,32 @@ class OutcomeNotifier:
         for field in ("error_class", "error_message", "error_kwargs"):
             if field in recorded:
                 setattr(payload, field, recorded[field])
-        notifier = self._notifier.prepare(publisher_id=f"computed.{host}")
-        send = notifier.error if phase == "error" else notifier.info
-        send(ctxt, event_type(operation, phase), payload.obj_to_primitive())
+        redacted = ctxt.redacted_copy() if hasattr(ctxt, "redacted_copy") else ctxt
+        self._publisher.publish(
+            self._serializer.serialize_context(redacted),
+            f"computed.{host}",
+            event_type(operation, phase),
+            "error" if phase == "error" else "info",
+            payload.obj_to_primitive(),
+            notification_id(message_id, phase),
+        )
+
+
+#: Names the notifications of a message: uuid5 of its id and the phase.
+_NAMESPACE = uuid_module.UUID("5b0c2c9e-8f1e-4a53-9d0b-6a1f3c3e7d21")
+
+
+def notification_id(message_id: str | None, phase: str) -> str | None:
+    """The id of the ``phase`` notification of the operation that came in ``message_id``.
+
+    Its outcome (``end`` or ``error``) has one id whichever it is: a new owner
+    that completes an operation again publishes its outcome under the same
+    id as the first one did.
+    """
+    if not message_id:
+        return None
+    kind = "start" if phase == "start" else "outcome"
+    return str(uuid_module.uuid5(_NAMESPACE, f"{message_id}.{kind}"))
 
 
 def outcome(

@@ -22,16 +22,15 @@ import threading
 import time
 from typing import Any
 
-import oslo_messaging as messaging
 from oslo_config import cfg
 
-from computed import _ownership, exception, rpc, version
+from computed import _ownership, exception, version
 from computed._journal import Journal
 from computed._server import Server
 from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
 from computed.manager import ComputeManager, endpoints, reconcile
-from computed.notifications import OutcomeNotifier
+from computed.notifications import NotificationPublisher, OutcomeNotifier
 from computed.registry import Registry, WorkerRecord
 from computed.registry.api import STATE_DRAINING, STATE_STOPPED, utcnow
 from drivers.base import ComputeDriver
@@ -42,6 +41,8 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds between two purges of the journal's finished entries.
 _PURGE_EVERY = 600.0
+#: Seconds between two batches of finished journal entries.
+_FINISH_EVERY = 0.02
 
 
 class Worker:
@@ -52,7 +53,7 @@ class Worker:
         self.worker_id = ""
         self.driver: ComputeDriver | None = None
         self.registry: Registry | None = None
-        self._notification_transport: messaging.Transport | None = None
+        self._publisher: NotificationPublisher | None = None
         self._notifier: OutcomeNotifier | None = None
         self._journal: Journal | None = None
         self._server: Server | None = None
@@ -98,9 +99,11 @@ class Worker:
         _check_not_too_old(conf, self.registry)
         for host in self.hosts:
             driver.init_host(host)
-        self._notification_transport = rpc.get_notification_transport(conf)
-        self._notifier = OutcomeNotifier(conf, self._notification_transport)
-        self._journal = server.journal = Journal(self.registry, self.worker_id, os.getpid())
+        self._publisher = NotificationPublisher(conf, f"{self.worker_id}:{os.getpid()}")
+        self._notifier = OutcomeNotifier(conf, self._publisher)
+        self._journal = server.journal = Journal(
+            self.registry, self.worker_id, os.getpid(), finish_every=_FINISH_EVERY
+        )
         self.rebalance()
         self.registry.register(self._record())
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
@@ -258,8 +261,10 @@ class Worker:
                     LOG.exception("Driver clean-up failed for host %s", host)
         if self._server is not None:
             self._server.stop(0)
-        if drained and self._notification_transport is not None:
-            self._notification_transport.cleanup()
+        if self._journal is not None:
+            self._journal.close()
+        if self._publisher is not None:
+            self._publisher.close()
         LOG.info("Worker %s stopped", self.worker_id)
         return drained
 

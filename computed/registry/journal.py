@@ -186,21 +186,19 @@ class OperationJournal(Database):
         """The driver returned with ``outcome``; only publishing it remains."""
         with self._connection() as connection:
             connection.execute(
-                sa.update(models.JournalEntry)
-                .where(models.JournalEntry.id == entry_id)
-                .values(state=JOURNAL_DONE, outcome=json.dumps(outcome) if outcome else None)
+                _SET_STATE,
+                {
+                    "entry_id": entry_id,
+                    "state": JOURNAL_DONE,
+                    "outcome": json.dumps(outcome) if outcome else None,
+                },
             )
 
     def journal_start(self, entry_id: int) -> None:
         """A received cast's operation is about to reach the driver."""
-        self._journal_state(entry_id, JOURNAL_RUNNING)
-
-    def _journal_state(self, entry_id: int, state: str) -> None:
         with self._connection() as connection:
             connection.execute(
-                sa.update(models.JournalEntry)
-                .where(models.JournalEntry.id == entry_id)
-                .values(state=state)
+                _SET_STATE, {"entry_id": entry_id, "state": JOURNAL_RUNNING, "outcome": None}
             )
 
     def journal_finish(self, entry_ids: int | Sequence[int]) -> None:
@@ -272,6 +270,14 @@ class OperationJournal(Database):
                 .values(worker_id=worker_id, pid=pid)
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+#: Built once: a statement costs more to build than to run on SQLite.
+_SET_STATE = (
+    sa.update(models.JournalEntry)
+    .where(models.JournalEntry.id == sa.bindparam("entry_id"))
+    .values(state=sa.bindparam("state"), outcome=sa.bindparam("outcome"))
+)
 
 
 def _journal(row: models.JournalEntry) -> JournalRecord:

@@ -110,7 +110,13 @@ class _Notifications:
         self.sent.append((operation, phase, ctxt.request_id))
 
     def emit_outcome(
-        self, ctxt: Any, host: str, operation: str, uuid: str, recorded: dict[str, Any]
+        self,
+        ctxt: Any,
+        host: str,
+        operation: str,
+        uuid: str,
+        recorded: dict[str, Any],
+        message_id: str | None = None,
     ) -> None:
         self.sent.append((operation, recorded["phase"], ctxt.request_id))
 
