@@ -1,4 +1,8 @@
-"""The fake driver: in memory, deterministic, the executable specification of the contract."""
+"""The fake driver: deterministic, the executable specification of the contract.
+
+Its instances live in the worker's memory, or with ``[fake] state_dir`` in
+files that outlive the worker.
+"""
 
 from __future__ import annotations
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-__all__ = ["register_opts", "list_opts"]
+__all__ = ["GROUP", "register_opts", "list_opts"]
 
-fake_group = cfg.OptGroup("fake", title="Fake driver options")
+GROUP = "fake"
+
+
+def _group() -> cfg.OptGroup:
+    # A new object for every ConfigOpts: oslo.config copies a registered group
+    # shallowly, so one shared OptGroup would share overrides between them.
+    return cfg.OptGroup(GROUP, title="Fake driver options")
+
 
 fake_opts = [
     cfg.FloatOpt(
@@ -22,6 +29,17 @@ fake_opts = [
         help="Seconds every other lifecycle operation (reboot, power_on, ...) takes. "
         "0 means immediate.",
     ),
+    cfg.StrOpt(
+        "state_dir",
+        default="",
+        help="Directory (a path) in which the fake hypervisor keeps its instances, one "
+        "JSON file per compute host, changed under a flock(2) lock, so that they outlive "
+        "the worker: the worker that serves a host next (after a restart, an upgrade or "
+        "a takeover) finds them, as it would on a real hypervisor. Every worker that may "
+        "serve the same hosts must name the same directory, on a local file system. "
+        "Empty (the default) keeps the instances in the worker's memory, gone when it "
+        "exits.",
+    ),
     cfg.IntOpt("vcpus", default=64, min=1, help="Virtual CPUs each fake host offers."),
     cfg.IntOpt("memory_mb", default=262144, min=1, help="Memory each fake host offers, in MiB."),
     cfg.IntOpt("disk_gb", default=4096, min=0, help="Disk each fake host offers, in GiB."),
@@ -29,9 +47,9 @@ fake_opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(fake_group)
-    conf.register_opts(fake_opts, group=fake_group)
+    conf.register_group(_group())
+    conf.register_opts(fake_opts, group=GROUP)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
-    return [(fake_group, fake_opts)]
+    return [(_group(), fake_opts)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,14 @@ def wait_until(
         time.sleep(interval)
 
 
+def missing_instances(api: ComputeAPI, spawned: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The ``(host, uuid)`` pairs of ``spawned`` whose host does not list that instance."""
+    wanted = set(spawned)
+    hosts = {host for host, _ in wanted}
+    listed = {(host, i.uuid) for host in hosts for i in api.list_instances(None, host)}
+    return wanted - listed
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
@@ -74,13 +82,19 @@ def conf(broker: RabbitMQBroker) -> Iterator[cfg.ConfigOpts]:
 
 
 class Deployment:
-    """Workers of one test, sharing a registry in the test's own directory."""
+    """Workers of one test, sharing a registry and a fake hypervisor in the test's own directory.
+
+    The fake driver keeps its instances in ``fake_state_dir`` (``[fake]
+    state_dir``), so a worker that takes a host over, or restarts, finds
+    the instances the previous one made, as on a real hypervisor.
+    """
 
     def __init__(self, workdir: Path, broker: RabbitMQBroker, conf: cfg.ConfigOpts) -> None:
         self.workdir = workdir
         self.broker = broker
         self.conf = conf
         self.registry_url = f"sqlite:///{workdir}/registry.sqlite"
+        self.fake_state_dir = workdir / "fake-state"
         self.workers: list[WorkerProcess] = []
         self.apis: list[ComputeAPI] = []
 
@@ -97,6 +111,7 @@ class Deployment:
                 "drain_timeout": 20,
             },
             "registry": {"connection": self.registry_url},
+            "fake": {"state_dir": str(self.fake_state_dir)},
         }
         for group, values in groups.items():
             options.setdefault(group, {}).update(values)

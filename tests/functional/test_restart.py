@@ -4,7 +4,9 @@ The way an operator restarts a worker (``systemctl restart``, or the stop and
 start of an upgrade): SIGTERM, then the same configuration again. The
 scheduler neither pauses nor skips the host: calls sent while the worker
 drains and restarts wait for it (``[client] handover_timeout``), casts wait in
-the host's queue, and every one of them is served exactly once.
+the host's queue, and every one of them is served exactly once. The fake
+hypervisor outlives its worker (``[fake] state_dir``), so every instance
+spawned before the restart is still there after it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from computed.objects import InstanceSpec
 from computed.testing.notifications import NotificationCollector
 
 from ._load import HostLoad
-from .conftest import HANDOVER_TIMEOUT, Deployment
+from .conftest import HANDOVER_TIMEOUT, Deployment, missing_instances
 
 
 class _Scheduler(HostLoad):
@@ -30,6 +32,8 @@ class _Scheduler(HostLoad):
     def __init__(self, api: Any, hosts: list[str]) -> None:
         super().__init__(api, hosts, join_timeout=60)
         self.casts: list[str] = []
+        #: (host, uuid) of every instance a call or an accepted cast spawned
+        self.spawned: list[tuple[str, str]] = []
         self.calls = 0
         self.slowest = 0.0
         self.failures: list[str] = []
@@ -41,10 +45,14 @@ class _Scheduler(HostLoad):
             try:
                 api.ping(None, host)
                 ctxt = context.RequestContext()
-                api.spawn(ctxt, host, _spec("cast"), cast=True)
+                cast = _spec("cast")
+                api.spawn(ctxt, host, cast, cast=True)
                 with self.lock:
                     self.casts.append(ctxt.request_id)
-                api.spawn(None, host, _spec("call"))
+                    self.spawned.append((host, cast.uuid))
+                call = api.spawn(None, host, _spec("call"))
+                with self.lock:
+                    self.spawned.append((host, call.uuid))
             except Exception as exc:  # noqa: BLE001 - reported by the test
                 with self.lock:
                     self.failures.append(f"{host}: {type(exc).__name__}: {exc}")
@@ -95,9 +103,12 @@ def test_restart_under_load_fails_no_call_and_loses_no_cast(
     assert all(ends[r] == 1 for r in sent), "a cast was served twice"
     assert scheduler.slowest < gap + HANDOVER_TIMEOUT, "a call waited past the handover"
     assert successor.poll() is None
+    forgotten = missing_instances(deployment.api(), scheduler.spawned)
+    assert not forgotten, f"{len(forgotten)} of {len(scheduler.spawned)} instances are gone"
     print(
         f"\nrestart: {gap:.1f} s from SIGTERM to the successor registered; "
         f"{scheduler.calls} calls, {len(sent)} casts, 0 failed, 0 lost; "
+        f"{len(scheduler.spawned)} instances, all still there; "
         f"slowest round {scheduler.slowest:.1f} s"
     )
 

@@ -1,9 +1,17 @@
-"""The fake driver is the executable specification: every transition from every state."""
+"""The fake driver is the executable specification: every transition from every state.
+
+Every test runs against both of its stores: the worker's memory, and state
+files in a directory (``[fake] state_dir``) that outlive the driver object.
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from oslo_config import cfg
@@ -61,17 +69,22 @@ _EXPECTED = {
 }
 
 
-@pytest.fixture
-def driver() -> FakeDriver:
+def _driver(state_dir: str = "") -> FakeDriver:
     conf = cfg.ConfigOpts()
     FakeDriver.register_opts(conf)
     conf([], default_config_files=[])
+    conf.set_override("state_dir", state_dir, group="fake")
     fake = FakeDriver(conf)
     fake.init_host(HOST)
     return fake
 
 
-def _spec(name: str = "vm", **extra: int) -> InstanceSpec:
+@pytest.fixture(params=["memory", "state_dir"])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> FakeDriver:
+    return _driver(str(tmp_path / "state") if request.param == "state_dir" else "")
+
+
+def _spec(name: str = "vm", **extra: int | str) -> InstanceSpec:
     spec = InstanceSpec(uuid=str(uuid.uuid4()), name=name, vcpus=2, memory_mb=512, **extra)
     spec.validate()  # the worker validates every spec before a driver sees it
     return spec
@@ -155,3 +168,117 @@ def test_hosts_are_separate(driver: FakeDriver) -> None:
 def test_a_host_it_does_not_serve_is_an_error(driver: FakeDriver) -> None:
     with pytest.raises(exception.DriverError, match="not served"):
         driver.list_instances("elsewhere")
+
+
+# The state directory: one hypervisor for every driver object that names it.
+
+
+def test_a_later_driver_finds_the_instances_as_they_were(tmp_path: Path) -> None:
+    first = _driver(str(tmp_path))
+    spec = _spec(description="kept")
+    first.spawn(HOST, spec)
+    first.reboot(HOST, spec.uuid, "hard")
+    first.pause(HOST, spec.uuid)
+    console = first.get_console_output(HOST, spec.uuid, None)
+    del first
+
+    later = _driver(str(tmp_path))
+    assert later.get_info(HOST, spec.uuid).power_state == PowerState.PAUSED
+    assert later.get_console_output(HOST, spec.uuid, None) == console
+    assert "description: kept" in console
+    assert later.spawn(HOST, spec).power_state == PowerState.PAUSED  # still idempotent
+    assert later.get_host_resources(HOST).instances == 1
+
+
+def test_two_drivers_at_once_see_one_hypervisor(tmp_path: Path) -> None:
+    old, new = _driver(str(tmp_path)), _driver(str(tmp_path))
+    spec = _spec()
+    old.spawn(HOST, spec)
+    new.power_off(HOST, spec.uuid)
+    assert old.get_info(HOST, spec.uuid).power_state == PowerState.STOPPED
+    old.destroy(HOST, spec.uuid)
+    assert new.list_instances(HOST) == []
+
+
+def test_a_host_in_the_directory_is_not_served_until_initialised(tmp_path: Path) -> None:
+    _driver(str(tmp_path)).spawn(HOST, _spec())
+    other = _driver(str(tmp_path))
+    with pytest.raises(exception.DriverError, match="not served"):
+        other.list_instances("elsewhere")
+    other.init_host("elsewhere")
+    assert other.list_instances("elsewhere") == []
+
+
+def test_any_host_name_is_one_file_in_the_directory(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    fake = _driver(str(state))
+    fake.init_host("../a/b")
+    fake.spawn("../a/b", _spec())
+    assert len(fake.list_instances("../a/b")) == 1
+    assert fake.list_instances(HOST) == []
+    assert sorted(p.parent for p in tmp_path.rglob("*.json")) == [state]
+
+
+_SPAWNER = """
+import sys, uuid
+from oslo_config import cfg
+from computed.objects import InstanceSpec
+from drivers.fake import FakeDriver
+
+conf = cfg.ConfigOpts()
+FakeDriver.register_opts(conf)
+conf([], default_config_files=[])
+conf.set_override("state_dir", sys.argv[1], group="fake")
+driver = FakeDriver(conf)
+driver.init_host(sys.argv[2])
+sys.stdin.readline()  # start together
+for i in range(int(sys.argv[3])):
+    spec = InstanceSpec(uuid=str(uuid.uuid4()), name=f"p{i}", vcpus=1, memory_mb=64)
+    spec.validate()
+    driver.spawn(sys.argv[2], spec)
+"""
+
+
+def test_changes_from_concurrent_processes_are_all_kept(tmp_path: Path) -> None:
+    """Two processes spawning on one host at once lose none of each other's instances."""
+    count = 150
+    command = [sys.executable, "-c", _SPAWNER, str(tmp_path), HOST, str(count)]
+    processes = [subprocess.Popen(command, stdin=subprocess.PIPE) for _ in range(2)]
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(b"go\n")
+        process.stdin.close()
+    assert [process.wait(60) for process in processes] == [0, 0]
+    assert len(_driver(str(tmp_path)).list_instances(HOST)) == 2 * count
+
+
+def test_a_damaged_state_file_is_a_driver_error_naming_it(tmp_path: Path) -> None:
+    fake = _driver(str(tmp_path))
+    (tmp_path / f"{HOST}.json").write_text("{not json")
+    with pytest.raises(exception.DriverError, match=f"{HOST}.json"):
+        fake.list_instances(HOST)
+    with pytest.raises(exception.DriverError, match=f"{HOST}.json"):
+        _driver(str(tmp_path))
+
+
+def test_a_state_dir_that_cannot_be_made_fails_init_host(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(exception.DriverError, match="cannot keep state"):
+        _driver(str(tmp_path / "file" / "state"))
+
+
+def test_the_state_file_is_plain_json(tmp_path: Path) -> None:
+    spec = _spec()
+    _driver(str(tmp_path)).spawn(HOST, spec)
+    saved = json.loads((tmp_path / f"{HOST}.json").read_text())
+    assert saved["host"] == HOST
+    assert saved["instances"][spec.uuid]["power_state"] == PowerState.RUNNING
+
+
+def test_overrides_stay_with_their_config(tmp_path: Path) -> None:
+    first, second = cfg.ConfigOpts(), cfg.ConfigOpts()
+    for conf in (first, second):
+        FakeDriver.register_opts(conf)
+        conf([], default_config_files=[])
+    first.set_override("state_dir", str(tmp_path), group="fake")
+    assert second.fake.state_dir == ""

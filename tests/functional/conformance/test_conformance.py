@@ -58,9 +58,17 @@ def run_conformance(
     return done.returncode, data, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("driver", sorted(PEERS))
+#: Each driver with its peer's options; the fake driver in both of its stores:
+#: files (``[fake] state_dir``, the functional tests' default) and memory.
+_CASES: list[tuple[str, dict[str, Any]]] = [
+    *((driver, {}) for driver in sorted(PEERS)),
+    ("fake", {"fake": {"state_dir": ""}}),
+]
+
+
+@pytest.mark.parametrize(("driver", "store"), _CASES, ids=[*sorted(PEERS), "fake-in-memory"])
 def test_in_tree_driver_is_conformant(
-    deployment: Deployment, driver: str, request: pytest.FixtureRequest
+    deployment: Deployment, driver: str, store: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
     if driver != "fake":
         request.applymarker(getattr(pytest.mark, driver))
@@ -70,7 +78,7 @@ def test_in_tree_driver_is_conformant(
         except Unavailable as exc:
             pytest.fail(f"the {driver} peer cannot run here: {exc}")
         deployment.start_worker(
-            hosts, worker_id=f"cf-{driver}", DEFAULT={"driver": driver}, **options
+            hosts, worker_id=f"cf-{driver}", DEFAULT={"driver": driver}, **options, **store
         )
         status, report, output = run_conformance(deployment, hosts, "--record")
         assert report, output

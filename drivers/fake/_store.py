@@ -1,0 +1,191 @@
+"""Where the fake hypervisor keeps its instances: the worker's memory, or files.
+
+A real hypervisor outlives the worker that drives it: after a restart, an
+upgrade or a takeover, the next worker finds the instances the previous one
+made. :class:`FileStore` gives the fake driver that property: each host's
+instances live in one JSON file of a directory that every worker of a
+deployment names, read and written whole under a lock on the host, so two
+processes serving a host one after the other, or briefly both at once
+during a handover, see one hypervisor. :class:`MemoryStore` keeps them in
+the process, gone with it, which is the default and the fastest.
+
+Both stores offer the same two transactions on a host's table of instances:
+:meth:`Store.reading` to look, :meth:`Store.changing` to change. The driver
+changes instances only inside :meth:`Store.changing`, so it behaves the same
+over either store.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from urllib.parse import quote
+
+from computed.objects import InstanceSpec
+
+__all__ = ["Instance", "Store", "MemoryStore", "FileStore", "StoreError"]
+
+
+class StoreError(Exception):
+    """A host's state file cannot be read or written."""
+
+
+@dataclasses.dataclass
+class Instance:
+    """What the fake hypervisor knows of an instance: plain values, cheap to save."""
+
+    uuid: str
+    name: str
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    description: str | None
+    power_state: str
+    console: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_spec(cls, spec: InstanceSpec, power_state: str) -> Instance:
+        """:param spec: a validated spec (every field set)."""
+        return cls(
+            uuid=spec.uuid,
+            name=spec.name,
+            vcpus=spec.vcpus,
+            memory_mb=spec.memory_mb,
+            disk_gb=spec.disk_gb,
+            description=spec.description,
+            power_state=power_state,
+        )
+
+    def log(self, text: str) -> None:
+        """Append a console line; the clock is the line number, so logs are deterministic."""
+        self.console.append(f"[{len(self.console) * 0.25:10.6f}] {text}")
+
+
+class Store(abc.ABC):
+    """Each served host's instances, by UUID."""
+
+    @abc.abstractmethod
+    def attach(self, host: str) -> None:
+        """Make ready to keep ``host``'s instances; keep what is already there.
+
+        :raises StoreError: if the host's state cannot be kept.
+        """
+
+    @abc.abstractmethod
+    def reading(self, host: str) -> contextlib.AbstractContextManager[Mapping[str, Instance]]:
+        """The host's instances, to look at (not to change) inside the ``with`` block."""
+
+    @abc.abstractmethod
+    def changing(self, host: str) -> contextlib.AbstractContextManager[dict[str, Instance]]:
+        """The host's instances, to change inside the ``with`` block; kept when it ends.
+
+        No other transaction on the host runs meanwhile. An exception in the
+        block still keeps what it changed before raising.
+        """
+
+
+class MemoryStore(Store):
+    """Instances in the worker's memory, one table per host."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, dict[str, Instance]] = {}
+        self._lock = threading.Lock()
+
+    def attach(self, host: str) -> None:
+        with self._lock:
+            self._hosts.setdefault(host, {})
+
+    @contextlib.contextmanager
+    def reading(self, host: str) -> Iterator[Mapping[str, Instance]]:
+        with self._lock:
+            yield self._hosts[host]
+
+    @contextlib.contextmanager
+    def changing(self, host: str) -> Iterator[dict[str, Instance]]:
+        with self._lock:
+            yield self._hosts[host]
+
+
+class FileStore(Store):
+    """Instances in ``<directory>/<host>.json``, shared by every process naming the directory.
+
+    A transaction that changes a host holds an exclusive ``flock`` on the
+    host's lock file (``<host>.lock``; every transaction opens it anew, so
+    threads of one process exclude each other too), reads the state file,
+    and replaces it whole (a temporary file, then ``os.replace``). A reader
+    needs no lock: it opens one complete version of the file or the next.
+    A process killed mid-write leaves the previous version in place; no
+    ``fsync``, since the state has to outlive processes, not the machine.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+
+    def attach(self, host: str) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with self._locked(host):
+                self._load(host)
+        except OSError as exc:
+            raise StoreError(f"cannot keep state in {self.directory}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def reading(self, host: str) -> Iterator[Mapping[str, Instance]]:
+        yield self._load(host)
+
+    @contextlib.contextmanager
+    def changing(self, host: str) -> Iterator[dict[str, Instance]]:
+        with self._locked(host):
+            instances = self._load(host)
+            try:
+                yield instances
+            finally:
+                self._save(host, instances)
+
+    def _path(self, host: str, suffix: str) -> Path:
+        # Quoted, so that any host name is one file name inside the directory.
+        return self.directory / f"{quote(host, safe='')}{suffix}"
+
+    @contextlib.contextmanager
+    def _locked(self, host: str) -> Iterator[None]:
+        fd = os.open(self._path(host, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _load(self, host: str) -> dict[str, Instance]:
+        path = self._path(host, ".json")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        try:
+            saved = json.loads(text)["instances"]
+            return {uuid: Instance(**each) for uuid, each in saved.items()}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{path} is not a fake hypervisor's state: {exc!r}") from exc
+
+    def _save(self, host: str, instances: dict[str, Instance]) -> None:
+        path = self._path(host, ".json")
+        # One writer per host at a time (the lock), so one temporary name per host will do.
+        temporary = self._path(host, ".json.tmp")
+        state = {
+            "host": host,
+            "instances": {uuid: vars(each) for uuid, each in instances.items()},
+        }
+        try:
+            temporary.write_text(json.dumps(state), encoding="utf-8")
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc}") from exc
