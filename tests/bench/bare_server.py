@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="oslo.messaging transport URL")
     parser.add_argument("--topic", required=True)
     parser.add_argument("--server", required=True)
+    parser.add_argument("--quorum", action="store_true", help="quorum queues")
     args = parser.parse_args(argv)
 
     warnings.simplefilter("ignore")
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg.CONF([], project="bench-bare", default_config_files=[], default_config_dirs=[])
     transport = messaging.get_rpc_transport(cfg.CONF, url=args.url)
+    cfg.CONF.set_override("rabbit_quorum_queue", args.quorum, group="oslo_messaging_rabbit")
     server = messaging.get_rpc_server(
         transport,
         messaging.Target(topic=args.topic, server=args.server),

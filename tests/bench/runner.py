@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=4,
         help="fake instances the full-stack casts reboot in turn (4)",
     )
+    parser.add_argument(
+        "--queues",
+        choices=("quorum", "classic"),
+        default="quorum",
+        help="queue type for both stacks: quorum (the default, docs/delivery.md) or classic",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     parser.add_argument(
         "--cprofile",
@@ -110,7 +116,7 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _write_conf(workdir: str, url: str, host: str) -> str:
+def _write_conf(workdir: str, url: str, host: str, quorum: bool) -> str:
     path = os.path.join(workdir, "computed.conf")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(
@@ -124,6 +130,8 @@ def _write_conf(workdir: str, url: str, host: str) -> str:
             # a fresh registry has no recorded conformance run for the fake driver
             "[conformance]\n"
             "required_tier = untested\n"
+            "[oslo_messaging_rabbit]\n"
+            f"rabbit_quorum_queue = {str(quorum).lower()}\n"
         )
     return path
 
@@ -165,7 +173,7 @@ def render(
     lines = [
         f"computed bench: {args.rounds} alternating rounds per stack; each round {args.warmup} "
         f"warm-up + {args.calls} sequential + {args.calls} concurrent ping calls, "
-        f"{args.casts} casts",
+        f"{args.casts} casts; {args.queues} queues for both stacks",
         f"python {env['python']}, oslo.messaging {env['oslo.messaging']}, kombu {env['kombu']}, "
         f"{env['cpus']} CPUs; figures are medians over rounds [min-max]",
         "slowdown = full/bare for latencies and CPU costs, bare/full for throughputs: "
@@ -248,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             broker = RabbitMQBroker()
             cleanup.callback(broker.stop)
             broker.start()
-            conf_file = _write_conf(workdir, broker.url, host)
+            quorum = args.queues == "quorum"
+            conf_file = _write_conf(workdir, broker.url, host, quorum)
             cfg.CONF(
                 ["--config-file", conf_file],
                 project="computed",
@@ -257,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
             _progress("starting the bare server and the computed worker")
-            bare = BareStack(broker.url, workdir, profile_dir=profile_dir)
+            bare = BareStack(broker.url, workdir, profile_dir=profile_dir, quorum=quorum)
             cleanup.callback(bare.stop)
             bare.start()
             full = FullStack(

@@ -100,8 +100,10 @@ class BareStack:
         topic: str = "bench_bare",
         server: str = "bare-1",
         profile_dir: str | None = None,
+        quorum: bool = False,
     ):
         self.url = url
+        self.quorum = quorum
         self.profile_dir = profile_dir
         self.topic = topic
         self.server = server
@@ -125,6 +127,7 @@ class BareStack:
                     self.topic,
                     "--server",
                     self.server,
+                    *(["--quorum"] if self.quorum else []),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=log,
