@@ -109,12 +109,10 @@ def _version() -> str:
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register the oslo.messaging options the listener reads (transport, rabbit)."""
-    from oslo_messaging import opts  # noqa: PLC0415
+    """Register the oslo.messaging options the listener reads, with the project's defaults."""
+    from computed import rpc  # noqa: PLC0415
 
-    for group, options in opts.list_opts():
-        if group in (None, "oslo_messaging_rabbit", "oslo_messaging_notifications"):
-            conf.register_opts(options, group=group)
+    rpc.set_defaults(conf)
 
 
 # Messages ----------------------------------------------------------------------

@@ -8,13 +8,13 @@ plus request contexts) and the allow-list of remote exception modules.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import kombu
 import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_context import context as oslo_context
+from oslo_messaging import opts as messaging_opts
 
 from computed import exception
 from computed.objects import ComputedObjectSerializer
@@ -24,11 +24,10 @@ __all__ = [
     "ALLOWED_EXMODS",
     "RequestContextSerializer",
     "get_transport",
+    "set_defaults",
     "get_notification_transport",
     "check_broker",
     "safe_url",
-    "cancel_consumers",
-    "listener_internals",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -96,11 +95,27 @@ def _trimmed(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def set_defaults(conf: cfg.ConfigOpts) -> None:
+    """Register oslo.messaging's options with the project's defaults.
+
+    Quorum queues by default (``[oslo_messaging_rabbit] rabbit_quorum_queue``):
+    casts queued for a host survive a broker restart and the loss of a cluster
+    node (docs/delivery.md). Every worker and client of a vhost must agree on
+    it; a deployment that keeps classic queues says so explicitly.
+    """
+    for group, options in messaging_opts.list_opts():
+        if group in (None, "oslo_messaging_rabbit", "oslo_messaging_notifications"):
+            conf.register_opts(options, group=group)
+    conf.set_default("rabbit_quorum_queue", True, group="oslo_messaging_rabbit")
+
+
 def get_transport(conf: cfg.ConfigOpts, url: str | None = None) -> messaging.Transport:
+    set_defaults(conf)
     return messaging.get_rpc_transport(conf, url=url, allowed_remote_exmods=ALLOWED_EXMODS)
 
 
 def get_notification_transport(conf: cfg.ConfigOpts) -> messaging.Transport:
+    set_defaults(conf)
     return messaging.get_notification_transport(conf)
 
 
@@ -146,62 +161,3 @@ def check_broker(conf: cfg.ConfigOpts, url: str | None, timeout: float) -> None:
         ) from exc
     finally:
         connection.release()
-
-
-def cancel_consumers(server: messaging.MessageHandlingServer, timeout: float = 10.0) -> bool:
-    """Make the broker stop delivering to ``server``, before it is stopped.
-
-    oslo.messaging's rabbit driver acknowledges an RPC message the moment it
-    arrives, and ``server.stop()`` only stops reading: the consumers stay
-    subscribed, so the broker keeps pushing messages to the socket. When
-    ``server.wait()`` then closes the connection, it deletes the fanout
-    queue first, and the messages read while waiting for that reply are
-    acknowledged and handed to a listener nobody polls any more: lost. A
-    host handed to another worker, or a worker stopped for an upgrade, would
-    drop the casts sent in that window.
-
-    Cancelling the subscriptions first closes the window: the cancel runs on
-    the listener's own polling thread (kombu is not thread safe), messages
-    that arrive before the broker confirms it are read and served as usual,
-    and none arrive after. What is still queued waits for the next consumer.
-
-    :returns: whether the broker confirmed within ``timeout`` seconds;
-        False also when this oslo.messaging does not expose what is needed,
-        which is logged.
-    """
-    operations, consumers = listener_internals(getattr(server, "listener", None))
-    if operations is None or consumers is None:
-        LOG.warning(
-            "Cannot cancel the broker subscriptions of %r before stopping it; messages "
-            "delivered while it stops may be lost",
-            server,
-        )
-        return False
-    cancelled = threading.Event()
-
-    def cancel() -> None:
-        try:
-            for consumer, tag in list(consumers.items()):
-                consumer.cancel(tag=tag)
-        except Exception as exc:  # a lost connection cancels them anyway
-            LOG.debug("Cancelling subscriptions failed: %s", exc)
-        finally:
-            cancelled.set()
-
-    operations.do(cancel)
-    return cancelled.wait(timeout)
-
-
-def listener_internals(listener: Any) -> tuple[Any, dict[Any, str] | None]:
-    """What of an RPC listener's oslo.messaging 18.x internals this project uses.
-
-    :returns: the listener's operations handler (runs tasks on its polling
-        thread) and its rabbit connection's ``{consumer: tag}``; None for
-        whichever this oslo.messaging does not expose. The only place that
-        knows these private attributes.
-    """
-    poller = getattr(listener, "_poll_style_listener", None)
-    operations = getattr(poller, "_message_operations_handler", None)
-    connection = getattr(getattr(poller, "conn", None), "connection", None)
-    consumers = getattr(connection, "_consumers", None)
-    return operations, consumers if isinstance(consumers, dict) else None

@@ -66,7 +66,7 @@ class _Sender:
     def __init__(self, url: str) -> None:
         self._connection = kombu.Connection(url)
         self._producer = self._connection.Producer()
-        self._exchange = kombu.Exchange("openstack", type="topic", durable=False)
+        self._exchange = kombu.Exchange("openstack", type="topic", durable=True)  # quorum
         self.sent = 0
 
     def send(self, body: bytes | str) -> None:

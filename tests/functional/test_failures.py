@@ -121,7 +121,7 @@ def test_message_that_is_not_json_is_dropped_with_a_log_line(deployment: Deploym
         producer = connection.Producer()
         producer.publish(
             b"{this is not json",
-            exchange=kombu.Exchange("openstack", type="topic", durable=False),
+            exchange=kombu.Exchange("openstack", type="topic", durable=True),  # quorum queues
             routing_key="compute.h1",
             content_type="application/json",
             content_encoding="utf-8",

@@ -273,9 +273,13 @@ def test_rolling_upgrade_from_the_previous_release(
     current_host = f"up-{suffix}-3"
 
     def worker(host: str, worker_id: str, command: list[str] | None) -> WorkerProcess:
+        # Quorum queues, the current default, said explicitly: the old
+        # release's default was classic queues, and every worker of a vhost
+        # must agree (docs/upgrade.md).
+        quorum = {"rabbit_quorum_queue": True}
         process = WorkerProcess(
             str(deployment.workdir),
-            deployment.worker_options([host], worker_id),
+            deployment.worker_options([host], worker_id, oslo_messaging_rabbit=quorum),
             name=worker_id,
             command=command,
         )
