@@ -38,6 +38,7 @@ __all__ = [
     "UnsupportedLibrary",
     "check_supported",
     "register_opts",
+    "sample_defaults",
     "decode",
     "problem",
     "encode",
@@ -78,6 +79,7 @@ def _internals() -> dict[str, Any]:
         "serialize_remote_exception": getattr(common, "serialize_remote_exception", None),
         "_get_queue_arguments": getattr(impl_rabbit, "_get_queue_arguments", None),
         "QuorumMemConfig": getattr(impl_rabbit, "QuorumMemConfig", None),
+        "rabbit_opts": getattr(impl_rabbit, "rabbit_opts", None),
     }
 
 
@@ -113,6 +115,14 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     from computed import rpc  # noqa: PLC0415
 
     rpc.set_defaults(conf)
+
+
+def sample_defaults() -> None:
+    """oslo-config-generator's hook (``oslo.config.opts.defaults``): the sample
+    config shows the project's defaults for oslo.messaging's options."""
+    from oslo_messaging._drivers import impl_rabbit  # noqa: PLC0415
+
+    cfg.set_defaults(impl_rabbit.rabbit_opts, rabbit_quorum_queue=True)
 
 
 # Messages ----------------------------------------------------------------------
