@@ -110,15 +110,16 @@ def test_failures_rebuild_as_the_projects_exceptions() -> None:
 
 def test_host_queues_are_declared_as_oslo_messaging_declares_them() -> None:
     conf = cfg.ConfigOpts()
-    conf.register_opts(
-        [cfg.FloatOpt("broker_connect_timeout", default=10.0)],
-    )
+    conf.register_opts([cfg.FloatOpt("broker_connect_timeout", default=10.0)])
     _wire.register_opts(conf)
     conf([], default_config_files=[])
-    queue = _wire.host_queue(conf, "compute", "h1")
-    assert (queue.name, queue.routing_key, queue.durable) == ("compute.h1", "compute.h1", False)
-    assert queue.exchange.name == "openstack" and queue.exchange.type == "topic"
-    conf.set_override("rabbit_quorum_queue", True, group="oslo_messaging_rabbit")
+    # Quorum queues by default (docs/delivery.md).
     quorum = _wire.host_queue(conf, "compute", "h1")
+    assert (quorum.name, quorum.routing_key) == ("compute.h1", "compute.h1")
+    assert quorum.exchange.name == "openstack" and quorum.exchange.type == "topic"
     assert quorum.durable and quorum.exchange.durable
     assert quorum.queue_arguments == {"x-queue-type": "quorum"}
+    conf.set_override("rabbit_quorum_queue", False, group="oslo_messaging_rabbit")
+    classic = _wire.host_queue(conf, "compute", "h1")
+    assert not classic.durable and not classic.exchange.durable
+    assert classic.queue_arguments == {}
