@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import logging
 import threading
 import typing
 from collections.abc import Iterator
@@ -36,6 +37,11 @@ from rpcapi._resolver import HostResolver
 
 __all__ = ["ComputeAPI"]
 
+LOG = logging.getLogger(__name__)
+
+#: Seconds a worker may take, once it decides to take a host over, to serve it.
+TAKEOVER_ALLOWANCE = 10.0
+
 
 @dataclasses.dataclass(frozen=True)
 class _Route:
@@ -62,7 +68,8 @@ class ComputeAPI:
 
     Errors raised by the worker arrive as their :mod:`computed.exception`
     types. A host that no live worker serves raises HostUnavailable at once;
-    one whose worker is draining or restarting waits for its next worker,
+    one changing hands (its worker draining, restarting, or dead with
+    another live worker to take its hosts over) waits for its next worker,
     up to ``[client] handover_timeout`` seconds, then raises HostUnavailable.
 
     Every call ends within its timeout plus 2 s once sent, and every cast is
@@ -110,6 +117,7 @@ class ComputeAPI:
         for module in (client_conf, registry_conf, worker_conf, conformance_conf, upgrade_conf):
             module.register_opts(conf)
         _pins.parse_pin(conf.upgrade_levels.compute)  # a bad pin is a ConfigError now
+        _warn_if_takeover_outlasts_calls(conf)
         self._registry = registry or Registry(conf.registry.connection)
         self._resolver = HostResolver(
             self._registry,
@@ -358,6 +366,27 @@ class ComputeAPI:
 
 def _context(ctxt: Any) -> oslo_context.RequestContext:
     return ctxt if ctxt is not None else oslo_context.RequestContext()
+
+
+def _warn_if_takeover_outlasts_calls(conf: cfg.ConfigOpts) -> None:
+    """Warn when a call may time out before another worker takes a dead worker's host over.
+
+    A call sent just after its host's worker died waits in the host's queue
+    until another worker counts it as down (``[registry] down_time`` after
+    its last heartbeat), decides at its next heartbeat to take the host over
+    and serves it (docs/ownership.md).
+    """
+    takeover = conf.registry.down_time + conf.heartbeat_interval + TAKEOVER_ALLOWANCE
+    if conf.client.call_timeout < takeover:
+        LOG.warning(
+            "[client] call_timeout (%s s) is shorter than a takeover: [registry] down_time "
+            "(%g s) + heartbeat_interval (%g s) + %g s to serve the host; calls to a host "
+            "whose worker died may time out before another worker serves it",
+            conf.client.call_timeout,
+            conf.registry.down_time,
+            conf.heartbeat_interval,
+            TAKEOVER_ALLOWANCE,
+        )
 
 
 def _local_copy(exc: exception.ComputedError) -> exception.ComputedError:

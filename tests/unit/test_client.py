@@ -1,7 +1,8 @@
-"""The client's link to its broker, without a broker."""
+"""The client's routing of a host changing hands, its broker link and its defaults (no broker)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -19,6 +20,8 @@ from computed.conf import worker as worker_conf
 from computed.registry import Registry, WorkerRecord
 from rpcapi import ComputeAPI
 from rpcapi._link import PROBE_INTERVAL, SendPool
+from rpcapi._resolver import HostResolver
+from rpcapi.client import TAKEOVER_ALLOWANCE
 
 
 def _record(worker_id: str) -> WorkerRecord:
@@ -42,6 +45,62 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
     registry.claim_host("h1", "w1", "initial")
     yield registry
     registry.close()
+
+
+def test_a_host_whose_owner_is_gone_is_held_until_a_candidate_claims_it(
+    registry: Registry,
+) -> None:
+    registry.set_disabled("w1", True, "maintenance")
+    resolver = HostResolver(registry, ttl=0, down_time=30, handover_timeout=10)
+    claimed = threading.Event()
+
+    def take_over() -> None:
+        registry.claim_host("h1", "w2", "takeover")
+        claimed.set()
+
+    successor = threading.Timer(0.5, take_over)
+    successor.start()
+    try:
+        owner = resolver.resolve("h1")
+    finally:
+        successor.join()
+    assert claimed.is_set() and owner.id == "w2"
+
+
+def test_without_a_handover_timeout_a_live_candidate_is_used_at_once(registry: Registry) -> None:
+    registry.set_disabled("w1", True, "maintenance")
+    assert HostResolver(registry, ttl=0, down_time=30).resolve("h1").id == "w2"
+
+
+def test_a_candidate_that_never_takes_over_gives_a_clear_error(registry: Registry) -> None:
+    registry.set_disabled("w1", True, "maintenance")
+    resolver = HostResolver(registry, ttl=0, down_time=30, handover_timeout=0.5)
+    with pytest.raises(exception.HostUnavailable) as caught:
+        resolver.resolve("h1")
+    assert caught.value.kwargs["reason"] == (
+        "worker w1 is disabled: maintenance; worker w2 is up but did not take the host "
+        "over within the handover timeout of 0.5 s"
+    )
+
+
+def test_the_shipped_defaults_let_a_takeover_finish_within_a_call() -> None:
+    conf = _conf()
+    takeover = conf.registry.down_time + conf.heartbeat_interval + TAKEOVER_ALLOWANCE
+    assert takeover <= conf.client.call_timeout
+    assert conf.heartbeat_interval + TAKEOVER_ALLOWANCE <= conf.client.handover_timeout
+
+
+def test_a_call_timeout_shorter_than_a_takeover_is_warned_about(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    conf = _conf()
+    with caplog.at_level(logging.WARNING, logger="rpcapi.client"):
+        ComputeAPI(conf, registry=registry).cleanup()
+        assert not caplog.records
+        conf.set_override("call_timeout", 20, group="client")
+        ComputeAPI(conf, registry=registry).cleanup()
+    (record,) = caplog.records
+    assert "call_timeout (20 s) is shorter than a takeover" in record.getMessage()
 
 
 def test_while_the_broker_is_down_messages_fail_at_once(registry: Registry) -> None:
