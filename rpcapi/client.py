@@ -72,11 +72,12 @@ class ComputeAPI:
     another live worker to take its hosts over) waits for its next worker,
     up to ``[client] handover_timeout`` seconds, then raises HostUnavailable.
 
-    Every call ends within its timeout plus 2 s once sent, and every cast is
-    handed to the broker within ``[client] cast_timeout`` seconds, or raises
-    BrokerUnavailable, whatever the broker does; after a broker failure the
-    client fails at once until the broker answers again, then works again
-    by itself (docs/delivery.md).
+    Every call ends within its timeout plus 2 s once sent (a call in flight
+    when the broker hangs with its connection open, within twice its
+    timeout plus 10 s), and every cast is handed to the broker within
+    ``[client] cast_timeout`` seconds, or raises BrokerUnavailable; after a
+    broker failure the client fails at once until the broker answers again,
+    then works again by itself (docs/delivery.md).
 
     Messages go out on ``[DEFAULT] transport_url``, or, for a driver type
     listed in ``[client] driver_transport_url``, on that driver type's own

@@ -43,8 +43,8 @@ client_opts = [
         min=1,
         help="Seconds to wait for the answer to a quick call (get_info, ping, "
         "list_instances, host resources and capabilities); the call raises "
-        "HostTimeout after it, or BrokerUnavailable at the latest 2 s later if the "
-        "broker kept it. Keep it longer than a takeover, '[registry] down_time' + "
+        "HostTimeout after it, or BrokerUnavailable if the broker failed it "
+        "(docs/delivery.md). Keep it longer than a takeover, '[registry] down_time' + "
         "'heartbeat_interval' + 10 s (docs/ownership.md), so that a call to a host "
         "whose worker just died is answered by the worker that takes it over.",
     ),

@@ -3,8 +3,10 @@
 Each test has a broker of its own and a real worker on it. The client's
 operations are timed while the broker is killed under connected clients,
 while it is down before a client is even created, and behind a port that
-accepts TCP connections and never speaks AMQP. Every call must end within
-``call_timeout`` + 2 s, every cast within ``cast_timeout``, each with a
+accepts TCP connections and never speaks AMQP, silent from the start or
+falling silent under a connected client. Every call must end within
+``call_timeout`` + 2 s (a call in flight when the port falls silent within
+:data:`HUNG_BOUNDS`), every cast within ``cast_timeout``, each with a
 :mod:`computed.exception` error if it fails (the bounds are what the docs
 promise, plus :data:`SLACK` for a loaded machine: a correctness bound, not a
 speed test); then the same client objects must work again once the broker
@@ -48,6 +50,11 @@ OUTAGE = 10.0
 RECOVERY_LIMIT = 90.0
 
 BOUNDS = {"call": CALL_TIMEOUT + CALL_MARGIN, "cast": CAST_TIMEOUT}
+#: A call in flight when the broker stops answering with its connection open
+#: waits for the broker's confirmation, then for its channel to close, each up
+#: to its timeout, and a new connection may cost kombu's 5 s connect timeout
+#: twice (docs/delivery.md); the calls after it fail at once.
+HUNG_BOUNDS = {"call": 2 * CALL_TIMEOUT + 10.0, "cast": CAST_TIMEOUT}
 
 
 @dataclass
@@ -118,16 +125,16 @@ def _works(api: ComputeAPI, host: str) -> bool:
     return True
 
 
-def _check_bounds(ops: list[_Op], what: str) -> None:
-    late = [op for op in ops if op.seconds > BOUNDS[op.kind] + SLACK]
+def _check_bounds(ops: list[_Op], what: str, bounds: dict[str, float] = BOUNDS) -> None:
+    late = [op for op in ops if op.seconds > bounds[op.kind] + SLACK]
     assert not late, f"{len(late)} operations {what} outlasted their bound: " + ", ".join(
         f"{op.kind} {op.seconds:.1f} s ({op.error})" for op in late[:10]
     )
 
 
-def _report(title: str, ops: list[_Op]) -> None:
+def _report(title: str, ops: list[_Op], bounds: dict[str, float] = BOUNDS) -> None:
     print(f"\n{title}")
-    for kind, bound in BOUNDS.items():
+    for kind, bound in bounds.items():
         failed = [op.seconds for op in ops if op.kind == kind and op.error]
         done = [op.seconds for op in ops if op.kind == kind and not op.error]
         errors = sorted({op.error for op in ops if op.kind == kind and op.error})
@@ -345,11 +352,13 @@ def test_a_port_that_never_speaks_amqp(
     _report("A port that accepts TCP and never speaks AMQP, from the start", first)
     print(f"  the same client worked {_seconds(recovered)} after the port forwarded to a broker")
     hung = [op for op in traffic.since(silenced) if op.started < back]
-    _report(f"The same port silent for {back - silenced:.1f} s under a connected client", hung)
+    title = f"The same port silent for {back - silenced:.1f} s under a connected client"
+    _report(title, hung, HUNG_BOUNDS)
     print(f"  the client worked again {_seconds(recovered_again)} after it forwarded again")
     assert not traffic.unexpected, traffic.unexpected
     _check_bounds(first, "against a silent port")
-    _check_bounds(traffic.ops, "around the silence")
+    _check_bounds(hung, "while the port was silent", HUNG_BOUNDS)
+    _check_bounds([op for op in traffic.ops if op not in hung], "around the silence")
     assert {op.error for op in hung if op.error} >= {"BrokerUnavailable"}
 
 
