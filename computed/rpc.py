@@ -139,7 +139,8 @@ def check_broker(conf: cfg.ConfigOpts, url: str | None, timeout: float) -> None:
 
     oslo.messaging retries its first connection for far longer than any
     caller wants to wait; this check turns an unreachable broker into a
-    prompt, clear error.
+    prompt, clear error. Each host of the URL is tried once, in turn, with
+    no pause between them, while ``timeout`` lasts.
 
     :raises computed.exception.BrokerUnavailable: naming the broker and the cause.
     """
@@ -154,7 +155,7 @@ def check_broker(conf: cfg.ConfigOpts, url: str | None, timeout: float) -> None:
     urls = ";".join(kombu_urls)
     connection = kombu.Connection(urls, connect_timeout=timeout)  # type: ignore[attr-defined]
     try:
-        connection.ensure_connection(max_retries=1, timeout=timeout)
+        connection.ensure_connection(max_retries=len(kombu_urls) - 1, timeout=timeout)
     except Exception as exc:
         raise exception.BrokerUnavailable(
             url=safe_url(url), reason=str(exc) or type(exc).__name__

@@ -26,15 +26,17 @@ _MIN_REFRESH_INTERVAL = 0.2
 class HostResolver:
     """Resolves host names to their live worker.
 
-    A host is available while it has a live owner or a live candidate (an
-    enabled worker that declares it): during a handover the candidates
-    agree on the next owner within a heartbeat, and messages wait in the
-    host's queue meanwhile. The recorded owner is preferred when it is live.
+    A host is served by its recorded owner while that worker is live (up,
+    enabled, a heartbeat within ``down_time``). A host no worker has claimed
+    yet is served by its freshest live candidate (an enabled worker that
+    declares it).
 
-    A host whose worker is draining or has just stopped (a restart, an
-    upgrade) is *changing hands*, not unavailable: :meth:`resolve` waits for
-    a worker to serve it again, up to ``handover_timeout`` seconds, and
-    sends nothing to the stopping worker meanwhile.
+    A host is *changing hands*, not unavailable, when its recorded owner is
+    no longer live but another live candidate will take it over at its next
+    heartbeat, or when its worker is draining or has just stopped (a
+    restart, an upgrade): :meth:`resolve` then waits for a worker to record
+    that it serves the host, up to ``handover_timeout`` seconds, so a
+    message's timeout starts only once a live worker consumes its queue.
 
     The whole registry is read at once and kept for ``ttl`` seconds, so a call
     costs no database round trip. Liveness is judged at each lookup from the
@@ -73,10 +75,10 @@ class HostResolver:
         """
         if time.monotonic() - self._read_at > self._ttl:
             self.refresh()
-        owner = self._live_owner(host)
+        owner = self._serving(host)
         if owner is None and time.monotonic() - self._read_at > _MIN_REFRESH_INTERVAL:
             self.refresh()
-            owner = self._live_owner(host)
+            owner = self._serving(host)
         if owner is None and self._changing_hands(host):
             owner = self._wait_for_owner(host)
         if owner is None:
@@ -113,26 +115,39 @@ class HostResolver:
             self._read_at = time.monotonic()
             self.generation += 1
 
-    def _live_owner(self, host: str) -> WorkerRecord | None:
+    def _live(self, host: str) -> list[WorkerRecord]:
         now = utcnow()
-        live = [w for w in self._by_host.get(host, ()) if w.is_alive(self._down_time, now)]
-        if not live:
-            return None
+        return [w for w in self._by_host.get(host, ()) if w.is_alive(self._down_time, now)]
+
+    def _serving(self, host: str) -> WorkerRecord | None:
+        """The live worker that consumes ``host``'s queue now, or None.
+
+        That is the recorded owner. For a host no worker has claimed yet (or
+        a registry without ownership records), or when the client holds
+        nothing (``handover_timeout`` 0), a live candidate will do, the one
+        with the freshest heartbeat: it claims the host at its next heartbeat.
+        """
+        live = self._live(host)
         recorded = self._owners.get(host)
-        for worker in live:
-            if worker.id == recorded:
-                return worker
-        return max(live, key=lambda w: w.heartbeat_at or now)
+        owner = next((w for w in live if w.id == recorded), None)
+        if owner is not None or (host in self._owners and self._handover_timeout > 0):
+            return owner
+        return max(live, key=lambda w: w.heartbeat_at or utcnow(), default=None)
 
     def _changing_hands(self, host: str) -> bool:
-        """Whether a worker of ``host`` is draining or stopped within the handover timeout.
+        """Whether a worker is about to serve ``host`` again.
 
-        Its last heartbeat (a worker heartbeats until it has stopped) says
-        when: a worker that stopped long ago, or died while draining, is
-        not coming back by itself.
+        Either a live candidate (its recorded owner died, was disabled or
+        released it: a candidate takes it over at its next heartbeat), or a
+        worker of the host draining or stopped within the handover timeout.
+        The last heartbeat of the latter (a worker heartbeats until it has
+        stopped) says when: a worker that stopped long ago, or died while
+        draining, is not coming back by itself.
         """
         if self._handover_timeout <= 0:
             return False
+        if self._live(host):
+            return True
         now = utcnow()
         return any(
             w.state in (STATE_DRAINING, STATE_STOPPED)
@@ -147,7 +162,7 @@ class HostResolver:
         while time.monotonic() < deadline:
             time.sleep(_MIN_REFRESH_INTERVAL)
             self.refresh()
-            owner = self._live_owner(host)
+            owner = self._serving(host)
             if owner is not None:
                 return owner
             if not self._changing_hands(host):
@@ -172,6 +187,11 @@ class HostResolver:
                 status = (
                     f"{status}, last heartbeat {age:.0f} s ago, and no worker served the host "
                     f"again within the handover timeout of {self._handover_timeout:g} s"
+                )
+            elif status == "up":
+                status = (
+                    "up but did not take the host over within the handover timeout of "
+                    f"{self._handover_timeout:g} s"
                 )
             reasons.append(f"worker {worker.id} is {status}")
         return "; ".join(reasons)

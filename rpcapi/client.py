@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
+import logging
 import threading
 import typing
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_context import context as oslo_context
 
-from computed import exception, rpc, version
+from computed import exception, version
 from computed.conf import client as client_conf
 from computed.conf import conformance as conformance_conf
 from computed.conf import registry as registry_conf
@@ -26,13 +28,32 @@ from computed.objects import (
     InstanceSpec,
     PingResult,
 )
-from computed.registry import Registry
+from computed.registry import Registry, WorkerRecord
 from computed.registry.api import utcnow
 from rpcapi import _pins
 from rpcapi._counters import CallCounters
+from rpcapi._link import BrokerLink, Message, SendPool
 from rpcapi._resolver import HostResolver
 
 __all__ = ["ComputeAPI"]
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds a worker may take, once it decides to take a host over, to serve it.
+TAKEOVER_ALLOWANCE = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Route:
+    """Where one message goes, resolved once per message."""
+
+    host: str
+    #: The live worker serving the host.
+    worker: WorkerRecord
+    #: The newest version the host may be sent, and why.
+    cap: _pins.Cap
+    #: The broker of the worker's driver type.
+    link: BrokerLink
 
 
 class ComputeAPI:
@@ -47,8 +68,16 @@ class ComputeAPI:
 
     Errors raised by the worker arrive as their :mod:`computed.exception`
     types. A host that no live worker serves raises HostUnavailable at once;
-    one whose worker is draining or restarting waits for its next worker,
+    one changing hands (its worker draining, restarting, or dead with
+    another live worker to take its hosts over) waits for its next worker,
     up to ``[client] handover_timeout`` seconds, then raises HostUnavailable.
+
+    Every call ends within its timeout plus 2 s once sent (a call in flight
+    when the broker hangs with its connection open, within twice its
+    timeout plus 10 s), and every cast is handed to the broker within
+    ``[client] cast_timeout`` seconds, or raises BrokerUnavailable; after a
+    broker failure the client fails at once until the broker answers again,
+    then works again by itself (docs/delivery.md).
 
     Messages go out on ``[DEFAULT] transport_url``, or, for a driver type
     listed in ``[client] driver_transport_url``, on that driver type's own
@@ -79,6 +108,9 @@ class ComputeAPI:
         required_tier: str | None = None,
     ) -> None:
         """
+        :param transport: the transport of driver types without a URL of
+            their own, instead of one built on ``[DEFAULT] transport_url``
+            (which is still the broker probed after a failure).
         :param required_tier: overrides ``[conformance] required_tier``; the
             conformance suite passes ``untested`` to reach drivers not yet rated.
         """
@@ -86,6 +118,7 @@ class ComputeAPI:
         for module in (client_conf, registry_conf, worker_conf, conformance_conf, upgrade_conf):
             module.register_opts(conf)
         _pins.parse_pin(conf.upgrade_levels.compute)  # a bad pin is a ConfigError now
+        _warn_if_takeover_outlasts_calls(conf)
         self._registry = registry or Registry(conf.registry.connection)
         self._resolver = HostResolver(
             self._registry,
@@ -94,14 +127,12 @@ class ComputeAPI:
             required_tier or conf.conformance.required_tier,
             conf.client.handover_timeout,
         )
-        #: The transport of driver types without a URL of their own.
-        self._transport = transport
         self._driver_urls = client_conf.driver_transport_urls(conf)
-        #: One RPC client per transport URL (None: the default transport).
-        self._clients: dict[str | None, messaging.RPCClient] = {}
-        #: The transports of driver types with a URL of their own.
-        self._transports: list[messaging.Transport] = []
-        self._prepared: dict[tuple[str | None, str, str, bool], Any] = {}
+        self._pool = SendPool()
+        #: One link per transport URL (None: the default transport).
+        self._links: dict[str | None, BrokerLink] = {}
+        if transport is not None:
+            self._links[None] = BrokerLink(conf, None, self._pool, transport)
         self._caps: dict[str, tuple[tuple[str, int], datetime.datetime, _pins.Cap]] = {}
         self._lock = threading.Lock()
         self._counters = CallCounters(self._registry, conf.upgrade_levels.counters_interval)
@@ -203,8 +234,7 @@ class ComputeAPI:
 
         :raises computed.exception.HostUnavailable: if no live worker serves it.
         """
-        self._resolver.resolve(host)
-        return self._cap(host).version
+        return self._route(host).cap.version
 
     def can_send_version(self, host: str, rpc_version: str) -> bool:
         """Whether a message at ``rpc_version`` may be sent to ``host`` now."""
@@ -230,28 +260,42 @@ class ComputeAPI:
     def cleanup(self) -> None:
         """Close the broker connections and the registry engine."""
         self._counters.flush(force=True)
-        for transport in [self._transport, *self._transports]:
-            if transport is not None:
-                transport.cleanup()
+        for link in self._links.values():
+            link.cleanup()
+        self._pool.shutdown()
         self._registry.close()
 
     def _lifecycle(self, ctxt: Any, host: str, method: str, cast: bool, **kwargs: Any) -> Any:
-        if cast:
-            ctxt = _context(ctxt)
-            rpc_version, kwargs = self._fit(host, method, kwargs)
-            cctxt = self._prepare(host, rpc_version, long=False)
-            with self._errors(host, method, self._conf.client.call_timeout, rpc_version):
-                cctxt.cast(ctxt, method, **kwargs)
-            return None
-        return self._call(ctxt, host, method, long=True, **kwargs)
+        if not cast:
+            return self._call(ctxt, host, method, long=True, **kwargs)
+        route = self._route(host)
+        rpc_version, kwargs = self._fit(route, method, kwargs)
+        bound = self._conf.client.cast_timeout
+        with self._errors(host, method, bound, rpc_version):
+            route.link.cast(Message(host, rpc_version, _context(ctxt), method, kwargs), bound)
+        return None
 
     def _call(self, ctxt: Any, host: str, method: str, long: bool = False, **kwargs: Any) -> Any:
-        ctxt = _context(ctxt)
-        rpc_version, kwargs = self._fit(host, method, kwargs)
-        cctxt = self._prepare(host, rpc_version, long=long)
-        timeout = self._conf.client.long_call_timeout if long else self._conf.client.call_timeout
+        route = self._route(host)
+        rpc_version, kwargs = self._fit(route, method, kwargs)
+        client_opts = self._conf.client
+        # A long call's worker sends a heartbeat every half call_timeout: the
+        # call monitor notices a dead worker within call_timeout.
+        timeout = client_opts.long_call_timeout if long else client_opts.call_timeout
+        monitor = client_opts.call_timeout if long else None
+        message = Message(host, rpc_version, _context(ctxt), method, kwargs)
         with self._errors(host, method, timeout, rpc_version):
-            return cctxt.call(ctxt, method, **kwargs)
+            return route.link.call(message, timeout, monitor)
+
+    def _route(self, host: str) -> _Route:
+        """Where a message for ``host`` goes: its worker, version cap and broker.
+
+        Like a message, it waits while the host changes hands.
+
+        :raises computed.exception.HostUnavailable: if no live worker serves it.
+        """
+        worker = self._resolver.resolve(host)
+        return _Route(host, worker, self._cap(host), self._link(worker.driver))
 
     def _cap(self, host: str) -> _pins.Cap:
         # The cap depends only on the pin and the registry copy: reuse it until the
@@ -266,14 +310,14 @@ class ComputeAPI:
         self._caps[host] = (key, self._resolver.stable_until(), cap)
         return cap
 
-    def _fit(self, host: str, method: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The version to send ``method`` to ``host`` at, and its arguments fitted to it.
+    def _fit(
+        self, route: _Route, method: str, kwargs: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """The version to send ``method`` at on ``route``, and its arguments fitted to it.
 
-        :raises computed.exception.HostUnavailable: if no live worker serves the host.
         :raises computed.exception.UnsupportedVersion: if the host is too old for it.
         """
-        self._resolver.resolve(host)
-        cap = self._cap(host)
+        host, cap = route.host, route.cap
         try:
             rpc_version, fitted, backported = _pins.fit_message(host, method, cap, kwargs)
         except exception.UnsupportedVersion:
@@ -282,45 +326,16 @@ class ComputeAPI:
         self._counters.count(host, rpc_version, backported=backported)
         return rpc_version, fitted
 
-    def _prepare(self, host: str, rpc_version: str, long: bool) -> Any:
-        """The call context for ``host`` at ``rpc_version``, on its driver type's transport."""
-        url = None
-        if self._driver_urls:  # isolated driver types: the transport of the host's driver
-            url = self._driver_urls.get(self._resolver.resolve(host).driver)
-        key = (url, host, rpc_version, long)
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            client_opts = self._conf.client
-            options: dict[str, Any] = {"server": host, "version": rpc_version}
-            if long:
-                options["timeout"] = client_opts.long_call_timeout
-                options["call_monitor_timeout"] = client_opts.call_timeout
-            else:
-                options["timeout"] = client_opts.call_timeout
-            prepared = self._prepared[key] = self._rpc_client(url).prepare(**options)
-        return prepared
-
-    def _rpc_client(self, url: str | None = None) -> messaging.RPCClient:
-        """The RPC client on transport ``url``, or on the default transport for None."""
-        with self._lock:
-            client = self._clients.get(url)
-            if client is None:
-                conf = self._conf
-                if url is not None:
-                    transport = rpc.get_transport(conf, url=url)
-                    self._transports.append(transport)
-                    rpc.check_broker(conf, url, conf.broker_connect_timeout)
-                elif self._transport is None:
-                    transport = self._transport = rpc.get_transport(conf)
-                    rpc.check_broker(conf, conf.transport_url, conf.broker_connect_timeout)
-                else:
-                    transport = self._transport
-                client = self._clients[url] = messaging.get_rpc_client(
-                    transport,
-                    messaging.Target(topic=rpc.TOPIC, version=version.RPC_API_VERSION),
-                    serializer=rpc.RequestContextSerializer(),
-                )
-            return client
+    def _link(self, driver: str) -> BrokerLink:
+        """The link to the broker of ``driver``'s hosts (its own URL, or the default)."""
+        url = self._driver_urls.get(driver) if self._driver_urls else None
+        link = self._links.get(url)
+        if link is None:
+            with self._lock:
+                link = self._links.get(url)
+                if link is None:
+                    link = self._links[url] = BrokerLink(self._conf, url, self._pool)
+        return link
 
     @contextlib.contextmanager
     def _errors(
@@ -352,6 +367,27 @@ class ComputeAPI:
 
 def _context(ctxt: Any) -> oslo_context.RequestContext:
     return ctxt if ctxt is not None else oslo_context.RequestContext()
+
+
+def _warn_if_takeover_outlasts_calls(conf: cfg.ConfigOpts) -> None:
+    """Warn when a call may time out before another worker takes a dead worker's host over.
+
+    A call sent just after its host's worker died waits in the host's queue
+    until another worker counts it as down (``[registry] down_time`` after
+    its last heartbeat), decides at its next heartbeat to take the host over
+    and serves it (docs/ownership.md).
+    """
+    takeover = conf.registry.down_time + conf.heartbeat_interval + TAKEOVER_ALLOWANCE
+    if conf.client.call_timeout < takeover:
+        LOG.warning(
+            "[client] call_timeout (%s s) is shorter than a takeover: [registry] down_time "
+            "(%g s) + heartbeat_interval (%g s) + %g s to serve the host; calls to a host "
+            "whose worker died may time out before another worker serves it",
+            conf.client.call_timeout,
+            conf.registry.down_time,
+            conf.heartbeat_interval,
+            TAKEOVER_ALLOWANCE,
+        )
 
 
 def _local_copy(exc: exception.ComputedError) -> exception.ComputedError:

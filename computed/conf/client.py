@@ -42,7 +42,11 @@ client_opts = [
         default=60,
         min=1,
         help="Seconds to wait for the answer to a quick call (get_info, ping, "
-        "list_instances, host resources and capabilities).",
+        "list_instances, host resources and capabilities); the call raises "
+        "HostTimeout after it, or BrokerUnavailable if the broker failed it "
+        "(docs/delivery.md). Keep it longer than a takeover, '[registry] down_time' + "
+        "'heartbeat_interval' + 10 s (docs/ownership.md), so that a call to a host "
+        "whose worker just died is answered by the worker that takes it over.",
     ),
     cfg.IntOpt(
         "long_call_timeout",
@@ -51,6 +55,15 @@ client_opts = [
         help="Seconds to wait for a lifecycle call (spawn, reboot, ...). The worker "
         "sends a heartbeat every half 'call_timeout' meanwhile, so a dead worker is "
         "still noticed within 'call_timeout'.",
+    ),
+    cfg.FloatOpt(
+        "cast_timeout",
+        default=10.0,
+        min=0.1,
+        help="Seconds a cast (cast=True) may take to be handed to the broker and "
+        "confirmed by it; past them it raises BrokerUnavailable. After a broker "
+        "failure the client fails every message at once with BrokerUnavailable until "
+        "the broker answers again (checked every second).",
     ),
 ]
 

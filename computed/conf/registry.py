@@ -19,10 +19,12 @@ registry_opts = [
     ),
     cfg.FloatOpt(
         "down_time",
-        default=60.0,
+        default=30.0,
         min=0.1,
         help="Seconds without a heartbeat after which a worker counts as down "
-        "and its hosts as unserved. Keep it several heartbeat intervals long.",
+        "and another worker takes its hosts over. Keep it several heartbeat "
+        "intervals long, and '[client] call_timeout' longer than it plus a "
+        "heartbeat interval plus 10 s (docs/ownership.md).",
     ),
     cfg.BoolOpt(
         "auto_migrate",

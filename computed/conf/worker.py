@@ -46,7 +46,7 @@ worker_opts = [
     ),
     cfg.FloatOpt(
         "heartbeat_interval",
-        default=10.0,
+        default=5.0,
         min=0.1,
         help="Seconds between two heartbeats written to the registry. At each "
         "heartbeat the worker also recomputes which of its hosts it owns, so a dead "

@@ -162,9 +162,9 @@ class _RecordingAPI(ComputeAPI):
 
     _sent = threading.local()
 
-    def _fit(self, host: str, method: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _fit(self, route: Any, method: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self._sent.version = None
-        rpc_version, fitted = super()._fit(host, method, kwargs)
+        rpc_version, fitted = super()._fit(route, method, kwargs)
         self._sent.version = rpc_version
         return rpc_version, fitted
 
