@@ -298,11 +298,16 @@ class _Shard(threading.Thread):
                 Delivery(host, message.body, info["delivery_tag"], bool(info.get("redelivered")))
             )
 
+        # No wait for the broker's consume-ok: a quorum queue that is still
+        # electing its leader after a broker restart holds it back, and
+        # messages flow once it has one. A refusal closes the channel, and the
+        # connection is opened again.
         self._channel.basic_consume(
             queue=queue.name,
             consumer_tag=host,
             callback=deliver,
             no_ack=False,
+            nowait=True,
             on_cancel=lambda tag: self._cancelled_by_broker(host),
         )
         self._consuming.add(host)

@@ -61,6 +61,9 @@ ENVELOPE_VERSION = "2.0"
 VERSION_KEY = "oslo.version"
 MESSAGE_KEY = "oslo.message"
 
+#: Longest wait, in seconds, for the broker's reply to a method, or to write.
+_SYNC_TIMEOUT = 30.0
+
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
@@ -326,6 +329,10 @@ def connection(conf: cfg.ConfigOpts, url: str | None, name: str) -> Connection:
         failover_strategy=rabbit.kombu_failover_strategy,
         connect_timeout=conf.broker_connect_timeout,
         transport_options={
+            # A broker that stops answering must not hold a thread for ever
+            # in a method that waits for its reply (a declaration, say).
+            "read_timeout": _SYNC_TIMEOUT,
+            "write_timeout": _SYNC_TIMEOUT,
             "client_properties": {
                 "capabilities": {
                     "authentication_failure_close": True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from oslo_config import cfg
 
 from computed import exception
+from computed.conf import _group
 
 __all__ = ["register_opts", "list_opts", "driver_transport_urls"]
 
@@ -69,8 +70,7 @@ client_opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(client_group)
-    conf.register_opts(client_opts, group=client_group)
+    _group.register(conf, client_group, client_opts)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from computed.conf import _group
+
 __all__ = ["register_opts", "list_opts", "TIERS"]
 
 #: Support tiers, weakest first.
@@ -28,8 +30,7 @@ conformance_opts: list[cfg.Opt] = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(conformance_group)
-    conf.register_opts(conformance_opts, group=conformance_group)
+    _group.register(conf, conformance_group, conformance_opts)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

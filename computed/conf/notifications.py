@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg, types
 
+from computed.conf import _group
+
 __all__ = ["register_opts", "list_opts"]
 
 notifications_group = cfg.OptGroup("notifications", title="Outcome notification options")
@@ -33,8 +35,7 @@ notifications_opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(notifications_group)
-    conf.register_opts(notifications_opts, group=notifications_group)
+    _group.register(conf, notifications_group, notifications_opts)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

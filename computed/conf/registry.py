@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from computed.conf import _group
+
 __all__ = ["register_opts", "list_opts"]
 
 registry_group = cfg.OptGroup("registry", title="Service registry options")
@@ -36,8 +38,7 @@ registry_opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(registry_group)
-    conf.register_opts(registry_opts, group=registry_group)
+    _group.register(conf, registry_group, registry_opts)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from oslo_config import cfg
 
 from computed import version
+from computed.conf import _group
 
 __all__ = ["register_opts", "list_opts", "AUTO", "AUTO_MIN", "resolve_version"]
 
@@ -53,8 +54,7 @@ upgrade_opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(upgrade_group)
-    conf.register_opts(upgrade_opts, group=upgrade_group)
+    _group.register(conf, upgrade_group, upgrade_opts)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

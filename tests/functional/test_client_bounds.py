@@ -224,7 +224,10 @@ def test_client_created_while_the_broker_is_down(
 ) -> None:
     host = f"cb-{uuid.uuid4().hex[:6]}"
     _start_worker(deployment, own_broker, host)
-    own_broker.kill()
+    # Stopped, not killed: a single RabbitMQ 3.10 node SIGKILLed with a quorum
+    # queue on it refuses consumers on that queue after it restarts
+    # (docs/delivery.md), and this test is about the client, not that.
+    own_broker.stop_node()
     with _client_options(conf, own_broker.url):
         api = deployment.api()
         ops = []
@@ -234,7 +237,7 @@ def test_client_created_while_the_broker_is_down(
                 _one(api, kind, host)
             ops.append(_Op(kind, 0, started, time.monotonic() - started, "BrokerUnavailable"))
         assert "guest:guest" not in str(caught.value)
-        own_broker.restart()
+        own_broker.start_node()
         recovered = _wait_each_works([api], host)
 
     _report("Client created while its broker is down", ops)
