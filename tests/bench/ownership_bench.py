@@ -1,5 +1,7 @@
 """Host ownership benchmark: takeover time after SIGKILL, and call latency
-with one worker serving 1,000 hosts versus one host, in one run.
+with one worker serving 1,000 hosts versus one host, in one run; for the
+1,000-host worker also its start-up time, threads, RSS, broker connections,
+idle CPU (with the shipped heartbeat) and the time from SIGTERM to exit.
 
 ``python -m tests.bench.ownership_bench [--hosts 1000] [--calls 500]``
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -30,16 +33,60 @@ HEARTBEAT = 0.5
 DOWN_TIME = 3.0
 
 
-def _options(broker: RabbitMQBroker, registry_url: str, worker_id: str, hosts: list[str]) -> Any:
+def _options(
+    broker: RabbitMQBroker,
+    registry_url: str,
+    worker_id: str,
+    hosts: list[str],
+    heartbeat: float = HEARTBEAT,
+    down_time: float = DOWN_TIME,
+) -> Any:
     return {
         "DEFAULT": {
             "transport_url": broker.url,
             "driver": "fake",
             "hosts": hosts,
             "worker_id": worker_id,
-            "heartbeat_interval": HEARTBEAT,
+            "heartbeat_interval": heartbeat,
         },
-        "registry": {"connection": registry_url, "down_time": DOWN_TIME},
+        "registry": {"connection": registry_url, "down_time": down_time},
+    }
+
+
+def _process(pid: int, broker_port: int, idle_s: float = 10.0) -> dict[str, Any]:
+    """Threads, RSS, broker connections and idle CPU of a process, from /proc."""
+    status = dict(
+        line.split(":", 1)
+        for line in open(f"/proc/{pid}/status").read().splitlines()
+        if ":" in line
+    )
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    connections = 0
+    for table in ("tcp", "tcp6"):
+        for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == broker_port and fields[3] == "01" and fields[9] in inodes:
+                connections += 1
+
+    def cpu_s() -> float:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu_s()
+    time.sleep(idle_s)
+    return {
+        "threads": int(status["Threads"]),
+        "rss_mb": round(int(status["VmRSS"].split()[0]) / 1024),
+        "broker_connections": connections,
+        "idle_cpu_percent": round(100 * (cpu_s() - before) / idle_s, 2),
     }
 
 
@@ -129,12 +176,16 @@ def main(argv: list[str] | None = None) -> int:
             registry_url = f"sqlite:///{workdir}/latency.sqlite"
             many = [f"m-{i:04d}" for i in range(args.hosts)]
             started = time.monotonic()
-            big = WorkerProcess(
-                workdir, _options(broker, registry_url, "many", many), name="many"
-            ).start(timeout=600)
+            # The shipped heartbeat and down time: what an idle worker costs.
+            conf.set_override("down_time", 30.0, group="registry")
+            shipped = _options(broker, registry_url, "many", many, heartbeat=5.0, down_time=30.0)
+            big = WorkerProcess(workdir, shipped, name="many").start(timeout=600)
             results[f"start_s_{args.hosts}_hosts"] = round(time.monotonic() - started, 1)
+            results[f"worker_{args.hosts}_hosts"] = _process(big.pid, broker.port)
             small = WorkerProcess(
-                workdir, _options(broker, registry_url, "one", ["single"]), name="one"
+                workdir,
+                _options(broker, registry_url, "one", ["single"], heartbeat=5.0, down_time=30.0),
+                name="one",
             ).start()
             api = _api(conf, registry_url)
             try:
@@ -144,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 api.cleanup()
                 small.terminate()
+                stopping = time.monotonic()
                 big.terminate(timeout=120)
+                results[f"sigterm_to_exit_s_{args.hosts}_hosts"] = round(
+                    time.monotonic() - stopping, 1
+                )
     print(json.dumps(results, indent=2))
     return 0
 
