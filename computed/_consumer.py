@@ -269,7 +269,7 @@ class _Shard(threading.Thread):
                 exc,
             )
             self._close()
-            _close_quietly(conn)
+            _wire.close_quietly(conn)
             return False
         if self._failures:
             LOG.info(
@@ -288,7 +288,7 @@ class _Shard(threading.Thread):
         try:
             queue(self._declarer).declare()
         except self._conn.channel_errors as exc:
-            _close_quietly(self._declarer)
+            _wire.close_quietly(self._declarer)
             self._declarer = None
             raise DeclareError(_declare_problem(queue.name, exc)) from exc
 
@@ -368,7 +368,7 @@ class _Shard(threading.Thread):
     def _close(self) -> None:
         conn, self._conn, self._channel, self._declarer = self._conn, None, None, None
         self._consuming.clear()
-        _close_quietly(conn)
+        _wire.close_quietly(conn)
 
 
 def _adder(shard: _Shard, hosts: list[str]) -> Callable[[], dict[str, str]]:
@@ -392,12 +392,3 @@ def _declare_problem(queue: str, exc: Exception) -> str:
             "rabbit_quorum_queue, amqp_durable_queues and amqp_auto_delete"
         )
     return f"queue {queue}: {text}"
-
-
-def _close_quietly(conn: Any) -> None:
-    if conn is None:
-        return
-    try:
-        conn.close()
-    except Exception as exc:
-        LOG.debug("Closing a broker connection or channel failed: %s", exc)

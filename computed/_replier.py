@@ -195,11 +195,7 @@ class Replier:
 
     def _close(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception as exc:
-                LOG.debug("Closing the reply connection failed: %s", exc)
+        _wire.close_quietly(conn, "the reply connection")
 
     def _publish(self, reply_q: str, body: str) -> None:
         message = amqp.Message(body, content_type="application/json", content_encoding="utf-8")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import re
 import ssl
 import uuid
@@ -50,8 +51,11 @@ __all__ = [
     "notification",
     "notification_queue",
     "connection",
+    "close_quietly",
     "MalformedMessage",
 ]
+
+LOG = logging.getLogger(__name__)
 
 #: The oslo.messaging releases whose internals below have been checked.
 SUPPORTED = ">=18.0,<19"
@@ -343,6 +347,16 @@ def connection(conf: cfg.ConfigOpts, url: str | None, name: str) -> Connection:
             },
         },
     )
+
+
+def close_quietly(conn: Any, what: str = "a broker connection") -> None:
+    """Close a connection or channel that may already be broken; failures are logged."""
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception as exc:
+        LOG.debug("Closing %s failed: %s", what, exc)
 
 
 def _query_flag(query: Mapping[str, Any] | None, key: str) -> bool:

@@ -411,33 +411,13 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
                 worker=entry.worker_id,
                 reason="it is not safe to run twice; check the instance and retry",
             )
-            manager._notifier.emit(
-                ctxt,
-                manager._host,
-                operation,
-                "error",
-                uuid,
-                error=error,
-                message_id=entry.message_id,
-            )
-            journal.finish(entry.id)
-            return "failed"
+            return _fail(manager, ctxt, entry, error)
         func = getattr(ComputeManager, operation).__wrapped__
         try:
             arguments = decode_arguments(entry.arguments)
             manager._check(operation, arguments)
         except Exception as exc:
-            manager._notifier.emit(
-                ctxt,
-                manager._host,
-                operation,
-                "error",
-                uuid,
-                error=exc,
-                message_id=entry.message_id,
-            )
-            journal.finish(entry.id)
-            return "failed"
+            return _fail(manager, ctxt, entry, exc)
         if never_started:
             manager._notifier.emit(
                 ctxt, manager._host, operation, "start", uuid, message_id=entry.message_id
@@ -447,6 +427,22 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
         except Exception:
             return "failed"
         return "completed"
+
+
+def _fail(manager: ComputeManager, ctxt: Any, entry: JournalRecord, error: Exception) -> str:
+    """Report a journaled operation failed, under its request, and finish its entry."""
+    manager._notifier.emit(
+        ctxt,
+        manager._host,
+        entry.operation,
+        "error",
+        entry.instance_uuid,
+        error=error,
+        message_id=entry.message_id,
+    )
+    assert manager._journal is not None
+    manager._journal.finish(entry.id)
+    return "failed"
 
 
 def endpoints(manager: ComputeManager) -> list[object]:

@@ -123,11 +123,7 @@ class NotificationPublisher:
 
     def _close(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception as exc:
-                LOG.debug("Closing the notification connection failed: %s", exc)
+        _wire.close_quietly(conn, "the notification connection")
 
 
 class OutcomeNotifier:
