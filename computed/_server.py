@@ -46,6 +46,7 @@ from computed._journal import Journal, Receipt, hand_receipt, take_receipt
 from computed._replier import Replier
 from computed.conf import listener as listener_conf
 from computed.manager import Operation, operation_of
+from computed.objects import ComputedObject
 
 __all__ = ["Server"]
 
@@ -75,6 +76,7 @@ class _Request:
         "operation",
         "arguments",
         "entry",
+        "version",
     )
 
     def __init__(self, host: str, message: dict[str, Any]) -> None:
@@ -89,6 +91,8 @@ class _Request:
         self.operation: Operation | None = None
         self.arguments: dict[str, Any] = {}
         self.entry: int | None = None
+        #: The version the message was sent at (its result is backported to it).
+        self.version = version.RPC_API_VERSION
 
 
 class _Refused(Exception):
@@ -284,6 +288,7 @@ class Server:
             )
         request.method = method
         request.endpoint = _endpoint(endpoints, method, message)
+        request.version = str(message.get("version", "1.0"))
         request.operation = operation_of(request.endpoint, method)
         try:
             request.ctxt = self._context(message)
@@ -420,7 +425,12 @@ class Server:
         if failure is not None:
             body = _wire.reply(request.msg_id, failure=_wire.failure(failure))
         else:
-            primitive = self._serializer.serialize_entity(request.ctxt, result)
+            if isinstance(result, ComputedObject) and request.version != version.RPC_API_VERSION:
+                # A caller at an older version knows the object only as it was then.
+                target = version.object_versions_at(request.version).get(result.obj_name())
+                primitive = result.obj_to_primitive(target_version=target)
+            else:
+                primitive = self._serializer.serialize_entity(request.ctxt, result)
             body = _wire.reply(request.msg_id, result=primitive)
         self._replier.send(request.reply_q, body)
 

@@ -17,6 +17,8 @@ __all__ = [
     "InvalidRequest",
     "InstanceNotFound",
     "InvalidPowerState",
+    "DeviceNotFound",
+    "DeviceConflict",
     "UnsupportedOperation",
     "UnsupportedVersion",
     "HostUnavailable",
@@ -75,6 +77,20 @@ class InvalidPowerState(ComputedError):
         "Cannot %(operation)s instance %(uuid)s: it is %(state)s, "
         "and %(operation)s needs one of: %(allowed)s."
     )
+    expected = True
+
+
+class DeviceNotFound(ComputedError):
+    """A volume or interface that the operation needs is not attached (contract 1.2)."""
+
+    _msg_fmt = "%(device)s is not attached to instance %(uuid)s on host %(host)s."
+    expected = True
+
+
+class DeviceConflict(ComputedError):
+    """A device cannot be attached as asked: its name, MAC address or slot is taken."""
+
+    _msg_fmt = "Cannot attach %(device)s to instance %(uuid)s on host %(host)s: %(reason)s"
     expected = True
 
 

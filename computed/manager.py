@@ -31,13 +31,18 @@ from computed._journal import Journal, Ticket, decode_arguments, take_receipt
 from computed._locks import KeyedLocks
 from computed.notifications import OutcomeNotifier
 from computed.objects import (
+    DeviceKind,
     HostCapabilities,
     HostResources,
     InstanceInfo,
     InstanceInfoList,
     InstanceSpec,
+    NetworkInterface,
     PingResult,
+    VolumeConnection,
+    VolumeConnector,
 )
+from computed.objects import devices as device_checks
 from computed.registry.api import JOURNAL_DONE, JOURNAL_RECEIVED, JournalRecord
 from drivers import base
 
@@ -56,6 +61,7 @@ __all__ = [
 #: them after a takeover. Any other (reboot) is reported failed instead.
 REPEATABLE_OPERATIONS = frozenset(
     {"spawn", "destroy", "power_on", "power_off", "pause", "unpause", "suspend", "resume"}
+    | set(base.DEVICE_OPERATIONS)
 )
 
 LOG = logging.getLogger(__name__)
@@ -205,7 +211,39 @@ class ComputeManager:
     def resume(self, ctxt: Any, uuid: str) -> InstanceInfo:
         return self._driver.resume(self._host, uuid)
 
+    # Devices (1.2) ------------------------------------------------------------
+
+    @_operation(lifecycle=True)
+    def attach_volume(
+        self,
+        ctxt: Any,
+        uuid: str,
+        connection_info: VolumeConnection,
+        mountpoint: str | None = None,
+    ) -> InstanceInfo:
+        return self._driver.attach_volume(self._host, uuid, connection_info, mountpoint)
+
+    @_operation(lifecycle=True)
+    def detach_volume(self, ctxt: Any, uuid: str, volume_id: str) -> InstanceInfo:
+        return self._driver.detach_volume(self._host, uuid, volume_id)
+
+    @_operation(lifecycle=True)
+    def extend_volume(self, ctxt: Any, uuid: str, volume_id: str, new_size: int) -> InstanceInfo:
+        return self._driver.extend_volume(self._host, uuid, volume_id, new_size)
+
+    @_operation(lifecycle=True)
+    def attach_interface(self, ctxt: Any, uuid: str, vif: NetworkInterface) -> InstanceInfo:
+        return self._driver.attach_interface(self._host, uuid, vif)
+
+    @_operation(lifecycle=True)
+    def detach_interface(self, ctxt: Any, uuid: str, port_id: str) -> InstanceInfo:
+        return self._driver.detach_interface(self._host, uuid, port_id)
+
     # Queries ------------------------------------------------------------------
+
+    @_operation()
+    def get_volume_connector(self, ctxt: Any) -> VolumeConnector:
+        return self._driver.get_volume_connector(self._host)
 
     @_operation()
     def get_info(self, ctxt: Any, uuid: str) -> InstanceInfo:
@@ -265,6 +303,8 @@ class ComputeManager:
                     reason=f"instance must be an InstanceSpec object, got {_brief(instance)}",
                 )
             instance.validate()
+            self._check_spawn_features(instance)
+        self._check_devices(operation, arguments)
         if "reboot_type" in arguments:
             reboot_type = arguments["reboot_type"]
             if reboot_type not in base.REBOOT_TYPES:
@@ -284,6 +324,51 @@ class ComputeManager:
             raise exception.InvalidRequest(
                 operation=operation,
                 reason=f"tail_lines must be a non-negative integer or None, got {_brief(tail_lines)}",
+            )
+
+    def _check_devices(self, operation: str, arguments: dict[str, Any]) -> None:
+        """Check the arguments of the device operations (contract 1.2)."""
+        for name, cls in (("connection_info", VolumeConnection), ("vif", NetworkInterface)):
+            if name in arguments:
+                value = arguments[name]
+                if not isinstance(value, cls):
+                    raise exception.InvalidRequest(
+                        operation=operation,
+                        reason=f"{name} must be a {cls.__name__} object, got {_brief(value)}",
+                    )
+                value.validate(operation)
+        mountpoint = arguments.get("mountpoint")
+        if mountpoint is not None:
+            device_checks.check_device_name(operation, mountpoint)
+        for name in ("volume_id", "port_id"):
+            if name in arguments:
+                device_checks.check_id(operation, name, arguments[name])
+        if "new_size" in arguments:
+            size = arguments["new_size"]
+            if not (
+                isinstance(size, int)
+                and not isinstance(size, bool)
+                and 1 <= size <= device_checks.MAX_VOLUME_GB
+            ):
+                raise exception.InvalidRequest(
+                    operation=operation,
+                    reason=f"new_size must be 1 to {device_checks.MAX_VOLUME_GB} GiB, "
+                    f"got {_brief(size)}",
+                )
+
+    def _check_spawn_features(self, spec: InstanceSpec) -> None:
+        """Refuse a spawn whose devices the driver does not build, before it runs."""
+        needed = set()
+        for device in spec.extra_devices():
+            if device.kind == DeviceKind.BLANK:
+                needed.add("spawn.ephemeral_disks")
+            elif device.kind == DeviceKind.VOLUME:
+                needed.add("spawn.boot_from_volume" if device.boot_index == 0 else "spawn.volumes")
+        if spec.network_interfaces:
+            needed.add("spawn.network_interfaces")
+        for feature in sorted(needed - self._driver.features):
+            raise exception.UnsupportedOperation(
+                operation=feature, driver=self._driver.name, host=self._host
             )
 
     def _run_lifecycle(

@@ -26,10 +26,11 @@ __all__ = [
     "newer",
     "lowest",
     "object_versions_at",
+    "rpc_version_of_object",
 ]
 
 #: The newest version of the compute RPC contract this code speaks.
-RPC_API_VERSION = "1.1"
+RPC_API_VERSION = "1.2"
 
 #: The oldest version this code still serves: the start of the current major,
 #: or, for one release after a major bump, the start of the previous major
@@ -40,12 +41,19 @@ RPC_API_MIN_VERSION = "1.0"
 VERSION_HISTORY: tuple[tuple[str, str], ...] = (
     ("1.0", "Initial contract: instance lifecycle, host resources, capabilities, ping"),
     ("1.1", "Added get_console_output; InstanceSpec 1.1 (description)"),
+    (
+        "1.2",
+        "Devices: InstanceSpec 1.2 (block_devices, network_interfaces), InstanceInfo 1.1; "
+        "added get_volume_connector, attach_volume, detach_volume, extend_volume, "
+        "attach_interface, detach_interface",
+    ),
 )
 
 #: Release names operators may use as a pin, mapped to the version they speak.
 VERSION_ALIASES: dict[str, str] = {
     "alpha": "1.0",
     "beta": "1.1",
+    "gamma": "1.2",
 }
 
 #: The version that introduced each method of the contract.
@@ -65,6 +73,12 @@ METHOD_VERSIONS: dict[str, str] = {
     "get_capabilities": "1.0",
     "ping": "1.0",
     "get_console_output": "1.1",
+    "get_volume_connector": "1.2",
+    "attach_volume": "1.2",
+    "detach_volume": "1.2",
+    "extend_volume": "1.2",
+    "attach_interface": "1.2",
+    "detach_interface": "1.2",
 }
 
 #: Arguments added to a method after the version that introduced it:
@@ -97,6 +111,19 @@ OBJECT_VERSIONS: dict[str, dict[str, str]] = {
         "InstanceInfoList": "1.0",
         "InstanceSpec": "1.1",
         "PingResult": "1.0",
+    },
+    "1.2": {
+        "BlockDevice": "1.0",
+        "HostCapabilities": "1.0",
+        "HostResources": "1.0",
+        "InstanceActionPayload": "1.0",
+        "InstanceInfo": "1.1",
+        "InstanceInfoList": "1.1",
+        "InstanceSpec": "1.2",
+        "NetworkInterface": "1.0",
+        "PingResult": "1.0",
+        "VolumeConnection": "1.0",
+        "VolumeConnector": "1.0",
     },
 }
 
@@ -133,3 +160,11 @@ def object_versions_at(rpc_version: str) -> dict[str, str]:
     if not listed:
         raise ValueError(f"no object versions are recorded for RPC {rpc_version}")
     return OBJECT_VERSIONS[max(listed, key=parse)]
+
+
+def rpc_version_of_object(name: str, object_version: str) -> str:
+    """The first RPC version that carries object ``name`` at ``object_version``."""
+    for rpc_version in sorted(OBJECT_VERSIONS, key=parse):
+        if OBJECT_VERSIONS[rpc_version].get(name) == object_version:
+            return rpc_version
+    return RPC_API_VERSION

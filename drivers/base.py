@@ -25,6 +25,16 @@ Semantics every driver honours (the fake driver is their executable form):
   are :class:`~computed.exception.DriverError`.
 * :attr:`ComputeDriver.operations` declares what the driver supports; the
   worker refuses the rest before calling the driver.
+* Devices (contract 1.2): a spawn builds every block device and interface
+  of its spec, or fails without leaving the instance behind. Attaching a
+  volume is idempotent by (instance, volume id) and an interface by port
+  id: attaching what is attached returns the instance as it is, detaching
+  what is not attached succeeds. Devices change only while the instance is
+  running or stopped (:func:`check_device_state`). A device name, MAC
+  address or slot already taken is
+  :class:`~computed.exception.DeviceConflict`; extending a volume that is
+  not attached is :class:`~computed.exception.DeviceNotFound`. Every
+  instance reported lists its block devices and interfaces.
 """
 
 from __future__ import annotations
@@ -36,7 +46,15 @@ from typing import ClassVar, NamedTuple
 from oslo_config import cfg
 
 from computed import exception
-from computed.objects import HostResources, InstanceInfo, InstanceSpec, PowerState
+from computed.objects import (
+    HostResources,
+    InstanceInfo,
+    InstanceSpec,
+    NetworkInterface,
+    PowerState,
+    VolumeConnection,
+    VolumeConnector,
+)
 
 __all__ = [
     "ComputeDriver",
@@ -48,7 +66,12 @@ __all__ = [
     "ALL_OPERATIONS",
     "OPERATIONS_1_0",
     "REBOOT_TYPES",
+    "FEATURES",
+    "DEVICE_OPERATIONS",
+    "DEVICE_STATES",
+    "OPERATION_GROUPS",
     "plan_transition",
+    "check_device_state",
 ]
 
 
@@ -107,8 +130,46 @@ OPERATIONS_1_0 = LIFECYCLE_OPERATIONS + (
     "ping",
 )
 
+#: Operations that change an instance's devices (contract 1.2); as casts
+#: their outcome is notified like a lifecycle operation's.
+DEVICE_OPERATIONS = (
+    "attach_volume",
+    "detach_volume",
+    "extend_volume",
+    "attach_interface",
+    "detach_interface",
+)
+
 #: Every operation of the contract (see ``computed.version.METHOD_VERSIONS``).
-ALL_OPERATIONS = OPERATIONS_1_0 + ("get_console_output",)
+ALL_OPERATIONS = OPERATIONS_1_0 + ("get_console_output", "get_volume_connector") + DEVICE_OPERATIONS
+
+#: The operations by group, each rated on its own by the conformance suite:
+#: a driver may be conformant for the lifecycle and partial for volumes.
+OPERATION_GROUPS: dict[str, tuple[str, ...]] = {
+    "lifecycle": LIFECYCLE_OPERATIONS + ("get_info", "list_instances"),
+    "host": ("get_host_resources", "get_capabilities", "ping"),
+    "console": ("get_console_output",),
+    "volumes": ("get_volume_connector", "attach_volume", "detach_volume", "extend_volume"),
+    "interfaces": ("attach_interface", "detach_interface"),
+}
+
+#: Every feature a driver may declare. ``spawn.*`` say which parts of an
+#: InstanceSpec 1.2 it builds: blank (ephemeral) disks, volumes, a boot
+#: volume, network interfaces. A spawn needing a feature the driver lacks is
+#: refused before it reaches the driver.
+FEATURES = frozenset(
+    {
+        "reboot.soft",
+        "reboot.hard",
+        "spawn.ephemeral_disks",
+        "spawn.volumes",
+        "spawn.boot_from_volume",
+        "spawn.network_interfaces",
+    }
+)
+
+#: The power states in which an instance's devices may change.
+DEVICE_STATES = frozenset({PowerState.RUNNING, PowerState.STOPPED})
 
 
 def plan_transition(operation: str, uuid: str, state: str) -> bool:
@@ -129,6 +190,14 @@ def plan_transition(operation: str, uuid: str, state: str) -> bool:
         state=state,
         allowed=", ".join(sorted(transition.allowed)),
     )
+
+
+def check_device_state(operation: str, uuid: str, state: str) -> None:
+    """:raises computed.exception.InvalidPowerState: unless devices may change in ``state``."""
+    if state not in DEVICE_STATES:
+        raise exception.InvalidPowerState(
+            uuid=uuid, operation=operation, state=state, allowed=", ".join(sorted(DEVICE_STATES))
+        )
 
 
 class ComputeDriver(abc.ABC):
@@ -219,6 +288,60 @@ class ComputeDriver(abc.ABC):
         raise exception.UnsupportedOperation(
             operation="get_console_output", driver=self.name, host=host
         )
+
+    # Devices (contract 1.2) ---------------------------------------------------
+
+    def get_volume_connector(self, host: str) -> VolumeConnector:
+        """What a storage service needs to export a volume to ``host``."""
+        raise exception.UnsupportedOperation(
+            operation="get_volume_connector", driver=self.name, host=host
+        )
+
+    def attach_volume(
+        self, host: str, uuid: str, connection_info: VolumeConnection, mountpoint: str | None
+    ) -> InstanceInfo:
+        """Attach the volume as ``mountpoint`` (``vdb`` or ``/dev/vdb``), or a name the
+        driver picks if None; the instance reports the name used.
+
+        Attaching a volume already attached (same volume id) returns the
+        instance unchanged, whatever the mountpoint.
+
+        :raises computed.exception.InstanceNotFound: if the instance is missing.
+        :raises computed.exception.InvalidPowerState: outside :data:`DEVICE_STATES`.
+        :raises computed.exception.DeviceConflict: if ``mountpoint`` holds another device.
+        """
+        return self._unsupported(host, "attach_volume")
+
+    def detach_volume(self, host: str, uuid: str, volume_id: str) -> InstanceInfo:
+        """Detach the volume; succeed if it is not attached.
+
+        :raises computed.exception.InstanceNotFound: if the instance is missing.
+        :raises computed.exception.InvalidPowerState: outside :data:`DEVICE_STATES`.
+        """
+        return self._unsupported(host, "detach_volume")
+
+    def extend_volume(self, host: str, uuid: str, volume_id: str, new_size: int) -> InstanceInfo:
+        """Make the instance see the volume's new size, ``new_size`` GiB.
+
+        The storage service has grown the volume already; the host rescans or
+        resizes its view of it. A size not larger than the current one is a
+        no-op when equal and InvalidRequest when smaller, where the size is known.
+
+        :raises computed.exception.DeviceNotFound: if the volume is not attached.
+        """
+        return self._unsupported(host, "extend_volume")
+
+    def attach_interface(self, host: str, uuid: str, vif: NetworkInterface) -> InstanceInfo:
+        """Plug the interface; an attached port id returns the instance unchanged.
+
+        :raises computed.exception.DeviceConflict: if its MAC address is taken.
+        :raises computed.exception.InvalidRequest: if its network does not exist on the host.
+        """
+        return self._unsupported(host, "attach_interface")
+
+    def detach_interface(self, host: str, uuid: str, port_id: str) -> InstanceInfo:
+        """Unplug the interface; succeed if it is not attached."""
+        return self._unsupported(host, "detach_interface")
 
     # Host ----------------------------------------------------------------
 

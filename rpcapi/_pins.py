@@ -105,6 +105,10 @@ def fit_message(
         if isinstance(value, ComputedObject):
             target = objects.get(value.obj_name(), value.VERSION)
             if version.newer(value.VERSION, target):
+                loss = value.backport_loss(target)
+                if loss is not None:
+                    needed_for = version.rpc_version_of_object(value.obj_name(), value.VERSION)
+                    raise _refuse(host, f"{method}: {loss}", needed_for, cap)
                 fitted[name] = backport(value, target)
                 changed = True
     return cap.version, fitted, changed

@@ -26,7 +26,10 @@ from computed.objects import (
     HostResources,
     InstanceInfo,
     InstanceSpec,
+    NetworkInterface,
     PingResult,
+    VolumeConnection,
+    VolumeConnector,
 )
 from computed.registry import Registry, WorkerRecord
 from computed.registry.api import utcnow
@@ -96,6 +99,11 @@ class ComputeAPI:
       pause, unpause, suspend, resume, get_info, list_instances,
       get_host_resources, get_capabilities, ping.
     * 1.1 - Added get_console_output; InstanceSpec 1.1 (description).
+    * 1.2 - Devices: InstanceSpec 1.2 (block_devices, network_interfaces),
+      InstanceInfo 1.1 (what is attached); added get_volume_connector,
+      attach_volume, detach_volume, extend_volume, attach_interface,
+      detach_interface. A spawn whose devices a 1.1 host would not build
+      raises UnsupportedVersion instead of being backported.
     """
 
     VERSION_ALIASES = version.VERSION_ALIASES
@@ -198,6 +206,89 @@ class ComputeAPI:
             "InstanceInfo | None", self._lifecycle(ctxt, host, "resume", cast, uuid=uuid)
         )
 
+    # Devices (1.2) ------------------------------------------------------------
+    #
+    # Each is idempotent (by volume id, by port id), may be cast like a
+    # lifecycle operation, and returns the instance with what is attached.
+    # A host older than 1.2 raises UnsupportedVersion at once
+    # (see can_send_devices).
+
+    def get_volume_connector(self, ctxt: Any, host: str) -> VolumeConnector:
+        """What a storage service needs to export a volume to ``host``."""
+        return typing.cast(VolumeConnector, self._call(ctxt, host, "get_volume_connector"))
+
+    def attach_volume(
+        self,
+        ctxt: Any,
+        host: str,
+        uuid: str,
+        connection_info: VolumeConnection,
+        mountpoint: str | None = None,
+        *,
+        cast: bool = False,
+    ) -> InstanceInfo | None:
+        """Attach the volume, as ``mountpoint`` (``vdb``) or where the host chooses."""
+        return typing.cast(
+            "InstanceInfo | None",
+            self._lifecycle(
+                ctxt,
+                host,
+                "attach_volume",
+                cast,
+                uuid=uuid,
+                connection_info=connection_info,
+                mountpoint=mountpoint,
+            ),
+        )
+
+    def detach_volume(
+        self, ctxt: Any, host: str, uuid: str, volume_id: str, *, cast: bool = False
+    ) -> InstanceInfo | None:
+        return typing.cast(
+            "InstanceInfo | None",
+            self._lifecycle(ctxt, host, "detach_volume", cast, uuid=uuid, volume_id=volume_id),
+        )
+
+    def extend_volume(
+        self,
+        ctxt: Any,
+        host: str,
+        uuid: str,
+        volume_id: str,
+        new_size: int,
+        *,
+        cast: bool = False,
+    ) -> InstanceInfo | None:
+        """Make the instance see its volume's new size (GiB), once storage has grown it."""
+        return typing.cast(
+            "InstanceInfo | None",
+            self._lifecycle(
+                ctxt,
+                host,
+                "extend_volume",
+                cast,
+                uuid=uuid,
+                volume_id=volume_id,
+                new_size=new_size,
+            ),
+        )
+
+    def attach_interface(
+        self, ctxt: Any, host: str, uuid: str, vif: NetworkInterface, *, cast: bool = False
+    ) -> InstanceInfo | None:
+        return typing.cast(
+            "InstanceInfo | None",
+            self._lifecycle(ctxt, host, "attach_interface", cast, uuid=uuid, vif=vif),
+        )
+
+    def detach_interface(
+        self, ctxt: Any, host: str, uuid: str, port_id: str, *, cast: bool = False
+    ) -> InstanceInfo | None:
+        return typing.cast(
+            "InstanceInfo | None",
+            self._lifecycle(ctxt, host, "detach_interface", cast, uuid=uuid, port_id=port_id),
+        )
+
     # Queries ------------------------------------------------------------------
 
     def get_console_output(
@@ -246,6 +337,10 @@ class ComputeAPI:
     def can_send_instance_description(self, host: str) -> bool:
         """Whether a spawn keeps ``InstanceSpec.description`` (else it is dropped)."""
         return self.can_send_version(host, "1.1")
+
+    def can_send_devices(self, host: str) -> bool:
+        """Whether ``host`` takes the device operations and a spawn with devices (1.2)."""
+        return self.can_send_version(host, "1.2")
 
     def call_counts(self) -> dict[tuple[str, str], tuple[int, int, int]]:
         """``{(host, version): (sent, backported, refused)}`` of this client so far.

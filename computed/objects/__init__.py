@@ -8,12 +8,24 @@ each side can tell which version of a payload it holds and backport it with
 from __future__ import annotations
 
 from computed.objects.base import ComputedObject, ComputedObjectSerializer
+from computed.objects.devices import (
+    BlockDevice,
+    DeviceKind,
+    NetworkInterface,
+    VolumeConnection,
+    VolumeConnector,
+)
 from computed.objects.fields import PowerState
 from computed.objects.host import HostCapabilities, HostResources, PingResult
 from computed.objects.instance import InstanceInfo, InstanceInfoList, InstanceSpec
 from computed.objects.notification import InstanceActionPayload
 
 __all__ = [
+    "BlockDevice",
+    "DeviceKind",
+    "NetworkInterface",
+    "VolumeConnection",
+    "VolumeConnector",
     "ComputedObject",
     "ComputedObjectSerializer",
     "HostCapabilities",

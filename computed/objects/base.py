@@ -56,6 +56,19 @@ class ComputedObject(ovo_base.VersionedObject, ovo_base.ComparableVersionedObjec
             primitive[f"{ns}.changes"] = changes
         return primitive
 
+    def assign(self, **values: Any) -> None:
+        """Set fields by name (one statement for several, and typed for mypy)."""
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def backport_loss(self, target_version: str) -> str | None:
+        """What this object would lose at ``target_version`` that matters, or None.
+
+        The client backports an argument to an older host's version only when
+        this is None, and refuses the message with the reason otherwise.
+        """
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """Return the set fields as a plain dict (for CLIs and logs)."""
         result: dict[str, Any] = {}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from oslo_versionedobjects import fields
 
-__all__ = ["PowerState", "PowerStateField"]
+__all__ = ["PowerState", "PowerStateField", "JSONDict", "JSONDictField"]
 
 
 class PowerState(fields.Enum):
@@ -23,3 +26,21 @@ class PowerState(fields.Enum):
 
 class PowerStateField(fields.BaseEnumField):
     AUTO_TYPE = PowerState()
+
+
+class JSONDict(fields.FieldType[dict[str, Any]]):
+    """A dictionary of JSON values, sent as it is (a storage service's connection data)."""
+
+    @staticmethod
+    def coerce(obj: Any, attr: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValueError(f"{attr} must be a dict, got {type(value).__name__}")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{attr} must hold only JSON values: {exc}") from None
+        return dict(value)
+
+
+class JSONDictField(fields.AutoTypedField[dict[str, Any]]):
+    AUTO_TYPE = JSONDict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 from oslo_utils import versionutils
@@ -9,6 +10,13 @@ from oslo_versionedobjects import fields
 
 from computed import exception
 from computed.objects.base import ComputedObject, ComputedObjectRegistry
+from computed.objects.devices import (
+    MAX_BLOCK_DEVICES,
+    MAX_NETWORK_INTERFACES,
+    BlockDevice,
+    DeviceKind,
+    NetworkInterface,
+)
 from computed.objects.fields import PowerStateField
 
 __all__ = ["InstanceSpec", "InstanceInfo", "InstanceInfoList", "MAX_NAME_LENGTH"]
@@ -28,9 +36,14 @@ class InstanceSpec(ComputedObject):
     Version 1.0: initial version.
     Version 1.1: added ``description``, free text for operators (shown in the
     console log); a 1.0 host gets the spec without it.
+    Version 1.2: added ``block_devices`` and ``network_interfaces``. Without
+    them, ``image`` and ``disk_gb`` describe the root disk, as before; with
+    an ``image`` root device, :meth:`validate` fills ``image`` and
+    ``disk_gb`` from it. A 1.1 host gets the spec without them only when
+    that loses nothing (:meth:`backport_loss`).
     """
 
-    VERSION = "1.1"
+    VERSION = "1.2"
 
     fields = {
         "uuid": fields.UUIDField(),
@@ -41,12 +54,68 @@ class InstanceSpec(ComputedObject):
         "image": fields.StringField(nullable=True, default=None),
         "metadata": fields.DictOfStringsField(default={}),
         "description": fields.StringField(nullable=True, default=None),
+        "block_devices": fields.ListOfObjectsField("BlockDevice", default=[]),
+        "network_interfaces": fields.ListOfObjectsField("NetworkInterface", default=[]),
+    }
+    obj_relationships = {
+        "block_devices": [("1.2", "1.0")],
+        "network_interfaces": [("1.2", "1.0")],
     }
 
     def obj_make_compatible(self, primitive: dict[str, Any], target_version: str) -> None:
         super().obj_make_compatible(primitive, target_version)
-        if versionutils.convert_version_to_tuple(target_version) < (1, 1):
+        target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 2):
+            root = self.root_device
+            if root is not None and root.kind == DeviceKind.IMAGE:
+                # What the root device says, in the fields a 1.1 host reads.
+                primitive["image"], primitive["disk_gb"] = root.image, root.size_gb
+            primitive.pop("block_devices", None)
+            primitive.pop("network_interfaces", None)
+        if target < (1, 1):
             primitive.pop("description", None)
+
+    def backport_loss(self, target_version: str) -> str | None:
+        """What a host at ``target_version`` would not build, or None if nothing.
+
+        A 1.1 host builds the root disk from ``image`` and ``disk_gb``; any
+        other device, or an interface, would be silently missing from the
+        instance, so the client refuses such a spawn instead of dropping them.
+        """
+        if versionutils.convert_version_to_tuple(target_version) >= (1, 2):
+            return None
+        extra = self.extra_devices()
+        if extra:
+            return f"the spec has {len(extra)} block device(s) besides a root disk from an image"
+        if self.obj_attr_is_set("network_interfaces") and self.network_interfaces:
+            return f"the spec has {len(self.network_interfaces)} network interface(s)"
+        return None
+
+    def extra_devices(self) -> list[BlockDevice]:
+        """The block devices that ``image`` and ``disk_gb`` do not already describe."""
+        if not self.obj_attr_is_set("block_devices"):
+            return []
+        return [
+            device
+            for device in self.block_devices
+            if not (
+                device.kind == DeviceKind.IMAGE
+                and device.boot_index == 0
+                and self._field("image") in (None, device.image)
+                and self._field("disk_gb") in (None, 0, device.size_gb)
+            )
+        ]
+
+    def _field(self, name: str) -> Any:
+        return getattr(self, name) if self.obj_attr_is_set(name) else None
+
+    @property
+    def root_device(self) -> BlockDevice | None:
+        """The block device with boot index 0, if the spec lists one."""
+        for device in self.block_devices if self.obj_attr_is_set("block_devices") else ():
+            if device.boot_index == 0:
+                return typing.cast(BlockDevice, device)
+        return None
 
     def validate(self) -> None:
         """Check the limits a driver relies on.
@@ -71,6 +140,34 @@ class InstanceSpec(ComputedObject):
         for key, value in self.metadata.items():
             if len(key) > MAX_NAME_LENGTH or len(value) > MAX_METADATA_LENGTH:
                 _invalid(f"metadata item {key[:40]!r} is too long")
+        self._validate_devices()
+
+    def _validate_devices(self) -> None:
+        devices, interfaces = self.block_devices, self.network_interfaces
+        if len(devices) > MAX_BLOCK_DEVICES:
+            _invalid(f"at most {MAX_BLOCK_DEVICES} block devices")
+        if len(interfaces) > MAX_NETWORK_INTERFACES:
+            _invalid(f"at most {MAX_NETWORK_INTERFACES} network interfaces")
+        for device in devices:
+            device.validate("spawn")
+        _unique("block device name", [d.short_name for d in devices if d.device_name])
+        _unique("boot_index", [d.boot_index for d in devices if d.boot_index is not None])
+        _unique("volume_id", [d.volume_id for d in devices if d.volume_id is not None])
+        for interface in interfaces:
+            interface.validate("spawn")
+        _unique("port_id", [i.port_id for i in interfaces])
+        _unique("mac_address", [i.mac_address for i in interfaces])
+        root = self.root_device
+        if root is not None and root.kind == DeviceKind.BLANK:
+            _invalid("the boot device (boot_index 0) must be an image disk or a volume")
+        if root is not None and root.kind == DeviceKind.IMAGE:
+            if self.image not in (None, root.image) or self.disk_gb not in (0, root.size_gb):
+                _invalid("image and disk_gb differ from the root block device")
+            self.assign(image=root.image, disk_gb=root.size_gb)
+        elif root is not None and root.kind == DeviceKind.VOLUME and self.image is not None:
+            _invalid("an instance booted from a volume has no image")
+        if any(d.kind == DeviceKind.IMAGE and d.boot_index != 0 for d in devices):
+            _invalid("only the boot device (boot_index 0) is made from an image")
 
 
 @ComputedObjectRegistry.register
@@ -78,9 +175,11 @@ class InstanceInfo(ComputedObject):
     """An instance as its host sees it.
 
     Version 1.0: initial version.
+    Version 1.1: added ``block_devices`` and ``network_interfaces``, what is
+    attached (volumes without their connection info).
     """
 
-    VERSION = "1.0"
+    VERSION = "1.1"
 
     fields = {
         "uuid": fields.UUIDField(),
@@ -90,14 +189,51 @@ class InstanceInfo(ComputedObject):
         "vcpus": fields.IntegerField(),
         "memory_mb": fields.IntegerField(),
         "disk_gb": fields.IntegerField(),
+        "block_devices": fields.ListOfObjectsField("BlockDevice", default=[]),
+        "network_interfaces": fields.ListOfObjectsField("NetworkInterface", default=[]),
     }
+    obj_relationships = {
+        "block_devices": [("1.1", "1.0")],
+        "network_interfaces": [("1.1", "1.0")],
+    }
+
+    def obj_make_compatible(self, primitive: dict[str, Any], target_version: str) -> None:
+        super().obj_make_compatible(primitive, target_version)
+        if versionutils.convert_version_to_tuple(target_version) < (1, 1):
+            primitive.pop("block_devices", None)
+            primitive.pop("network_interfaces", None)
+
+    def obj_load_attr(self, attrname: str) -> None:
+        # A driver that builds no devices, or a host older than 1.2, reports none.
+        if attrname in ("block_devices", "network_interfaces"):
+            self.assign(**{attrname: []})
+            self.obj_reset_changes([attrname])
+            return
+        super().obj_load_attr(attrname)
+
+    def volume(self, volume_id: str) -> BlockDevice | None:
+        """The attached volume ``volume_id``, if any."""
+        for device in self.block_devices if self.obj_attr_is_set("block_devices") else ():
+            if device.volume_id == volume_id:
+                return typing.cast(BlockDevice, device)
+        return None
+
+    def interface(self, port_id: str) -> NetworkInterface | None:
+        """The attached interface of port ``port_id``, if any."""
+        for vif in self.network_interfaces if self.obj_attr_is_set("network_interfaces") else ():
+            if vif.port_id == port_id:
+                return typing.cast(NetworkInterface, vif)
+        return None
 
 
 @ComputedObjectRegistry.register
 class InstanceInfoList(ComputedObject):
-    """Version 1.0: initial version."""
+    """Version 1.0: initial version.
+    Version 1.1: InstanceInfo 1.1.
+    """
 
-    VERSION = "1.0"
+    VERSION = "1.1"
+    obj_relationships = {"objects": [("1.0", "1.0"), ("1.1", "1.1")]}
 
     fields = {
         "objects": fields.ListOfObjectsField("InstanceInfo"),
@@ -106,6 +242,14 @@ class InstanceInfoList(ComputedObject):
 
 def _invalid(reason: str) -> None:
     raise exception.InvalidRequest(operation="spawn", reason=reason)
+
+
+def _unique(what: str, values: list[Any]) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            _invalid(f"{what} {value!r} appears twice")
+        seen.add(value)
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:

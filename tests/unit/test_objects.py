@@ -15,13 +15,17 @@ from computed.objects.base import ComputedObjectRegistry
 # Changing an object changes its hash: bump its VERSION (and handle the old
 # version in obj_make_compatible), then record the new "version-hash" here.
 _EXPECTED_FINGERPRINTS = {
+    "BlockDevice": "1.0-7015ae0e361eca63ddb59a4628252c30",
     "HostCapabilities": "1.0-0f40a2258079d07f500d7e7433d75c55",
     "HostResources": "1.0-b80763915e1eaaf5defa27ee2e117722",
     "InstanceActionPayload": "1.0-5ab9a5d90ccc53494fa4ac3a1dc3bd27",
-    "InstanceInfo": "1.0-46e1a159554cfc8ff9fdb34adfd09251",
-    "InstanceInfoList": "1.0-6cf6fc8bc8ff8f8eeb8b5b3d3db6637f",
-    "InstanceSpec": "1.1-885664785baa4fa8209d4fc9ee3e79c5",
+    "InstanceInfo": "1.1-32e0947bef0edb82e925d703f9e7a0d0",
+    "InstanceInfoList": "1.1-6cf6fc8bc8ff8f8eeb8b5b3d3db6637f",
+    "InstanceSpec": "1.2-5203f9617b281b4cc793973488f92c47",
+    "NetworkInterface": "1.0-fd5b9723a254ecf40119656757065fa4",
     "PingResult": "1.0-c3f601bc5e211c90bf2e7deab53412ea",
+    "VolumeConnection": "1.0-7389ef148ee88ed3e26857a9ce11ecc7",
+    "VolumeConnector": "1.0-1d28fbf95ef716b197a9ced965daa41e",
 }
 
 

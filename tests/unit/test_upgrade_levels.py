@@ -14,7 +14,7 @@ from oslo_config import cfg
 from computed import exception, version
 from computed.conf import registry as registry_conf
 from computed.conf import upgrade_levels, worker
-from computed.objects import InstanceSpec
+from computed.objects import BlockDevice, InstanceSpec, NetworkInterface, VolumeConnection
 from computed.registry import Registry, WorkerRecord
 from computed.registry.api import STATE_DRAINING, STATE_STOPPED
 from computed.service import _check_not_too_old
@@ -90,8 +90,8 @@ def test_a_pin_is_a_ceiling_not_a_promise(registry: Registry) -> None:
 
 
 def test_a_bad_pin_is_a_configuration_error(registry: Registry) -> None:
-    with pytest.raises(exception.ConfigError, match="gamma.*alpha, beta"):
-        ComputeAPI(_conf(compute="gamma"), registry=registry, required_tier="untested")
+    with pytest.raises(exception.ConfigError, match="omega.*alpha, beta, gamma"):
+        ComputeAPI(_conf(compute="omega"), registry=registry, required_tier="untested")
 
 
 def test_a_new_operation_to_an_old_host_is_refused_without_sending(api: ComputeAPI) -> None:
@@ -126,6 +126,57 @@ def test_objects_are_backported_for_an_old_host() -> None:
     assert primitive["computed_object.version"] == "1.0"
     assert "description" not in primitive["computed_object.data"]
     assert spec.description == "web tier"  # the caller's object is left alone
+
+
+def _volume(volume_id: str = "vol-1") -> BlockDevice:
+    connection = VolumeConnection(
+        volume_id=volume_id, driver_volume_type="iscsi", data={"target_lun": 1}
+    )
+    return BlockDevice(kind="volume", connection_info=connection)
+
+
+def test_a_spec_with_only_a_root_disk_is_backported_with_the_disk_in_the_old_fields() -> None:
+    root = BlockDevice(kind="image", boot_index=0, image="cirros", size_gb=3)
+    spec = _spec(block_devices=[root])
+    sent, kwargs, changed = _pins.fit_message(
+        "h", "spawn", _pins.Cap("1.1", "test"), {"instance": spec}
+    )
+    data = kwargs["instance"].obj_to_primitive()["computed_object.data"]
+    assert (sent, changed) == ("1.1", True)
+    assert (data["image"], data["disk_gb"]) == ("cirros", 3)
+    assert "block_devices" not in data and "network_interfaces" not in data
+
+
+@pytest.mark.parametrize(
+    ("devices", "interfaces", "lost"),
+    [
+        ([_volume()], [], "1 block device"),
+        ([BlockDevice(kind="blank", size_gb=1)], [], "1 block device"),
+        (
+            [],
+            [NetworkInterface(port_id="p-1", mac_address="fa:16:3e:00:00:01", network="br0")],
+            "1 network interface",
+        ),
+    ],
+)
+def test_a_spec_whose_devices_an_old_host_would_not_build_is_refused(
+    devices: list[BlockDevice], interfaces: list[NetworkInterface], lost: str
+) -> None:
+    spec = _spec(block_devices=devices, network_interfaces=interfaces)
+    with pytest.raises(exception.UnsupportedVersion, match=lost) as caught:
+        _pins.fit_message("h", "spawn", _pins.Cap("1.1", "test"), {"instance": spec})
+    assert caught.value.version == "1.2"
+    sent, kwargs, changed = _pins.fit_message(
+        "h", "spawn", _pins.Cap("1.2", "test"), {"instance": spec}
+    )
+    assert (sent, changed) == ("1.2", False) and kwargs["instance"] is spec
+
+
+def test_device_operations_are_refused_for_an_old_host(api: ComputeAPI) -> None:
+    assert not api.can_send_devices("h-old") and api.can_send_devices("h-new")
+    with pytest.raises(exception.UnsupportedVersion) as caught:
+        api.attach_volume(None, "h-old", str(uuid.uuid4()), _volume().connection_info)
+    assert (caught.value.operation, caught.value.version) == ("attach_volume", "1.2")
 
 
 def test_new_arguments_are_dropped_only_when_declared_safe(monkeypatch: pytest.MonkeyPatch) -> None:
