@@ -12,7 +12,13 @@ from oslo_context import context
 from computed import exception, version
 from computed.manager import ComputeManager
 from computed.notifications import OutcomeNotifier
-from computed.objects import InstanceInfoList, InstanceSpec
+from computed.objects import (
+    BlockDevice,
+    InstanceInfoList,
+    InstanceSpec,
+    NetworkInterface,
+    VolumeConnection,
+)
 from drivers.fake import FakeDriver
 
 HOST = "h1"
@@ -133,3 +139,55 @@ def test_an_unexpected_driver_failure_becomes_a_driver_error() -> None:
         manager.get_host_resources(context.RequestContext())
     assert "OSError: disk on fire" in str(caught.value)
     assert caught.value.kwargs["host"] == HOST
+
+
+def _volume(volume_id: str = "vol-1") -> VolumeConnection:
+    return VolumeConnection(
+        volume_id=volume_id, driver_volume_type="file", data={"device_path": "/tmp/v"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("operation", "arguments", "words"),
+    [
+        ("attach_volume", {"connection_info": {"volume_id": "v"}}, "VolumeConnection object"),
+        ("attach_volume", {"connection_info": _volume(), "mountpoint": "sda;1"}, "device name"),
+        ("attach_volume", {"connection_info": _volume(" v")}, "volume_id"),
+        ("detach_volume", {"volume_id": ""}, "volume_id"),
+        ("extend_volume", {"volume_id": "v", "new_size": 0}, "new_size"),
+        ("extend_volume", {"volume_id": "v", "new_size": True}, "new_size"),
+        ("attach_interface", {"vif": "eth0"}, "NetworkInterface object"),
+        (
+            "attach_interface",
+            {"vif": NetworkInterface(port_id="p", mac_address="01:00:5e:00:00:01", network="n")},
+            "multicast",
+        ),
+        ("detach_interface", {"port_id": "x" * 300}, "port_id"),
+    ],
+)
+def test_device_arguments_are_checked_before_the_driver(
+    operation: str, arguments: dict[str, object], words: str
+) -> None:
+    manager = _manager()
+    error = _refused(getattr(manager, operation), uuid=str(uuid.uuid4()), **arguments)
+    assert isinstance(error, exception.InvalidRequest)
+    assert words in str(error) and operation in str(error)
+
+
+def test_a_spawn_needing_a_feature_the_driver_lacks_is_unsupported() -> None:
+    spec = _spec()
+    spec.block_devices = [BlockDevice(kind="volume", connection_info=_volume())]
+    error = _refused(_manager(_Lean).spawn, instance=spec)
+    assert isinstance(error, exception.UnsupportedOperation)
+    assert error.kwargs["operation"] == "spawn.volumes"
+    spec = _spec()
+    spec.network_interfaces = [
+        NetworkInterface(port_id="p-1", mac_address="fa:16:3e:00:00:01", network="br-int")
+    ]
+    error = _refused(_manager(_Lean).spawn, instance=spec)
+    assert error.kwargs["operation"] == "spawn.network_interfaces"
+    # A root disk from an image is what 1.0 already built: no feature needed.
+    spec = _spec()
+    spec.block_devices = [BlockDevice(kind="image", boot_index=0, image="cirros", size_gb=1)]
+    info = _manager(_Lean).spawn(context.RequestContext(), instance=spec)
+    assert info.disk_gb == 1

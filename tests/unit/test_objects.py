@@ -8,7 +8,13 @@ import pytest
 from oslo_versionedobjects import fixture
 
 from computed import exception, rpc
-from computed.objects import InstanceActionPayload, InstanceSpec
+from computed.objects import (
+    BlockDevice,
+    InstanceActionPayload,
+    InstanceSpec,
+    NetworkInterface,
+    VolumeConnection,
+)
 from computed.objects.base import ComputedObjectRegistry
 
 # Version and a hash of the fields and remotable methods of every object.
@@ -139,3 +145,98 @@ def test_spec_backports_to_1_0_without_its_description() -> None:
     primitive = spec.obj_to_primitive(target_version="1.0")
     assert primitive["computed_object.version"] == "1.0"
     assert "description" not in primitive["computed_object.data"]
+
+
+def _connection(volume_id: str = "vol-1", **data: object) -> VolumeConnection:
+    return VolumeConnection(volume_id=volume_id, driver_volume_type="iscsi", data=data)
+
+
+def _nic(port: str = "p-1", mac: str = "fa:16:3e:00:00:01") -> NetworkInterface:
+    return NetworkInterface(port_id=port, mac_address=mac, network="br-int", mtu=1500)
+
+
+def test_a_spec_with_devices_takes_its_root_disk_into_image_and_disk_gb() -> None:
+    spec = _spec(
+        block_devices=[
+            BlockDevice(kind="image", boot_index=0, image="cirros", size_gb=2),
+            BlockDevice(kind="blank", size_gb=1),
+            BlockDevice(kind="volume", connection_info=_connection(target_lun=1)),
+        ],
+        network_interfaces=[_nic()],
+    )
+    spec.validate()
+    assert (spec.image, spec.disk_gb) == ("cirros", 2)
+    assert spec.block_devices[2].volume_id == "vol-1"
+    assert [d.kind for d in spec.extra_devices()] == ["blank", "volume"]
+    wire = rpc.RequestContextSerializer()
+    back = wire.deserialize_entity(None, wire.serialize_entity(None, spec))
+    assert back.block_devices[2].connection_info.data == {"target_lun": 1}
+    assert back.network_interfaces[0].mac_address == "fa:16:3e:00:00:01"
+
+
+@pytest.mark.parametrize(
+    ("devices", "nics", "word"),
+    [
+        ([BlockDevice(kind="blank")], [], "size_gb"),
+        ([BlockDevice(kind="image", boot_index=0, size_gb=1)], [], "needs an image"),
+        ([BlockDevice(kind="volume")], [], "connection_info"),
+        ([BlockDevice(kind="blank", size_gb=1, boot_index=0)], [], "boot device"),
+        ([BlockDevice(kind="image", image="x", size_gb=1, boot_index=1)], [], "boot device"),
+        (
+            [BlockDevice(kind="blank", size_gb=1, device_name="vdb")] * 2,
+            [],
+            "appears twice",
+        ),
+        (
+            [BlockDevice(kind="volume", connection_info=_connection(), volume_id="other")],
+            [],
+            "differs",
+        ),
+        ([BlockDevice(kind="blank", size_gb=1, device_name="../../etc")], [], "device name"),
+        ([BlockDevice(kind="volume", connection_info=_connection(x=1 / 3 * 1e300))], [], ""),
+        ([], [_nic(), _nic(port="p-2")], "mac_address"),
+        ([], [_nic(mac="01:00:5e:00:00:01")], "multicast"),
+        (
+            [],
+            [NetworkInterface(port_id="p", mac_address="fa:16:3e:00:00:01", network="n", mtu=9)],
+            "mtu",
+        ),
+        ([], [_nic()] * 17, "at most 16"),
+    ],
+)
+def test_device_limits(devices: list[BlockDevice], nics: list[NetworkInterface], word: str) -> None:
+    spec = _spec(block_devices=devices, network_interfaces=nics)
+    if not word:  # a valid one, for contrast
+        spec.validate()
+        return
+    with pytest.raises(exception.InvalidRequest, match=word):
+        spec.validate()
+
+
+def test_connection_data_must_be_json() -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        VolumeConnection(volume_id="v", driver_volume_type="rbd", data={"x": object()})
+    with pytest.raises(exception.InvalidRequest, match="exceeds"):
+        _connection(blob="x" * 20_000).validate("attach_volume")
+    with pytest.raises(exception.InvalidRequest, match="driver_volume_type"):
+        VolumeConnection(volume_id="v", driver_volume_type="iSCSI;rm").validate("attach_volume")
+
+
+def test_an_instance_reported_by_an_older_host_lists_no_devices() -> None:
+    old = {
+        "computed_object.name": "InstanceInfo",
+        "computed_object.namespace": "computed",
+        "computed_object.version": "1.0",
+        "computed_object.data": {
+            "uuid": str(uuid.uuid4()),
+            "name": "vm",
+            "host": "h",
+            "power_state": "running",
+            "vcpus": 1,
+            "memory_mb": 64,
+            "disk_gb": 1,
+        },
+    }
+    info = rpc.RequestContextSerializer().deserialize_entity(None, old)
+    assert info.block_devices == [] and info.network_interfaces == []
+    assert info.volume("v") is None and info.interface("p") is None
