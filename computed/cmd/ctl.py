@@ -307,13 +307,22 @@ def _tiers(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
 def _db_sync(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     registry = Registry(conf.registry.connection)
     registry.migrate()
-    print(f"Registry schema at revision {migration.current_revision(registry.engine)}.")
+    current = migration.current_revision(registry.engine)
+    if current == migration.head_revision():
+        print(f"Registry schema at revision {current}.")
+    else:
+        print(
+            f"Registry schema at revision {current}, newer than this release's "
+            f"{migration.head_revision()}; it has every table and column this release uses."
+        )
 
 
 def _db_version(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     registry = Registry(conf.registry.connection)
     current = migration.current_revision(registry.engine) or "none"
-    print(f"current {current}, newest {migration.head_revision()}")
+    known = current == "none" or current in migration.known_revisions()
+    newer = "" if known else " (newer than this release: migrated by a later one)"
+    print(f"current {current}{newer}, newest {migration.head_revision()}")
 
 
 def _drivers(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from computed import exception
 from computed.registry import migration, models
+
+LOG = logging.getLogger(__name__)
 
 __all__ = ["Database", "chunks", "safe_db_url", "utcnow"]
 
@@ -53,7 +56,18 @@ class Database:
         self.engine.dispose()
 
     def migrate(self, attempts: int = 5) -> None:
-        """Bring the schema up to date; safe when several processes race to do it."""
+        """Bring the schema up to date; safe when several processes race to do it.
+
+        A schema that a later release has migrated further is left alone if
+        it still has every table and column this code uses: migrations are
+        expand-only within a major release (docs/upgrade.md), so a worker of
+        the previous release restarting in the middle of an upgrade serves on.
+
+        :raises computed.exception.RegistryError: if the schema cannot be
+            brought up to date, or is newer and lacks what this code uses.
+        """
+        if self._newer_than_this_code():
+            return
         for attempt in range(1, attempts + 1):
             try:
                 migration.upgrade(self.engine)
@@ -66,10 +80,47 @@ class Database:
                 time.sleep(0.2 * attempt)
 
     def is_current(self) -> bool:
+        """Whether this code can use the schema as it is (its own head, or a later
+        release's expansion of it).
+
+        :raises computed.exception.RegistryError: if the schema is newer and
+            lacks what this code uses.
+        """
         try:
-            return migration.current_revision(self.engine) == migration.head_revision()
+            if migration.current_revision(self.engine) == migration.head_revision():
+                return True
         except sa.exc.SQLAlchemyError:
             return False
+        return self._newer_than_this_code()
+
+    def _newer_than_this_code(self) -> bool:
+        """Whether a later release migrated the schema, in a way this code can still use.
+
+        :raises computed.exception.RegistryError: if it did, and something
+            this code uses is gone (a contract migration).
+        """
+        try:
+            revision = migration.current_revision(self.engine)
+        except sa.exc.SQLAlchemyError:
+            return False
+        if revision is None or revision in migration.known_revisions():
+            return False
+        with self._errors():
+            missing = migration.missing_columns(self.engine, models.Base.metadata)
+        if missing:
+            raise exception.RegistryError(
+                reason=f"{safe_db_url(self.url)}: the schema is at revision {revision}, newer "
+                f"than this release knows ({migration.head_revision()}), and lacks "
+                f"{', '.join(missing[:10])}; a later release has removed what this one uses: "
+                "upgrade this worker"
+            )
+        LOG.info(
+            "The registry schema is at revision %s, newer than this release's %s; it has "
+            "every table and column this release uses",
+            revision,
+            migration.head_revision(),
+        )
+        return True
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[orm.Session]:
