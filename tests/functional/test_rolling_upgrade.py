@@ -1,30 +1,28 @@
-"""A rolling upgrade from genuinely older code, checked out of this project's history.
+"""A rolling upgrade from the previous release, checked out of this project's history.
 
-The release before contract 1.1 is exported from git into a temporary
-directory and installed into its own virtual environment. Its workers serve
-two hosts beside a current worker on a third, on one broker and registry.
+The previous release (0.2.0, contract 1.1) is exported from git into a
+temporary directory and installed into its own virtual environment. Its
+workers serve two hosts beside a current worker on a third, on one broker
+and registry, and all share one fake hypervisor (``[fake] state_dir``).
 While a scheduler thread keeps calling and casting to every host, each old
 worker is replaced by the current code on the same host, the way
-docs/upgrade.md tells operators to: ``computedctl worker drain`` (clients
-stop sending to it and hold its host's messages; that release does not yet
-drain safely by itself), stop it, start the current code on the same host.
+docs/upgrade.md tells operators to: stop it (SIGTERM: it cancels its
+subscriptions and drains), start the current code. In the middle, after
+the first current worker has registered (and migrated the schema, had this
+release a migration), the second old worker is restarted as the old
+release once more, as an operator restarting a machine would: it must
+start and serve.
 
-Asserted: no call fails and no host is skipped (messages wait for the new
-worker), every cast reports its outcome, and every message went out at a
-version the workers consuming its host understood at the time, checked
-against the version the answering worker itself reports.
+The scheduler uses what 1.2 adds where the host can take it: a spawn with a
+network interface and an ephemeral disk, then a volume attached, both read
+back from the host; where it cannot, the attach is refused at once with
+UnsupportedVersion and the spawn is sent without devices.
 
-Instances: the current workers share one fake hypervisor (``[fake]
-state_dir``), and none spawned at 1.1 (only current workers accept 1.1) is
-ever missing: a spawn by call is read back at once, a spawn by cast is
-there at the end. The old release's fake driver has no such option (it
-ignores it in its configuration file) and keeps its instances in its
-worker's memory, so the one thing allowed is that an instance spawned at
-1.0, which an old worker may have served, is gone once that worker has been
-replaced, and not before: each old worker must list every instance it
-reported spawned just before it is drained, and a console read finds such
-an instance gone only if it went out at 1.1 (the host was upgraded between
-the spawn and the read).
+Asserted: no call fails and no host is skipped (messages wait for the next
+worker), every cast reports its outcome, every message went out at a
+version the workers consuming its host understood at the time (checked
+against the version the answering worker itself reports), and no instance
+is forgotten through the replacements.
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ from oslo_context import context
 from packaging.requirements import Requirement
 
 from computed import exception, version
-from computed.objects import InstanceSpec
+from computed.objects import BlockDevice, InstanceSpec, NetworkInterface, VolumeConnection
 from computed.registry import Registry
 from computed.testing.notifications import NotificationCollector
 from computed.testing.workers import WorkerProcess, console_command
@@ -59,9 +57,9 @@ from tests.functional.conftest import Deployment, missing_instances, wait_until
 
 pytestmark = [pytest.mark.upgrade, pytest.mark.timeout(600)]
 
-#: The last commit before contract 1.1 ("Tiers from recorded runs, ..."): it speaks 1.0.
-OLD_COMMIT = "1aa0a3cd8aa7cecb62c271260f74e359c68c1072"
-OLD_RPC_VERSION = "1.0"
+#: Release 0.2.0 ("One quiet close for broker connections; ..."): it speaks 1.1.
+OLD_COMMIT = "8397fc5e82997db5e2ae8649997b90dc953dbb57"
+OLD_RPC_VERSION = "1.1"
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,7 +82,8 @@ def _installed_satisfies(requirement: str) -> bool:
 def _install_requires(setup_cfg: str) -> list[str]:
     parser = configparser.ConfigParser()
     parser.read_string(setup_cfg)
-    return sorted(parser["options"]["install_requires"].split())
+    lines = parser["options"]["install_requires"].splitlines()
+    return sorted(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +181,10 @@ class _Log:
     #: (host, uuid, version sent) of every instance a cast spawned (none is destroyed)
     spawned: list[tuple[str, str, str]] = field(default_factory=list)
     consoles: int = 0
+    #: volume attaches refused at once because the host spoke only the old version
     refused: int = 0
-    #: console reads at 1.1 that found an instance spawned at 1.0 gone
-    gone: int = 0
+    #: spawns with devices, and volumes attached, read back from the host
+    devices: int = 0
     calls: int = 0
     #: seconds of the slowest round (a ping, three calls, two casts)
     slowest: float = 0.0
@@ -210,28 +210,32 @@ def _one_round(api: _RecordingAPI, host: str, log: _Log) -> None:
     spec = InstanceSpec(
         uuid=str(uuid.uuid4()), name="vm", vcpus=1, memory_mb=64, description="rolling"
     )
-    api.spawn(None, host, spec)
-    spawned_at = api.last_version
+    with_devices = api.can_send_devices(host)
+    if with_devices:
+        spec.block_devices = [BlockDevice(kind="blank", size_gb=1)]
+        spec.network_interfaces = [_interface()]
+    info = api.spawn(None, host, spec)
+    assert info is not None
     log.calls += 2
-    if spawned_at == version.RPC_API_VERSION:
-        # Only current workers consumed the host's queue when the spawn went out.
-        output = api.get_console_output(None, host, spec.uuid, tail_lines=3)
-        assert "description: rolling" in output or "login:" in output, output
-        log.consoles += 1
-        log.calls += 1
+    output = api.get_console_output(None, host, spec.uuid, tail_lines=3)
+    assert "description: rolling" in output or "login:" in output, output
+    log.consoles += 1
+    volume = VolumeConnection(
+        volume_id=f"vol-{spec.uuid[:8]}",
+        driver_volume_type="file",
+        data={"device_path": f"/volumes/{spec.uuid}"},
+    )
+    try:
+        attached = api.attach_volume(None, host, spec.uuid, volume)
+    except exception.UnsupportedVersion:
+        log.refused += 1  # the host still runs the old release
     else:
-        # Spawned at 1.0, possibly by an old worker, which keeps its instances in memory.
-        try:
-            api.get_console_output(None, host, spec.uuid)
-        except exception.UnsupportedVersion:
-            log.refused += 1  # the host still runs the old release
-        except exception.InstanceNotFound:
-            # The host was upgraded meanwhile, and the old worker that spawned
-            # the instance took it along: the one thing allowed.
-            assert api.last_version == version.RPC_API_VERSION, api.last_version
-            log.gone += 1
-        else:  # the host was upgraded meanwhile, and its new worker had spawned the instance
-            assert api.last_version == version.RPC_API_VERSION, api.last_version
+        assert attached is not None and attached.volume(volume.volume_id) is not None
+        if with_devices:  # spawned at 1.2, so read back with its devices
+            port = spec.network_interfaces[0].port_id
+            assert info.interface(port) is not None and attached.interface(port) is not None
+        log.devices += 1
+    log.calls += 2
     ctxt = context.RequestContext()
     cast_spec = InstanceSpec(
         uuid=str(uuid.uuid4()), name="cast", vcpus=1, memory_mb=64, description="cast"
@@ -242,6 +246,11 @@ def _one_round(api: _RecordingAPI, host: str, log: _Log) -> None:
     assert sent_at is not None
     log.spawned.append((host, cast_spec.uuid, sent_at))
     api.destroy(None, host, spec.uuid, cast=True)
+
+
+def _interface() -> NetworkInterface:
+    mac = "fa:16:3e:" + ":".join(f"{b:02x}" for b in uuid.uuid4().bytes[:3])
+    return NetworkInterface(port_id=str(uuid.uuid4()), mac_address=mac, network="br-int")
 
 
 def _cap(api: ComputeAPI, host: str) -> str | None:
@@ -300,27 +309,27 @@ def test_rolling_upgrade_from_the_previous_release(
     started = time.monotonic()
     thread.start()
     upgraded_at: dict[str, float] = {}
+    restarted_old_at = 0.0
     ctl_conf = deployment.workdir / "ctl.conf"
     ctl_conf.write_text(
         f"[registry]\nconnection = {deployment.registry_url}\ndown_time = 4\n"
         "[conformance]\nrequired_tier = untested\n"
     )
     try:
-        time.sleep(2.0)
+        _wait_for_rounds(log, hosts, 2)
         for i, host in enumerate(old_hosts, 1):
-            # The old worker still has every instance it reported spawned.
-            ended = _spawn_ended(notifications, host)
-            made = [(h, u) for h, u, _ in list(log.spawned) if h == host and u in ended]
-            assert made and not missing_instances(api, made)
-            drained = _computedctl(ctl_conf, "worker", "drain", f"old-{i}")
-            assert f"Worker old-{i} marked draining" in drained
-            # Longer than the client's cache (0.2 s) plus a round trip: nothing in flight.
-            time.sleep(1.0)
+            if i == 2:
+                # An old worker restarted mid-upgrade, beside a current one:
+                # it starts on the registry the current code has migrated.
+                assert old[host].terminate() == 0, old[host].log()
+                old[host] = worker(host, "old-2-again", old_computed)
+                wait_until(lambda h=host: _answered_by(log, h, "old-2-again"), 60, "restart")
+                restarted_old_at = time.monotonic()
             assert old[host].terminate() == 0, old[host].log()
             worker(host, f"new-{i}", None)
             wait_until(lambda h=host: _cap(api, h) == version.RPC_API_VERSION, 10, f"{host} cap")
             upgraded_at[host] = time.monotonic()
-            time.sleep(2.0)
+            _wait_for_rounds(log, hosts, 2)
     finally:
         stop.set()
         thread.join(120)
@@ -329,31 +338,35 @@ def test_rolling_upgrade_from_the_previous_release(
     assert not log.failures, "\n".join(log.failures[:20])
     for request_id in log.casts:
         notifications.for_request(request_id, "instance.spawn.end", timeout=60)
-    # No instance spawned by the current code is forgotten; one spawned at
-    # 1.0 (possibly by an old worker, in its memory) may be gone.
+    # Every instance a cast spawned is still there: the fake hypervisor is
+    # shared by the old and the current workers.
     gone = missing_instances(api, [(h, u) for h, u, _ in log.spawned])
-    sent_at = {(h, u): v for h, u, v in log.spawned}
-    forgotten = sorted(pair for pair in gone if sent_at[pair] != OLD_RPC_VERSION)
-    assert not forgotten, f"instances spawned at {version.RPC_API_VERSION} are gone: {forgotten}"
-    old_spawns = sum(1 for v in sent_at.values() if v == OLD_RPC_VERSION)
+    assert not gone, f"instances forgotten through the upgrade: {sorted(gone)}"
     # Each host was sent what the worker that answered understands ...
     wrong = [p for p in log.pings if version.newer(p[2], p[3])]
     assert not wrong, wrong
-    # ... the old hosts got 1.0 until their old worker had gone, then 1.1 ...
+    # ... the old hosts got the old version until their old worker had gone,
+    # then the new one ...
     for host in old_hosts:
         sent = [(t, v, w) for t, h, v, _, w in log.pings if h == host]
         assert any(v == OLD_RPC_VERSION and w.startswith("old-") for _, v, w in sent)
         assert all(v == version.RPC_API_VERSION for t, v, _ in sent if t > upgraded_at[host])
         assert any(w.startswith("new-") for t, _, w in sent if t > upgraded_at[host])
-    # ... and the first upgraded host got 1.1 while the second still ran old code.
-    first, second = old_hosts
+    # ... the restarted old worker served at the old version beside a current one ...
+    second = old_hosts[1]
+    assert any(
+        h == second and w == "old-2-again" and v == OLD_RPC_VERSION and t >= restarted_old_at
+        for t, h, v, _, w in log.pings
+    )
+    # ... and the first upgraded host got the new version while the second still ran old code.
+    first = old_hosts[0]
     assert any(
         h == first and v == version.RPC_API_VERSION and upgraded_at[first] < t
         for t, h, v, _, _ in log.pings
-        if t < upgraded_at[second] - 2.0
+        if t < upgraded_at[second]
     )
     assert all(v == version.RPC_API_VERSION for _, h, v, _, _ in log.pings if h == current_host)
-    assert log.consoles and log.refused
+    assert log.consoles and log.refused and log.devices
 
     # The operator's view: versions, caps and the client's counters.
     api.call_counts()
@@ -363,17 +376,33 @@ def test_rolling_upgrade_from_the_previous_release(
     for host in old_hosts:
         counts = rows[host]["counts"]
         assert counts[OLD_RPC_VERSION]["refused"] > 0
-        assert counts[OLD_RPC_VERSION]["backported"] > 0
         assert counts[version.RPC_API_VERSION]["sent"] > 0
         assert rows[host]["cap"] == version.RPC_API_VERSION
     print(
         f"\nrolling upgrade: {duration:.1f} s, {log.calls} calls, {len(log.casts)} casts, "
-        f"{log.consoles} console reads at 1.1, {log.refused} refused at 1.0, 0 failures, "
-        f"0 hosts skipped; slowest round {log.slowest:.1f} s; {len(log.spawned)} instances "
-        f"spawned by casts, none forgotten but {len(gone)} of the {old_spawns} spawned at "
-        f"{OLD_RPC_VERSION}, gone with their replaced old worker; {log.gone} console reads "
-        f"at {version.RPC_API_VERSION} after a spawn at {OLD_RPC_VERSION} found it gone"
+        f"{log.consoles} console reads, {log.devices} spawns and attaches with devices at "
+        f"{version.RPC_API_VERSION}, {log.refused} attaches refused at {OLD_RPC_VERSION}, "
+        f"0 failures, 0 hosts skipped, an old worker restarted mid-upgrade; slowest round "
+        f"{log.slowest:.1f} s; {len(log.spawned)} instances spawned by casts, none forgotten"
     )
+
+
+def _wait_for_rounds(log: _Log, hosts: list[str], rounds: int) -> None:
+    """Until every host has answered ``rounds`` more pings: the scheduler is going."""
+
+    def answered() -> dict[str, int]:
+        return {h: sum(1 for p in list(log.pings) if p[1] == h) for h in hosts}
+
+    start = answered()
+    wait_until(
+        lambda: all(n >= start[h] + rounds for h, n in answered().items()) or bool(log.failures),
+        120,
+        f"{rounds} rounds on every host",
+    )
+
+
+def _answered_by(log: _Log, host: str, worker_id: str) -> bool:
+    return any(p[1] == host and p[4] == worker_id for p in list(log.pings))
 
 
 def _spawn_ended(notifications: NotificationCollector, host: str) -> set[str]:
