@@ -32,6 +32,30 @@ class KeyedLocks:
                 else:
                     self._locks[key] = (lock, users - 1)
 
+    @contextlib.contextmanager
+    def try_hold(self, key: str) -> Iterator[bool]:
+        """Hold the key's lock if it is free: yields True if held, False if busy."""
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            if not lock.acquire(blocking=False):
+                yield_busy = True
+            else:
+                yield_busy = False
+                self._locks[key] = (lock, users + 1)
+        if yield_busy:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
     def __len__(self) -> int:
         with self._guard:
             return len(self._locks)

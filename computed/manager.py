@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -54,6 +55,8 @@ __all__ = [
     "REPEATABLE_OPERATIONS",
     "endpoints",
     "reconcile",
+    "sync_instances",
+    "watching",
 ]
 
 #: Lifecycle operations that reach the same end state when run again for the
@@ -65,6 +68,10 @@ REPEATABLE_OPERATIONS = frozenset(
 )
 
 LOG = logging.getLogger(__name__)
+
+#: The state of an instance an operation left unsettled (it failed, or its
+#: result does not say): the next look learns it without reporting it.
+_UNKNOWN = "unknown"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -172,6 +179,13 @@ class ComputeManager:
         self._notifier = notifier
         self._journal = journal
         self._locks = KeyedLocks()
+        #: The power state of each instance as this worker last saw it settle
+        #: (None: no look taken yet), against which changes nobody asked for
+        #: are found (:meth:`sync_instances`).
+        self._states: dict[str, str] | None = None
+        #: While a look reads the hypervisor: what operations settled meanwhile.
+        self._settled_meanwhile: dict[str, str | None] | None = None
+        self._states_lock = threading.Lock()
 
     # Instance lifecycle ------------------------------------------------------
 
@@ -411,9 +425,14 @@ class ComputeManager:
         try:
             result = self._invoke(operation, func, ctxt, arguments)
         except Exception as exc:
+            self._note_state(uuid, _UNKNOWN)
             self._settle(ctxt, operation, uuid, ticket, notifications.outcome("error", error=exc))
             raise
         info = result if isinstance(result, InstanceInfo) else None
+        if info is not None:
+            self._note_state(uuid, info.power_state)
+        else:
+            self._note_state(uuid, None if operation == "destroy" else _UNKNOWN)
         self._settle(ctxt, operation, uuid, ticket, notifications.outcome("end", info=info))
         return result
 
@@ -431,6 +450,82 @@ class ComputeManager:
         )
         if journal is not None:
             journal.finish(ticket.entry)
+
+    # Changes nobody asked for ----------------------------------------------------
+
+    def _watching(self) -> bool:
+        with self._states_lock:
+            return self._states is not None
+
+    def _sync_instances(self, only: str | None, source: str) -> int:
+        """See :func:`sync_instances`.
+
+        The first look only learns the states. An instance an operation is
+        working on is left for the next look; a difference is confirmed
+        under the instance's lock, so an operation that ended meanwhile is
+        never taken for a change on the hypervisor.
+
+        :param only: look at this instance only (the driver reported an event for it).
+        :returns: how many changes were published.
+        """
+        if only is not None:
+            with self._states_lock:
+                if self._states is None:
+                    return 0
+            return int(self._confirm(only, source))
+        with self._states_lock:
+            self._settled_meanwhile = {}
+        try:
+            seen = {i.uuid: str(i.power_state) for i in self._driver.list_instances(self._host)}
+        finally:
+            with self._states_lock:
+                meanwhile, self._settled_meanwhile = self._settled_meanwhile or {}, None
+        for uuid, state in meanwhile.items():
+            if state is None:
+                seen.pop(uuid, None)
+            else:
+                seen[uuid] = state
+        with self._states_lock:
+            if self._states is None:
+                self._states = {u: s for u, s in seen.items() if s != _UNKNOWN}
+                return 0
+            known = dict(self._states)
+        changed = [u for u in set(known) | set(seen) if known.get(u) != seen.get(u)]
+        return sum(self._confirm(uuid, source) for uuid in changed)
+
+    def _confirm(self, uuid: str, source: str) -> bool:
+        """Check one instance under its lock; publish a change. True if one was published."""
+        with self._locks.try_hold(uuid) as held:
+            if not held:
+                return False  # an operation is on it: its outcome will say
+            try:
+                state: str | None = str(self._driver.get_info(self._host, uuid).power_state)
+            except exception.InstanceNotFound:
+                state = None
+            with self._states_lock:
+                assert self._states is not None
+                old = self._states.get(uuid, _UNKNOWN)
+                if state is None:
+                    self._states.pop(uuid, None)
+                else:
+                    self._states[uuid] = state
+        if old == _UNKNOWN or old == state:
+            return False  # new to this worker, or unsettled: learnt, not reported
+        LOG.info("Instance %s on %s went from %s to %s by itself", uuid, self._host, old, state)
+        self._notifier.emit_state(self._host, uuid, old, state, source)
+        return True
+
+    def _note_state(self, uuid: str, state: str | None) -> None:
+        """Record the state an operation left the instance in (None: gone)."""
+        with self._states_lock:
+            if self._settled_meanwhile is not None:
+                self._settled_meanwhile[uuid] = state
+            if self._states is None:
+                return
+            if state is None:
+                self._states.pop(uuid, None)
+            else:
+                self._states[uuid] = state
 
     def _invoke(
         self, operation: str, func: Callable[..., Any], ctxt: Any, arguments: dict[str, Any]
@@ -528,6 +623,30 @@ def _fail(manager: ComputeManager, ctxt: Any, entry: JournalRecord, error: Excep
     assert manager._journal is not None
     manager._journal.finish(entry.id)
     return "failed"
+
+
+def sync_instances(manager: ComputeManager, only: str | None = None, source: str = "poll") -> int:
+    """Publish what changed on ``manager``'s host since the last look that no
+    operation of this worker made: ``instance.power_state.update`` (old and
+    new state) and ``instance.delete``.
+
+    Not a method: every public method of the manager is an RPC endpoint.
+
+    The first look only learns the states. An instance an operation is
+    working on is left for the next look; a difference is confirmed under the
+    instance's lock, so an operation that ended meanwhile is never taken for
+    a change on the hypervisor.
+
+    :param only: look at this instance only (the driver reported an event for it).
+    :param source: ``poll`` or ``hypervisor``, as the payload will say.
+    :returns: how many changes were published.
+    """
+    return manager._sync_instances(only, source)
+
+
+def watching(manager: ComputeManager) -> bool:
+    """Whether a first look at ``manager``'s host's instances has been taken."""
+    return manager._watching()
 
 
 def endpoints(manager: ComputeManager) -> list[object]:

@@ -23,7 +23,7 @@ import amqp
 from oslo_config import cfg
 
 from computed import _wire, exception, rpc
-from computed.objects import InstanceActionPayload, InstanceInfo
+from computed.objects import InstanceActionPayload, InstanceInfo, InstanceStatePayload
 
 __all__ = [
     "NotificationPublisher",
@@ -151,6 +151,27 @@ class OutcomeNotifier:
     ) -> None:
         self.emit_outcome(ctxt, host, operation, uuid, outcome(phase, info, error), message_id)
 
+    def emit_state(
+        self, host: str, uuid: str, old_state: str | None, new_state: str | None, source: str
+    ) -> None:
+        """Publish a change on the hypervisor that no operation made."""
+        if self._publisher is None:
+            return
+        payload = InstanceStatePayload(
+            uuid=uuid, host=host, old_state=old_state, new_state=new_state, source=source
+        )
+        try:
+            self._publisher.publish(
+                {},
+                f"computed.{host}",
+                state_event_type(new_state),
+                "info",
+                payload.obj_to_primitive(),
+                str(uuid_module.uuid4()),
+            )
+        except Exception:
+            LOG.exception("Could not publish %s for %s", state_event_type(new_state), uuid)
+
     def emit_outcome(
         self,
         ctxt: Any,
@@ -206,6 +227,11 @@ class OutcomeNotifier:
             payload.obj_to_primitive(),
             notification_id(message_id, phase),
         )
+
+
+def state_event_type(new_state: str | None) -> str:
+    """``instance.delete`` for an instance that vanished, else ``instance.power_state.update``."""
+    return "instance.delete" if new_state is None else "instance.power_state.update"
 
 
 #: Names the notifications of a message: uuid5 of its id and the phase.

@@ -16,6 +16,7 @@ then mark it stopped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ from oslo_config import cfg
 from computed import _ownership, exception, version
 from computed._journal import Journal
 from computed._server import Server
+from computed._watcher import InstanceWatcher
 from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
 from computed.manager import ComputeManager, endpoints, reconcile
@@ -63,6 +65,7 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self._watcher: InstanceWatcher | None = None
 
     @property
     def hosts(self) -> list[str]:
@@ -105,6 +108,12 @@ class Worker:
             self.registry, self.worker_id, os.getpid(), finish_every=_FINISH_EVERY
         )
         self.rebalance()
+        self._watcher = InstanceWatcher(
+            lambda: dict(self._managers), conf.notifications.instance_sync_interval
+        )
+        for host in self.hosts:
+            driver.watch_instances(host, functools.partial(self._watcher.changed, host))
+        self._watcher.start()
         self.registry.register(self._record())
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -169,6 +178,8 @@ class Worker:
             gone = holder is not None and holder not in running
             reasons[host] = "takeover" if gone else "rebalance"
         self.registry.claim_hosts(self.worker_id, reasons)
+        if self._watcher is not None:
+            self._watcher.hosts_changed()
         LOG.info("Worker %s now serves %s", self.worker_id, ", ".join(served))
 
     def _release(self, hosts: list[str]) -> None:
@@ -251,6 +262,8 @@ class Worker:
                 "Operations still running after the drain time of %s s; stopping anyway",
                 self.conf.drain_timeout,
             )
+        if self._watcher is not None:
+            self._watcher.stop()
         self._set_state(STATE_STOPPED)
         self._stopped.set()
         if self.driver is not None:

@@ -45,7 +45,8 @@ VERSION_HISTORY: tuple[tuple[str, str], ...] = (
         "1.2",
         "Devices: InstanceSpec 1.2 (block_devices, network_interfaces), InstanceInfo 1.1; "
         "added get_volume_connector, attach_volume, detach_volume, extend_volume, "
-        "attach_interface, detach_interface",
+        "attach_interface, detach_interface; instance.power_state.update and "
+        "instance.delete notifications (InstanceStatePayload 1.0)",
     ),
 )
 
@@ -120,6 +121,7 @@ OBJECT_VERSIONS: dict[str, dict[str, str]] = {
         "InstanceInfo": "1.1",
         "InstanceInfoList": "1.1",
         "InstanceSpec": "1.2",
+        "InstanceStatePayload": "1.0",
         "NetworkInterface": "1.0",
         "PingResult": "1.0",
         "VolumeConnection": "1.0",

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
 from oslo_config import cfg
@@ -348,6 +349,19 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def get_host_resources(self, host: str) -> HostResources:
         """Capacity and use of the host."""
+
+    def watch_instances(self, host: str, changed: Callable[[str], None]) -> None:
+        """Call ``changed(uuid)`` whenever the hypervisor of ``host`` reports that an
+        instance changed by itself (optional; called once per host after
+        :meth:`init_host`).
+
+        The worker then looks at that instance and publishes what changed, if
+        no operation of its own did it. A driver whose hypervisor has events
+        (libvirt's lifecycle events, xapi's ``event.from``) implements this;
+        the others rely on the worker's periodic look (``[notifications]
+        instance_sync_interval``). ``changed`` is cheap and thread-safe; call
+        it from any thread, as often as the hypervisor reports.
+        """
 
     def supports(self, operation: str) -> bool:
         return operation in self.operations

@@ -25,6 +25,15 @@ notifications_opts = [
         "saves one broker round trip per operation (about a quarter of a cast's cost "
         "on the worker); 'end' and 'error' are how a cast reports its outcome.",
     ),
+    cfg.FloatOpt(
+        "instance_sync_interval",
+        default=60.0,
+        min=0.0,
+        help="Seconds between the worker's looks at every instance of its hosts, to "
+        "publish changes no operation made (instance.power_state.update, "
+        "instance.delete). Drivers that receive their hypervisor's events (libvirt, "
+        "xenapi) publish those at once; this catches the rest. 0 turns the look off.",
+    ),
     cfg.BoolOpt(
         "enabled",
         default=True,

@@ -18,7 +18,7 @@ from computed.objects.devices import (
 from computed.objects.fields import PowerState
 from computed.objects.host import HostCapabilities, HostResources, PingResult
 from computed.objects.instance import InstanceInfo, InstanceInfoList, InstanceSpec
-from computed.objects.notification import InstanceActionPayload
+from computed.objects.notification import InstanceActionPayload, InstanceStatePayload
 
 __all__ = [
     "BlockDevice",
@@ -34,6 +34,7 @@ __all__ = [
     "InstanceInfo",
     "InstanceInfoList",
     "InstanceSpec",
+    "InstanceStatePayload",
     "PingResult",
     "PowerState",
 ]

@@ -7,7 +7,7 @@ from oslo_versionedobjects import fields
 from computed.objects.base import ComputedObject, ComputedObjectRegistry
 from computed.objects.fields import PowerStateField
 
-__all__ = ["InstanceActionPayload"]
+__all__ = ["InstanceActionPayload", "InstanceStatePayload"]
 
 
 @ComputedObjectRegistry.register
@@ -34,4 +34,28 @@ class InstanceActionPayload(ComputedObject):
         "error_class": fields.StringField(nullable=True, default=None),
         "error_message": fields.StringField(nullable=True, default=None),
         "error_kwargs": fields.DictOfNullableStringsField(default={}),
+    }
+
+
+@ComputedObjectRegistry.register
+class InstanceStatePayload(ComputedObject):
+    """Payload of ``instance.power_state.update`` and ``instance.delete``: a change on
+    the hypervisor that no operation of the contract made (a guest that shut
+    itself down or crashed, an instance paused or deleted out of band).
+
+    ``new_state`` is None for ``instance.delete``. ``source`` says how the
+    worker learnt it: ``hypervisor`` (an event its driver received) or
+    ``poll`` (the worker's periodic look at every instance).
+
+    Version 1.0: initial version.
+    """
+
+    VERSION = "1.0"
+
+    fields = {
+        "uuid": fields.UUIDField(),
+        "host": fields.StringField(),
+        "old_state": PowerStateField(nullable=True, default=None),
+        "new_state": PowerStateField(nullable=True, default=None),
+        "source": fields.StringField(),
     }

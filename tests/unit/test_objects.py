@@ -28,6 +28,7 @@ _EXPECTED_FINGERPRINTS = {
     "InstanceInfo": "1.1-32e0947bef0edb82e925d703f9e7a0d0",
     "InstanceInfoList": "1.1-6cf6fc8bc8ff8f8eeb8b5b3d3db6637f",
     "InstanceSpec": "1.2-5203f9617b281b4cc793973488f92c47",
+    "InstanceStatePayload": "1.0-36fa3532ddbac691a86b0f2b44977d3c",
     "NetworkInterface": "1.0-fd5b9723a254ecf40119656757065fa4",
     "PingResult": "1.0-c3f601bc5e211c90bf2e7deab53412ea",
     "VolumeConnection": "1.0-7389ef148ee88ed3e26857a9ce11ecc7",

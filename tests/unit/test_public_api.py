@@ -37,7 +37,7 @@ def test_module_exports(name: str) -> None:
 
 
 def test_client_surface() -> None:
-    assert rpcapi.__all__ == ["ComputeAPI"]
+    assert rpcapi.__all__ == ["ComputeAPI", "InstanceEvent", "InstanceEventListener"]
 
 
 #: Names callers import from ``computed.registry.api``, kept there by the split by concern.
