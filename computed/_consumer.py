@@ -96,6 +96,12 @@ class ConsumerPool:
         with self._lock:
             return sorted(self._where)
 
+    def connected(self) -> bool:
+        """Whether every connection that has hosts to consume is open."""
+        with self._lock:
+            shards = set(self._where.values())
+        return all(shard.connected for shard in shards)
+
     def add(self, hosts: list[str], timeout: float) -> dict[str, str]:
         """Consume these hosts' queues; returns, per host that failed, why.
 
@@ -194,6 +200,10 @@ class _Shard(threading.Thread):
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
 
     # The connection's thread ------------------------------------------------------
 

@@ -143,6 +143,10 @@ class Server:
     def hosts(self) -> list[str]:
         return self._pool.hosts()
 
+    def broker_connected(self) -> bool:
+        """Whether every listener connection that has hosts to consume is open."""
+        return self._pool.connected()
+
     def start(self) -> None:
         """Check what is needed and open the reply connection.
 

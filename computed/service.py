@@ -25,7 +25,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from computed import _ownership, exception, version
+from computed import _ownership, _systemd, exception, version
 from computed._journal import Journal
 from computed._server import Server
 from computed._watcher import InstanceWatcher
@@ -66,6 +66,8 @@ class Worker:
         self._stopped = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._watcher: InstanceWatcher | None = None
+        #: Seconds between systemd watchdog pings, when the unit has a watchdog.
+        self._watchdog: float | None = None
 
     @property
     def hosts(self) -> list[str]:
@@ -95,10 +97,12 @@ class Worker:
         if not self.hosts:
             raise exception.ConfigError(reason="no hosts to serve: set 'hosts' or pass --hosts")
         driver = self.driver = load_driver(conf.driver, conf)
-        self.worker_id = conf.worker_id or f"{conf.machine}-{driver.name}"
-        server = self._server = Server(conf, f"{self.worker_id}:{os.getpid()}")
+        # The id is settled once the registry says whether a live worker holds it.
+        provisional = conf.worker_id or f"{conf.machine}-{driver.name}"
+        server = self._server = Server(conf, f"{provisional}:{os.getpid()}")
         server.start()
         self.registry = self._open_registry()
+        self.worker_id = self._identity(self.registry, driver)
         _check_not_too_old(conf, self.registry)
         for host in self.hosts:
             driver.init_host(host)
@@ -117,6 +121,17 @@ class Worker:
         self.registry.register(self._record())
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
+        self._watchdog = _systemd.watchdog_period()
+        if self._watchdog is not None and conf.heartbeat_interval > self._watchdog:
+            LOG.warning(
+                "heartbeat_interval (%g s) is longer than half the unit's WatchdogSec "
+                "(%g s): systemd will take this worker for hung",
+                conf.heartbeat_interval,
+                self._watchdog,
+            )
+        _systemd.notify(
+            "READY=1", f"STATUS=serving {len(self._managers)} of {len(self.hosts)} host(s)"
+        )
         threading.Thread(target=self._follow_ownership, name="ownership", daemon=True).start()
         LOG.info(
             "Worker %s (driver %s, group %s, RPC %s) can serve %d host(s) and owns %d: %s",
@@ -249,6 +264,7 @@ class Worker:
         if self._stopping.is_set():
             return True
         self._stopping.set()
+        _systemd.notify("STOPPING=1", "STATUS=draining")
         self._set_state(STATE_DRAINING)
         if self._server is not None:
             with self._owning:
@@ -299,6 +315,47 @@ class Worker:
             raise exception.RegistryError(reason=f"{type(exc).__name__}: {exc}") from exc
         return registry
 
+    def _identity(self, registry: Registry, driver: ComputeDriver) -> str:
+        """This worker's id: the configured one, or the default if no live worker holds it.
+
+        Two live workers under one id would break each other's hosts. A
+        configured id that a live worker holds is refused; the default id
+        (``<machine>-<driver>``, what running the same command twice on one
+        machine gives) becomes ``<machine>-<driver>-<pid>`` instead.
+
+        :raises computed.exception.ConfigError: the configured id is in use.
+        """
+        conf = self.conf
+        wanted = conf.worker_id or f"{conf.machine}-{driver.name}"
+        holder = next((w for w in registry.list_workers() if w.id == wanted), None)
+        if holder is None or not self._still_running(holder):
+            return wanted
+        age = holder.heartbeat_age()
+        where = f"pid {holder.pid} on {holder.machine or 'an unnamed machine'}"
+        if conf.worker_id:
+            raise exception.ConfigError(
+                reason=f"worker id {wanted!r} is held by a live worker ({where}, last "
+                f"heartbeat {age or 0:.0f} s ago); stop that worker, or give this one "
+                "another id with --worker-id or [DEFAULT] worker_id"
+            )
+        unique = f"{wanted}-{os.getpid()}"
+        LOG.warning(
+            "Worker id %s is held by a live worker (%s); this one is %s. Set [DEFAULT] "
+            "worker_id to give it a stable id of its own",
+            wanted,
+            where,
+            unique,
+        )
+        return unique
+
+    def _still_running(self, holder: WorkerRecord) -> bool:
+        """Whether the worker recorded under an id may still run (not a crashed predecessor)."""
+        if not holder.may_be_running(self.conf.registry.down_time):
+            return False
+        if holder.machine == self.conf.machine and holder.pid:
+            return holder.pid != os.getpid() and _process_exists(holder.pid)
+        return True
+
     def _record(self) -> WorkerRecord:
         driver = self.driver
         assert driver is not None
@@ -334,6 +391,10 @@ class Worker:
                     self.registry.register(self._record())
             except Exception as exc:
                 LOG.warning("Heartbeat failed: %s", exc)
+                continue
+            # systemd's watchdog is fed only while the registry and the broker answer.
+            if self._watchdog is not None and self._server and self._server.broker_connected():
+                _systemd.notify("WATCHDOG=1")
 
     def _follow_ownership(self) -> None:
         """Recompute ownership every heartbeat interval; now and then, purge the journal."""
@@ -366,6 +427,16 @@ class Worker:
             self.registry.set_state(self.worker_id, state)
         except Exception as exc:
             LOG.warning("Could not mark %s %s in the registry: %s", self.worker_id, state, exc)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_not_too_old(conf: cfg.ConfigOpts, registry: Registry) -> None:

@@ -27,8 +27,9 @@ worker_opts = [
     cfg.StrOpt(
         "worker_id",
         help="Identity of this worker in the registry. Defaults to "
-        "'<machine name>-<driver>'; set it when one machine runs several workers "
-        "of the same driver.",
+        "'<machine name>-<driver>' (with '-<pid>' appended when a live worker holds "
+        "that already); set it when one machine runs several workers of the same "
+        "driver. A worker refuses to start under an id a live worker holds.",
     ),
     cfg.StrOpt(
         "machine",

@@ -175,6 +175,9 @@ def _make_engine(url: str) -> sa.Engine:
     database = sa.engine.make_url(url).database
     if database and database != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+        # Readable by its owner only: the journal holds the operations'
+        # arguments. SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(database, os.O_RDWR | os.O_CREAT, 0o600))
     engine = sa.create_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")

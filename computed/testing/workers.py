@@ -71,8 +71,11 @@ def write_config(path: str, options: Options) -> str:
                 value = ",".join(f"{k}:{v}" for k, v in value.items())
             lines.append(f"{key} = {value}")
         lines.append("")
-    with open(path, "w", encoding="utf-8") as handle:
+    # Private: it may hold broker and hypervisor passwords.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(descriptor, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
     return path
 
 
@@ -81,6 +84,7 @@ class WorkerProcess:
 
     :param command: the ``computed`` command to run, by default this
         environment's; another environment's (an older release, say) works too.
+    :param env: variables added to the process's environment.
     """
 
     def __init__(
@@ -89,9 +93,11 @@ class WorkerProcess:
         options: Options,
         name: str = "worker",
         command: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.command = command
+        self.env = env
         self.options = options
         self.name = name
         self.config_path = os.path.join(workdir, f"{name}.conf")
@@ -120,6 +126,7 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env} if self.env else None,
             )
         if wait:
             self.wait_registered(timeout)

@@ -208,3 +208,24 @@ def test_resolver_prefers_a_live_worker_over_a_dead_one(registry: Registry) -> N
     registry.register(_record("new", ("h1",)))
     _age(registry, "old", 600)
     assert HostResolver(registry, ttl=0, down_time=30).resolve("h1").id == "new"
+
+
+def test_the_sqlite_registry_is_private_to_its_owner(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    registry = Registry(f"sqlite:///{tmp_path}/private.sqlite")
+    registry.migrate()
+    registry.register(_record())
+    files = sorted(tmp_path.glob("private.sqlite*"))
+    assert {f.name for f in files} >= {"private.sqlite", "private.sqlite-wal"}
+    assert {oct(f.stat().st_mode & 0o777) for f in files} == {"0o600"}
+    registry.close()
+
+
+def test_config_files_written_for_tests_are_private(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from computed.testing.workers import write_config
+
+    path = tmp_path / "worker.conf"
+    path.write_text("old")
+    path.chmod(0o644)
+    write_config(str(path), {"DEFAULT": {"transport_url": "rabbit://u:secret@h:5672/"}})
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert "secret" in path.read_text()
