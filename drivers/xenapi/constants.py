@@ -11,6 +11,12 @@ __all__ = [
     "NULL_REF",
     "OTHER_CONFIG_DISK_GB",
     "OTHER_CONFIG_HOST",
+    "OTHER_CONFIG_IMAGE",
+    "OTHER_CONFIG_KIND",
+    "OTHER_CONFIG_NETWORK",
+    "OTHER_CONFIG_PORT_ID",
+    "OTHER_CONFIG_VOLUME_ID",
+    "OSVOL",
     "OTHER_CONFIG_NAME",
     "OTHER_CONFIG_UUID",
     "XAPI_HALTED",
@@ -36,6 +42,17 @@ OTHER_CONFIG_UUID = "computed_uuid"
 OTHER_CONFIG_HOST = "computed_host"
 OTHER_CONFIG_NAME = "computed_name"
 OTHER_CONFIG_DISK_GB = "computed_disk_gb"
+
+#: A disk's VBD (and VDI) records where it came from: its kind (``image``,
+#: ``blank``, ``volume``), the image it was made from, the volume it is.
+OTHER_CONFIG_KIND = "computed_kind"
+OTHER_CONFIG_IMAGE = "computed_image"
+OTHER_CONFIG_VOLUME_ID = "computed_volume_id"
+#: Marks a volume's VBD, as nova's XenAPI driver marked it.
+OSVOL = "osvol"
+#: A VIF records the port it plugs and the network it was asked for.
+OTHER_CONFIG_PORT_ID = "computed_port_id"
+OTHER_CONFIG_NETWORK = "computed_network"
 
 XAPI_HALTED = "Halted"
 

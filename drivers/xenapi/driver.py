@@ -1,6 +1,7 @@
 """The XenAPI driver: XenServer / XCP-ng pools through xapi's XML-RPC API.
 
 A thin façade: :mod:`~drivers.xenapi.vmops` runs the instance operations,
+:mod:`~drivers.xenapi.deviceops` the volume and interface operations,
 :mod:`~drivers.xenapi.hostops` the host queries, each given the served
 host's pool session from :mod:`~drivers.xenapi.session` and its
 :class:`~drivers.xenapi.conf.Target`. Here every call has its xapi failures
@@ -24,15 +25,25 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from oslo_config import cfg
 
 from computed import exception
-from computed.objects import HostResources, InstanceInfo, InstanceSpec
+from computed.objects import (
+    HostResources,
+    InstanceInfo,
+    InstanceSpec,
+    NetworkInterface,
+    VolumeConnection,
+    VolumeConnector,
+)
 from drivers import base
 from drivers._backend import ServedHosts
 from drivers.xenapi import conf as xenapi_conf
 from drivers.xenapi import constants, errors
+from drivers.xenapi.blockdev import DiskBuilder
 from drivers.xenapi.conf import Target
+from drivers.xenapi.deviceops import DeviceOps
 from drivers.xenapi.hostops import HostOps
 from drivers.xenapi.session import PoolSession
-from drivers.xenapi.vmops import VMOps
+from drivers.xenapi.vmops import VMOps, resolve_host
+from drivers.xenapi.volumeops import VolumeOps
 
 __all__ = ["XenAPIDriver"]
 
@@ -54,15 +65,27 @@ class XenAPIDriver(base.TransitionDriver):
 
     name = constants.DRIVER
     version = "1.0"
-    operations = frozenset(base.OPERATIONS_1_0)
-    features = frozenset({"reboot.soft", "reboot.hard"})
+    operations = frozenset(base.OPERATIONS_1_0 + ("get_volume_connector",) + base.DEVICE_OPERATIONS)
+    features = frozenset(
+        {
+            "reboot.soft",
+            "reboot.hard",
+            "spawn.ephemeral_disks",
+            "spawn.volumes",
+            "spawn.boot_from_volume",
+            "spawn.network_interfaces",
+        }
+    )
     # Every operation passes the driver's functional tests against the xapi
     # test server, not yet a real pool: partial until it has.
     support_tier = base.SupportTier.PARTIAL
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)
-        self._vmops = VMOps(conf.xenapi.template)
+        self._volumeops = VolumeOps()
+        builder = DiskBuilder(self._volumeops)
+        self._vmops = VMOps(conf.xenapi.template, builder, self._volumeops)
+        self._deviceops = DeviceOps(self._vmops, self._volumeops, builder)
         self._hostops = HostOps()
         self._hosts = ServedHosts[_Served, Exception](
             self.name, (XenAPI.Failure, errors.PoolUnavailable), self._translate
@@ -116,6 +139,55 @@ class XenAPIDriver(base.TransitionDriver):
 
     def list_instances(self, host: str) -> list[InstanceInfo]:
         return self._call(host, "list_instances", None, self._vmops.list_instances)
+
+    # Devices (contract 1.2) -------------------------------------------------
+
+    def get_volume_connector(self, host: str) -> VolumeConnector:
+        def connector(session: PoolSession, target: Target) -> VolumeConnector:
+            return self._volumeops.connector(session, target, resolve_host(session, target))
+
+        return self._call(host, "get_volume_connector", None, connector)
+
+    def attach_volume(
+        self, host: str, uuid: str, connection_info: VolumeConnection, mountpoint: str | None
+    ) -> InstanceInfo:
+        def attach(session: PoolSession, target: Target) -> InstanceInfo:
+            ops = self._deviceops
+            return ops.attach_volume(session, target, uuid, connection_info, mountpoint)
+
+        return self._call(host, "attach_volume", uuid, attach)
+
+    def detach_volume(self, host: str, uuid: str, volume_id: str) -> InstanceInfo:
+        return self._call(
+            host,
+            "detach_volume",
+            uuid,
+            lambda s, t: self._deviceops.detach_volume(s, t, uuid, volume_id),
+        )
+
+    def extend_volume(self, host: str, uuid: str, volume_id: str, new_size: int) -> InstanceInfo:
+        return self._call(
+            host,
+            "extend_volume",
+            uuid,
+            lambda s, t: self._deviceops.extend_volume(s, t, uuid, volume_id, new_size),
+        )
+
+    def attach_interface(self, host: str, uuid: str, vif: NetworkInterface) -> InstanceInfo:
+        return self._call(
+            host,
+            "attach_interface",
+            uuid,
+            lambda s, t: self._deviceops.attach_interface(s, t, uuid, vif),
+        )
+
+    def detach_interface(self, host: str, uuid: str, port_id: str) -> InstanceInfo:
+        return self._call(
+            host,
+            "detach_interface",
+            uuid,
+            lambda s, t: self._deviceops.detach_interface(s, t, uuid, port_id),
+        )
 
     # Host -----------------------------------------------------------------
 

@@ -14,6 +14,10 @@ VM_BAD_POWER_STATE                 InvalidPowerState, worded by plan_transition
 VM_IS_TEMPLATE                     InvalidRequest
 SESSION_AUTHENTICATION_FAILED      DriverError naming the pool and the user
 MESSAGE_METHOD_UNKNOWN             UnsupportedOperation
+VM_BAD_POWER_STATE (device op)     InvalidPowerState, allowed running, stopped
+DEVICE_ALREADY_EXISTS              DeviceConflict (a VBD or VIF slot is taken)
+VDI_IN_USE (attaching)             DeviceConflict (the volume is in use elsewhere)
+INVALID_DEVICE, MAC_INVALID        InvalidRequest
 anything else                      DriverError with the code and parameters
 =================================  ===========================================
 """
@@ -27,7 +31,11 @@ from drivers import base
 from drivers.xenapi import constants
 
 __all__ = [
+    "DEVICE_ALREADY_ATTACHED",
+    "DEVICE_ALREADY_DETACHED",
+    "DEVICE_ALREADY_EXISTS",
     "HANDLE_INVALID",
+    "UUID_INVALID",
     "PoolUnavailable",
     "MESSAGE_METHOD_UNKNOWN",
     "SESSION_AUTHENTICATION_FAILED",
@@ -39,6 +47,13 @@ __all__ = [
 ]
 
 HANDLE_INVALID = "HANDLE_INVALID"
+UUID_INVALID = "UUID_INVALID"
+DEVICE_ALREADY_ATTACHED = "DEVICE_ALREADY_ATTACHED"
+DEVICE_ALREADY_DETACHED = "DEVICE_ALREADY_DETACHED"
+DEVICE_ALREADY_EXISTS = "DEVICE_ALREADY_EXISTS"
+VDI_IN_USE = "VDI_IN_USE"
+_BAD_REQUEST = ("INVALID_DEVICE", "MAC_INVALID")
+_ATTACHING = ("spawn", "attach_volume", "attach_interface")
 VM_BAD_POWER_STATE = "VM_BAD_POWER_STATE"
 VM_IS_TEMPLATE = "VM_IS_TEMPLATE"
 SESSION_AUTHENTICATION_FAILED = "SESSION_AUTHENTICATION_FAILED"
@@ -105,6 +120,24 @@ def translate(
         allowed = ", ".join(sorted(base.TRANSITIONS[operation].allowed))
         return exception.InvalidPowerState(
             uuid=uuid, operation=operation, state=state, allowed=allowed
+        )
+    if code == VM_BAD_POWER_STATE and uuid is not None and operation in base.DEVICE_OPERATIONS:
+        state = constants.power_state(params[2]) if len(params) > 2 else "unknown"
+        allowed = ", ".join(sorted(base.DEVICE_STATES))
+        return exception.InvalidPowerState(
+            uuid=uuid, operation=operation, state=state, allowed=allowed
+        )
+    if code == DEVICE_ALREADY_EXISTS or (code == VDI_IN_USE and operation in _ATTACHING):
+        taken = f"slot {params[0]}" if code == DEVICE_ALREADY_EXISTS else "the volume"
+        return exception.DeviceConflict(
+            device=params[0] if params else "?",
+            uuid=uuid or "-",
+            host=host,
+            reason=f"{taken} is in use (xapi {code} on pool {pool})",
+        )
+    if code in _BAD_REQUEST:
+        return exception.InvalidRequest(
+            operation=operation, reason=f"pool {pool} refused it: {code} {params}"
         )
     if code == VM_IS_TEMPLATE:
         return exception.InvalidRequest(

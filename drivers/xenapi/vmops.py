@@ -11,10 +11,13 @@ operation     xapi
 spawn         ``VM.clone`` of ``[xenapi] template``, then ``set_memory_limits``,
               ``set_VCPUs_max`` / ``_at_startup``, ``set_affinity``,
               ``set_other_config``, ``VM.provision`` (the template's disks,
-              the bootable one resized to ``disk_gb``), ``set_is_a_template
-              false`` and ``VM.start_on`` the compute host's xapi host
+              the bootable one resized to ``disk_gb``, unless the spec has an
+              image or a boot volume), ``set_is_a_template false``, the
+              spec's disks and interfaces (:mod:`~drivers.xenapi.blockdev`),
+              and ``VM.start_on`` the compute host's xapi host
 destroy       ``VM.hard_shutdown`` unless Halted, ``VDI.destroy`` of each disk
-              (found through the VM's VBDs) no other VM uses, ``VM.destroy``
+              (found through the VM's VBDs) no other VM uses, volumes
+              excepted, ``VM.destroy``, then the volumes' SRs are forgotten
 power_on      ``VM.start_on`` the compute host's xapi host
 power_off     ``VM.hard_shutdown``: pulling the plug, as the contract's
               power_off does everywhere; a suspended VM loses its image
@@ -45,9 +48,11 @@ import XenAPI
 from computed import exception
 from computed.objects import InstanceInfo, InstanceSpec
 from drivers import base
-from drivers.xenapi import constants, errors
+from drivers.xenapi import constants, devices, errors
+from drivers.xenapi.blockdev import DiskBuilder, uses_template_disks
 from drivers.xenapi.conf import Target
 from drivers.xenapi.session import PoolSession
+from drivers.xenapi.volumeops import VolumeOps
 
 __all__ = ["VMOps", "resolve_host"]
 
@@ -93,15 +98,17 @@ def resolve_host(session: PoolSession, target: Target) -> str:
 class VMOps:
     """The instance operations, given the pool's session and the host's target."""
 
-    def __init__(self, template: str) -> None:
+    def __init__(self, template: str, builder: DiskBuilder, volumeops: VolumeOps) -> None:
         self._template = template
+        self._builder = builder
+        self._volumeops = volumeops
 
     # Instances ------------------------------------------------------------
 
     def spawn(self, session: PoolSession, target: Target, spec: InstanceSpec) -> InstanceInfo:
         found = self._find(session, target, spec.uuid)
         if found is not None:
-            return self._info(target, found[1])
+            return self.info(session, target, found[1])
         host_ref = resolve_host(session, target)
         template = self._find_template(session, target)
         vm = session.run_task("VM.clone", template, constants.name_label(spec.uuid))
@@ -109,13 +116,16 @@ class VMOps:
             self._configure(session, vm, spec, target, host_ref)
             session.run_task("VM.provision", vm)
             session.call("VM.set_is_a_template", vm, False)
+            if uses_template_disks(spec):
+                self._label_template_disks(session, vm)
+            self._builder.build(session, target, host_ref, vm, spec)
             session.run_task("VM.start_on", vm, host_ref, False, False)
         except BaseException:
             # Leave nothing behind, so that spawning again starts afresh.
             self._remove_quietly(session, vm, spec.uuid)
             raise
         LOG.info("Host %s: spawned %s as VM %s in pool %s", target.host, spec.uuid, vm, target.pool)
-        return self._info(target, session.call("VM.get_record", vm))
+        return self.info(session, target, session.call("VM.get_record", vm))
 
     def destroy(self, session: PoolSession, target: Target, uuid: str) -> None:
         found = self._find(session, target, uuid)
@@ -130,12 +140,12 @@ class VMOps:
         LOG.info("Host %s: destroyed %s (VM %s)", target.host, uuid, vm)
 
     def get_info(self, session: PoolSession, target: Target, uuid: str) -> InstanceInfo:
-        return self._info(target, self._get(session, target, uuid)[1])
+        return self.info(session, target, self.get(session, target, uuid)[1])
 
     def list_instances(self, session: PoolSession, target: Target) -> list[InstanceInfo]:
         records = session.call("VM.get_all_records")
         return [
-            self._info(target, record)
+            self.info(session, target, record)
             for record in records.values()
             if _ours(record)
             and record["other_config"].get(constants.OTHER_CONFIG_HOST) == target.host
@@ -145,7 +155,7 @@ class VMOps:
         self, session: PoolSession, target: Target, uuid: str, operation: str
     ) -> InstanceInfo:
         """Apply the lifecycle ``operation`` (a key of :data:`drivers.base.TRANSITIONS`)."""
-        vm, record = self._get(session, target, uuid)
+        vm, record = self.get(session, target, uuid)
         state = constants.power_state(record["power_state"])
         if base.plan_transition(operation, uuid, state):
             message, on_host = _ACTIONS[operation]
@@ -156,7 +166,7 @@ class VMOps:
                 if errors.code_of(exc) != errors.VM_BAD_POWER_STATE:
                     raise
                 self._recheck(session, vm, uuid, operation, exc)
-        return self._info(target, session.call("VM.get_record", vm))
+        return self.info(session, target, session.call("VM.get_record", vm))
 
     # ----------------------------------------------------------------------
 
@@ -188,7 +198,11 @@ class VMOps:
             return vm, record
         return None
 
-    def _get(self, session: PoolSession, target: Target, uuid: str) -> tuple[str, dict[str, Any]]:
+    def get(self, session: PoolSession, target: Target, uuid: str) -> tuple[str, dict[str, Any]]:
+        """The VM of instance ``uuid`` and its record.
+
+        :raises computed.exception.InstanceNotFound: if there is none.
+        """
         found = self._find(session, target, uuid)
         if found is None:
             raise exception.InstanceNotFound(uuid=uuid, host=target.host)
@@ -230,7 +244,9 @@ class VMOps:
                 constants.OTHER_CONFIG_DISK_GB: str(spec.disk_gb),
             }
         )
-        if spec.disk_gb:
+        if not uses_template_disks(spec):
+            other.pop("disks", None)  # the spec's own disks replace the template's
+        elif spec.disk_gb:
             other["disks"] = _sized_disks(other.get("disks", ""), spec.disk_gb * _GiB)
         session.call("VM.set_other_config", vm, other)
 
@@ -241,22 +257,29 @@ class VMOps:
             except XenAPI.Failure as exc:
                 if errors.code_of(exc) != errors.VM_BAD_POWER_STATE:
                     raise  # else it halted by itself meanwhile
-        for vdi in self._own_disks(session, record["VBDs"]):
+        volume_srs: set[str] = set()
+        for vdi in self._own_disks(session, record["VBDs"], volume_srs):
             try:
                 session.run_task("VDI.destroy", vdi)
             except XenAPI.Failure as exc:
                 if errors.code_of(exc) != errors.HANDLE_INVALID:
                     raise
         session.run_task("VM.destroy", vm)
+        for sr in volume_srs:  # the volumes stay; their SRs go once unused
+            self._volumeops.purge(session, sr)
 
-    def _own_disks(self, session: PoolSession, vbds: list[str]) -> list[str]:
-        """The VDIs behind the VM's disk VBDs that no other VM's VBD uses."""
+    def _own_disks(self, session: PoolSession, vbds: list[str], volume_srs: set[str]) -> list[str]:
+        """The VDIs behind the VM's disk VBDs that no other VM's VBD uses, volumes
+        excepted (their SRs are added to ``volume_srs``)."""
         disks = []
         for vbd in vbds:
             record = session.call("VBD.get_record", vbd)
             vdi = record["VDI"]
             if record["type"] != "Disk" or vdi == constants.NULL_REF:
                 continue  # a CD drive, or an empty one
+            if constants.OSVOL in record["other_config"]:
+                volume_srs.add(str(session.call("VDI.get_SR", vdi)))
+                continue
             if len(session.call("VDI.get_VBDs", vdi)) == 1:
                 disks.append(vdi)
             else:
@@ -282,9 +305,21 @@ class VMOps:
             raise exc
         # Otherwise the VM reached the target on its own meanwhile.
 
+    def _label_template_disks(self, session: PoolSession, vm: str) -> None:
+        """Record what the template's disks are: the bootable one the image."""
+        for vbd in session.call("VM.get_VBDs", vm):
+            record = session.call("VBD.get_record", vbd)
+            other = dict(record["other_config"])
+            if record["bootable"]:
+                other.update({constants.OTHER_CONFIG_KIND: "image"})
+                other[constants.OTHER_CONFIG_IMAGE] = self._template
+            else:
+                other[constants.OTHER_CONFIG_KIND] = "blank"
+            session.call("VBD.set_other_config", vbd, other)
+
     @staticmethod
-    def _info(target: Target, record: dict[str, Any]) -> InstanceInfo:
-        """The contract's view of a VM record."""
+    def info(session: PoolSession, target: Target, record: dict[str, Any]) -> InstanceInfo:
+        """The contract's view of a VM record, with its disks and interfaces."""
         other = record["other_config"]
         return InstanceInfo(
             uuid=other[constants.OTHER_CONFIG_UUID],
@@ -294,6 +329,8 @@ class VMOps:
             vcpus=int(record["VCPUs_at_startup"]),
             memory_mb=int(record["memory_static_max"]) // _MiB,
             disk_gb=_int(other.get(constants.OTHER_CONFIG_DISK_GB)),
+            block_devices=devices.block_devices(session, record),
+            network_interfaces=devices.interfaces(session, record),
         )
 
 

@@ -773,3 +773,257 @@ def test_runs_as_a_subprocess():
         code = proc.wait(timeout=10)
         proc.stdout.close()
     assert code == 0
+
+
+# ---------------------------------------------------------------- devices: VBD and VIF
+
+
+def new_vdi(x, name="disk", size=GiB, sr=None, **extra):
+    record = {
+        "name_label": name,
+        "name_description": "",
+        "SR": sr or x.pool.get_default_SR(x.pool.get_all()[0]),
+        "virtual_size": str(size),
+        "type": "user",
+        "sharable": False,
+        "read_only": False,
+        "other_config": {},
+    }
+    record.update(extra)
+    return x.VDI.create(record)
+
+
+def vbd_record(vm, vdi, userdevice, **extra):
+    record = {
+        "VM": vm,
+        "VDI": vdi,
+        "userdevice": userdevice,
+        "bootable": False,
+        "mode": "RW",
+        "type": "Disk",
+        "empty": False,
+        "other_config": {},
+        "qos_algorithm_type": "",
+        "qos_algorithm_params": {},
+    }
+    record.update(extra)
+    return record
+
+
+def vif_record(vm, device, mac="", network=None, x=None):
+    return {
+        "device": device,
+        "network": network or x.network.get_all()[0],
+        "VM": vm,
+        "MAC": mac,
+        "MTU": "1500",
+        "other_config": {},
+        "qos_algorithm_type": "",
+        "qos_algorithm_params": {},
+    }
+
+
+def test_vbd_create_checks_the_device_and_the_vdi(x):
+    vm = new_vm(x, "vbd-checks")  # provisioned: userdevice 0 taken
+    vdi = new_vdi(x)
+    assert failure_of(x.VBD.create, vbd_record(vm, vdi, "bogus")) == ["INVALID_DEVICE", "bogus"]
+    assert failure_of(x.VBD.create, vbd_record(vm, vdi, "xvda")) == [
+        "DEVICE_ALREADY_EXISTS",
+        "xvda",
+    ]
+    empty = vbd_record(vm, "OpaqueRef:NULL", "2", empty=True)
+    assert failure_of(x.VBD.create, empty) == ["VBD_NOT_REMOVABLE_MEDIA", "in constructor"]
+    read_only = new_vdi(x, "ro", read_only=True)
+    assert failure_of(x.VBD.create, vbd_record(vm, read_only, "2")) == [
+        "VDI_READONLY",
+        read_only,
+    ]
+    vbd = x.VBD.create(vbd_record(vm, vdi, "autodetect"))
+    assert x.VBD.get_userdevice(vbd) == "1"
+    assert x.VM.get_allowed_VBD_devices(vm)[:2] == ["2", "3"]
+
+
+def test_vbd_of_a_halted_vm_is_attached_when_it_starts(x):
+    vm = new_vm(x, "cold-plug", memory=256 * 1024 * 1024)
+    vbd = x.VBD.create(vbd_record(vm, new_vdi(x), "1"))
+    assert x.VBD.get_currently_attached(vbd) is False
+    assert x.VBD.get_allowed_operations(vbd) == ["attach"]
+    assert failure_of(x.VBD.plug, vbd) == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
+    x.VM.start(vm, False, False)
+    assert x.VBD.get_currently_attached(vbd) is True
+    assert x.VBD.get_device(vbd) == "xvdb"
+    x.VM.pause(vm)
+    assert failure_of(x.VBD.unplug, vbd) == ["VM_BAD_POWER_STATE", vm, "running", "paused"]
+
+
+def test_vbd_hotplug_on_a_running_vm(x):
+    vm = vm_in_state(x, "Running")
+    vdi = new_vdi(x)
+    vbd = x.VBD.create(vbd_record(vm, vdi, "3"))
+    assert x.VBD.get_currently_attached(vbd) is False  # created, not plugged
+    assert set(x.VBD.get_allowed_operations(vbd)) == {"attach", "plug"}
+    assert failure_of(x.VBD.unplug, vbd) == ["DEVICE_ALREADY_DETACHED", vbd]
+    x.VBD.plug(vbd)
+    assert (x.VBD.get_currently_attached(vbd), x.VBD.get_device(vbd)) == (True, "xvdd")
+    assert failure_of(x.VBD.plug, vbd) == ["DEVICE_ALREADY_ATTACHED", vbd]
+    reason = f"VBD '{x.VBD.get_uuid(vbd)}' still attached to '{x.VM.get_uuid(vm)}'"
+    assert failure_of(x.VBD.destroy, vbd) == ["OPERATION_NOT_ALLOWED", reason]
+    assert failure_of(x.VDI.destroy, vdi) == ["VDI_IN_USE", vdi, "destroy"]
+    x.VBD.unplug(vbd)
+    assert x.VBD.get_currently_attached(vbd) is False
+    x.VBD.destroy(vbd)
+    assert vbd not in x.VM.get_VBDs(vm)
+    fixed = x.VBD.create(vbd_record(vm, vdi, "4", unpluggable=False))
+    x.VBD.plug(fixed)
+    assert failure_of(x.VBD.unplug, fixed) == ["VBD_NOT_UNPLUGGABLE", fixed]
+
+
+def test_a_vdi_attached_read_write_is_not_plugged_twice(x):
+    one, two = vm_in_state(x, "Running"), vm_in_state(x, "Running")
+    vdi = new_vdi(x, "shared-not")
+    first = x.VBD.create(vbd_record(one, vdi, "1"))
+    x.VBD.plug(first)
+    second = x.VBD.create(vbd_record(two, vdi, "1"))
+    assert failure_of(x.VBD.plug, second) == ["VDI_IN_USE", vdi]
+
+
+def test_vif_create_checks_and_hotplug(x):
+    vm = vm_in_state(x, "Running")
+    assert failure_of(x.VIF.create, vif_record(vm, "eth0", x=x)) == ["INVALID_DEVICE", "eth0"]
+    assert failure_of(x.VIF.create, vif_record(vm, "0", mac="zz:00", x=x)) == [
+        "MAC_INVALID",
+        "zz:00",
+    ]
+    vif = x.VIF.create(vif_record(vm, "0", mac="fa:16:3e:00:00:01", x=x))
+    assert x.VIF.get_MAC(vif) == "fa:16:3e:00:00:01"
+    assert failure_of(x.VIF.create, vif_record(vm, "0", x=x)) == ["DEVICE_ALREADY_EXISTS", "0"]
+    assert x.VIF.get_currently_attached(vif) is False
+    assert failure_of(x.VIF.unplug, vif) == ["DEVICE_ALREADY_DETACHED", vif]
+    x.VIF.plug(vif)
+    assert failure_of(x.VIF.plug, vif) == ["DEVICE_ALREADY_ATTACHED", vif]
+    assert failure_of(x.VIF.destroy, vif) == [
+        "OPERATION_NOT_ALLOWED",
+        "VIF currently attached to a running VM",
+    ]
+    x.VIF.unplug(vif)
+    x.VIF.destroy(vif)
+    halted = new_vm(x, "vif-halted")
+    cold = x.VIF.create(vif_record(halted, "1", x=x))
+    assert x.VIF.get_MAC_autogenerated(cold) is True
+    assert failure_of(x.VIF.plug, cold) == ["VM_BAD_POWER_STATE", halted, "running", "halted"]
+
+
+def test_network_create_and_lookup(x):
+    net = x.network.create(
+        {"name_label": "tenant-net", "name_description": "", "other_config": {}, "MTU": "9000"}
+    )
+    assert x.network.get_by_name_label("tenant-net") == [net]
+    assert x.network.get_MTU(net) == "9000" and x.network.get_bridge(net)
+
+
+def test_host_iscsi_iqn_in_both_places(x):
+    host = x.host.get_by_name_label("alpha-1")[0]
+    iqn = x.host.get_iscsi_iqn(host)
+    assert iqn.startswith("iqn.") and x.host.get_other_config(host)["iscsi_iqn"] == iqn
+    x.host.set_iscsi_iqn(host, "iqn.2024-02.org.example:renamed")
+    assert x.host.get_other_config(host)["iscsi_iqn"] == "iqn.2024-02.org.example:renamed"
+    x.host.set_iscsi_iqn(host, iqn)
+
+
+# ---------------------------------------------------------------- storage
+
+
+def test_vdi_resize_clone_and_copy(x):
+    vdi = new_vdi(x, "image", size=2 * GiB, other_config={"image": "cirros"})
+    clone = x.VDI.clone(vdi)
+    assert x.VDI.get_virtual_size(clone) == str(2 * GiB)
+    assert x.VDI.get_other_config(clone) == {"image": "cirros"}
+    x.VDI.resize(clone, str(5 * GiB))
+    assert x.VDI.get_virtual_size(clone) == str(5 * GiB)
+    assert failure_of(x.VDI.resize, clone, str(GiB)) == [
+        "SR_BACKEND_FAILURE_79",
+        "",
+        "VDI Invalid size [opterr=shrinking not allowed]",
+        "",
+    ]
+    sr = x.VDI.get_SR(vdi)
+    assert failure_of(x.VDI.resize_online, clone, str(6 * GiB)) == [
+        "SR_OPERATION_NOT_SUPPORTED",
+        sr,
+    ]
+    copy = x.VDI.copy(vdi, sr)
+    assert copy != vdi and x.VDI.get_SR(copy) == sr
+    vm = vm_in_state(x, "Running")
+    vbd = x.VBD.create(vbd_record(vm, clone, "1"))
+    x.VBD.plug(vbd)
+    assert failure_of(x.VDI.resize, clone, str(8 * GiB)) == ["VDI_IN_USE", clone, "resize"]
+
+
+IQN = "iqn.2010-10.org.openstack:volume-1"
+PORTAL = "198.51.100.7:3260"
+
+
+def introduce(x, sr_type, device_config, uuid=""):
+    sr = x.SR.introduce(uuid, "volume SR", "", sr_type, "", True, {})
+    host = x.host.get_by_name_label("alpha-1")[0]
+    pbd = x.PBD.create({"host": host, "SR": sr, "device_config": device_config, "other_config": {}})
+    return sr, pbd, host
+
+
+def test_iscsi_sr_introduced_plugged_scanned_and_forgotten(server, x):
+    vdi_uuid = server.add_iscsi_lun(IQN, PORTAL, 1, 2 * GiB, pool="alpha")
+    config = {"target": "198.51.100.7", "port": "3260", "targetIQN": IQN}
+    sr, pbd, host = introduce(x, "iscsi", {**config, "targetIQN": IQN + "x"})
+    assert x.SR.get_physical_size(sr) == "-1"
+    assert failure_of(x.PBD.plug, pbd)[:1] == ["SR_BACKEND_FAILURE_68"]
+    assert failure_of(x.SR.scan, sr) == ["SR_NO_PBDS", sr]
+    assert failure_of(
+        x.PBD.create, {"host": host, "SR": sr, "device_config": config, "other_config": {}}
+    ) == ["PBD_EXISTS", sr, host, pbd]
+    x.PBD.destroy(pbd)
+    missing = x.PBD.create({"host": host, "SR": sr, "device_config": {}, "other_config": {}})
+    assert failure_of(x.PBD.plug, missing) == [
+        "SR_BACKEND_FAILURE_95",
+        "",
+        "The request is missing the target parameter",
+        "",
+    ]
+    x.PBD.destroy(missing)
+    pbd = x.PBD.create({"host": host, "SR": sr, "device_config": config, "other_config": {}})
+    x.PBD.plug(pbd)
+    x.SR.scan(sr)
+    (vdi,) = x.SR.get_VDIs(sr)
+    record = x.VDI.get_record(vdi)
+    assert record["uuid"] == vdi_uuid and record["virtual_size"] == str(2 * GiB)
+    assert record["sm_config"]["LUNid"] == "1"
+    assert failure_of(x.VDI.destroy, vdi) == ["SR_OPERATION_NOT_SUPPORTED", sr]
+    server.resize_iscsi_lun(IQN, 1, 3 * GiB, pool="alpha")
+    x.SR.scan(sr)
+    assert x.VDI.get_virtual_size(vdi) == str(3 * GiB)
+    vm = new_vm(x, "volume-user", memory=256 * 1024 * 1024)
+    x.VM.start_on(vm, host, False, False)
+    vbd = x.VBD.create(vbd_record(vm, vdi, "1"))
+    x.VBD.plug(vbd)
+    assert failure_of(x.SR.forget, sr) == ["SR_HAS_PBD", sr]
+    assert failure_of(x.PBD.unplug, pbd) == ["VDI_IN_USE", vdi]
+    x.VBD.unplug(vbd)
+    x.PBD.unplug(pbd)
+    x.SR.forget(sr)
+    for cls, ref in (("SR", sr), ("PBD", pbd), ("VDI", vdi), ("VBD", vbd)):
+        assert failure_of(getattr(x, cls).get_record, ref) == ["HANDLE_INVALID", cls, ref]
+
+
+def test_nfs_sr_finds_vdis_by_uuid(server, x):
+    uuid = "0b9c7a43-6f0e-4a53-9c1a-6a1c5bde3f10"
+    server.add_nfs_vdi("nfs.example.org", "/exports/vols", uuid, 4 * GiB, pool="alpha")
+    sr, pbd, _ = introduce(x, "nfs", {"server": "nfs.example.org", "serverpath": "/elsewhere"})
+    assert failure_of(x.PBD.plug, pbd)[:1] == ["SR_BACKEND_FAILURE_73"]
+    x.PBD.destroy(pbd)
+    sr, pbd, _ = introduce(x, "nfs", {"server": "nfs.example.org", "serverpath": "/exports/vols"})
+    x.PBD.plug(pbd)
+    x.SR.scan(sr)
+    assert x.VDI.get_virtual_size(x.VDI.get_by_uuid(uuid)) == str(4 * GiB)
+    assert (
+        failure_of(x.SR.introduce, x.SR.get_uuid(sr), "again", "", "nfs", "", True, {})[0]
+        == "INTERNAL_ERROR"
+    )

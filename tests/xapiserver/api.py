@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import devices, methods, records, storage, vmops
 from . import errors as E
-from . import methods, records, vmops
 from .errors import XapiError, failure, success
 from .state import Call, Fault, PoolState
 from .wire import coerce, kind_of_default, task_result_xml, to_wire
@@ -183,6 +183,10 @@ def build_methods() -> dict[str, Method]:
         )
     for name, (params, handler, async_ok) in methods.OTHER_HANDLERS.items():
         table[name] = Method(name, params, handler, async_ok=async_ok)
+    for name, (params, handler, async_ok) in devices.HANDLERS.items():
+        table[name] = Method(name, params, handler, async_ok=async_ok)
+    for name, (params, handler, async_ok, optional) in storage.HANDLERS.items():
+        table[name] = Method(name, params, handler, async_ok=async_ok, optional=optional)
     table["session.login_with_password"] = Method(
         "session.login_with_password",
         (("uname", "string"), ("pwd", "string"), ("version", "string"), ("originator", "string")),
@@ -205,6 +209,8 @@ class Dispatcher:
         self.pool = pool
         self.testing_api = testing_api
         pool.views["VM"] = lambda ref, rec: vmops.vm_view(pool, ref, rec)
+        pool.views["VBD"] = lambda ref, rec: devices.vbd_view(pool, ref, rec)
+        pool.views["VIF"] = lambda ref, rec: devices.vif_view(pool, ref, rec)
 
     def dispatch(self, name: str, params: tuple[Any, ...]) -> dict[str, Any]:
         try:
@@ -291,6 +297,15 @@ class Dispatcher:
             return True
         if name == "testing.set_power_state":
             vmops.set_power_state(pool, str(params[0]), str(params[1]))
+            return True
+        if name == "testing.add_iscsi_lun":
+            iqn, portal, lun, size = (str(p) for p in params[:4])
+            with pool.lock:
+                return pool.backends.add_lun(iqn, portal, int(lun), int(size)).vdi_uuid
+        if name == "testing.add_nfs_vdi":
+            server, path, uuid, size = (str(p) for p in params[:4])
+            with pool.lock:
+                pool.backends.exports.setdefault((server, path), {})[uuid] = int(size)
             return True
         raise XapiError(E.MESSAGE_METHOD_UNKNOWN, name)
 

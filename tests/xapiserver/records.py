@@ -26,6 +26,7 @@ CLASSES = (
     "VM_metrics",
     "VM_guest_metrics",
     "SR",
+    "PBD",
     "VDI",
     "VBD",
     "network",
@@ -590,6 +591,17 @@ def sr_record() -> dict[str, Any]:
     }
 
 
+def pbd_record() -> dict[str, Any]:
+    return {
+        "uuid": "",
+        "host": NULL_REF,
+        "SR": NULL_REF,
+        "device_config": {},
+        "currently_attached": False,
+        "other_config": {},
+    }
+
+
 def network_record() -> dict[str, Any]:
     return {
         "uuid": "",
@@ -642,6 +654,7 @@ DEFAULTS = {
     "host_cpu": host_cpu_record,
     "pool": pool_record,
     "SR": sr_record,
+    "PBD": pbd_record,
     "network": network_record,
     "VM_guest_metrics": guest_metrics_record,
 }
@@ -670,6 +683,7 @@ SIMPLE_SETTERS: dict[str, tuple[str, ...]] = {
         "qos_algorithm_params",
     ),
     "VIF": ("other_config", "qos_algorithm_type", "qos_algorithm_params", "locking_mode"),
+    "PBD": ("other_config",),
     "SR": ("name_label", "name_description", "other_config", "tags", "sm_config"),
     "network": ("name_label", "name_description", "other_config", "tags", "MTU"),
     "host": ("name_label", "name_description", "other_config", "tags", "logging"),
@@ -693,5 +707,6 @@ FIELD_KINDS: dict[str, dict[str, str]] = {
     "VDI": VDI_FIELD_KINDS,
     "VBD": VBD_FIELD_KINDS,
     "VIF": VIF_FIELD_KINDS,
+    "PBD": {"host": "ref", "SR": "ref"},
     "task": {"status": "enum:pending|success|failure|cancelling|cancelled"},
 }

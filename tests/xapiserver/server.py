@@ -328,3 +328,36 @@ class XapiTestServer:
         from .vmops import set_power_state
 
         set_power_state(self.pool(pool), vm_ref, state)
+
+    # ------------------------------------------------------------ storage backends
+
+    def add_iscsi_lun(
+        self,
+        iqn: str,
+        portal: str,
+        lun: int,
+        size: int,
+        *,
+        chap: tuple[str, str] | None = None,
+        pool: str | None = None,
+    ) -> str:
+        """Export LUN ``lun`` of ``size`` bytes from target ``iqn`` at ``portal``
+        (``host[:port]``), as a storage array would; returns the uuid its VDI
+        gets when an ``iscsi`` SR of the target is scanned."""
+        state = self.pool(pool)
+        with state.lock:
+            return state.backends.add_lun(iqn, portal, lun, size, chap).vdi_uuid
+
+    def resize_iscsi_lun(self, iqn: str, lun: int, size: int, pool: str | None = None) -> None:
+        """Grow (or shrink) a LUN on the array; xapi sees it at the next SR.scan."""
+        state = self.pool(pool)
+        with state.lock:
+            state.backends.targets[iqn].luns[str(lun)].size = size
+
+    def add_nfs_vdi(
+        self, server: str, path: str, vdi_uuid: str, size: int, pool: str | None = None
+    ) -> None:
+        """Put the VHD file of VDI ``vdi_uuid`` (``size`` bytes) on export ``server:path``."""
+        state = self.pool(pool)
+        with state.lock:
+            state.backends.exports.setdefault((server, path), {})[vdi_uuid] = size

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import records
+from .backends import Backends
 from .errors import (
     SESSION_AUTHENTICATION_FAILED,
     SESSION_INVALID,
@@ -121,6 +122,7 @@ class PoolState:
         self.pool_ref = NULL_REF
         self.master_ref = NULL_REF
         self.default_sr = NULL_REF
+        self.backends = Backends()
         self._seed()
 
     # ------------------------------------------------------------ objects
@@ -353,6 +355,12 @@ class PoolState:
             host_ref = self._seed_host(hspec, index)
             if index == 0:
                 self.master_ref = host_ref
+        local_pbd = self.add(
+            "PBD",
+            {"host": self.master_ref, "SR": self.default_sr, "currently_attached": True},
+        )
+        self.update("SR", self.default_sr, PBDs=[local_pbd])
+        self.update("host", self.master_ref, PBDs=[local_pbd])
         self.update(
             "pool",
             self.pool_ref,
@@ -377,6 +385,8 @@ class PoolState:
 
     def _seed_host(self, hspec: HostSpec, index: int) -> str:
         address = f"192.0.2.{index + 10}"
+        # xapi keeps the initiator name in both places (host.set_iscsi_iqn).
+        iqn = f"iqn.2024-01.org.example:{hspec.name.lower()}"
         metrics = self.add(
             "host_metrics",
             {
@@ -391,6 +401,8 @@ class PoolState:
                 "name_label": hspec.name,
                 "hostname": hspec.name,
                 "address": address,
+                "iscsi_iqn": iqn,
+                "other_config": {"iscsi_iqn": iqn},
                 "metrics": metrics,
                 "suspend_image_sr": self.default_sr,
                 "crash_dump_sr": self.default_sr,

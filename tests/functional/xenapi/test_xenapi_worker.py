@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from computed import exception
-from computed.objects import InstanceSpec
+from computed.objects import InstanceSpec, NetworkInterface, VolumeConnection
 from tests.functional import _drivers
 from tests.functional.xenapi.conftest import PASSWORD, POOL, USER
 
@@ -75,3 +75,42 @@ def test_worker_serves_a_xenapi_host(deployment: Any, xapi_process: str) -> None
     assert missing.value.kwargs == {"uuid": uuid, "host": HOST}
     assert observer.xenapi.VM.get_by_name_label(f"computed-{uuid}") == []
     assert PASSWORD not in worker.log()
+
+
+def test_worker_attaches_devices_over_the_bus(deployment: Any, xapi_process: str) -> None:
+    _drivers.start_worker(
+        deployment,
+        "xenapi",
+        [HOST],
+        pool_urls={POOL: xapi_process},
+        hosts={HOST: f"{POOL}/{XAPI_HOST}"},
+        username=USER,
+        password=PASSWORD,
+        connect_timeout=2,
+        call_timeout=10,
+    )
+    observer = XenAPI.Session(xapi_process)
+    observer.xenapi.login_with_password(USER, PASSWORD, "2.21", "observer")
+    iqn, portal = "iqn.2010-10.org.openstack:bus", "198.51.100.9:3260"
+    observer.testing.add_iscsi_lun(iqn, portal, "1", str(2 * 1024**3))
+    api = deployment.api()
+    uuid = str(uuidlib.uuid4())
+    api.spawn(None, HOST, InstanceSpec(uuid=uuid, name="devices", vcpus=1, memory_mb=256))
+
+    connector = api.get_volume_connector(None, HOST)
+    assert connector.initiator and connector.initiator.startswith("iqn.")
+    data = {"target_portal": portal, "target_iqn": iqn, "target_lun": 1}
+    connection = VolumeConnection(volume_id="vol-1", driver_volume_type="iscsi", data=data)
+    info = api.attach_volume(None, HOST, uuid, connection, "vdb")
+    assert (info.volume("vol-1").device_name, info.volume("vol-1").size_gb) == ("xvdb", 2)
+    vif = NetworkInterface(
+        port_id="port-1",
+        mac_address="fa:16:3e:00:00:01",
+        network="Pool-wide network associated with eth0",
+    )
+    assert api.attach_interface(None, HOST, uuid, vif).interface("port-1").device_name == "0"
+    with pytest.raises(exception.DeviceNotFound):
+        api.extend_volume(None, HOST, uuid, "vol-2", 3)
+    assert api.detach_interface(None, HOST, uuid, "port-1").network_interfaces == []
+    assert api.detach_volume(None, HOST, uuid, "vol-1").volume("vol-1") is None
+    api.destroy(None, HOST, uuid)
