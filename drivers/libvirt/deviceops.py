@@ -291,20 +291,22 @@ class DeviceOps:
         target = element.find("target")
         dev = target.get("dev", "") if target is not None else ""
         record = stored.disks.get(volume_id)
-        known = record.size_gb if record is not None else None
         active = bool(dom.isActive())
-        if known is None and active:
-            known_bytes = dom.blockInfo(dev, 0)[0]  # what the guest sees now
-            known = -(-known_bytes // _GIB)
-        if known is not None and new_size < known:
+        known: int | None = None  # bytes
+        if record is not None and record.size_gb is not None:
+            known = record.size_gb * _GIB
+        elif active:
+            known = dom.blockInfo(dev, 0)[0]  # what the guest sees now
+        wanted = new_size * _GIB
+        if known is not None and wanted < known:
             raise exception.InvalidRequest(
                 operation="extend_volume",
-                reason=f"volume {volume_id} is {known} GiB; it cannot shrink to {new_size} GiB",
+                reason=f"volume {volume_id} is {_size(known)}; it cannot shrink to {new_size} GiB",
             )
-        if known == new_size:
+        if known == wanted:
             return
         if active:
-            dom.blockResize(dev, new_size * _GIB, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            dom.blockResize(dev, wanted, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
         _store(dom, stored.with_disk(DiskRecord(volume_id, DeviceKind.VOLUME, new_size)))
 
     def _volume(
@@ -544,6 +546,10 @@ def _define_secret(
             made.undefine()
         raise
     return made
+
+
+def _size(size: int) -> str:
+    return f"{size // _GIB} GiB" if size % _GIB == 0 else f"{size} bytes"
 
 
 def _raw(volume: ET.Element) -> None:
