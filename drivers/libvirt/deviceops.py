@@ -76,9 +76,13 @@ class SpawnDevices:
 
     def undo(self) -> None:
         """Delete the disks and secrets made for a spawn that failed."""
-        for made in [*self.volumes, *self.secrets]:
+        removals: list[Callable[[], object]] = [
+            *(lambda vol=vol: vol.delete(0) for vol in self.volumes),
+            *(secret.undefine for secret in self.secrets),
+        ]
+        for remove in removals:
             try:
-                made.delete(0) if isinstance(made, libvirt.virStorageVol) else made.undefine()
+                remove()
             except libvirt.libvirtError as exc:
                 LOG.warning("Could not remove what a failed spawn made: %s", exc)
 
@@ -266,14 +270,14 @@ class DeviceOps:
                 with contextlib.suppress(libvirt.libvirtError):
                     secret.undefine()
             raise
-        _store(dom, _stored(dom).without_disk(connection.volume_id))
+        _store(dom, stored_metadata(dom).without_disk(connection.volume_id))
 
     def detach_volume(self, dom: libvirt.virDomain, volume_id: str) -> None:
         element = devices.find_volume(_persistent(dom), volume_id)
         if element is None:
             return
         _change(dom, element, attach=False, same=_same_volume(volume_id))
-        _store(dom, _stored(dom).without_disk(volume_id))
+        _store(dom, stored_metadata(dom).without_disk(volume_id))
         with contextlib.suppress(libvirt.libvirtError):  # none for most volumes
             dom.connect().secretLookupByUsage(
                 libvirt.VIR_SECRET_USAGE_TYPE_ISCSI,
@@ -287,7 +291,7 @@ class DeviceOps:
         element = devices.find_volume(_persistent(dom), volume_id)
         if element is None:
             raise exception.DeviceNotFound(device=f"volume {volume_id}", uuid=uuid, host=host)
-        stored = _stored(dom)
+        stored = stored_metadata(dom)
         target = element.find("target")
         dev = target.get("dev", "") if target is not None else ""
         record = stored.disks.get(volume_id)
@@ -427,11 +431,8 @@ def stored_metadata(dom: libvirt.virDomain) -> config.StoredMetadata:
         return config.StoredMetadata()
 
 
-_stored = stored_metadata
-
-
 def _store(dom: libvirt.virDomain, stored: config.StoredMetadata) -> None:
-    if stored == _stored(dom):
+    if stored == stored_metadata(dom):
         return
     dom.setMetadata(
         libvirt.VIR_DOMAIN_METADATA_ELEMENT,

@@ -1,6 +1,7 @@
 """The libvirt driver: KVM/QEMU (and anything else libvirt drives) through libvirtd.
 
-A thin façade: :mod:`~drivers.libvirt.vmops` runs the instance operations,
+A thin façade: :mod:`~drivers.libvirt.vmops` runs the instance operations
+(with :mod:`~drivers.libvirt.deviceops` for disks, volumes and interfaces),
 :mod:`~drivers.libvirt.hostops` the host queries, each given the served
 host's connection from :mod:`~drivers.libvirt.connection`. Here every call
 gets that connection, is retried once on a fresh one if the old one turns
