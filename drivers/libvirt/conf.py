@@ -55,9 +55,36 @@ libvirt_opts = [
     ),
     cfg.StrOpt(
         "storage_pool",
-        help="Name of a libvirt storage pool whose capacity and allocation each host "
-        "reports as its disk, in GiB. Unset: the host reports 0 GiB of disk (the "
-        "driver creates no disks; disk_gb of an instance is only recorded).",
+        help="Name of the libvirt storage pool holding images and instance disks. A "
+        "root disk is a copy of the pool's volume named like the instance's image, "
+        "grown to the root disk's size; an ephemeral disk is a new raw volume of the "
+        "pool. Each host reports the pool's capacity as its disk, in GiB. Unset: the "
+        "host reports 0 GiB of disk, a root disk is only recorded (disk_gb and image "
+        "are not acted on) and a spawn with ephemeral disks is refused.",
+    ),
+    cfg.StrOpt(
+        "nfs_mount_point_base",
+        default="/var/lib/computed/mnt",
+        help="Directory under which each NFS export a volume lives on is mounted, "
+        "at <this>/<md5 hex digest of the export>/; the volume is the file named "
+        "by its connection data under it. The driver does not mount: the host "
+        "must have the export mounted there (as nova's layout has it).",
+    ),
+    cfg.DictOpt(
+        "connector_ips",
+        default={},
+        help="IP address a storage service should export volumes to, per compute "
+        "host, as host:ip pairs. A host missing here uses the address of the host "
+        "name in its libvirt URI, or of the name libvirt reports for a local URI "
+        "(none if that is a loopback address).",
+    ),
+    cfg.DictOpt(
+        "iscsi_initiators",
+        default={},
+        help="iSCSI initiator name (iqn...) of each compute host, as host:iqn pairs "
+        "(only the first ':' separates them). A host missing here uses the "
+        "InitiatorName of /etc/iscsi/initiatorname.iscsi when its libvirt URI is "
+        "local (no host name in it), else it reports no initiator.",
     ),
 ]
 

@@ -14,18 +14,23 @@ driver as boot hints, for guests without a disk image:
   hypervisor host, of a kernel and an initramfs to boot;
 * ``libvirt:cmdline``: the kernel command line.
 
-The driver creates no disks: ``disk_gb`` and ``image`` are recorded, not acted on.
+The devices (contract 1.2) are built by :mod:`~drivers.libvirt.devices` and
+placed here; the metadata also keeps a :class:`~drivers.libvirt.devices.DiskRecord`
+per disk, for what libvirt has no field for. When any disk has a boot order,
+the domain boots by those orders instead of ``<boot dev='hd'/>``.
 """
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from computed import exception
 from computed.objects import InstanceSpec
 from drivers.libvirt import constants
+from drivers.libvirt.devices import DiskRecord
 
 __all__ = [
     "BOOT_CMDLINE",
@@ -33,6 +38,7 @@ __all__ = [
     "BOOT_KERNEL",
     "StoredMetadata",
     "domain_xml",
+    "metadata_text",
     "parse_metadata",
 ]
 
@@ -55,10 +61,26 @@ class StoredMetadata:
     disk_gb: int = 0
     image: str | None = None
     items: dict[str, str] = field(default_factory=dict)
+    #: By a local disk's device name or a volume's id.
+    disks: dict[str, DiskRecord] = field(default_factory=dict)
+
+    def with_disk(self, record: DiskRecord) -> StoredMetadata:
+        return replace(self, disks={**self.disks, record.key: record})
+
+    def without_disk(self, key: str) -> StoredMetadata:
+        return replace(self, disks={k: v for k, v in self.disks.items() if k != key})
 
 
-def domain_xml(spec: InstanceSpec, domain_type: str) -> str:
+def domain_xml(
+    spec: InstanceSpec,
+    domain_type: str,
+    devices: Sequence[ET.Element] = (),
+    disks: Sequence[DiskRecord] = (),
+) -> str:
     """The persistent definition of ``spec`` as a ``domain_type`` domain.
+
+    :param devices: the ``<disk>`` and ``<interface>`` elements to add.
+    :param disks: what to remember of those disks.
 
     :raises computed.exception.InvalidRequest: if a text field holds characters
         XML cannot carry, or a boot hint is not an absolute path.
@@ -67,12 +89,13 @@ def domain_xml(spec: InstanceSpec, domain_type: str) -> str:
     domain = ET.Element("domain", type=domain_type)
     ET.SubElement(domain, "name").text = constants.domain_name(spec.uuid)
     ET.SubElement(domain, "uuid").text = spec.uuid
-    domain.append(_metadata(spec))
+    wrapper = ET.SubElement(domain, "metadata")
+    wrapper.append(_instance(_stored_of(spec, disks), _NS))
     memory_kib = str(spec.memory_mb * 1024)
     ET.SubElement(domain, "memory", unit="KiB").text = memory_kib
     ET.SubElement(domain, "currentMemory", unit="KiB").text = memory_kib
     ET.SubElement(domain, "vcpu", placement="static").text = str(spec.vcpus)
-    domain.append(_os(spec))
+    domain.append(_os(spec, any(d.find("boot") is not None for d in devices)))
     features = ET.SubElement(domain, "features")
     ET.SubElement(features, "acpi")  # without it a guest never hears the power button
     ET.SubElement(features, "apic")
@@ -83,10 +106,16 @@ def domain_xml(spec: InstanceSpec, domain_type: str) -> str:
         ("on_crash", "destroy"),
     ):
         ET.SubElement(domain, event).text = action
-    devices = ET.SubElement(domain, "devices")
-    ET.SubElement(devices, "serial", type="pty")
-    ET.SubElement(devices, "console", type="pty")
+    element = ET.SubElement(domain, "devices")
+    element.extend(devices)
+    ET.SubElement(element, "serial", type="pty")
+    ET.SubElement(element, "console", type="pty")
     return ET.tostring(domain, encoding="unicode")
+
+
+def metadata_text(stored: StoredMetadata) -> str:
+    """The metadata element for ``virDomain.setMetadata`` (which adds the namespace)."""
+    return ET.tostring(_instance(stored, None), encoding="unicode")
 
 
 def parse_metadata(text: str) -> StoredMetadata:
@@ -106,11 +135,23 @@ def parse_metadata(text: str) -> StoredMetadata:
     if items is not None:
         for item in items:
             stored_items[item.get("key", "")] = item.text or ""
+    records: dict[str, DiskRecord] = {}
+    disks = find("disks")
+    for record in disks if disks is not None else ():
+        key, size = record.get("key"), record.get("size_gb")
+        if key:
+            records[key] = DiskRecord(
+                key=key,
+                kind=record.get("kind", ""),
+                size_gb=_int(size) if size is not None else None,
+                image=record.get("image"),
+            )
     return StoredMetadata(
         name=(name.text or "") if name is not None else None,
         disk_gb=_int(disk.text if disk is not None else None),
         image=image.text if image is not None else None,
         items=stored_items,
+        disks=records,
     )
 
 
@@ -121,21 +162,42 @@ def _int(text: str | None) -> int:
         return 0
 
 
-def _metadata(spec: InstanceSpec) -> ET.Element:
-    wrapper = ET.Element("metadata")
-    instance = ET.SubElement(wrapper, f"{{{_NS}}}instance")
-    ET.SubElement(instance, f"{{{_NS}}}name").text = spec.name
-    ET.SubElement(instance, f"{{{_NS}}}disk_gb").text = str(spec.disk_gb)
-    if spec.image is not None:
-        ET.SubElement(instance, f"{{{_NS}}}image").text = spec.image
-    if spec.metadata:
-        items = ET.SubElement(instance, f"{{{_NS}}}metadata")
-        for key, value in sorted(spec.metadata.items()):
-            ET.SubElement(items, f"{{{_NS}}}item", key=key).text = value
-    return wrapper
+def _stored_of(spec: InstanceSpec, disks: Sequence[DiskRecord]) -> StoredMetadata:
+    return StoredMetadata(
+        name=spec.name,
+        disk_gb=spec.disk_gb,
+        image=spec.image,
+        items=dict(spec.metadata),
+        disks={record.key: record for record in disks},
+    )
 
 
-def _os(spec: InstanceSpec) -> ET.Element:
+def _instance(stored: StoredMetadata, namespace: str | None) -> ET.Element:
+    def tag(name: str) -> str:
+        return f"{{{namespace}}}{name}" if namespace else name
+
+    instance = ET.Element(tag("instance"))
+    ET.SubElement(instance, tag("name")).text = stored.name or ""
+    ET.SubElement(instance, tag("disk_gb")).text = str(stored.disk_gb)
+    if stored.image is not None:
+        ET.SubElement(instance, tag("image")).text = stored.image
+    if stored.items:
+        items = ET.SubElement(instance, tag("metadata"))
+        for key, value in sorted(stored.items.items()):
+            ET.SubElement(items, tag("item"), key=key).text = value
+    if stored.disks:
+        disks = ET.SubElement(instance, tag("disks"))
+        for record in stored.disks.values():
+            attributes = {"key": record.key, "kind": record.kind}
+            if record.size_gb is not None:
+                attributes["size_gb"] = str(record.size_gb)
+            if record.image is not None:
+                attributes["image"] = record.image
+            ET.SubElement(disks, tag("disk"), attributes)
+    return instance
+
+
+def _os(spec: InstanceSpec, device_boot_order: bool) -> ET.Element:
     os_element = ET.Element("os")
     ET.SubElement(os_element, "type").text = "hvm"
     hints = spec.metadata
@@ -148,7 +210,7 @@ def _os(spec: InstanceSpec) -> ET.Element:
         if BOOT_KERNEL not in hints:
             _invalid(f"metadata {BOOT_CMDLINE!r} needs {BOOT_KERNEL!r}")
         ET.SubElement(os_element, "cmdline").text = hints[BOOT_CMDLINE]
-    if BOOT_KERNEL not in hints:
+    if BOOT_KERNEL not in hints and not device_boot_order:
         ET.SubElement(os_element, "boot", dev="hd")
     return os_element
 

@@ -1,6 +1,7 @@
 """The libvirt driver: KVM/QEMU (and anything else libvirt drives) through libvirtd.
 
-A thin façade: :mod:`~drivers.libvirt.vmops` runs the instance operations,
+A thin façade: :mod:`~drivers.libvirt.vmops` runs the instance operations
+(with :mod:`~drivers.libvirt.deviceops` for disks, volumes and interfaces),
 :mod:`~drivers.libvirt.hostops` the host queries, each given the served
 host's connection from :mod:`~drivers.libvirt.connection`. Here every call
 gets that connection, is retried once on a fresh one if the old one turns
@@ -27,7 +28,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 from oslo_config import cfg
 
-from computed.objects import HostResources, InstanceInfo, InstanceSpec
+from computed.objects import (
+    HostResources,
+    InstanceInfo,
+    InstanceSpec,
+    NetworkInterface,
+    VolumeConnection,
+    VolumeConnector,
+)
 from drivers import base
 from drivers._backend import ServedHosts
 from drivers.libvirt import conf as libvirt_conf
@@ -47,9 +55,18 @@ class LibvirtDriver(base.TransitionDriver):
     """Serves each host through its own libvirt connection (``[libvirt]`` options)."""
 
     name = errors.DRIVER
-    version = "1.0"
-    operations = frozenset(base.OPERATIONS_1_0)
-    features = frozenset({"reboot.soft", "reboot.hard"})
+    version = "1.2"
+    operations = frozenset(base.OPERATIONS_1_0 + ("get_volume_connector",) + base.DEVICE_OPERATIONS)
+    features = frozenset(
+        {
+            "reboot.soft",
+            "reboot.hard",
+            "spawn.ephemeral_disks",
+            "spawn.volumes",
+            "spawn.boot_from_volume",
+            "spawn.network_interfaces",
+        }
+    )
     # Every operation passes the driver's functional tests against libvirtd;
     # conformant once the shared conformance suite runs it over the bus.
     support_tier = base.SupportTier.PARTIAL
@@ -106,6 +123,59 @@ class LibvirtDriver(base.TransitionDriver):
     def list_instances(self, host: str) -> list[InstanceInfo]:
         return self._call(
             host, "list_instances", None, lambda conn: self._vmops.list_instances(conn, host)
+        )
+
+    # Devices --------------------------------------------------------------
+
+    def get_volume_connector(self, host: str) -> VolumeConnector:
+        uri = libvirt_conf.uri_for(self.conf, host)
+        return self._call(
+            host,
+            "get_volume_connector",
+            None,
+            lambda conn: self._vmops.get_volume_connector(conn, host, uri),
+        )
+
+    def attach_volume(
+        self, host: str, uuid: str, connection_info: VolumeConnection, mountpoint: str | None
+    ) -> InstanceInfo:
+        return self._call(
+            host,
+            "attach_volume",
+            uuid,
+            lambda conn: self._vmops.attach_volume(conn, host, uuid, connection_info, mountpoint),
+        )
+
+    def detach_volume(self, host: str, uuid: str, volume_id: str) -> InstanceInfo:
+        return self._call(
+            host,
+            "detach_volume",
+            uuid,
+            lambda conn: self._vmops.detach_volume(conn, host, uuid, volume_id),
+        )
+
+    def extend_volume(self, host: str, uuid: str, volume_id: str, new_size: int) -> InstanceInfo:
+        return self._call(
+            host,
+            "extend_volume",
+            uuid,
+            lambda conn: self._vmops.extend_volume(conn, host, uuid, volume_id, new_size),
+        )
+
+    def attach_interface(self, host: str, uuid: str, vif: NetworkInterface) -> InstanceInfo:
+        return self._call(
+            host,
+            "attach_interface",
+            uuid,
+            lambda conn: self._vmops.attach_interface(conn, host, uuid, vif),
+        )
+
+    def detach_interface(self, host: str, uuid: str, port_id: str) -> InstanceInfo:
+        return self._call(
+            host,
+            "detach_interface",
+            uuid,
+            lambda conn: self._vmops.detach_interface(conn, host, uuid, port_id),
         )
 
     # Host -----------------------------------------------------------------

@@ -24,6 +24,10 @@ reboot hard   ``reset`` (``destroy`` + ``create`` where unsupported), then
               ``resume`` if the domain was paused
 ============  =========================================================
 
+The devices of contract 1.2 are :mod:`~drivers.libvirt.deviceops`'
+business; here each device operation finds the domain and checks that its
+devices may change (:func:`drivers.base.check_device_state`).
+
 libvirt errors other than those handled here propagate as libvirtError; the
 driver maps them at its boundary.
 """
@@ -40,9 +44,17 @@ import libvirt
 from oslo_config import cfg
 
 from computed import exception
-from computed.objects import InstanceInfo, InstanceSpec, PowerState
+from computed.objects import (
+    InstanceInfo,
+    InstanceSpec,
+    NetworkInterface,
+    PowerState,
+    VolumeConnection,
+    VolumeConnector,
+)
 from drivers import base
 from drivers.libvirt import config, constants, errors, hostops
+from drivers.libvirt.deviceops import DeviceOps, stored_metadata
 
 __all__ = ["VMOps"]
 
@@ -76,6 +88,7 @@ class VMOps:
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self._conf = conf
+        self._devices = DeviceOps(conf)
         self._actions: dict[str, Action] = {
             "power_on": self._power_on,
             "power_off": self._power_off,
@@ -94,7 +107,12 @@ class VMOps:
         if dom is not None:
             return self.info(dom, host)
         domain_type = hostops.domain_type(conn, self._conf.libvirt.virt_type)
-        dom = conn.defineXML(config.domain_xml(spec, domain_type))
+        made = self._devices.for_spawn(conn, host, spec)
+        try:
+            dom = conn.defineXML(config.domain_xml(spec, domain_type, made.elements, made.records))
+        except BaseException:
+            made.undo()
+            raise
         try:
             dom.create()
         except libvirt.libvirtError:
@@ -105,23 +123,27 @@ class VMOps:
                 LOG.warning(
                     "Could not undefine %s after a failed start: %s", spec.uuid, undefine_error
                 )
+            made.undo()
             raise
         LOG.info("Host %s: spawned %s as %s domain %s", host, spec.uuid, domain_type, dom.name())
         return self.info(dom, host)
 
     def destroy(self, conn: libvirt.virConnect, host: str, uuid: str) -> None:
         dom = _find(conn, uuid)
+        if dom is not None:
+            try:
+                if dom.isActive():
+                    _force_off(dom)
+                if dom.isPersistent():
+                    _undefine(dom)
+            except libvirt.libvirtError as exc:
+                if errors.code_of(exc) != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                # A transient domain vanishes once stopped; either way it is gone.
+        # Also after a destroy that failed half-way: its disks and secrets may remain.
+        self._devices.remove(conn, uuid)
         if dom is None:
             return
-        try:
-            if dom.isActive():
-                _force_off(dom)
-            if dom.isPersistent():
-                _undefine(dom)
-        except libvirt.libvirtError as exc:
-            if errors.code_of(exc) != libvirt.VIR_ERR_NO_DOMAIN:
-                raise
-            # A transient domain vanishes once stopped; either way it is gone.
         LOG.info("Host %s: destroyed %s", host, uuid)
 
     def get_info(self, conn: libvirt.virConnect, host: str, uuid: str) -> InstanceInfo:
@@ -157,7 +179,8 @@ class VMOps:
     def info(self, dom: libvirt.virDomain, host: str) -> InstanceInfo:
         """The contract's view of ``dom``."""
         state, max_memory_kib, _memory, vcpus, _cpu_time = dom.info()
-        stored = _stored(dom)
+        stored = stored_metadata(dom)
+        disks, interfaces = self._devices.describe(dom, stored)
         return InstanceInfo(
             uuid=dom.UUIDString(),
             name=stored.name if stored.name else dom.name(),
@@ -166,7 +189,66 @@ class VMOps:
             vcpus=vcpus,
             memory_mb=max_memory_kib // 1024,
             disk_gb=stored.disk_gb,
+            block_devices=disks,
+            network_interfaces=interfaces,
         )
+
+    # Devices --------------------------------------------------------------
+
+    def attach_volume(
+        self,
+        conn: libvirt.virConnect,
+        host: str,
+        uuid: str,
+        connection: VolumeConnection,
+        mountpoint: str | None,
+    ) -> InstanceInfo:
+        dom = self._changing(conn, host, uuid, "attach_volume")
+        self._devices.attach_volume(host, dom, connection, mountpoint)
+        LOG.info("Host %s: volume %s attached to %s", host, connection.volume_id, uuid)
+        return self.info(dom, host)
+
+    def detach_volume(
+        self, conn: libvirt.virConnect, host: str, uuid: str, volume_id: str
+    ) -> InstanceInfo:
+        dom = self._changing(conn, host, uuid, "detach_volume")
+        self._devices.detach_volume(dom, volume_id)
+        return self.info(dom, host)
+
+    def extend_volume(
+        self, conn: libvirt.virConnect, host: str, uuid: str, volume_id: str, new_size: int
+    ) -> InstanceInfo:
+        dom = self._changing(conn, host, uuid, "extend_volume")
+        self._devices.extend_volume(host, dom, volume_id, new_size)
+        return self.info(dom, host)
+
+    def attach_interface(
+        self, conn: libvirt.virConnect, host: str, uuid: str, vif: NetworkInterface
+    ) -> InstanceInfo:
+        dom = self._changing(conn, host, uuid, "attach_interface")
+        self._devices.attach_interface(host, dom, vif)
+        LOG.info("Host %s: port %s plugged into %s", host, vif.port_id, uuid)
+        return self.info(dom, host)
+
+    def detach_interface(
+        self, conn: libvirt.virConnect, host: str, uuid: str, port_id: str
+    ) -> InstanceInfo:
+        dom = self._changing(conn, host, uuid, "detach_interface")
+        self._devices.detach_interface(dom, port_id)
+        return self.info(dom, host)
+
+    def get_volume_connector(
+        self, conn: libvirt.virConnect, host: str, uri: str
+    ) -> VolumeConnector:
+        return self._devices.connector(conn, host, uri)
+
+    def _changing(
+        self, conn: libvirt.virConnect, host: str, uuid: str, operation: str
+    ) -> libvirt.virDomain:
+        """The domain of ``uuid``, if its devices may change now."""
+        dom = _lookup(conn, host, uuid)
+        base.check_device_state(operation, uuid, _observe(dom).power_state)
+        return dom
 
     # Actions --------------------------------------------------------------
 
@@ -245,20 +327,6 @@ def _observe(dom: libvirt.virDomain, state: int | None = None) -> _Observed:
     active = bool(dom.isActive())
     managed_save = state == libvirt.VIR_DOMAIN_SHUTOFF and bool(dom.hasManagedSaveImage(0))
     return _Observed(state, active, constants.power_state(state, active, managed_save))
-
-
-def _stored(dom: libvirt.virDomain) -> config.StoredMetadata:
-    try:
-        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, constants.METADATA_NS, 0)
-    except libvirt.libvirtError as exc:
-        if errors.code_of(exc) != libvirt.VIR_ERR_NO_DOMAIN_METADATA:
-            raise
-        return config.StoredMetadata()  # a domain this driver did not define
-    try:
-        return config.parse_metadata(text)
-    except ET.ParseError:
-        LOG.warning("Unreadable metadata on domain %s", dom.name())
-        return config.StoredMetadata()
 
 
 def _force_off(dom: libvirt.virDomain) -> None:

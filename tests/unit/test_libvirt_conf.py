@@ -53,4 +53,7 @@ def test_list_opts_names_the_group() -> None:
         "shutdown_timeout",
         "virt_type",
         "storage_pool",
+        "nfs_mount_point_base",
+        "connector_ips",
+        "iscsi_initiators",
     }

@@ -77,6 +77,9 @@ def test_spawn_defines_and_starts_a_domain(driver: LibvirtDriver, virt: Any) -> 
         "vcpus": 2,
         "memory_mb": 256,
         "disk_gb": 7,
+        # Without [libvirt] storage_pool the root disk is recorded, not made.
+        "block_devices": [],
+        "network_interfaces": [],
     }
     dom = virt.lookupByUUIDString(spec.uuid)
     assert dom.isActive() and dom.isPersistent()

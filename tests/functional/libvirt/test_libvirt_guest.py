@@ -2,9 +2,11 @@
 
 The guest is a Debian kernel booting a busybox initramfs built here from
 Debian's packages (``apt-get download``, cached in :data:`CACHE`). Its
-``/init`` loads the ACPI button and evdev modules, powers off when the power
-button is pressed, and says ``computed-guest: ready`` on the serial console
-every second, which the test reads through libvirt's console stream.
+``/init`` loads the ACPI button, evdev and virtio modules, powers off when
+the power button is pressed, and says ``computed-guest: ready`` on the
+serial console every second, followed by what it sees of its devices
+(``computed-guest: devices vda:<serial>:<sectors> eth0:<mac> .``), which the
+tests read through libvirt's console stream.
 
 Needs qemu-system-x86 and apt access to a Debian mirror (or a filled
 cache); skipped otherwise. About 40 s: each boot takes some 10 s under TCG.
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import io
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
 import time
 import uuid as uuidlib
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,12 +30,18 @@ from typing import Any
 import pytest
 
 from computed import exception
-from computed.objects import InstanceSpec, PowerState
+from computed.objects import (
+    BlockDevice,
+    InstanceSpec,
+    NetworkInterface,
+    PowerState,
+    VolumeConnection,
+)
 from computed.testing.libvirtd import Libvirtd
 
 libvirt = pytest.importorskip("libvirt")
 
-from drivers.libvirt import config  # noqa: E402
+from drivers.libvirt import config, devices  # noqa: E402
 from drivers.libvirt.driver import LibvirtDriver  # noqa: E402
 
 from .conftest import Events  # noqa: E402
@@ -41,6 +51,7 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.libvirt_guest]
 HOST = "kvm1"
 READY = b"computed-guest: ready"
 BOOT_TIMEOUT = 120.0
+MIB = 1024 * 1024
 #: Built guests are kept here, one directory per kernel package, readable by
 #: the unprivileged user the daemon (and so qemu) runs as.
 CACHE = Path(os.environ.get("COMPUTED_GUEST_CACHE", "/var/tmp/computed-tests"))
@@ -53,14 +64,45 @@ $B mount -t sysfs sysfs /sys
 $B mount -t devtmpfs devtmpfs /dev
 $B insmod /lib/evdev.ko
 $B insmod /lib/button.ko
+for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+         virtio_blk failover net_failover virtio_net; do
+  $B insmod /lib/$m.ko
+done
 for dev in /sys/class/input/event*; do
   if $B grep -q "Power Button" "$dev/device/name"; then
     ($B dd if="/dev/input/${dev##*/}" of=/dev/null bs=24 count=1 2>/dev/null
      $B poweroff -f) &
   fi
 done
-while true; do echo "computed-guest: ready"; $B sleep 1; done
+devices() {
+  line="computed-guest: devices"
+  for d in /sys/block/vd*; do
+    [ -e "$d" ] && line="$line ${d##*/}:$($B cat $d/serial):$($B cat $d/size)"
+  done
+  for n in /sys/class/net/*; do
+    [ "${n##*/}" = lo ] || line="$line ${n##*/}:$($B cat $n/address)"
+  done
+  echo "$line ."
+}
+while true; do echo "computed-guest: ready"; devices; $B sleep 1; done
 """
+
+#: The kernel modules /init loads, by their path under the kernel's drivers.
+MODULES = {
+    "evdev": "drivers/input/evdev.ko",
+    "button": "drivers/acpi/button.ko",
+    "virtio": "drivers/virtio/virtio.ko",
+    "virtio_ring": "drivers/virtio/virtio_ring.ko",
+    "virtio_pci_modern_dev": "drivers/virtio/virtio_pci_modern_dev.ko",
+    "virtio_pci_legacy_dev": "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "virtio_pci": "drivers/virtio/virtio_pci.ko",
+    "virtio_blk": "drivers/block/virtio_blk.ko",
+    "failover": "net/core/failover.ko",
+    "net_failover": "drivers/net/net_failover.ko",
+    "virtio_net": "drivers/net/virtio_net.ko",
+}
+#: Bumped whenever INIT or MODULES change, so that a cached guest is rebuilt.
+GUEST_VERSION = 2
 
 
 # Building the guest ---------------------------------------------------------------------
@@ -102,7 +144,7 @@ def _build(target: Path, package: str) -> None:
         root = Path(work, "root")
         for deb in Path(work).glob("*.deb"):
             _run("dpkg-deb", "-x", str(deb), str(root))
-        modules = root / "lib" / "modules" / version / "kernel" / "drivers"
+        modules = root / "lib" / "modules" / version / "kernel"
         initrd = _newc(
             [
                 ("bin", 0o40755, b""),
@@ -110,8 +152,10 @@ def _build(target: Path, package: str) -> None:
                 ("dev", 0o40755, b""),
                 ("init", 0o100755, INIT),
                 ("bin/busybox", 0o100755, (root / "bin" / "busybox").read_bytes()),
-                ("lib/evdev.ko", 0o100644, (modules / "input" / "evdev.ko").read_bytes()),
-                ("lib/button.ko", 0o100644, (modules / "acpi" / "button.ko").read_bytes()),
+                *[
+                    (f"lib/{name}.ko", 0o100644, (modules / path).read_bytes())
+                    for name, path in MODULES.items()
+                ],
             ]
         )
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
@@ -131,11 +175,12 @@ def guest_boot() -> dict[str, str]:
     if not CACHE.exists():
         CACHE.mkdir(parents=True)
         CACHE.chmod(0o755)  # whatever the umask: qemu runs as another user when we are root
-    target = CACHE / f"guest-{_kernel_package()}"
+    package = _kernel_package()
+    target = CACHE / f"guest{GUEST_VERSION}-{package}"
     if not (target / "initrd.img").exists():
         if not os.access(CACHE, os.W_OK):
             pytest.skip(f"no guest in {CACHE}, which this user cannot write to")
-        _build(target, target.name.removeprefix("guest-"))
+        _build(target, package)
     return {
         config.BOOT_KERNEL: str(target / "vmlinuz"),
         config.BOOT_INITRD: str(target / "initrd.img"),
@@ -161,6 +206,38 @@ def wait_ready(conn: Any, uuid: str, timeout: float = BOOT_TIMEOUT) -> None:
                 time.sleep(0.2)
                 continue
             seen = (seen + data)[-4096:]
+    finally:
+        stream.abort()
+
+
+def guest_devices(
+    conn: Any, uuid: str, wanted: Callable[[dict[str, str]], bool], timeout: float = 60
+) -> dict[str, str]:
+    """Read the guest's console until its device line satisfies ``wanted``.
+
+    :returns: what the guest sees: ``{"vdb": "<serial>:<512-byte sectors>",
+        "eth0": "<mac>"}``.
+    """
+    dom = conn.lookupByUUIDString(uuid)
+    stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+    dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+    pending, last = b"", None
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            assert time.monotonic() < deadline, f"the guest never showed it; it saw {last}"
+            data = stream.recv(4096)
+            if data == -2:  # nothing yet
+                time.sleep(0.2)
+                continue
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                words = line.decode(errors="replace").split()
+                if words[:2] != ["computed-guest:", "devices"] or words[-1:] != ["."]:
+                    continue
+                last = dict(word.split(":", 1) for word in words[2:-1])
+                if wanted(last):
+                    return last
     finally:
         stream.abort()
 
@@ -233,3 +310,136 @@ def test_a_start_that_fails_leaves_nothing_behind(
             driver.spawn(HOST, spec)
         assert isinstance(caught.value.__cause__, libvirt.libvirtError)
         assert driver.list_instances(HOST) == []
+
+
+def test_a_real_guest_sees_its_devices_come_and_go(
+    own_daemon: Libvirtd, make_driver: Callable[..., LibvirtDriver], guest_boot: dict[str, str]
+) -> None:
+    """Volumes in the spec and hot-plugged, seen from inside the guest by their serials."""
+    uri = own_daemon.uri_for(driver="qemu")
+    driver = make_driver(uri, host=HOST, virt_type="qemu", shutdown_timeout=60.0)
+    observer = libvirt.open(uri)
+    volumes = Path(own_daemon.directory, "volumes")
+    volumes.mkdir()
+    owner = pwd.getpwnam(own_daemon.user)
+    for name in ("vol-spawned", "vol-hot"):
+        (volumes / name).write_bytes(b"\0" * MIB)  # 2048 sectors
+    for path in (volumes, *volumes.iterdir()):
+        os.chown(path, owner.pw_uid, owner.pw_gid)  # qemu runs as the daemon's user
+
+    def file_volume(volume_id: str) -> VolumeConnection:
+        return VolumeConnection(
+            volume_id=volume_id,
+            driver_volume_type="file",
+            data={"device_path": str(volumes / volume_id)},
+        )
+
+    try:
+        spec = InstanceSpec(
+            uuid=str(uuidlib.uuid4()),
+            name="plugged",
+            vcpus=1,
+            memory_mb=256,
+            metadata=guest_boot,
+            block_devices=[BlockDevice(kind="volume", connection_info=file_volume("vol-spawned"))],
+        )
+        spec.validate()
+        uuid = spec.uuid
+        info = driver.spawn(HOST, spec)
+        assert [(d.device_name, d.volume_id) for d in info.block_devices] == [
+            ("vda", "vol-spawned")
+        ]
+        seen = guest_devices(observer, uuid, lambda d: "vda" in d, timeout=BOOT_TIMEOUT)
+        assert seen["vda"] == "vol-spawned:2048"
+
+        # Hot-plugged: the guest finds a new virtio disk with the volume id as serial.
+        info = driver.attach_volume(HOST, uuid, file_volume("vol-hot"), None)
+        assert info.volume("vol-hot").device_name == "vdb"
+        seen = guest_devices(observer, uuid, lambda d: "vdb" in d)
+        assert seen["vdb"] == "vol-hot:2048"
+        assert driver.attach_volume(HOST, uuid, file_volume("vol-hot"), "vdc") == info
+
+        # Grown while in use: the guest sees the new capacity.
+        info = driver.extend_volume(HOST, uuid, "vol-hot", 1)
+        assert info.volume("vol-hot").size_gb == 1
+        seen = guest_devices(observer, uuid, lambda d: d.get("vdb", "").endswith(":2097152"))
+        assert os.path.getsize(volumes / "vol-hot") == 1024 * MIB
+
+        # Unplugged: the guest lets it go.
+        info = driver.detach_volume(HOST, uuid, "vol-hot")
+        assert info.volume("vol-hot") is None
+        seen = guest_devices(observer, uuid, lambda d: "vdb" not in d)
+        assert seen["vda"] == "vol-spawned:2048"
+
+        # Stopped: qemu's attachDeviceFlags on the persistent definition only.
+        assert driver.power_off(HOST, uuid).power_state == PowerState.STOPPED
+        chap = VolumeConnection(
+            volume_id="vol-chap",
+            driver_volume_type="iscsi",
+            data={
+                "target_iqn": "iqn.2010-10.org.example:vol-chap",
+                "target_portal": "192.0.2.1:3260",
+                "target_lun": 0,
+                "auth_method": "CHAP",
+                "auth_username": "user",
+                "auth_password": "password",
+            },
+        )
+        info = driver.attach_volume(HOST, uuid, chap, "vdc")
+        assert info.volume("vol-chap").device_name == "vdc"
+        usage = devices.secret_usage(uuid, "vol-chap")
+        assert observer.secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_ISCSI, usage)
+        xml = ET.fromstring(observer.lookupByUUIDString(uuid).XMLDesc(0))
+        auth = xml.find("devices/disk/target[@dev='vdc']/../auth")
+        assert auth.find("secret").attrib == {"type": "iscsi", "usage": usage}
+        vif = NetworkInterface(
+            port_id="port-1", mac_address="52:54:00:12:34:56", network="lo", mtu=1400
+        )
+        info = driver.attach_interface(HOST, uuid, vif)
+        assert info.interface("port-1").device_name == "tapport-1"
+        assert driver.detach_interface(HOST, uuid, "port-1").network_interfaces == []
+        assert driver.detach_volume(HOST, uuid, "vol-chap").volume("vol-chap") is None
+        assert observer.listAllSecrets(0) == []  # undefined with its volume
+
+        driver.destroy(HOST, uuid)
+    finally:
+        observer.close()
+
+
+def test_a_real_guest_sees_a_hot_plugged_interface(
+    own_daemon: Libvirtd, make_driver: Callable[..., LibvirtDriver], guest_boot: dict[str, str]
+) -> None:
+    """A port plugged into the running guest shows up as its eth0, with the port's MAC.
+
+    Under qemu:///session libvirt plugs a bridge port through
+    qemu-bridge-helper, which must be setuid root and allowed the bridge in
+    /etc/qemu/bridge.conf; and a session libvirtd cannot create a libvirt
+    network's bridge. So this runs only given such a bridge, by name, in
+    ``COMPUTED_TEST_BRIDGE``.
+    """
+    bridge = os.environ.get("COMPUTED_TEST_BRIDGE")
+    if not bridge:
+        pytest.skip(
+            "needs COMPUTED_TEST_BRIDGE: a bridge qemu-bridge-helper (setuid) may use, "
+            "allowed in /etc/qemu/bridge.conf"
+        )
+    uri = own_daemon.uri_for(driver="qemu")
+    driver = make_driver(uri, host=HOST, virt_type="qemu")
+    observer = libvirt.open(uri)
+    try:
+        spec = InstanceSpec(
+            uuid=str(uuidlib.uuid4()), name="nic", vcpus=1, memory_mb=256, metadata=guest_boot
+        )
+        spec.validate()
+        driver.spawn(HOST, spec)
+        guest_devices(observer, spec.uuid, lambda d: True, timeout=BOOT_TIMEOUT)
+        vif = NetworkInterface(port_id="port-1", mac_address="52:54:00:12:34:56", network=bridge)
+        info = driver.attach_interface(HOST, spec.uuid, vif)
+        assert [i.port_id for i in info.network_interfaces] == ["port-1"]
+        seen = guest_devices(observer, spec.uuid, lambda d: "eth0" in d)
+        assert seen["eth0"] == "52:54:00:12:34:56"
+        driver.detach_interface(HOST, spec.uuid, "port-1")
+        guest_devices(observer, spec.uuid, lambda d: "eth0" not in d)
+        driver.destroy(HOST, spec.uuid)
+    finally:
+        observer.close()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from computed import exception
-from computed.objects import InstanceSpec
+from computed.objects import InstanceSpec, NetworkInterface, VolumeConnection
 from computed.testing.libvirtd import Libvirtd
 from tests.functional import _drivers
 
@@ -49,3 +49,52 @@ def test_worker_serves_a_libvirt_host(deployment: Any, daemon: Libvirtd, virt: A
     with pytest.raises(exception.InstanceNotFound) as missing:
         api.get_info(None, "kvm1", uuid)
     assert missing.value.kwargs == {"uuid": uuid, "host": "kvm1"}
+
+
+def test_worker_serves_devices_over_the_bus(deployment: Any, daemon: Libvirtd, virt: Any) -> None:
+    _drivers.start_worker(
+        deployment,
+        "libvirt",
+        ["kvm1"],
+        host_uris={"kvm1": daemon.uri_for()},
+        iscsi_initiators={"kvm1": "iqn.1993-08.org.debian:01:kvm1"},
+    )
+    api = deployment.api()
+    uuid = str(uuidlib.uuid4())
+    spec = InstanceSpec(
+        uuid=uuid,
+        name="devices over the bus",
+        vcpus=1,
+        memory_mb=128,
+        network_interfaces=[
+            NetworkInterface(port_id="p1", mac_address="52:54:00:00:00:01", network="default")
+        ],
+    )
+    info = api.spawn(None, "kvm1", spec)
+    assert [(i.port_id, i.device_name) for i in info.network_interfaces] == [("p1", "tapp1")]
+    assert api.get_volume_connector(None, "kvm1").initiator == "iqn.1993-08.org.debian:01:kvm1"
+    assert api.power_off(None, "kvm1", uuid).power_state == "stopped"
+
+    connection = VolumeConnection(
+        volume_id="v1", driver_volume_type="file", data={"device_path": "/srv/v1"}
+    )
+    info = api.attach_volume(None, "kvm1", uuid, connection, "/dev/vdb")
+    assert [(d.volume_id, d.device_name, d.connection_info) for d in info.block_devices] == [
+        ("v1", "vdb", None)
+    ]
+    assert api.extend_volume(None, "kvm1", uuid, "v1", 3).volume("v1").size_gb == 3
+    with pytest.raises(exception.DeviceNotFound):
+        api.extend_volume(None, "kvm1", uuid, "v2", 3)
+    with pytest.raises(exception.DeviceConflict):
+        api.attach_interface(
+            None,
+            "kvm1",
+            uuid,
+            NetworkInterface(port_id="p2", mac_address="52:54:00:00:00:01", network="default"),
+        )
+    assert api.detach_interface(None, "kvm1", uuid, "p1").network_interfaces == []
+    assert api.detach_volume(None, "kvm1", uuid, "v1").block_devices == []
+    assert api.power_on(None, "kvm1", uuid).power_state == "running"
+    with pytest.raises(exception.UnsupportedOperation):  # the test driver has no hot-plug
+        api.attach_volume(None, "kvm1", uuid, connection)
+    api.destroy(None, "kvm1", uuid)
