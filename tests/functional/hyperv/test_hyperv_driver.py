@@ -58,6 +58,8 @@ def test_spawn_creates_and_starts_a_vm_labelled_with_the_uuid(
         "vcpus": 2,
         "memory_mb": 512,
         "disk_gb": 7,
+        "block_devices": [],
+        "network_interfaces": [],
     }
     assert outcome(lambda: info) == expected
     assert outcome(lambda: driver.get_info(HOST, spec.uuid)) == expected
@@ -317,6 +319,8 @@ def test_hostile_instance_names_stay_literal_names(
         "Select-Object",
         "ConvertTo-Json",
         "Get-VMHost",
+        "Get-VMNetworkAdapter",
+        "Remove-VMNetworkAdapter",
     }
 
 
