@@ -1,6 +1,7 @@
 """The Hyper-V driver: Windows Hyper-V hosts managed remotely over WinRM.
 
-A thin façade: :mod:`~drivers.hyperv.vmops` runs the instance operations and
+A thin façade: :mod:`~drivers.hyperv.vmops` runs the instance operations,
+:mod:`~drivers.hyperv.deviceops` the volume and interface operations and
 :mod:`~drivers.hyperv.hostops` the host queries, each given the served host's
 :class:`~drivers.hyperv.winrmclient.HostClient`, which runs scripts from the
 fixed vocabulary of :mod:`~drivers.hyperv.powershell`. Here every call gets
@@ -15,11 +16,19 @@ import logging
 from oslo_config import cfg
 
 from computed import exception
-from computed.objects import HostResources, InstanceInfo, InstanceSpec
+from computed.objects import (
+    HostResources,
+    InstanceInfo,
+    InstanceSpec,
+    NetworkInterface,
+    VolumeConnection,
+    VolumeConnector,
+)
 from drivers import base
 from drivers._backend import ServedHosts
 from drivers.hyperv import conf as hyperv_conf
 from drivers.hyperv import constants, errors
+from drivers.hyperv.deviceops import DeviceOps
 from drivers.hyperv.hostops import HostOps
 from drivers.hyperv.powershell import PowerShellError
 from drivers.hyperv.vmops import VMOps
@@ -35,10 +44,21 @@ class HyperVDriver(base.TransitionDriver):
 
     name = constants.DRIVER
     version = "1.0"
-    operations = frozenset(base.OPERATIONS_1_0)
+    operations = frozenset(base.OPERATIONS_1_0 + ("get_volume_connector",) + base.DEVICE_OPERATIONS)
     # reboot.soft needs Restart-VM -Type (Windows Server 2022's Hyper-V
-    # module); older hosts answer it with UnsupportedOperation.
-    features = frozenset({"reboot.soft", "reboot.hard"})
+    # module); older hosts answer it with UnsupportedOperation. Volumes are
+    # VHD(X) files (driver_volume_type 'file'); a boot volume is the disk
+    # the VM boots from (IDE 0:0 in generation 1, SCSI 0:0 in generation 2).
+    features = frozenset(
+        {
+            "reboot.soft",
+            "reboot.hard",
+            "spawn.ephemeral_disks",
+            "spawn.volumes",
+            "spawn.boot_from_volume",
+            "spawn.network_interfaces",
+        }
+    )
     # Every operation passes the driver's tests against the WinRM test
     # server, which emulates Hyper-V from its documentation: not yet checked
     # against a real Windows host.
@@ -47,6 +67,7 @@ class HyperVDriver(base.TransitionDriver):
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)
         self._vmops = VMOps(conf)
+        self._deviceops = DeviceOps(self._vmops)
         self._hostops = HostOps()
         self._hosts = ServedHosts[HostClient, PowerShellError](
             self.name, (PowerShellError,), errors.translate
@@ -79,8 +100,14 @@ class HyperVDriver(base.TransitionDriver):
     # Instances ------------------------------------------------------------
 
     def spawn(self, host: str, spec: InstanceSpec) -> InstanceInfo:
+        def volume_path(connection: VolumeConnection, operation: str) -> str:
+            return self._deviceops.volume_path(connection, operation, host)
+
         return self._hosts.call(
-            host, "spawn", spec.uuid, lambda client: self._vmops.spawn(client, host, spec)
+            host,
+            "spawn",
+            spec.uuid,
+            lambda client: self._vmops.spawn(client, host, spec, volume_path),
         )
 
     def destroy(self, host: str, uuid: str) -> None:
@@ -96,6 +123,60 @@ class HyperVDriver(base.TransitionDriver):
     def list_instances(self, host: str) -> list[InstanceInfo]:
         return self._hosts.call(
             host, "list_instances", None, lambda client: self._vmops.list_instances(client, host)
+        )
+
+    # Devices --------------------------------------------------------------
+
+    def get_volume_connector(self, host: str) -> VolumeConnector:
+        return self._hosts.call(
+            host,
+            "get_volume_connector",
+            None,
+            lambda client: self._deviceops.get_volume_connector(client, host),
+        )
+
+    def attach_volume(
+        self, host: str, uuid: str, connection_info: VolumeConnection, mountpoint: str | None
+    ) -> InstanceInfo:
+        return self._hosts.call(
+            host,
+            "attach_volume",
+            uuid,
+            lambda client: self._deviceops.attach_volume(
+                client, host, uuid, connection_info, mountpoint
+            ),
+        )
+
+    def detach_volume(self, host: str, uuid: str, volume_id: str) -> InstanceInfo:
+        return self._hosts.call(
+            host,
+            "detach_volume",
+            uuid,
+            lambda client: self._deviceops.detach_volume(client, host, uuid, volume_id),
+        )
+
+    def extend_volume(self, host: str, uuid: str, volume_id: str, new_size: int) -> InstanceInfo:
+        return self._hosts.call(
+            host,
+            "extend_volume",
+            uuid,
+            lambda client: self._deviceops.extend_volume(client, host, uuid, volume_id, new_size),
+        )
+
+    def attach_interface(self, host: str, uuid: str, vif: NetworkInterface) -> InstanceInfo:
+        return self._hosts.call(
+            host,
+            "attach_interface",
+            uuid,
+            lambda client: self._deviceops.attach_interface(client, host, uuid, vif),
+        )
+
+    def detach_interface(self, host: str, uuid: str, port_id: str) -> InstanceInfo:
+        return self._hosts.call(
+            host,
+            "detach_interface",
+            uuid,
+            lambda client: self._deviceops.detach_interface(client, host, uuid, port_id),
         )
 
     # Host -----------------------------------------------------------------

@@ -15,6 +15,9 @@ virtual machine ...``
 ``CommandNotFoundException``,          UnsupportedOperation (the host's
 parameter binding errors               Hyper-V module lacks it)
 ``InvalidParameter`` during spawn      InvalidRequest
+``unable to find a virtual switch``,   InvalidRequest (the network or the
+``cannot find the file specified``     volume's file is not on the host)
+``InvalidState`` of a device change    InvalidPowerState (see deviceops)
 anything else                          DriverError
 =====================================  ====================================
 
@@ -38,6 +41,8 @@ from drivers.hyperv.powershell import PowerShellError
 __all__ = ["describe_transport_error", "is_not_found", "translate"]
 
 _NOT_FOUND = "unable to find a virtual machine"
+#: What a caller named that the host does not have: a switch, a volume's file.
+_MISSING_INPUT = ("unable to find a virtual switch", "cannot find the file specified")
 _UNSUPPORTED_IDS = frozenset(
     {
         "CommandNotFoundException",
@@ -92,6 +97,8 @@ def translate(
         )
     if operation == "spawn" and error.short_id == "InvalidParameter":
         return exception.InvalidRequest(operation="spawn", reason=f"Hyper-V: {error.message}")
+    if any(text in error.message for text in _MISSING_INPUT):
+        return exception.InvalidRequest(operation=operation, reason=f"Hyper-V: {error.message}")
     return exception.DriverError(
         driver=DRIVER,
         host=host,

@@ -33,8 +33,8 @@ class HostOps:
         """Capacity from the host, use summed over its VMs in any power state.
 
         Use is what the VMs were given, as the fake driver counts it, not what
-        the host has free: the scheduler places by allocation. The driver
-        creates no disks (``New-VM -NoVHD``), so the host reports 0 GiB of disk.
+        the host has free: the scheduler places by allocation. The driver does
+        not ask the host for its volumes' capacity, so it reports 0 GiB of disk.
         """
         facts = self._vmhost(client)
         return HostResources(

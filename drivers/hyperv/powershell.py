@@ -28,8 +28,12 @@ __all__ = [
     "ACTIONS",
     "PowerShellError",
     "Script",
+    "add_adapter",
+    "add_drive",
     "destroy_vm",
     "get_host",
+    "get_iscsi_initiator",
+    "get_vhd",
     "get_vm",
     "guid",
     "list_vms",
@@ -37,15 +41,36 @@ __all__ = [
     "parse_error",
     "parse_objects",
     "quote",
+    "remove_adapter",
+    "remove_all_adapters",
+    "remove_drive",
+    "remove_files",
+    "resize_vhd",
+    "new_vhd",
+    "set_notes",
     "vm_actions",
+    "vm_devices",
     "vm_name",
 ]
 
 _PREAMBLE = "$ErrorActionPreference = 'Stop'"
-_JSON = "ConvertTo-Json -Depth 2 -Compress"
-#: The VM properties the driver reads; nothing nested, so depth 2 is plenty.
-VM_PROPERTIES = ("Id", "Name", "State", "Notes", "ProcessorCount", "MemoryStartup")
-HOST_PROPERTIES = ("Name", "LogicalProcessorCount", "MemoryCapacity")
+#: Depth 3 reaches the properties of a VM's drives and adapters, also when
+#: several VMs come as an array (which takes one level).
+_JSON = "ConvertTo-Json -Depth 3 -Compress"
+#: The VM properties the driver reads, its hard drives and network adapters included.
+VM_PROPERTIES = (
+    "Id",
+    "Name",
+    "State",
+    "Notes",
+    "ProcessorCount",
+    "MemoryStartup",
+    "Generation",
+    "HardDrives",
+    "NetworkAdapters",
+)
+HOST_PROPERTIES = ("Name", "LogicalProcessorCount", "MemoryCapacity", "VirtualHardDiskPath")
+_SELECT_VHD = "Select-Object -Property Path,VhdFormat,VhdType,Size"
 _SELECT_VM = "Select-Object -Property " + ",".join(VM_PROPERTIES)
 _SELECT_HOST = "Select-Object -Property " + ",".join(HOST_PROPERTIES)
 
@@ -152,10 +177,10 @@ def get_vm(vm_id: str) -> Script:
 
 
 def new_vm(name: str, memory_mb: int, generation: int, vcpus: int, notes: str) -> Script:
-    """Create the VM without disks, label it with ``notes``, size its CPUs and start it.
+    """Create the VM, off and without disks, label it with ``notes`` and size its CPUs.
 
-    The notes are set first, so a VM that fails later in the pipeline can
-    still be found by its instance UUID and removed.
+    The notes are set first, so a VM that fails later can still be found by
+    its instance UUID and removed. :func:`vm_devices` builds and starts it.
     """
     _int(memory_mb, constants.MIN_MEMORY_MB, 1 << 30)
     memory = memory_mb * constants.MIB
@@ -164,8 +189,7 @@ def new_vm(name: str, memory_mb: int, generation: int, vcpus: int, notes: str) -
         f"New-VM -Name {quote(_checked_name(name))} -MemoryStartupBytes {memory} "
         f"-Generation {_int(generation, 1, 2)} -NoVHD"
         f" | Set-VM -Notes {quote(notes)} -Passthru"
-        f" | Set-VM -ProcessorCount {_int(vcpus, 1, 4096)} -Passthru"
-        f" | Start-VM -Passthru | {_SELECT_VM} | {_JSON}",
+        f" | Set-VM -ProcessorCount {_int(vcpus, 1, 4096)} -Passthru | {_SELECT_VM} | {_JSON}",
     )
 
 
@@ -177,15 +201,116 @@ def vm_actions(vm_id: str, actions: list[str]) -> Script:
     return _script("+".join(actions), *statements)
 
 
-def destroy_vm(vm_id: str, turn_off: bool) -> Script:
+def destroy_vm(vm_id: str, turn_off: bool, disks: list[str] | None = None) -> Script:
+    """Turn the VM off if asked, remove it, then remove ``disks`` (its own VHD files)."""
     target = f"Get-VM -Id {quote(guid(vm_id))}"
     statements = [f"{target} | {ACTIONS['turn_off']}"] if turn_off else []
     statements.append(f"{target} | {ACTIONS['remove']}")
+    if disks:
+        statements.append(f"Remove-Item -Path {','.join(quote(p) for p in disks)}")
     return _script("destroy_vm", *statements)
 
 
 def get_host() -> Script:
     return _script("get_host", f"Get-VMHost | {_SELECT_HOST} | {_JSON}")
+
+
+# Devices -------------------------------------------------------------------------
+#
+# A device script is a list of statements on one VM, addressed by Id, ending
+# with the VM as it then is (started first when asked). Each statement
+# builder below takes the VM's Id.
+
+
+def vm_devices(name: str, vm_id: str, statements: list[str], start: bool = False) -> Script:
+    """Run ``statements`` in order, then report the VM (after ``Start-VM`` if ``start``)."""
+    target = _target(vm_id)
+    last = f"{target} | Start-VM -Passthru" if start else target
+    return _script(name, *statements, f"{last} | {_SELECT_VM} | {_JSON}")
+
+
+def remove_all_adapters(vm_id: str) -> str:
+    """New-VM's own "Network Adapter" goes: the spec says which adapters the VM has."""
+    return f"{_target(vm_id)} | Get-VMNetworkAdapter | Remove-VMNetworkAdapter"
+
+
+def set_notes(vm_id: str, notes: str) -> str:
+    return f"{_target(vm_id)} | Set-VM -Notes {quote(notes)}"
+
+
+def new_vhd(path: str, size_bytes: int | None, parent: str | None = None) -> str:
+    """A dynamic VHDX of ``size_bytes``, or a differencing disk of ``parent`` grown to it if given."""
+    if parent is None:
+        if size_bytes is None:
+            raise ValueError("a new disk without a parent needs a size")
+        size = _int(size_bytes, 1, 1 << 50)
+        return f"New-VHD -Path {quote(path)} -SizeBytes {size} -Dynamic | Out-Null"
+    child = f"New-VHD -Path {quote(path)} -ParentPath {quote(parent)} -Differencing | Out-Null"
+    return child if size_bytes is None else f"{child}\n{resize_vhd(path, size_bytes)}"
+
+
+def resize_vhd(path: str, size_bytes: int) -> str:
+    return f"Resize-VHD -Path {quote(path)} -SizeBytes {_int(size_bytes, 1, 1 << 50)}"
+
+
+def add_drive(vm_id: str, bus: str, number: int, location: int, path: str) -> str:
+    return (
+        f"{_target(vm_id)} | Add-VMHardDiskDrive -ControllerType {_bus(bus)} "
+        f"-ControllerNumber {_int(number, 0, 3)} -ControllerLocation {_int(location, 0, 63)} "
+        f"-Path {quote(path)}"
+    )
+
+
+def remove_drive(vm_id: str, bus: str, number: int, location: int) -> str:
+    return (
+        f"{_target(vm_id)} | Get-VMHardDiskDrive -ControllerType {_bus(bus)} "
+        f"-ControllerNumber {_int(number, 0, 3)} -ControllerLocation {_int(location, 0, 63)}"
+        " | Remove-VMHardDiskDrive"
+    )
+
+
+def add_adapter(vm_id: str, switch: str, name: str, mac: str) -> str:
+    """An adapter named ``name`` on virtual switch ``switch``, with static MAC ``mac`` (12 hex digits)."""
+    if not re.fullmatch(r"[0-9A-F]{12}", mac):
+        raise ValueError(f"a Hyper-V MAC address is 12 upper-case hex digits, got {mac!r}")
+    return (
+        f"{_target(vm_id)} | Add-VMNetworkAdapter -SwitchName {quote(switch)} "
+        f"-Name {quote(name)} -StaticMacAddress {quote(mac)}"
+    )
+
+
+def remove_adapter(vm_id: str, name: str) -> str:
+    """Remove the adapters named exactly ``name`` (its wildcard characters escaped)."""
+    pattern = re.sub(r"([`\[\]*?])", r"`\1", name)
+    return (
+        f"{_target(vm_id)} | Get-VMNetworkAdapter -Name {quote(pattern)} | Remove-VMNetworkAdapter"
+    )
+
+
+def get_vhd(path: str) -> Script:
+    return _script("get_vhd", f"Get-VHD -Path {quote(path)} | {_SELECT_VHD} | {_JSON}")
+
+
+def remove_files(paths: list[str]) -> Script:
+    return _script("remove_files", f"Remove-Item -Path {','.join(quote(p) for p in paths)}")
+
+
+def get_iscsi_initiator() -> Script:
+    """The host's iSCSI initiator node name, as ``(Get-InitiatorPort).NodeAddress`` gives it."""
+    return _script(
+        "get_iscsi_initiator",
+        f"Get-InitiatorPort -ConnectionType iSCSI | Select-Object -Property NodeAddress | {_JSON}",
+    )
+
+
+def _target(vm_id: str) -> str:
+    return f"Get-VM -Id {quote(guid(vm_id))}"
+
+
+def _bus(bus: str) -> str:
+    if bus not in ("IDE", "SCSI"):
+        raise ValueError(f"a controller type is IDE or SCSI, got {bus!r}")
+    return bus
 
 
 # Output -------------------------------------------------------------------------

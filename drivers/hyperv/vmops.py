@@ -2,7 +2,7 @@
 
 Hyper-V makes up its own VM Id, so each VM this driver creates carries the
 instance UUID (with the instance's name and disk size, which Hyper-V has no
-field for) in its Notes; :meth:`VMOps._find` maps a UUID back to the VM Id,
+field for, and a record of each disk, see :mod:`~drivers.hyperv.devices`) in its Notes; :meth:`VMOps._find` maps a UUID back to the VM Id,
 remembering the mapping and checking it on every use. VMs the driver did
 not create are listed under their Hyper-V Id.
 
@@ -13,11 +13,15 @@ it), then runs, addressing the VM by Id:
 ============  =====================================================
 operation     PowerShell
 ============  =====================================================
-spawn         ``New-VM -NoVHD | Set-VM -Notes | Set-VM -ProcessorCount
-              | Start-VM`` (an existing UUID is returned as is; a VM
-              left by a failed spawn is removed)
+spawn         ``New-VM -NoVHD | Set-VM -Notes | Set-VM -ProcessorCount``,
+              then in one script: New-VM's default adapter removed,
+              each local disk made (``New-VHD``, ``Resize-VHD``) and
+              every disk and adapter added (``Add-VMHardDiskDrive``,
+              ``Add-VMNetworkAdapter``), ``Start-VM`` (an existing UUID
+              is returned as is; what a failed spawn left is removed)
 destroy       ``Stop-VM -TurnOff -Force`` unless off or saved, then
-              ``Remove-VM -Force``
+              ``Remove-VM -Force`` and ``Remove-Item`` of the VM's own
+              disks (volumes stay)
 power_on      ``Start-VM``
 power_off     ``Stop-VM -TurnOff -Force`` (from running, paused or saved)
 pause         ``Suspend-VM``
@@ -47,15 +51,19 @@ from typing import Any
 from oslo_config import cfg
 
 from computed import exception
-from computed.objects import InstanceInfo, InstanceSpec, PowerState
+from computed.objects import InstanceInfo, InstanceSpec, NetworkInterface, PowerState
 from drivers import base
 from drivers.hyperv import constants, errors
+from drivers.hyperv import devices as dev
 from drivers.hyperv import powershell as ps
 from drivers.hyperv.constants import VMState
 from drivers.hyperv.powershell import PowerShellError
 from drivers.hyperv.winrmclient import HostClient
 
-__all__ = ["VMOps", "decode_notes", "encode_notes"]
+__all__ = ["VM", "VMOps", "decode_notes", "encode_notes"]
+
+#: Hyper-V's Notes reach the host through one quoted PowerShell literal.
+_MAX_NOTES = 8000
 
 LOG = logging.getLogger(__name__)
 
@@ -63,7 +71,7 @@ _STOPPED = frozenset({VMState.Off, VMState.Saved, VMState.FastSaved})
 
 
 @dataclass(frozen=True)
-class _VM:
+class VM:
     """A VM as Get-VM reports it, with what the driver stored in its notes."""
 
     vm_id: str
@@ -73,16 +81,55 @@ class _VM:
     vcpus: int
     memory_mb: int
     disk_gb: int
+    notes: str
+    generation: int
+    drives: list[dev.Drive]
+    interfaces: list[NetworkInterface]
+    #: What the driver stored in the notes, None for a VM it did not create.
+    stored: dict[str, Any] | None
 
     @property
     def power_state(self) -> str:
         return constants.power_state(self.state)
 
+    @property
+    def records(self) -> dict[str, dict[str, Any]]:
+        """The disk records of the notes, by lower-case path."""
+        found = (self.stored or {}).get("dev")
+        return dict(found) if isinstance(found, dict) else {}
 
-def encode_notes(spec: InstanceSpec) -> str:
+    def notes_with(self, records: dict[str, dict[str, Any]], operation: str) -> str:
+        """The notes with ``records`` as the disk records.
+
+        :raises computed.exception.InvalidRequest: for a VM the driver did not create.
+        """
+        if self.stored is None:
+            raise exception.InvalidRequest(
+                operation=operation,
+                reason=f"Hyper-V VM {self.vm_id} was not created by the hyperv driver; "
+                "it does not change its devices",
+            )
+        return _encode({**self.stored, "dev": records}, operation)
+
+
+def encode_notes(spec: InstanceSpec, records: dict[str, dict[str, Any]] | None = None) -> str:
     """The Notes of the VM for ``spec``: ASCII only, as WinRM's console code page mangles the rest."""
-    data = {"uuid": spec.uuid, "name": spec.name, "disk_gb": spec.disk_gb}
-    return constants.NOTES_PREFIX + json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    data: dict[str, Any] = {"uuid": spec.uuid, "name": spec.name, "disk_gb": spec.disk_gb}
+    if records:
+        data["dev"] = records
+    return _encode(data, "spawn")
+
+
+def _encode(data: dict[str, Any], operation: str) -> str:
+    if not data.get("dev"):
+        data = {k: v for k, v in data.items() if k != "dev"}
+    notes = constants.NOTES_PREFIX + json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    if len(notes) > _MAX_NOTES:
+        raise exception.InvalidRequest(
+            operation=operation,
+            reason=f"the VM's notes would exceed {_MAX_NOTES} characters: too many devices to record",
+        )
+    return notes
 
 
 def decode_notes(notes: object) -> dict[str, Any] | None:
@@ -104,11 +151,11 @@ def _canonical(uuid: str) -> str | None:
         return None
 
 
-def _parse_vm(obj: dict[str, Any]) -> _VM:
+def _parse_vm(obj: dict[str, Any]) -> VM:
     stored = decode_notes(obj.get("Notes"))
     vm_id = str(obj.get("Id", ""))
     name = str(obj.get("Name") or "")
-    return _VM(
+    return VM(
         vm_id=vm_id,
         uuid=str(stored["uuid"]) if stored else vm_id,
         name=str(stored.get("name", name)) if stored else name,
@@ -116,6 +163,11 @@ def _parse_vm(obj: dict[str, Any]) -> _VM:
         vcpus=int(obj.get("ProcessorCount") or 0),
         memory_mb=int(obj.get("MemoryStartup") or 0) // constants.MIB,
         disk_gb=int(stored.get("disk_gb", 0)) if stored else 0,
+        notes=str(obj.get("Notes") or ""),
+        generation=int(obj.get("Generation") or 2),
+        drives=dev.drives_of(obj),
+        interfaces=dev.interfaces_of(obj),
+        stored=stored,
     )
 
 
@@ -126,37 +178,114 @@ class VMOps:
         self._conf = conf
         # (host, canonical instance UUID) -> Hyper-V VM Id, checked on every use.
         self._ids: dict[tuple[str, str], str] = {}
+        # host -> its VirtualHardDiskPath, read once.
+        self._vhd_dirs: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # Instances ------------------------------------------------------------
 
-    def spawn(self, client: HostClient, host: str, spec: InstanceSpec) -> InstanceInfo:
+    def spawn(
+        self, client: HostClient, host: str, spec: InstanceSpec, volume_path: dev.VolumePath
+    ) -> InstanceInfo:
         existing = self._find(client, host, spec.uuid)
         if existing is not None:
             return self.info(existing, host)
         _check_memory(spec.memory_mb)
-        script = ps.new_vm(
-            ps.vm_name(spec.name),
-            spec.memory_mb,
-            self._conf.hyperv.generation,
-            spec.vcpus,
-            encode_notes(spec),
-        )
+        generation = self._conf.hyperv.generation
+        disks = dev.plan_disks(spec, generation, self.vhd_dir(client, host), volume_path)
+        for disk in disks:
+            if disk.parent is not None:
+                self._check_image(client, disk)
         try:
-            created = client.run(script)
-        except PowerShellError:
-            self._remove_leftover(client, host, spec.uuid)
-            raise
-        vm = self._remember(host, _single(created, host, "spawn"))
+            vm = self._create(client, host, spec, generation, disks)
+        except PowerShellError as exc:
+            if "The file exists" not in exc.message:
+                raise
+            # Disks a spawn interrupted before it could remove them: gone now, try once more.
+            vm = self._create(client, host, spec, generation, disks)
         LOG.info("Host %s: spawned %s as Hyper-V VM %s", host, spec.uuid, vm.vm_id)
         return self.info(vm, host)
+
+    def _create(
+        self,
+        client: HostClient,
+        host: str,
+        spec: InstanceSpec,
+        generation: int,
+        disks: list[dev.PlannedDisk],
+    ) -> VM:
+        """Create, equip and start the VM; on failure remove it and its disks, and re-raise."""
+        notes = encode_notes(spec, {d.path.lower(): d.record for d in disks})
+        script = ps.new_vm(ps.vm_name(spec.name), spec.memory_mb, generation, spec.vcpus, notes)
+        try:
+            vm = self._remember(host, _single(client.run(script), host, "spawn"))
+            statements = [ps.remove_all_adapters(vm.vm_id)]
+            for disk in disks:
+                if disk.size_bytes is not None or disk.parent is not None:
+                    statements.append(ps.new_vhd(disk.path, disk.size_bytes, disk.parent))
+                slot = disk.slot
+                statements.append(
+                    ps.add_drive(vm.vm_id, slot.bus, slot.number, slot.location, disk.path)
+                )
+            for vif in spec.network_interfaces:
+                mac = dev.to_hyperv_mac(vif.mac_address)
+                statements.append(ps.add_adapter(vm.vm_id, vif.network, vif.port_id, mac))
+            built = client.run(ps.vm_devices("spawn_devices", vm.vm_id, statements, start=True))
+        except PowerShellError:
+            self._remove_leftover(
+                client, host, spec.uuid, [d.path for d in disks if d.record["k"] != "volume"]
+            )
+            raise
+        return self._remember(host, _single(built, host, "spawn"))
+
+    def _check_image(self, client: HostClient, disk: dev.PlannedDisk) -> None:
+        """:raises computed.exception.InvalidRequest: if the image is missing or larger than the disk."""
+        assert disk.parent is not None
+        try:
+            found = client.run(ps.get_vhd(disk.parent))
+        except PowerShellError as exc:
+            if exc.category.startswith("ObjectNotFound"):
+                raise exception.InvalidRequest(
+                    operation="spawn", reason=f"image {disk.record['i']!r} not found: {exc.message}"
+                ) from exc
+            raise
+        size = int(found[0].get("Size") or 0) if found else 0
+        if disk.size_bytes is not None and size > disk.size_bytes:
+            raise exception.InvalidRequest(
+                operation="spawn",
+                reason=f"image {disk.record['i']!r} is {size} bytes, larger than the root disk "
+                f"of {disk.record['s']} GiB",
+            )
+
+    def vhd_dir(self, client: HostClient, host: str) -> str:
+        """The host's VirtualHardDiskPath, where the driver makes disks and finds images."""
+        with self._lock:
+            known = self._vhd_dirs.get(host)
+        if known is None:
+            found = client.run(ps.get_host())
+            known = str(found[0].get("VirtualHardDiskPath") or "") if found else ""
+            if not known:
+                raise exception.DriverError(
+                    driver=constants.DRIVER,
+                    host=host,
+                    reason="Get-VMHost gave no VirtualHardDiskPath",
+                )
+            with self._lock:
+                self._vhd_dirs[host] = known
+        return known
 
     def destroy(self, client: HostClient, host: str, uuid: str) -> None:
         vm = self._find(client, host, uuid)
         if vm is None:
             return
+        records = vm.records
+        own = [
+            d.path
+            for d in vm.drives
+            if records.get(d.path.lower(), {}).get("k") in ("image", "blank")
+        ]
         try:
-            client.run(ps.destroy_vm(vm.vm_id, turn_off=vm.state not in _STOPPED))
+            client.run(ps.destroy_vm(vm.vm_id, turn_off=vm.state not in _STOPPED, disks=own))
         except PowerShellError as exc:
             if not errors.is_not_found(exc):
                 raise  # else it went away meanwhile: gone either way
@@ -189,7 +318,7 @@ class VMOps:
             return self._recheck(client, host, uuid, operation, exc)
         return self.info(_parse_vm(_single(result, host, operation)), host)
 
-    def info(self, vm: _VM, host: str) -> InstanceInfo:
+    def info(self, vm: VM, host: str) -> InstanceInfo:
         """The contract's view of ``vm``."""
         return InstanceInfo(
             uuid=vm.uuid,
@@ -199,7 +328,20 @@ class VMOps:
             vcpus=vm.vcpus,
             memory_mb=vm.memory_mb,
             disk_gb=vm.disk_gb,
+            block_devices=dev.report_disks(vm.drives, vm.records),
+            network_interfaces=list(vm.interfaces),
         )
+
+    def lookup(self, client: HostClient, host: str, uuid: str) -> VM:
+        """The VM of instance ``uuid``.
+
+        :raises computed.exception.InstanceNotFound: if there is none.
+        """
+        return self._lookup(client, host, uuid)
+
+    def remember(self, host: str, objects: list[dict[str, Any]], operation: str) -> VM:
+        """The one VM a device script reported."""
+        return self._remember(host, _single(objects, host, operation))
 
     # ----------------------------------------------------------------------
 
@@ -218,13 +360,13 @@ class VMOps:
             ) from exc
         return self.info(now, host)  # it reached the target on its own meanwhile
 
-    def _lookup(self, client: HostClient, host: str, uuid: str) -> _VM:
+    def _lookup(self, client: HostClient, host: str, uuid: str) -> VM:
         vm = self._find(client, host, uuid)
         if vm is None:
             raise exception.InstanceNotFound(uuid=uuid, host=host)
         return vm
 
-    def _find(self, client: HostClient, host: str, uuid: str) -> _VM | None:
+    def _find(self, client: HostClient, host: str, uuid: str) -> VM | None:
         """The VM of instance ``uuid``: by the remembered VM Id, else by scanning the host."""
         key = _canonical(uuid)
         if key is None:
@@ -245,11 +387,11 @@ class VMOps:
             self._forget(host, uuid)  # removed, or its notes changed: look again
         return next((vm for vm in self._scan(client, host) if _canonical(vm.uuid) == key), None)
 
-    def _scan(self, client: HostClient, host: str) -> list[_VM]:
+    def _scan(self, client: HostClient, host: str) -> list[VM]:
         vms = [self._remember(host, obj) for obj in client.run(ps.list_vms())]
         return vms
 
-    def _remember(self, host: str, obj: dict[str, Any]) -> _VM:
+    def _remember(self, host: str, obj: dict[str, Any]) -> VM:
         vm = _parse_vm(obj)
         key = _canonical(vm.uuid)
         if key is not None and vm.uuid != vm.vm_id:
@@ -262,15 +404,21 @@ class VMOps:
         with self._lock:
             self._ids.pop((host, key or uuid), None)
 
-    def _remove_leftover(self, client: HostClient, host: str, uuid: str) -> None:
+    def _remove_leftover(self, client: HostClient, host: str, uuid: str, disks: list[str]) -> None:
         """Remove what a failed spawn left, so that spawning again starts afresh."""
         try:
             self.destroy(client, host, uuid)
         except (PowerShellError, exception.ComputedError) as exc:
             LOG.warning("Host %s: could not remove %s after a failed spawn: %s", host, uuid, exc)
+        for path in disks:  # made but not attached when the spawn failed
+            try:
+                client.run(ps.remove_files([path]))
+            except PowerShellError as exc:
+                if exc.short_id != "PathNotFound":
+                    LOG.warning("Host %s: could not remove %s: %s", host, path, exc)
 
 
-def _actions(operation: str, vm: _VM) -> list[str]:
+def _actions(operation: str, vm: VM) -> list[str]:
     """The :data:`~drivers.hyperv.powershell.ACTIONS` that carry out ``operation`` on ``vm``."""
     if operation == "reboot.hard" and vm.power_state == PowerState.PAUSED:
         return ["turn_off", "start"]  # Restart-VM only restarts a running VM

@@ -22,7 +22,14 @@ pytest.importorskip("spnego")
 from winrm.exceptions import InvalidCredentialsError, WSManFaultError  # noqa: E402
 
 import tests.winrmserver as winrmserver  # noqa: E402
-from tests.winrmserver import GiB, HyperVHost, VMState, WinRMTestServer, make_self_signed_cert  # noqa: E402
+from tests.winrmserver import (  # noqa: E402
+    ControllerType,
+    GiB,
+    HyperVHost,
+    VMState,
+    WinRMTestServer,
+    make_self_signed_cert,
+)
 
 pytestmark = pytest.mark.hyperv
 
@@ -71,10 +78,13 @@ def vm_json(srv: WinRMTestServer, name: str) -> dict[str, object]:
 def test_exported_names() -> None:
     assert sorted(winrmserver.__all__) == sorted(
         [
+            "ControllerType",
             "GiB",
             "HyperVHost",
             "MiB",
             "VMState",
+            "VhdFormat",
+            "VhdType",
             "VirtualMachine",
             "WinRMTestServer",
             "make_self_signed_cert",
@@ -618,3 +628,239 @@ def test_typographic_quotes_end_single_quoted_strings(
     survivor = host.add_vm("survivor")
     code, _, err = ps(server, "Get-VM -Name 'x\u2019\u2019; Remove-VM -Name survivor -Force'")
     assert code == 1 and host.vm(survivor.id) is not None
+
+
+# -- devices: VHD files, hard disk drives, network adapters, the iSCSI initiator -------------
+
+BASE = "C:\\images\\base.vhdx"
+DISK = "C:\\disks\\d.vhdx"
+
+
+def json_of(srv: WinRMTestServer, script: str) -> object:
+    code, out, err = ps(srv, script)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def error_of(srv: WinRMTestServer, script: str) -> str:
+    code, out, err = ps(srv, script)
+    assert (code, out) == (1, ""), err
+    return unwrapped(err)
+
+
+def test_new_get_and_resize_vhd(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vhd(BASE, 2 * GiB)
+    fields = (
+        "Select-Object -Property Path,VhdFormat,VhdType,Size,ParentPath | ConvertTo-Json -Compress"
+    )
+    assert json_of(
+        server, f"New-VHD -Path 'C:\\d\\fixed.vhd' -SizeBytes 1GB -Fixed | {fields}"
+    ) == {
+        "Path": "C:\\d\\fixed.vhd",
+        "VhdFormat": 2,
+        "VhdType": 2,
+        "Size": GiB,
+        "ParentPath": "",
+    }
+    child = json_of(server, f"New-VHD -Path '{DISK}' -ParentPath '{BASE}' -Differencing | {fields}")
+    assert child == {
+        "Path": DISK,
+        "VhdFormat": 3,
+        "VhdType": 4,
+        "Size": 2 * GiB,
+        "ParentPath": BASE,
+    }
+    assert (
+        json_of(server, f"Resize-VHD -Path '{DISK}' -SizeBytes 3GB -Passthru | {fields}")["Size"]
+        == 3 * GiB
+    )
+    assert json_of(server, f"Get-VHD -Path '{DISK}' | {fields}")["Size"] == 3 * GiB
+    assert (
+        json_of(server, f"New-VHD -Path 'C:\\d\\dyn.vhdx' -SizeBytes 1GB | {fields}")["VhdType"]
+        == 3
+    )
+
+    assert "The file exists" in error_of(server, f"New-VHD -Path '{DISK}' -SizeBytes 1GB")
+    assert "A .vhd file cannot be shrunk" in error_of(
+        server, "Resize-VHD -Path 'C:\\d\\fixed.vhd' -SizeBytes 512MB"
+    )
+    assert "smaller than the minimum size" in error_of(
+        server, f"Resize-VHD -Path '{DISK}' -SizeBytes 1GB"
+    )
+    missing = error_of(server, "Get-VHD -Path 'C:\\d\\nope.vhdx'")
+    assert missing.startswith(
+        "Get-VHD : 'C:\\d\\nope.vhdx' is not an existing virtual hard disk file."
+    )
+    assert "InvalidParameter,Microsoft.Vhd.PowerShell.Cmdlets.GetVHD" in missing
+    assert "MissingMandatoryParameter" in error_of(server, "New-VHD -Path 'C:\\d\\x.vhdx'")
+
+
+def test_hard_disk_drives_follow_the_generation_and_state_rules(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
+    gen1 = host.add_vm("gen1", state=VMState.Running, generation=1)
+    gen2 = host.add_vm("gen2", state=VMState.Running, generation=2)
+    for name in ("a", "b", "c"):
+        host.add_vhd(f"C:\\disks\\{name}.vhdx", GiB)
+
+    # A running generation 1 VM takes disks on SCSI only; generation 2 has no IDE at all.
+    refused = error_of(
+        server, "Get-VM gen1 | Add-VMHardDiskDrive -ControllerType IDE -Path 'C:\\disks\\a.vhdx'"
+    )
+    assert "InvalidState,Microsoft.HyperV.PowerShell.Commands.AddVMHardDiskDrive" in refused
+    assert "no IDE controller" in error_of(
+        server, "Get-VM gen2 | Add-VMHardDiskDrive -ControllerType IDE -Path 'C:\\disks\\a.vhdx'"
+    )
+    added = json_of(
+        server,
+        "Get-VM gen1 | Add-VMHardDiskDrive -ControllerType SCSI -ControllerNumber 0 "
+        "-ControllerLocation 3 -Path 'C:\\disks\\a.vhdx' -Passthru | Select-Object -Property "
+        "ControllerType,ControllerNumber,ControllerLocation,Path | ConvertTo-Json -Compress",
+    )
+    assert added == {
+        "ControllerType": 1,
+        "ControllerNumber": 0,
+        "ControllerLocation": 3,
+        "Path": "C:\\disks\\a.vhdx",
+    }
+    assert "is already in use" in error_of(
+        server,
+        "Get-VM gen1 | Add-VMHardDiskDrive -ControllerType SCSI -ControllerNumber 0 -ControllerLocation 3 -Path 'C:\\disks\\b.vhdx'",
+    )
+    assert "being used by another process" in error_of(
+        server, "Get-VM gen2 | Add-VMHardDiskDrive -ControllerType SCSI -Path 'C:\\disks\\a.vhdx'"
+    )
+    assert "cannot find the file specified" in error_of(
+        server,
+        "Get-VM gen2 | Add-VMHardDiskDrive -ControllerType SCSI -Path 'C:\\disks\\nope.vhdx'",
+    )
+    assert "unable to find a SCSI controller with number 1" in error_of(
+        server,
+        "Get-VM gen2 | Add-VMHardDiskDrive -ControllerType SCSI -ControllerNumber 1 -Path 'C:\\disks\\b.vhdx'",
+    )
+    assert "RemoveFileSystemItemIOError" in error_of(
+        server, "Remove-Item -Path 'C:\\disks\\a.vhdx'"
+    )
+
+    # Off, generation 1 takes IDE too; a paused VM takes nothing.
+    host.set_state(gen1, VMState.Off)
+    ps(
+        server,
+        "Get-VM gen1 | Add-VMHardDiskDrive -ControllerType IDE -ControllerNumber 0 -ControllerLocation 0 -Path 'C:\\disks\\b.vhdx'",
+    )
+    assert [d.slot for d in gen1.drives] == [
+        (ControllerType.SCSI, 0, 3),
+        (ControllerType.IDE, 0, 0),
+    ]
+    host.set_state(gen2, VMState.Paused)
+    assert "InvalidState" in error_of(
+        server, "Get-VM gen2 | Add-VMHardDiskDrive -ControllerType SCSI -Path 'C:\\disks\\c.vhdx'"
+    )
+
+    code, _, err = ps(
+        server,
+        "Get-VM gen1 | Get-VMHardDiskDrive -ControllerType SCSI | Remove-VMHardDiskDrive\n"
+        "Remove-Item -Path 'C:\\disks\\a.vhdx'",
+    )
+    assert code == 0, err
+    assert [d.path for d in gen1.drives] == ["C:\\disks\\b.vhdx"]
+    assert "C:\\disks\\a.vhdx" not in host.vhd_paths()
+    assert "PathNotFound,Microsoft.PowerShell.Commands.RemoveItemCommand" in error_of(
+        server, "Remove-Item -Path 'C:\\disks\\a.vhdx'"
+    )
+
+
+def test_online_resize_needs_a_vhdx_on_scsi(server: WinRMTestServer, host: HyperVHost) -> None:
+    vm = host.add_vm("vm", state=VMState.Off, generation=1)
+    host.add_vhd("C:\\disks\\ide.vhdx", GiB)
+    host.add_vhd("C:\\disks\\scsi.vhdx", GiB)
+    ps(
+        server,
+        "Get-VM vm | Add-VMHardDiskDrive -ControllerType IDE -ControllerNumber 0 -ControllerLocation 0 -Path 'C:\\disks\\ide.vhdx'",
+    )
+    ps(
+        server,
+        "Get-VM vm | Add-VMHardDiskDrive -ControllerType SCSI -ControllerNumber 0 -ControllerLocation 0 -Path 'C:\\disks\\scsi.vhdx'",
+    )
+    host.set_state(vm, VMState.Running)
+    assert "InvalidState,Microsoft.Vhd.PowerShell.Cmdlets.ResizeVHD" in error_of(
+        server, "Resize-VHD -Path 'C:\\disks\\ide.vhdx' -SizeBytes 2GB"
+    )
+    assert ps(server, "Resize-VHD -Path 'C:\\disks\\scsi.vhdx' -SizeBytes 2GB")[0] == 0
+    assert host.vhd("C:\\disks\\scsi.vhdx").size == 2 * GiB
+
+
+def test_network_adapters(server: WinRMTestServer, host: HyperVHost) -> None:
+    select = "Select-Object -Property Name,SwitchName,MacAddress,DynamicMacAddressEnabled | ConvertTo-Json -Compress"
+    assert json_of(
+        server, f"New-VM -Name g2 -Generation 2 -NoVHD | Get-VMNetworkAdapter | {select}"
+    ) == {
+        "Name": "Network Adapter",
+        "SwitchName": None,
+        "MacAddress": "000000000000",
+        "DynamicMacAddressEnabled": True,
+    }
+    added = json_of(
+        server,
+        "Get-VM g2 | Add-VMNetworkAdapter -SwitchName 'Default Switch' -Name 'port-1' "
+        f"-StaticMacAddress '02aabbccddee' -Passthru | {select}",
+    )
+    assert added == {
+        "Name": "port-1",
+        "SwitchName": "Default Switch",
+        "MacAddress": "02AABBCCDDEE",
+        "DynamicMacAddressEnabled": False,
+    }
+    assert 'unable to find a virtual switch with name "nope"' in error_of(
+        server, "Get-VM g2 | Add-VMNetworkAdapter -SwitchName 'nope' -Name 'port-2'"
+    )
+    assert "is not valid" in error_of(
+        server, "Get-VM g2 | Add-VMNetworkAdapter -Name x -StaticMacAddress '02:aa'"
+    )
+    ps(server, "Start-VM g2")
+    dynamic = json_of(
+        server, f"Get-VM g2 | Get-VMNetworkAdapter -Name 'Network Adapter' | {select}"
+    )
+    assert dynamic["MacAddress"].startswith("00155D") and dynamic["MacAddress"] != "000000000000"
+    # Generation 2 adds and removes adapters while running, generation 1 does not.
+    code, _, err = ps(
+        server, "Get-VM g2 | Get-VMNetworkAdapter -Name 'port-1' | Remove-VMNetworkAdapter"
+    )
+    assert code == 0, err
+    assert [a.name for a in host.vms()[0].adapters] == ["Network Adapter"]
+    host.add_vm("g1", state=VMState.Running, generation=1)
+    refused = error_of(server, "Get-VM g1 | Add-VMNetworkAdapter -Name 'port-3'")
+    assert (
+        "generation 2 only" in refused
+        and "InvalidState,Microsoft.HyperV.PowerShell.Commands.AddVMNetworkAdapter" in refused
+    )
+    assert "generation 2 only" in error_of(
+        server, "Remove-VMNetworkAdapter -VMName g1 -Name 'Network Adapter'"
+    )
+
+
+def test_switches_and_the_iscsi_initiator(tmp_path: Path) -> None:
+    host = HyperVHost(
+        "HV07",
+        switches=("external", "Default Switch"),
+        iscsi_initiator="iqn.1991-05.com.microsoft:hv07.example.com",
+    )
+    with WinRMTestServer(users={USER: PASSWORD}, hosts=[host]) as srv:
+        names = json_of(
+            srv, "Get-VMSwitch | Select-Object -Property Name | ConvertTo-Json -Compress"
+        )
+        assert names == [{"Name": "external"}, {"Name": "Default Switch"}]
+        assert json_of(
+            srv,
+            "Get-VMSwitch -Name 'ext*' | Select-Object -Property Name,SwitchType | ConvertTo-Json -Compress",
+        ) == {
+            "Name": "external",
+            "SwitchType": 1,
+        }
+        assert json_of(
+            srv,
+            "Get-InitiatorPort -ConnectionType iSCSI | Select-Object -Property NodeAddress,ConnectionType | ConvertTo-Json -Compress",
+        ) == {"NodeAddress": "iqn.1991-05.com.microsoft:hv07.example.com", "ConnectionType": 2}
+        assert "CmdletizationQuery_NotFound_ConnectionType,Get-InitiatorPort" in error_of(
+            srv, "Get-InitiatorPort -ConnectionType FibreChannel"
+        )

@@ -9,14 +9,26 @@ EMULATION.md next to this file.
 
 from __future__ import annotations
 
-from .hyperv import GiB, HyperVHost, MiB, VirtualMachine, VMState
+from .hyperv import (
+    ControllerType,
+    GiB,
+    HyperVHost,
+    MiB,
+    VhdFormat,
+    VhdType,
+    VirtualMachine,
+    VMState,
+)
 from .server import WinRMTestServer, make_self_signed_cert
 
 __all__ = [
+    "ControllerType",
     "GiB",
     "HyperVHost",
     "MiB",
     "VMState",
+    "VhdFormat",
+    "VhdType",
     "VirtualMachine",
     "WinRMTestServer",
     "make_self_signed_cert",

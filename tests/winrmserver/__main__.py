@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 
-from .hyperv import HyperVHost
+from .hyperv import GiB, HyperVHost
 from .server import WinRMTestServer, make_self_signed_cert
 
 __all__ = ["main"]
@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         "--host", action="append", default=[], help="emulated Hyper-V host name (repeatable)"
     )
     parser.add_argument(
+        "--vhd",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a 1 GiB .vhdx file every host has, e.g. an image or a volume (repeatable)",
+    )
+    parser.add_argument(
         "--allow-unencrypted", action="store_true", help="accept Basic/unsealed NTLM over HTTP"
     )
     parser.add_argument(
@@ -51,9 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     tls = tuple(args.tls) if args.tls else None
     if args.self_signed_tls and tls is None:
         tls = make_self_signed_cert(tempfile.mkdtemp(prefix="winrm-tls-"))
+    hosts = [HyperVHost(name) for name in args.host] or [HyperVHost()]
+    for host in hosts:
+        for path in args.vhd:
+            host.add_vhd(path, GiB)
     server = WinRMTestServer(
         users=dict(zip(args.user, args.password, strict=True)),
-        hosts=[HyperVHost(name) for name in args.host] or None,
+        hosts=hosts,
         tls=tls,
         bind=args.bind,
         port=args.port,

@@ -16,9 +16,11 @@ import uuid
 from typing import Any
 
 from .hyperv import (
+    HardDiskDrive,
     HyperVError,
     HyperVHost,
     MiB,
+    NetworkAdapter,
     VirtualMachine,
     VMState,
     has_wildcards,
@@ -29,9 +31,20 @@ from .psjson import convert_to_json
 from .psobjects import PSEnum, PSObject, custom_object, timespan, to_display_string
 from .psruntime import Invocation
 
-__all__ = ["CMDLETS", "VM_TYPE", "vm_view", "vmhost_view"]
+__all__ = [
+    "ADAPTER_TYPE",
+    "CMDLETS",
+    "DRIVE_TYPE",
+    "VM_TYPE",
+    "adapter_view",
+    "drive_view",
+    "vm_view",
+    "vmhost_view",
+]
 
 VM_TYPE = "Microsoft.HyperV.PowerShell.VirtualMachine"
+DRIVE_TYPE = "Microsoft.HyperV.PowerShell.HardDiskDrive"
+ADAPTER_TYPE = "Microsoft.HyperV.PowerShell.VMNetworkAdapter"
 _HV = "Microsoft.HyperV.PowerShell.Commands."
 _UTIL = "Microsoft.PowerShell.Commands."
 _NAME = ParamSpec(
@@ -40,38 +53,59 @@ _NAME = ParamSpec(
 _PASSTHRU = ParamSpec("Passthru", "switch")
 
 
+def drive_view(host: HyperVHost, vm: VirtualMachine, drive: HardDiskDrive) -> PSObject:
+    """``Get-VMHardDiskDrive``'s HardDiskDrive object (a documented subset of it)."""
+    bus = drive.controller_type
+    props: dict[str, Any] = {
+        "Path": drive.path,
+        "DiskNumber": None,
+        "MaximumIOPS": 0,
+        "MinimumIOPS": 0,
+        "QoSPolicyID": "00000000-0000-0000-0000-000000000000",
+        "SupportPersistentReservations": False,
+        "ControllerLocation": drive.controller_location,
+        "ControllerNumber": drive.controller_number,
+        "ControllerType": PSEnum("Microsoft.HyperV.PowerShell.ControllerType", bus.name, int(bus)),
+        "Name": "Hard Drive on "
+        f"{bus.name} controller number {drive.controller_number} at location "
+        f"{drive.controller_location}",
+        "PoolName": "Primordial",
+        "Id": f"Microsoft:{str(vm.id).upper()}\\{int(bus)}\\{drive.controller_number}"
+        f"\\{drive.controller_location}\\D",
+        "VMId": vm.id,
+        "VMName": vm.name,
+        "VMSnapshotId": "00000000-0000-0000-0000-000000000000",
+        "VMSnapshotName": "",
+        "ComputerName": host.name,
+        "IsDeleted": False,
+    }
+    return PSObject(DRIVE_TYPE, props, ref=(vm.id, drive.slot))
+
+
+def adapter_view(host: HyperVHost, vm: VirtualMachine, adapter: NetworkAdapter) -> PSObject:
+    """``Get-VMNetworkAdapter``'s VMNetworkAdapter object (a documented subset of it)."""
+    props: dict[str, Any] = {
+        "Name": adapter.name,
+        "Id": f"Microsoft:{str(vm.id).upper()}\\{str(adapter.id).upper()}",
+        "IsLegacy": False,
+        "IsManagementOs": False,
+        "SwitchName": adapter.switch_name,
+        "MacAddress": adapter.mac_address,
+        "DynamicMacAddressEnabled": adapter.static_mac is None,
+        "Connected": adapter.switch_name is not None,
+        "Status": [],
+        "IPAddresses": [],
+        "VMName": vm.name,
+        "VMId": vm.id,
+        "ComputerName": host.name,
+        "IsDeleted": False,
+    }
+    return PSObject(ADAPTER_TYPE, props, ref=(vm.id, adapter.id))
+
+
 def vm_view(host: HyperVHost, vm: VirtualMachine) -> PSObject:
     """A snapshot of ``Get-VM``'s VirtualMachine object (a documented subset of it)."""
     running = vm.state not in (VMState.Off, VMState.Saved)
-    adapter = PSObject(
-        "Microsoft.HyperV.PowerShell.VMNetworkAdapter",
-        {
-            "Name": "Network Adapter",
-            "IsLegacy": False,
-            "SwitchName": vm.switch_name,
-            "MacAddress": "000000000000" if not running else "00155D" + vm.id.hex[:6].upper(),
-            "Connected": vm.switch_name is not None,
-            "VMName": vm.name,
-            "VMId": vm.id,
-            "IPAddresses": [],
-            "ComputerName": host.name,
-        },
-    )
-    drives = [
-        PSObject(
-            "Microsoft.HyperV.PowerShell.HardDiskDrive",
-            {
-                "Path": path,
-                "ControllerNumber": 0,
-                "ControllerLocation": i,
-                "Name": f"Hard Drive on SCSI controller number 0 at location {i}",
-                "VMName": vm.name,
-                "VMId": vm.id,
-                "ComputerName": host.name,
-            },
-        )
-        for i, path in enumerate(vm.hard_drives)
-    ]
     props: dict[str, Any] = {
         "ConfigurationLocation": vm.path,
         "SmartPagingFileInUse": False,
@@ -86,8 +120,8 @@ def vm_view(host: HyperVHost, vm: VirtualMachine) -> PSObject:
         "Version": vm.version,
         "Notes": vm.notes,
         "State": PSEnum("Microsoft.HyperV.PowerShell.VMState", vm.state.name, int(vm.state)),
-        "NetworkAdapters": [adapter],
-        "HardDrives": drives,
+        "NetworkAdapters": [adapter_view(host, vm, a) for a in vm.adapters],
+        "HardDrives": [drive_view(host, vm, d) for d in vm.drives],
         "DVDDrives": [],
         "DynamicMemoryEnabled": False,
         "MemoryMaximum": 1024 * 1024 * MiB,
@@ -257,23 +291,14 @@ def _new_vm(inv: Invocation, inputs: list[Any], has_input: bool) -> list[Any]:
                 "ParameterBindingException",
             )
         )
-    switch = b.get("SwitchName")
-    if switch is not None and not any(wildcard_match(s, switch) for s in inv.host.switches):
-        raise HyperVError(
-            f'Hyper-V was unable to find a virtual switch with name "{switch}".',
-            "InvalidParameter",
-            "InvalidArgument",
-            switch,
-            "String",
-        )
-    drives = [b["NewVHDPath"]] if "NewVHDPath" in b else ([b["VHDPath"]] if "VHDPath" in b else [])
     vm = inv.host.new_vm(
         b.get("Name", "New Virtual Machine"),
         memory_startup=b.get("MemoryStartupBytes", 512 * MiB),
         generation=b.get("Generation", 1),
         path=b.get("Path"),
-        switch_name=switch,
-        hard_drives=drives,
+        switch_name=b.get("SwitchName"),
+        new_vhd=(b["NewVHDPath"], b["NewVHDSizeBytes"]) if "NewVHDPath" in b else None,
+        vhd_path=b.get("VHDPath"),
     )
     return [vm_view(inv.host, vm)]
 

@@ -10,111 +10,40 @@ that something works).
 from __future__ import annotations
 
 import datetime as _dt
-import enum
-import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
+from .hvbase import GiB, HyperVError, MiB, VMState, has_wildcards, invalid_state, wildcard_match
+from .hvdevices import (
+    ControllerType,
+    DeviceRules,
+    HardDiskDrive,
+    NetworkAdapter,
+    VhdFormat,
+    VhdType,
+    VirtualHardDisk,
+)
+
 __all__ = [
+    "ControllerType",
     "GiB",
+    "HardDiskDrive",
     "HyperVError",
     "HyperVHost",
     "MiB",
+    "NetworkAdapter",
     "VMState",
+    "VhdFormat",
+    "VhdType",
+    "VirtualHardDisk",
     "VirtualMachine",
     "has_wildcards",
     "wildcard_match",
 ]
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-
-_INVALID_STATE = (
-    "The operation cannot be performed while the virtual machine is in its current state."
-)
 _ALREADY = "The virtual machine is already in the specified state."
-
-
-class VMState(enum.IntEnum):
-    """``Microsoft.HyperV.PowerShell.VMState`` as ConvertTo-Json prints it (numbers)."""
-
-    Other = 1
-    Running = 2
-    Off = 3
-    Stopping = 4
-    Saved = 6
-    Paused = 9
-    Starting = 10
-    Reset = 11
-    Saving = 32773
-    Pausing = 32776
-    Resuming = 32777
-    FastSaved = 32779
-
-
-class HyperVError(Exception):
-    """A failure the way a Hyper-V cmdlet reports it.
-
-    :param error_id: the first half of FullyQualifiedErrorId (``InvalidParameter``);
-        the cmdlet's class name is appended by the caller.
-    :param category: the ErrorCategory name shown in CategoryInfo.
-    :param target: the target object shown in CategoryInfo, with its type name.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        error_id: str,
-        category: str,
-        target: str = "",
-        target_type: str = "",
-        reason: str = "VirtualizationException",
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_id = error_id
-        self.category = category
-        self.target = target
-        self.target_type = target_type
-        self.reason = reason
-
-
-def wildcard_match(pattern: str, text: str) -> bool:
-    """PowerShell ``WildcardPattern`` semantics: ``* ? [a-z]``, backtick escapes, no case."""
-    return bool(_wildcard_regex(pattern).fullmatch(text))
-
-
-def has_wildcards(pattern: str) -> bool:
-    return any(c in "*?[" for c in pattern.replace("`*", "").replace("`?", "").replace("`[", ""))
-
-
-def _wildcard_regex(pattern: str) -> re.Pattern[str]:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "`" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\").replace("^", "\\^")
-                out.append(f"[{body}]")
-                i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
 
 
 @dataclass
@@ -130,8 +59,12 @@ class VirtualMachine:
     path: str = "C:\\ProgramData\\Microsoft\\Windows\\Hyper-V"
     state: VMState = VMState.Off
     version: str = "9.0"
-    switch_name: str | None = None
-    hard_drives: list[str] = field(default_factory=list)
+    #: Hard disk drives, and SCSI controllers to hold them (New-VM makes one in
+    #: both generations; generation 1 also has two IDE controllers).
+    drives: list[HardDiskDrive] = field(default_factory=list)
+    scsi_controllers: int = 1
+    #: New-VM gives every VM one adapter, "Network Adapter", connected to -SwitchName if given.
+    adapters: list[NetworkAdapter] = field(default_factory=lambda: [NetworkAdapter()])
     creation_time: _dt.datetime = field(
         default_factory=lambda: _dt.datetime.now(_dt.UTC).replace(microsecond=0)
     )
@@ -153,8 +86,8 @@ class VirtualMachine:
         self._running_since = None
 
 
-class HyperVHost:
-    """The VMs of one Hyper-V host plus its capacity, guarded by one lock.
+class HyperVHost(DeviceRules):
+    """The VMs of one Hyper-V host, its VHD files, switches and capacity, guarded by one lock.
 
     Every public method is safe to call from test code while the server runs.
     """
@@ -169,6 +102,7 @@ class HyperVHost:
         virtual_machine_path: str = "C:\\ProgramData\\Microsoft\\Windows\\Hyper-V",
         virtual_hard_disk_path: str = "C:\\Users\\Public\\Documents\\Hyper-V\\Virtual Hard Disks",
         switches: tuple[str, ...] = ("Default Switch",),
+        iscsi_initiator: str | None = None,
     ) -> None:
         self.name = name
         self.logical_processor_count = logical_processor_count
@@ -177,6 +111,10 @@ class HyperVHost:
         self.virtual_machine_path = virtual_machine_path
         self.virtual_hard_disk_path = virtual_hard_disk_path
         self.switches = switches
+        #: The Microsoft iSCSI initiator's node name: by default made from the computer name.
+        self.iscsi_initiator = iscsi_initiator or f"iqn.1991-05.com.microsoft:{name.lower()}"
+        self.disks: dict[str, VirtualHardDisk] = {}
+        self._mac_counter = 0
         self.lock = threading.RLock()
         self._vms: dict[uuid.UUID, VirtualMachine] = {}
         self._failures: dict[str, list[str]] = {}
@@ -248,21 +186,32 @@ class HyperVHost:
         generation: int,
         path: str | None,
         switch_name: str | None,
-        hard_drives: list[str],
+        new_vhd: tuple[str, int] | None = None,
+        vhd_path: str | None = None,
     ) -> VirtualMachine:
+        """New-VM: with a new VHDX (``new_vhd``: path, size) or an existing VHD as its boot
+        disk, on IDE 0:0 in generation 1 and SCSI 0:0 in generation 2."""
         with self.lock:
             self._check_injected("New-VM", None)
             _check_memory(name, memory_startup)
+            if switch_name is not None:
+                switch_name = self.check_switch(switch_name)
+            if vhd_path is not None:
+                self.get_vhd(vhd_path)
             vm = VirtualMachine(
                 name=name,
                 generation=generation,
                 memory_startup=memory_startup,
                 path=path or self.virtual_machine_path,
                 version=self.vm_version,
-                switch_name=switch_name,
-                hard_drives=list(hard_drives),
+                adapters=[NetworkAdapter(switch_name=switch_name)],
             )
+            if new_vhd is not None:
+                vhd_path = self.new_vhd(new_vhd[0], new_vhd[1], VhdType.Dynamic, None).path
             self._vms[vm.id] = vm
+            if vhd_path is not None:
+                bus = ControllerType.IDE if generation == 1 else ControllerType.SCSI
+                vm.drives.append(HardDiskDrive(bus, 0, 0, vhd_path))
             return vm
 
     def start(self, vm: VirtualMachine) -> list[str]:
@@ -271,7 +220,7 @@ class HyperVHost:
             if vm.state == VMState.Running:
                 return [_ALREADY]
             if vm.state not in (VMState.Off, VMState.Saved):
-                raise _invalid_state(vm)
+                raise invalid_state()
             in_use = sum(
                 v.memory_startup
                 for v in self._vms.values()
@@ -286,6 +235,7 @@ class HyperVHost:
                     "NotSpecified",
                 )
             vm._power_on()
+            self.assign_dynamic_macs(vm.adapters)
             return []
 
     def stop(self, vm: VirtualMachine, *, turn_off: bool, save: bool) -> list[str]:
@@ -300,7 +250,7 @@ class HyperVHost:
             ):
                 vm._power_off(VMState.Off)
                 return []
-            raise _invalid_state(vm)
+            raise invalid_state()
 
     def suspend(self, vm: VirtualMachine) -> list[str]:
         with self.lock:
@@ -308,7 +258,7 @@ class HyperVHost:
             if vm.state == VMState.Paused:
                 return [_ALREADY]
             if vm.state != VMState.Running:
-                raise _invalid_state(vm)
+                raise invalid_state()
             vm.state = VMState.Paused
             return []
 
@@ -318,7 +268,7 @@ class HyperVHost:
             if vm.state == VMState.Running:
                 return [_ALREADY]
             if vm.state != VMState.Paused:
-                raise _invalid_state(vm)
+                raise invalid_state()
             vm.state = VMState.Running
             return []
 
@@ -329,7 +279,7 @@ class HyperVHost:
             if vm.state == VMState.Saved:
                 return [_ALREADY]
             if vm.state not in (VMState.Running, VMState.Paused):
-                raise _invalid_state(vm)
+                raise invalid_state()
             vm._power_off(VMState.Saved)
             return []
 
@@ -337,7 +287,7 @@ class HyperVHost:
         with self.lock:
             self._check_injected("Restart-VM", vm)
             if vm.state != VMState.Running:
-                raise _invalid_state(vm)
+                raise invalid_state()
             vm._power_on()
             return []
 
@@ -345,7 +295,7 @@ class HyperVHost:
         with self.lock:
             self._check_injected("Remove-VM", vm)
             if vm.state not in (VMState.Off, VMState.Saved):
-                raise _invalid_state(vm)
+                raise invalid_state()
             del self._vms[vm.id]
             return []
 
@@ -363,7 +313,7 @@ class HyperVHost:
             if (
                 processor_count is not None or memory_startup is not None
             ) and vm.state != VMState.Off:
-                raise _invalid_state(vm)
+                raise invalid_state()
             if processor_count is not None:
                 if processor_count < 1 or processor_count > self.logical_processor_count:
                     raise HyperVError(
@@ -399,7 +349,3 @@ def _check_memory(name: str, memory: int) -> None:
             "InvalidParameter",
             "InvalidArgument",
         )
-
-
-def _invalid_state(vm: VirtualMachine) -> HyperVError:
-    return HyperVError(_INVALID_STATE, "InvalidState", "InvalidOperation")

@@ -13,6 +13,7 @@ import binascii
 from dataclasses import dataclass
 
 from .cmdlets import CMDLETS
+from .devcmdlets import DEVICE_CMDLETS
 from .hyperv import HyperVHost
 from .psruntime import Runtime, ScriptResult
 
@@ -67,7 +68,10 @@ def run_command_line(
     if isinstance(script, ScriptResult):
         return script
     runtime = Runtime(
-        host, CMDLETS, console_width=options.console_width, module_progress=options.module_progress
+        host,
+        {**CMDLETS, **DEVICE_CMDLETS},
+        console_width=options.console_width,
+        module_progress=options.module_progress,
     )
     return runtime.run(script)
 

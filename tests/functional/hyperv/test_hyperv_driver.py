@@ -58,12 +58,14 @@ def test_spawn_creates_and_starts_a_vm_labelled_with_the_uuid(
         "vcpus": 2,
         "memory_mb": 512,
         "disk_gb": 7,
+        "block_devices": [],
+        "network_interfaces": [],
     }
     assert outcome(lambda: info) == expected
     assert outcome(lambda: driver.get_info(HOST, spec.uuid)) == expected
     [vm] = server.host(HOST).vms()
     assert (vm.name, vm.state, vm.processor_count) == ("web-1", VMState.Running, 2)
-    assert (vm.memory_startup, vm.generation, vm.hard_drives) == (512 * MiB, 2, [])
+    assert (vm.memory_startup, vm.generation, vm.drives) == (512 * MiB, 2, [])
     assert vm.notes == encode_notes(spec) and spec.uuid in vm.notes
     assert server.host(OTHER_HOST).vms() == []
     assert server.open_shells() == 0
@@ -317,6 +319,8 @@ def test_hostile_instance_names_stay_literal_names(
         "Select-Object",
         "ConvertTo-Json",
         "Get-VMHost",
+        "Get-VMNetworkAdapter",
+        "Remove-VMNetworkAdapter",
     }
 
 

@@ -16,18 +16,21 @@ from typing import Any
 import pytest
 
 from computed import exception
-from computed.objects import InstanceSpec
+from computed.objects import BlockDevice, InstanceSpec, NetworkInterface, VolumeConnection
 from tests.functional import _drivers
 
 from .conftest import PASSWORD, USER
 
 pytestmark = [pytest.mark.hyperv, pytest.mark.functional]
 
+#: A volume every emulated host has.
+VOLUME = "D:\\volumes\\vol-1.vhdx"
+
 
 @pytest.fixture
 def winrm_server() -> Iterator[str]:
     """``python -m tests.winrmserver`` serving host HV01; yields its URL."""
-    args = ["--user", USER, "--password", PASSWORD, "--host", "HV01"]
+    args = ["--user", USER, "--password", PASSWORD, "--host", "HV01", "--vhd", VOLUME]
     with _drivers.server_process("tests.winrmserver", *args) as line:
         if not line.startswith("http"):
             raise RuntimeError(f"the WinRM test server did not start: {line!r}")
@@ -64,4 +67,53 @@ def test_worker_serves_a_hyperv_host(deployment: Any, winrm_server: str) -> None
         api.get_info(None, "HV01", uuid)
     assert missing.value.kwargs == {"uuid": uuid, "host": "HV01"}
     assert time.monotonic() - started < 60
+    assert PASSWORD not in deployment.workers[0].log()
+
+
+def test_worker_attaches_devices_over_the_bus(deployment: Any, winrm_server: str) -> None:
+    _drivers.start_worker(
+        deployment,
+        "hyperv",
+        ["HV01"],
+        host_urls={"HV01": winrm_server},
+        username=USER,
+        password=PASSWORD,
+    )
+    api = deployment.api()
+    uuid = str(uuidlib.uuid4())
+    port = NetworkInterface(
+        port_id="port-1", mac_address="02:00:00:00:00:01", network="Default Switch"
+    )
+    spec = InstanceSpec(
+        uuid=uuid,
+        name="devices",
+        vcpus=1,
+        memory_mb=256,
+        block_devices=[BlockDevice(kind="blank", size_gb=1, device_name="vdb")],
+        network_interfaces=[port],
+    )
+    info = api.spawn(None, "HV01", spec)
+    assert [(d.kind, d.device_name) for d in info.block_devices] == [("blank", "vdb")]
+    assert [i.port_id for i in info.network_interfaces] == ["port-1"]
+
+    connector = api.get_volume_connector(None, "HV01")
+    assert connector.initiator == "iqn.1991-05.com.microsoft:hv01"
+    connection = VolumeConnection(
+        volume_id="vol-1", driver_volume_type="file", data={"device_path": VOLUME}
+    )
+    info = api.attach_volume(None, "HV01", uuid, connection, "vdc")
+    assert info.volume("vol-1").device_name == "vdc"
+    assert api.extend_volume(None, "HV01", uuid, "vol-1", 2).volume("vol-1").size_gb == 2
+    with pytest.raises(exception.DeviceNotFound):
+        api.extend_volume(None, "HV01", uuid, "vol-9", 2)
+    iscsi = VolumeConnection(volume_id="vol-2", driver_volume_type="iscsi", data={})
+    with pytest.raises(exception.UnsupportedOperation):
+        api.attach_volume(None, "HV01", uuid, iscsi)
+    assert api.detach_volume(None, "HV01", uuid, "vol-1").volume("vol-1") is None
+    second = NetworkInterface(
+        port_id="port-2", mac_address="02:00:00:00:00:02", network="Default Switch"
+    )
+    assert len(api.attach_interface(None, "HV01", uuid, second).network_interfaces) == 2
+    assert api.detach_interface(None, "HV01", uuid, "port-1").interface("port-1") is None
+    api.destroy(None, "HV01", uuid)
     assert PASSWORD not in deployment.workers[0].log()
