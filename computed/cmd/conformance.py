@@ -8,8 +8,12 @@
 
 The workers serving the hosts must be running; the suite reaches them
 through the broker and registry named in the config file, as a scheduler
-would. ``--record`` stores the outcome in the registry, where it sets the
-tier of that driver version (``computedctl tiers``). Exit status: 0 when
+would; ``[conformance] network`` and ``volume_path`` name what the device
+checks need on the hosts. The summary rates each operation group
+(lifecycle, host, console, volumes, interfaces) on its own: conformant,
+partial, untested or not claimed. ``--record`` stores the outcome in the
+registry, where it sets the tier of that driver version (``computedctl
+tiers``): conformant when no check failed, partial otherwise. Exit status: 0 when
 every check passed or was skipped, 1 when a check failed, 2 for a usage or
 configuration problem, 3 when the hosts cannot be reached at all.
 """
@@ -77,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             checks=checks,
             notification_timeout=args.notification_timeout,
             progress=lambda result: print(report.progress_line(result), flush=True),
+            network=conf.conformance.network,
+            volume_path=conf.conformance.volume_path,
         )
     except exception.ComputedError as exc:
         return _fail(str(exc), 3)

@@ -1,4 +1,4 @@
-"""Options deciding which drivers may serve hosts (group ``[conformance]``)."""
+"""Options on which drivers may serve hosts, and what the suite needs of one (``[conformance]``)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ from oslo_config import cfg
 
 from computed.conf import _group
 
-__all__ = ["register_opts", "list_opts", "TIERS"]
+__all__ = ["register_opts", "list_opts", "TIERS", "DEFAULT_NETWORK", "DEFAULT_VOLUME_PATH"]
 
 #: Support tiers, weakest first.
 TIERS = ("untested", "partial", "conformant")
+
+#: A network every fake host offers (``[fake] networks``).
+DEFAULT_NETWORK = "public"
+#: The fake driver opens no file; a real host needs one it can attach.
+DEFAULT_VOLUME_PATH = "/var/lib/computed/conformance-volume.img"
 
 conformance_group = cfg.OptGroup("conformance", title="Conformance and support tiers")
 
@@ -25,6 +30,21 @@ conformance_opts: list[cfg.Opt] = [
         help="The weakest support tier a driver version may have for the client to send "
         "work to its workers. Tiers come from conformance runs recorded in the registry "
         "(computed-conformance --record); 'computedctl tiers' shows them.",
+    ),
+    cfg.StrOpt(
+        "network",
+        default=DEFAULT_NETWORK,
+        help="For computed-conformance: the name of a network (bridge, XenAPI network, "
+        "Hyper-V virtual switch) that exists on the hosts under test, into which the "
+        "interface checks plug their interfaces. The default is one of the fake driver's "
+        "networks ([fake] networks).",
+    ),
+    cfg.StrOpt(
+        "volume_path",
+        default=DEFAULT_VOLUME_PATH,
+        help="For computed-conformance: the path, on the hosts under test, of a file or block "
+        "device that the checks attach as a volume of type 'file' (connection data "
+        "'device_path'). It is attached, never written. The fake driver does not open it.",
     ),
 ]
 

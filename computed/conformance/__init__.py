@@ -18,6 +18,6 @@ suite then checks that the operation is refused with UnsupportedOperation.
 from __future__ import annotations
 
 from computed.conformance.checks import CHECKS, Check
-from computed.conformance.runner import CheckResult, SuiteResult, run_suite
+from computed.conformance.runner import CheckResult, GroupResult, SuiteResult, run_suite
 
-__all__ = ["CHECKS", "Check", "CheckResult", "SuiteResult", "run_suite"]
+__all__ = ["CHECKS", "Check", "CheckResult", "GroupResult", "SuiteResult", "run_suite"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import random
 import uuid as uuidlib
 from collections.abc import Iterator
 from typing import Any
@@ -10,8 +12,17 @@ from typing import Any
 from oslo_context import context
 
 from computed import exception
-from computed.objects import HostCapabilities, InstanceInfo, InstanceSpec, PowerState
+from computed.conf.conformance import DEFAULT_NETWORK, DEFAULT_VOLUME_PATH
+from computed.objects import (
+    HostCapabilities,
+    InstanceInfo,
+    InstanceSpec,
+    NetworkInterface,
+    PowerState,
+    VolumeConnection,
+)
 from computed.testing.notifications import NotificationCollector
+from drivers import base
 from rpcapi import ComputeAPI
 
 __all__ = ["CheckFailed", "CheckSkipped", "SuiteContext", "REACH"]
@@ -39,7 +50,13 @@ def expect(condition: bool, message: str) -> None:
 
 
 class SuiteContext:
-    """Shared by every check of one run."""
+    """Shared by every check of one run.
+
+    :param network: a network of the hosts under test, for interfaces
+        (``[conformance] network``).
+    :param volume_path: a file on the hosts under test to attach as a
+        ``file`` volume (``[conformance] volume_path``).
+    """
 
     def __init__(
         self,
@@ -48,6 +65,8 @@ class SuiteContext:
         capabilities: HostCapabilities,
         notifications: NotificationCollector | None,
         notification_timeout: float,
+        network: str = DEFAULT_NETWORK,
+        volume_path: str = DEFAULT_VOLUME_PATH,
     ) -> None:
         self.api = api
         self.hosts = hosts
@@ -55,12 +74,19 @@ class SuiteContext:
         self.capabilities = capabilities
         self.notifications = notifications
         self.notification_timeout = notification_timeout
+        self.network = network
+        self.volume_path = volume_path
+        # Locally administered unicast MAC addresses (nova's fa:16:3e prefix),
+        # one per interface of the run, from a random start so that runs differ.
+        self._macs = itertools.count(random.randrange(1 << 23))
 
     def supports(self, operation: str) -> bool:
-        """Whether the driver declares ``operation`` (``reboot.soft`` names a feature)."""
-        if operation.startswith("reboot."):
+        """Whether the driver declares ``operation``; a feature (``reboot.soft``,
+        ``spawn.volumes``) needs its operation too."""
+        if operation in base.FEATURES:
             return (
-                "reboot" in self.capabilities.operations and operation in self.capabilities.features
+                operation.split(".", 1)[0] in self.capabilities.operations
+                and operation in self.capabilities.features
             )
         return operation in self.capabilities.operations
 
@@ -79,6 +105,33 @@ class SuiteContext:
         values = {"uuid": str(uuidlib.uuid4()), "vcpus": 1, "memory_mb": 64, "disk_gb": 1, **fields}
         return InstanceSpec(name=f"conformance-{label}", **values)
 
+    def volume(self, transport: str = "iscsi", size_gb: int | None = None) -> VolumeConnection:
+        """A new volume's connection info: ``iscsi`` or ``file`` (at :attr:`volume_path`)."""
+        volume_id = str(uuidlib.uuid4())
+        if transport == "file":
+            data: dict[str, Any] = {"device_path": self.volume_path}
+        else:
+            data = {
+                "target_iqn": f"iqn.2010-10.org.computed:conformance-{volume_id[:8]}",
+                "target_portal": "127.0.0.1:3260",
+                "target_lun": 1,
+                "target_discovered": False,
+            }
+        if size_gb is not None:
+            data["size_gb"] = size_gb
+        return VolumeConnection(volume_id=volume_id, driver_volume_type=transport, data=data)
+
+    def vif(self, network: str | None = None, mac_address: str | None = None) -> NetworkInterface:
+        """A new port on ``network`` (:attr:`network` by default), with a MAC address of its own."""
+        if mac_address is None:
+            value = next(self._macs) % (1 << 24)
+            mac_address = "fa:16:3e:" + ":".join(f"{b:02x}" for b in value.to_bytes(3, "big"))
+        return NetworkInterface(
+            port_id=str(uuidlib.uuid4()),
+            mac_address=mac_address,
+            network=network or self.network,
+        )
+
     def act(
         self, operation: str, uuid: str, host: str | None = None, **kwargs: Any
     ) -> InstanceInfo:
@@ -90,13 +143,18 @@ class SuiteContext:
 
     @contextlib.contextmanager
     def instance(
-        self, label: str, state: str = PowerState.RUNNING, host: str | None = None
+        self,
+        label: str,
+        state: str = PowerState.RUNNING,
+        host: str | None = None,
+        **fields: Any,
     ) -> Iterator[InstanceInfo]:
-        """Spawn an instance, bring it to ``state``, and destroy it afterwards."""
+        """Spawn an instance (``fields`` for its spec), bring it to ``state``, and
+        destroy it afterwards."""
         host = host or self.host
         step = REACH[state]
         self.require("spawn", "destroy", *([step] if step else []))
-        spec = self.spec(label)
+        spec = self.spec(label, **fields)
         info = self.api.spawn(None, host, spec)
         assert info is not None
         try:

@@ -2,7 +2,9 @@
 
 Ids name what is checked, not how: ``transition.pause.from_stopped`` keeps
 its meaning whatever the suite's code becomes, so CI history and the
-registry can compare runs across releases.
+registry can compare runs across releases. Each check counts in the result
+of one operation group (:data:`drivers.base.OPERATION_GROUPS`); the checks
+of devices (contract 1.2) are in :mod:`computed.conformance._devices`.
 """
 
 from __future__ import annotations
@@ -10,40 +12,24 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from computed import exception
+from computed.conformance._check import Check, group_of, registrar
 from computed.conformance._context import CheckFailed, CheckSkipped, SuiteContext, expect
+from computed.conformance._devices import DEVICE_CHECKS
 from computed.objects import PowerState
 from drivers import base
 
 __all__ = ["CHECKS", "Check"]
 
-
-@dataclass(frozen=True)
-class Check:
-    id: str
-    purpose: str
-    run: Callable[[SuiteContext], None]
-
-
 CHECKS: list[Check] = []
-
-
-def check(
-    check_id: str, purpose: str
-) -> Callable[[Callable[[SuiteContext], None]], Callable[[SuiteContext], None]]:
-    def register(func: Callable[[SuiteContext], None]) -> Callable[[SuiteContext], None]:
-        CHECKS.append(Check(check_id, purpose, func))
-        return func
-
-    return register
+check = registrar(CHECKS)
 
 
 # Host -----------------------------------------------------------------------
 
 
-@check("host.ping", "ping answers for every host with its worker, driver and RPC version")
+@check("host.ping", "ping answers for every host with its worker, driver and RPC version", "host")
 def _ping(ctx: SuiteContext) -> None:
     for host in ctx.hosts:
         pong = ctx.api.ping(None, host)
@@ -52,14 +38,17 @@ def _ping(ctx: SuiteContext) -> None:
         expect(bool(pong.worker_id) and bool(pong.rpc_version), "ping lacks worker id or version")
 
 
-@check("host.capabilities", "capabilities name the driver and only known operations and features")
+@check(
+    "host.capabilities",
+    "capabilities name the driver and only known operations and features",
+    "host",
+)
 def _capabilities(ctx: SuiteContext) -> None:
     caps = ctx.capabilities
     unknown = set(caps.operations) - set(base.ALL_OPERATIONS)
     expect(not unknown, f"unknown operations declared: {sorted(unknown)}")
-    expect(
-        set(caps.features) <= {"reboot.soft", "reboot.hard"}, f"unknown features: {caps.features}"
-    )
+    unknown = set(caps.features) - base.FEATURES
+    expect(not unknown, f"unknown features declared: {sorted(unknown)}")
     expect(
         {"ping", "get_capabilities"} <= set(caps.operations),
         "ping and get_capabilities are mandatory",
@@ -70,7 +59,11 @@ def _capabilities(ctx: SuiteContext) -> None:
     )
 
 
-@check("host.resources", "host resources are whole, non-negative figures with a hypervisor type")
+@check(
+    "host.resources",
+    "host resources are whole, non-negative figures with a hypervisor type",
+    "host",
+)
 def _resources(ctx: SuiteContext) -> None:
     ctx.require("get_host_resources")
     res = ctx.api.get_host_resources(None, ctx.host)
@@ -89,7 +82,11 @@ def _resources(ctx: SuiteContext) -> None:
     expect(res.host == ctx.host, f"resources are for {res.host}, not {ctx.host}")
 
 
-@check("host.resources_match_instances", "the instance count in resources equals list_instances")
+@check(
+    "host.resources_match_instances",
+    "the instance count in resources equals list_instances",
+    "host",
+)
 def _resources_match(ctx: SuiteContext) -> None:
     ctx.require("get_host_resources", "list_instances")
     with ctx.instance("count"):
@@ -103,6 +100,7 @@ def _resources_match(ctx: SuiteContext) -> None:
 @check(
     "host.resources_track_instances",
     "a spawn adds its vCPUs and memory to the host's use; destroy returns them",
+    "host",
 )
 def _resources_track(ctx: SuiteContext) -> None:
     ctx.require("get_host_resources", "spawn", "destroy")
@@ -228,7 +226,9 @@ def _list(ctx: SuiteContext) -> None:
 
 
 @check(
-    "console_output.call", "get_console_output returns text, tail_lines keeps only the last lines"
+    "console_output.call",
+    "get_console_output returns text, tail_lines keeps only the last lines",
+    "console",
 )
 def _console(ctx: SuiteContext) -> None:
     ctx.require("get_console_output")
@@ -322,12 +322,19 @@ def _unsupported_check(operation: str) -> Check:
         if ctx.supports(operation):
             raise CheckSkipped(f"the driver declares {operation} supported; other checks cover it")
         uuid = str(uuidlib.uuid4())
+        api, host = ctx.api, ctx.host
         calls: dict[str, Callable[[], object]] = {
-            "reboot.soft": lambda: ctx.api.reboot(None, ctx.host, uuid, "soft"),
-            "reboot.hard": lambda: ctx.api.reboot(None, ctx.host, uuid, "hard"),
-            "spawn": lambda: ctx.api.spawn(None, ctx.host, ctx.spec("unsupported")),
-            "list_instances": lambda: ctx.api.list_instances(None, ctx.host),
-            "get_host_resources": lambda: ctx.api.get_host_resources(None, ctx.host),
+            "reboot.soft": lambda: api.reboot(None, host, uuid, "soft"),
+            "reboot.hard": lambda: api.reboot(None, host, uuid, "hard"),
+            "spawn": lambda: api.spawn(None, host, ctx.spec("unsupported")),
+            "list_instances": lambda: api.list_instances(None, host),
+            "get_host_resources": lambda: api.get_host_resources(None, host),
+            "get_volume_connector": lambda: api.get_volume_connector(None, host),
+            "attach_volume": lambda: api.attach_volume(None, host, uuid, ctx.volume()),
+            "detach_volume": lambda: api.detach_volume(None, host, uuid, "unsupported"),
+            "extend_volume": lambda: api.extend_volume(None, host, uuid, "unsupported", 2),
+            "attach_interface": lambda: api.attach_interface(None, host, uuid, ctx.vif()),
+            "detach_interface": lambda: api.detach_interface(None, host, uuid, "unsupported"),
         }
 
         def by_uuid() -> object:
@@ -347,6 +354,7 @@ def _unsupported_check(operation: str) -> Check:
         f"unsupported.{operation}",
         f"{operation}, when declared unsupported, is refused with UnsupportedOperation",
         run,
+        group_of(operation),
     )
 
 
@@ -472,3 +480,8 @@ def _concurrent_same(ctx: SuiteContext) -> None:
         expect(all(r.power_state == PowerState.RUNNING for r in results), "a racing reboot failed")
         state = ctx.api.get_info(None, ctx.host, info.uuid).power_state
         expect(state == PowerState.RUNNING, f"after racing reboots the instance is {state}")
+
+
+# Devices (contract 1.2) -------------------------------------------------------------
+
+CHECKS.extend(DEVICE_CHECKS)

@@ -6,9 +6,9 @@ import json
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
-from computed.conformance.runner import FAIL, PASS, SKIP, CheckResult, SuiteResult
+from computed.conformance.runner import FAIL, PASS, SKIP, CheckResult, GroupResult, SuiteResult
 
-__all__ = ["progress_line", "summary", "to_json", "to_junit"]
+__all__ = ["progress_line", "summary", "group_line", "to_json", "to_junit", "dump_json"]
 
 _WORDS = {PASS: "PASS", FAIL: "FAIL", SKIP: "skip"}
 
@@ -27,8 +27,20 @@ def summary(suite: SuiteResult, out: TextIO) -> None:
         f"-> tier {suite.tier}",
         file=out,
     )
+    print("By operation group:", file=out)
+    for group in suite.groups():
+        print("  " + group_line(group), file=out)
     if suite.failing:
         print("Failing checks: " + ", ".join(suite.failing), file=out)
+
+
+def group_line(group: GroupResult) -> str:
+    """``volumes     partial      3 passed, 1 failed, 2 skipped: volume.extend.grows``"""
+    line = (
+        f"{group.group:<11} {group.result:<12} "
+        f"{group.passed} passed, {group.failed} failed, {group.skipped} skipped"
+    )
+    return line + (": " + ", ".join(group.failing) if group.failing else "")
 
 
 def to_json(suite: SuiteResult) -> dict[str, Any]:
@@ -42,9 +54,20 @@ def to_json(suite: SuiteResult) -> dict[str, Any]:
         "failed": suite.count(FAIL),
         "skipped": suite.count(SKIP),
         "failing": suite.failing,
+        "groups": {
+            g.group: {
+                "result": g.result,
+                "passed": g.passed,
+                "failed": g.failed,
+                "skipped": g.skipped,
+                "failing": list(g.failing),
+            }
+            for g in suite.groups()
+        },
         "checks": [
             {
                 "id": r.id,
+                "group": r.group,
                 "purpose": r.purpose,
                 "outcome": r.outcome,
                 "message": r.message,

@@ -26,15 +26,45 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from computed.objects import InstanceSpec
 
-__all__ = ["Instance", "Store", "MemoryStore", "FileStore", "StoreError"]
+__all__ = ["Disk", "Port", "Instance", "Store", "MemoryStore", "FileStore", "StoreError"]
 
 
 class StoreError(Exception):
     """A host's state file cannot be read or written."""
+
+
+@dataclasses.dataclass
+class Disk:
+    """A block device of a fake instance, as the hypervisor sees it.
+
+    ``kind`` is a :class:`~computed.objects.DeviceKind` value; a volume
+    keeps its id and transport, never its connection info (it may carry
+    credentials, and the fake needs none of it once attached).
+    """
+
+    device_name: str
+    kind: str
+    boot_index: int | None = None
+    size_gb: int | None = None
+    image: str | None = None
+    volume_id: str | None = None
+    volume_type: str | None = None
+
+
+@dataclasses.dataclass
+class Port:
+    """A network interface of a fake instance, plugged into ``network``."""
+
+    port_id: str
+    mac_address: str
+    network: str
+    device_name: str
+    mtu: int | None = None
 
 
 @dataclasses.dataclass
@@ -49,10 +79,15 @@ class Instance:
     description: str | None
     power_state: str
     console: list[str] = dataclasses.field(default_factory=list)
+    block_devices: list[Disk] = dataclasses.field(default_factory=list)
+    network_interfaces: list[Port] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_spec(cls, spec: InstanceSpec, power_state: str) -> Instance:
-        """:param spec: a validated spec (every field set)."""
+        """The instance without its devices (see :mod:`drivers.fake._devices`).
+
+        :param spec: a validated spec (every field set).
+        """
         return cls(
             uuid=spec.uuid,
             name=spec.name,
@@ -62,6 +97,33 @@ class Instance:
             description=spec.description,
             power_state=power_state,
         )
+
+    @classmethod
+    def load(cls, saved: dict[str, Any]) -> Instance:
+        """The instance of a state file's entry; one saved before devices has none."""
+        disks = [Disk(**each) for each in saved.pop("block_devices", [])]
+        ports = [Port(**each) for each in saved.pop("network_interfaces", [])]
+        return cls(**saved, block_devices=disks, network_interfaces=ports)
+
+    @property
+    def local_gb(self) -> int:
+        """Host disk in use: the root disk (unless it is a volume) and the blank disks."""
+        root = next((d for d in self.block_devices if d.boot_index == 0), None)
+        root_gb = 0 if root is not None and root.volume_id is not None else self.disk_gb
+        blank = (d.size_gb or 0 for d in self.block_devices if d.kind == "blank")
+        return root_gb + sum(blank)
+
+    def disk(self, device_name: str) -> Disk | None:
+        """The block device named ``device_name`` (``vdb``), if any."""
+        return next((d for d in self.block_devices if d.device_name == device_name), None)
+
+    def volume(self, volume_id: str) -> Disk | None:
+        """The attached volume ``volume_id``, if any."""
+        return next((d for d in self.block_devices if d.volume_id == volume_id), None)
+
+    def port(self, port_id: str) -> Port | None:
+        """The interface of port ``port_id``, if any."""
+        return next((p for p in self.network_interfaces if p.port_id == port_id), None)
 
     def log(self, text: str) -> None:
         """Append a console line; the clock is the line number, so logs are deterministic."""
@@ -172,7 +234,7 @@ class FileStore(Store):
             raise StoreError(f"cannot read {path}: {exc}") from exc
         try:
             saved = json.loads(text)["instances"]
-            return {uuid: Instance(**each) for uuid, each in saved.items()}
+            return {uuid: Instance.load(each) for uuid, each in saved.items()}
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"{path} is not a fake hypervisor's state: {exc!r}") from exc
 
@@ -182,7 +244,7 @@ class FileStore(Store):
         temporary = self._path(host, ".json.tmp")
         state = {
             "host": host,
-            "instances": {uuid: vars(each) for uuid, each in instances.items()},
+            "instances": {uuid: dataclasses.asdict(each) for uuid, each in instances.items()},
         }
         try:
             temporary.write_text(json.dumps(state), encoding="utf-8")

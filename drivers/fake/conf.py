@@ -43,6 +43,20 @@ fake_opts = [
     cfg.IntOpt("vcpus", default=64, min=1, help="Virtual CPUs each fake host offers."),
     cfg.IntOpt("memory_mb", default=262144, min=1, help="Memory each fake host offers, in MiB."),
     cfg.IntOpt("disk_gb", default=4096, min=0, help="Disk each fake host offers, in GiB."),
+    cfg.ListOpt(
+        "networks",
+        default=["br-int", "public", "private"],
+        help="The networks (bridges) each fake host offers, by name, comma-separated. An "
+        "interface whose network is not one of them is refused with InvalidRequest, as a "
+        "real host refuses a bridge or virtual switch it does not have.",
+    ),
+    cfg.StrOpt(
+        "iscsi_initiator",
+        default="iqn.2004-10.org.computed.fake:{host}",
+        help="The iSCSI initiator name each fake host reports in its volume connector. "
+        "'{host}' stands for the compute host's name, lower-cased, with every character "
+        "other than a letter, digit, '.' or '-' made a '-', so that each host has its own.",
+    ),
 ]
 
 

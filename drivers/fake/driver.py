@@ -7,22 +7,42 @@ the worker that serves a host next finds its instances, as it would on a
 real hypervisor. Nothing is random: the same sequence of operations always
 gives the same results, in either store, which makes this driver the
 reference the conformance checks are written against.
+
+Devices (contract 1.2) are kept with their instance: disks named ``vda``
+(the root disk), ``vdb``, ... unless the caller names one, volumes by id
+without their connection info, interfaces as tap devices on the networks
+``[fake] networks`` lists. :mod:`drivers.fake._devices` holds the rules.
 """
 
 from __future__ import annotations
 
 import contextlib
+import platform
+import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from oslo_config import cfg
+from oslo_utils import netutils
 
 from computed import exception
-from computed.objects import HostResources, InstanceInfo, InstanceSpec, PowerState
+from computed.objects import (
+    HostResources,
+    InstanceInfo,
+    InstanceSpec,
+    NetworkInterface,
+    PowerState,
+    VolumeConnection,
+    VolumeConnector,
+)
 from drivers import base
 from drivers._backend import ServedHosts
+from drivers.fake import _devices
 from drivers.fake import conf as fake_conf
 from drivers.fake._store import FileStore, Instance, MemoryStore, Store, StoreError
+
+#: Plans a device change on an instance, given the host's instances (see _devices).
+_Plan = Callable[[Mapping[str, Instance], Instance], _devices.Change]
 
 __all__ = ["FakeDriver"]
 
@@ -33,6 +53,7 @@ class FakeDriver(base.TransitionDriver):
     name = "fake"
     version = "1.0"
     operations = frozenset(base.ALL_OPERATIONS)
+    features = base.FEATURES
     support_tier = base.SupportTier.CONFORMANT
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
@@ -42,6 +63,7 @@ class FakeDriver(base.TransitionDriver):
         self._hosts: ServedHosts[Store, StoreError] = ServedHosts(
             self.name, (StoreError,), self._store_error
         )
+        self._ip = netutils.get_my_ipv4()
 
     @classmethod
     def register_opts(cls, conf: cfg.ConfigOpts) -> None:
@@ -57,11 +79,17 @@ class FakeDriver(base.TransitionDriver):
             existing = instances.get(spec.uuid)
             if existing is not None:
                 return self._info(host, existing)
-        self._delay(self.conf.fake.spawn_delay)
         created = Instance.from_spec(spec, PowerState.RUNNING)
+        created.block_devices = _devices.disks_of(spec)
+        created.network_interfaces = _devices.ports_of(spec, host, self.conf.fake.networks)
+        self._delay(self.conf.fake.spawn_delay)
         _boot_log(created)
         with self._changing(host) as instances:
-            return self._info(host, instances.setdefault(spec.uuid, created))
+            existing = instances.get(spec.uuid)
+            if existing is None:
+                _devices.check_macs(host, instances, created)
+                existing = instances[spec.uuid] = created
+            return self._info(host, existing)
 
     def destroy(self, host: str, uuid: str) -> None:
         with self._changing(host) as instances:
@@ -84,6 +112,60 @@ class FakeDriver(base.TransitionDriver):
             lines = lines[len(lines) - tail_lines :] if tail_lines else []
         return "".join(line + "\n" for line in lines)
 
+    # Devices ---------------------------------------------------------------
+
+    def get_volume_connector(self, host: str) -> VolumeConnector:
+        self._hosts[host]  # a host this worker does not serve is an error
+        return VolumeConnector(
+            host=host,
+            ip=self._ip,
+            initiator=_devices.initiator_name(self.conf.fake.iscsi_initiator, host),
+            wwpns=[],
+            multipath=False,
+            platform=platform.machine(),
+            os_type=sys.platform,
+        )
+
+    def attach_volume(
+        self, host: str, uuid: str, connection_info: VolumeConnection, mountpoint: str | None
+    ) -> InstanceInfo:
+        return self._change_devices(
+            host,
+            uuid,
+            lambda _, instance: _devices.plan_attach_volume(
+                host, instance, connection_info, mountpoint
+            ),
+        )
+
+    def detach_volume(self, host: str, uuid: str, volume_id: str) -> InstanceInfo:
+        return self._change_devices(
+            host, uuid, lambda _, instance: _devices.plan_detach_volume(instance, volume_id)
+        )
+
+    def extend_volume(self, host: str, uuid: str, volume_id: str, new_size: int) -> InstanceInfo:
+        return self._change_devices(
+            host,
+            uuid,
+            lambda _, instance: _devices.plan_extend_volume(host, instance, volume_id, new_size),
+        )
+
+    def attach_interface(self, host: str, uuid: str, vif: NetworkInterface) -> InstanceInfo:
+        networks = self.conf.fake.networks
+        return self._change_devices(
+            host,
+            uuid,
+            lambda instances, instance: _devices.plan_attach_interface(
+                host, networks, instances, instance, vif
+            ),
+        )
+
+    def detach_interface(self, host: str, uuid: str, port_id: str) -> InstanceInfo:
+        return self._change_devices(
+            host, uuid, lambda _, instance: _devices.plan_detach_interface(instance, port_id)
+        )
+
+    # Host ------------------------------------------------------------------
+
     def get_host_resources(self, host: str) -> HostResources:
         with self._reading(host) as instances:
             present = list(instances.values())
@@ -97,7 +179,7 @@ class FakeDriver(base.TransitionDriver):
             memory_mb=fake.memory_mb,
             memory_mb_used=sum(i.memory_mb for i in present),
             disk_gb=fake.disk_gb,
-            disk_gb_used=sum(i.disk_gb for i in present),
+            disk_gb_used=sum(i.local_gb for i in present),
             instances=len(present),
         )
 
@@ -117,6 +199,23 @@ class FakeDriver(base.TransitionDriver):
                 instance.log(f"{operation}: now {instance.power_state}")
                 if operation.startswith("reboot.") or operation in ("power_on", "resume"):
                     _boot_log(instance)
+            return self._info(host, instance)
+
+    def _change_devices(self, host: str, uuid: str, plan: _Plan) -> InstanceInfo:
+        """Plan a device change, take the fake's time if it acts, then plan again and apply.
+
+        Planned twice for the same reason as :meth:`transition`: another
+        worker may have served the host meanwhile.
+        """
+        with self._reading(host) as instances:
+            acts = plan(instances, _find(instances, host, uuid)) is not None
+        if acts:
+            self._delay(self.conf.fake.action_delay)
+        with self._changing(host) as instances:
+            instance = _find(instances, host, uuid)
+            change = plan(instances, instance)
+            if change is not None:
+                change()
             return self._info(host, instance)
 
     @contextlib.contextmanager
@@ -154,6 +253,8 @@ class FakeDriver(base.TransitionDriver):
             vcpus=instance.vcpus,
             memory_mb=instance.memory_mb,
             disk_gb=instance.disk_gb,
+            block_devices=[_devices.reported_disk(d) for d in instance.block_devices],
+            network_interfaces=[_devices.reported_port(p) for p in instance.network_interfaces],
         )
 
     @staticmethod
@@ -175,4 +276,8 @@ def _boot_log(instance: Instance) -> None:
         instance.log(f"description: {instance.description}")
     cpus, memory, disk = instance.vcpus, instance.memory_mb, instance.disk_gb
     instance.log(f"cpus: {cpus}, memory: {memory} MiB, disk: {disk} GiB")
+    for each in instance.block_devices:
+        instance.log(f"{each.device_name}: {each.kind} disk, {each.size_gb or '?'} GiB")
+    for port in instance.network_interfaces:
+        instance.log(f"{port.device_name}: link up on {port.network}, address {port.mac_address}")
     instance.log(f"{instance.name} login:")

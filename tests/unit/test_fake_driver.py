@@ -17,7 +17,14 @@ import pytest
 from oslo_config import cfg
 
 from computed import exception
-from computed.objects import InstanceSpec, PowerState
+from computed.objects import (
+    BlockDevice,
+    InstanceInfo,
+    InstanceSpec,
+    NetworkInterface,
+    PowerState,
+    VolumeConnection,
+)
 from drivers import base
 from drivers.fake import FakeDriver
 
@@ -84,7 +91,7 @@ def driver(request: pytest.FixtureRequest, tmp_path: Path) -> FakeDriver:
     return _driver(str(tmp_path / "state") if request.param == "state_dir" else "")
 
 
-def _spec(name: str = "vm", **extra: int | str) -> InstanceSpec:
+def _spec(name: str = "vm", **extra: object) -> InstanceSpec:
     spec = InstanceSpec(uuid=str(uuid.uuid4()), name=name, vcpus=2, memory_mb=512, **extra)
     spec.validate()  # the worker validates every spec before a driver sees it
     return spec
@@ -282,3 +289,335 @@ def test_overrides_stay_with_their_config(tmp_path: Path) -> None:
         conf([], default_config_files=[])
     first.set_override("state_dir", str(tmp_path), group="fake")
     assert second.fake.state_dir == ""
+
+
+# Devices (contract 1.2) ------------------------------------------------------
+
+
+# The worker validates every argument before a driver sees it; so do these helpers.
+
+
+def _volume(volume_id: str = "vol-1", kind: str = "iscsi", **data: object) -> VolumeConnection:
+    connection = VolumeConnection(volume_id=volume_id, driver_volume_type=kind, data=data)
+    connection.validate("attach_volume")
+    return connection
+
+
+def _vif(port_id: str, mac: str = "fa:16:3e:00:00:01", network: str = "public") -> NetworkInterface:
+    vif = NetworkInterface(port_id=port_id, mac_address=mac, network=network)
+    vif.validate("attach_interface")
+    return vif
+
+
+def _disks(info: InstanceInfo) -> dict[str, tuple[str, int | None, str | None]]:
+    return {d.device_name: (d.kind, d.size_gb, d.volume_id) for d in info.block_devices}
+
+
+def _in_state(driver: FakeDriver, state: str, **extra: object) -> InstanceSpec:
+    spec = _spec(**extra)
+    driver.spawn(HOST, spec)
+    for step in _REACH[state]:
+        _apply(driver, step, spec.uuid)
+    return spec
+
+
+def test_the_fake_declares_every_feature() -> None:
+    assert FakeDriver.features == base.FEATURES
+    assert set(base.DEVICE_OPERATIONS) | {"get_volume_connector"} <= FakeDriver.operations
+
+
+def test_spawn_builds_and_names_every_device(driver: FakeDriver) -> None:
+    spec = _spec(
+        block_devices=[
+            BlockDevice(kind="blank", size_gb=2),
+            BlockDevice(kind="image", image="cirros", size_gb=3, boot_index=0),
+            BlockDevice(kind="volume", connection_info=_volume("v1", size_gb=5)),
+            BlockDevice(
+                kind="volume", connection_info=_volume("v2", "file"), device_name="/dev/vdf"
+            ),
+        ],
+        network_interfaces=[
+            _vif("0123456789abcdef", "fa:16:3e:00:00:01"),
+            _vif("fedcba9876543210", "fa:16:3e:00:00:02", "br-int"),
+        ],
+    )
+    info = driver.spawn(HOST, spec)
+    assert _disks(info) == {
+        "vda": ("image", 3, None),
+        "vdb": ("blank", 2, None),
+        "vdc": ("volume", 5, "v1"),
+        "vdf": ("volume", None, "v2"),
+    }
+    assert all(d.connection_info is None for d in info.block_devices)
+    assert [(i.port_id, i.device_name, i.network) for i in info.network_interfaces] == [
+        ("0123456789abcdef", "tap0123456789a", "public"),
+        ("fedcba9876543210", "tapfedcba98765", "br-int"),
+    ]
+    assert driver.get_info(HOST, spec.uuid) == info
+    assert driver.list_instances(HOST) == [info]
+    console = driver.get_console_output(HOST, spec.uuid, None)
+    assert "vdc: volume disk, 5 GiB" in console
+    assert "tap0123456789a: link up on public" in console
+
+
+def test_a_root_disk_from_an_image_is_vda(driver: FakeDriver) -> None:
+    info = driver.spawn(HOST, _spec(image="cirros", disk_gb=10))
+    assert [(d.device_name, d.kind, d.boot_index, d.image) for d in info.block_devices] == [
+        ("vda", "image", 0, "cirros")
+    ]
+    assert driver.spawn(HOST, _spec()).block_devices == []  # no image, no disk described
+
+
+def test_a_spawn_that_cannot_build_its_devices_leaves_nothing(driver: FakeDriver) -> None:
+    first = driver.spawn(HOST, _spec(network_interfaces=[_vif("port-a")]))
+    refused = [
+        (exception.InvalidRequest, _spec(network_interfaces=[_vif("p", network="nowhere")])),
+        (exception.DeviceConflict, _spec(network_interfaces=[_vif("port-b")])),  # same MAC
+        (exception.DeviceConflict, _spec(network_interfaces=[_vif("port-a", "fa:16:3e:00:00:09")])),
+        (
+            exception.InvalidRequest,
+            _spec(block_devices=[BlockDevice(kind="volume", connection_info=_volume(kind="tape"))]),
+        ),
+    ]
+    for error, spec in refused:
+        with pytest.raises(error):
+            driver.spawn(HOST, spec)
+    assert [i.uuid for i in driver.list_instances(HOST)] == [first.uuid]
+
+
+def test_host_resources_count_local_disks_not_volumes(driver: FakeDriver) -> None:
+    driver.spawn(
+        HOST,
+        _spec(
+            block_devices=[
+                BlockDevice(kind="image", image="cirros", size_gb=3, boot_index=0),
+                BlockDevice(kind="blank", size_gb=2),
+                BlockDevice(kind="volume", connection_info=_volume("v1", size_gb=50)),
+            ]
+        ),
+    )
+    boot_volume = BlockDevice(kind="volume", boot_index=0, connection_info=_volume("v2"))
+    driver.spawn(HOST, _spec(block_devices=[boot_volume]))
+    assert driver.get_host_resources(HOST).disk_gb_used == 5
+
+
+def test_volume_connector(driver: FakeDriver) -> None:
+    connector = driver.get_volume_connector(HOST)
+    assert connector.host == HOST
+    assert connector.initiator == f"iqn.2004-10.org.computed.fake:{HOST}"
+    assert (connector.wwpns, connector.multipath) == ([], False)
+    assert connector.ip and connector.platform and connector.os_type
+    driver.init_host("Node_7.example")
+    assert driver.get_volume_connector("Node_7.example").initiator.endswith(":node-7.example")
+    with pytest.raises(exception.DriverError, match="not served"):
+        driver.get_volume_connector("elsewhere")
+
+
+def test_the_initiator_name_is_an_option(tmp_path: Path) -> None:
+    fake = _driver()
+    fake.conf.set_override("iscsi_initiator", "iqn.1993-08.org.debian:01:{host}", group="fake")
+    assert fake.get_volume_connector(HOST).initiator == f"iqn.1993-08.org.debian:01:{HOST}"
+
+
+def test_attach_volume_takes_the_next_free_name_or_the_one_asked(driver: FakeDriver) -> None:
+    spec = _spec(image="cirros", disk_gb=1)
+    driver.spawn(HOST, spec)
+    info = driver.attach_volume(HOST, spec.uuid, _volume("v1", size_gb=4), None)
+    info = driver.attach_volume(HOST, spec.uuid, _volume("v2", "file"), "/dev/vdx")
+    info = driver.attach_volume(HOST, spec.uuid, _volume("v3", "rbd"), None)
+    assert _disks(info) == {
+        "vda": ("image", 1, None),
+        "vdb": ("volume", 4, "v1"),
+        "vdx": ("volume", None, "v2"),
+        "vdc": ("volume", None, "v3"),
+    }
+    assert info.volume("v2") is not None and info.volume("v2").connection_info is None
+
+
+def test_attach_volume_is_idempotent_by_volume_id(driver: FakeDriver) -> None:
+    spec = _spec()
+    driver.spawn(HOST, spec)
+    first = driver.attach_volume(HOST, spec.uuid, _volume("v1"), "vdc")
+    again = driver.attach_volume(HOST, spec.uuid, _volume("v1"), "vdd")  # whatever the mountpoint
+    assert again == first
+    assert _disks(again) == {"vdc": ("volume", None, "v1")}
+
+
+def test_a_taken_mountpoint_is_a_conflict(driver: FakeDriver) -> None:
+    spec = _spec(image="cirros", disk_gb=1)
+    driver.spawn(HOST, spec)
+    driver.attach_volume(HOST, spec.uuid, _volume("v1"), "vdb")
+    for mountpoint, holder in (("vdb", "volume v1"), ("/dev/vda", "the root disk")):
+        with pytest.raises(exception.DeviceConflict, match=holder) as caught:
+            driver.attach_volume(HOST, spec.uuid, _volume("v2"), mountpoint)
+        assert caught.value.kwargs["device"] == "volume v2"
+    assert driver.get_info(HOST, spec.uuid).volume("v2") is None
+
+
+def test_an_unknown_volume_transport_is_refused(driver: FakeDriver) -> None:
+    spec = _spec()
+    driver.spawn(HOST, spec)
+    with pytest.raises(exception.InvalidRequest, match="tape"):
+        driver.attach_volume(HOST, spec.uuid, _volume(kind="tape"), None)
+
+
+@pytest.mark.parametrize("state", PowerState.ALL)
+def test_devices_change_only_in_the_device_states(driver: FakeDriver, state: str) -> None:
+    spec = _in_state(driver, state, network_interfaces=[_vif("port-0")])
+    changes = [
+        lambda: driver.attach_volume(HOST, spec.uuid, _volume("v1"), None),
+        lambda: driver.attach_interface(HOST, spec.uuid, _vif("port-1", "fa:16:3e:00:00:02")),
+        lambda: driver.detach_interface(HOST, spec.uuid, "port-0"),
+    ]
+    for change in changes:
+        if state in base.DEVICE_STATES:
+            assert change().power_state == state
+        else:
+            with pytest.raises(exception.InvalidPowerState) as caught:
+                change()
+            assert caught.value.kwargs["state"] == state
+    info = driver.get_info(HOST, spec.uuid)
+    attached = state in base.DEVICE_STATES
+    assert (info.volume("v1") is not None, info.interface("port-1") is not None) == (
+        attached,
+        attached,
+    )
+    assert (info.interface("port-0") is None) == attached
+
+
+@pytest.mark.parametrize("state", PowerState.ALL)
+def test_repeated_device_operations_succeed_in_any_state(driver: FakeDriver, state: str) -> None:
+    spec = _spec(network_interfaces=[_vif("port-0")])
+    driver.spawn(HOST, spec)
+    driver.attach_volume(HOST, spec.uuid, _volume("v1", size_gb=2), None)
+    for step in _REACH[state]:
+        _apply(driver, step, spec.uuid)
+    driver.attach_volume(HOST, spec.uuid, _volume("v1"), None)
+    driver.attach_interface(HOST, spec.uuid, _vif("port-0"))
+    driver.extend_volume(HOST, spec.uuid, "v1", 2)
+    driver.detach_volume(HOST, spec.uuid, "gone")
+    driver.detach_interface(HOST, spec.uuid, "gone")
+
+
+def test_device_operations_on_a_missing_instance_name_it(driver: FakeDriver) -> None:
+    missing = str(uuid.uuid4())
+    for operation in (
+        lambda: driver.attach_volume(HOST, missing, _volume(), None),
+        lambda: driver.detach_volume(HOST, missing, "vol-1"),
+        lambda: driver.extend_volume(HOST, missing, "vol-1", 2),
+        lambda: driver.attach_interface(HOST, missing, _vif("port-1")),
+        lambda: driver.detach_interface(HOST, missing, "port-1"),
+    ):
+        with pytest.raises(exception.InstanceNotFound) as caught:
+            operation()
+        assert caught.value.kwargs == {"uuid": missing, "host": HOST}
+
+
+def test_detach_volume_is_idempotent(driver: FakeDriver) -> None:
+    volume = BlockDevice(kind="volume", connection_info=_volume("v1"))
+    spec = _spec(block_devices=[volume])  # a volume from the spawn detaches like any other
+    driver.spawn(HOST, spec)
+    assert driver.detach_volume(HOST, spec.uuid, "v1").block_devices == []
+    assert driver.detach_volume(HOST, spec.uuid, "v1").block_devices == []
+    assert "vda: volume v1 detached" in driver.get_console_output(HOST, spec.uuid, 1)
+
+
+def test_the_boot_volume_does_not_detach(driver: FakeDriver) -> None:
+    boot = BlockDevice(kind="volume", boot_index=0, connection_info=_volume("root-vol"))
+    spec = _spec(block_devices=[boot])
+    info = driver.spawn(HOST, spec)
+    assert _disks(info) == {"vda": ("volume", None, "root-vol")}
+    with pytest.raises(exception.InvalidRequest, match="boot volume"):
+        driver.detach_volume(HOST, spec.uuid, "root-vol")
+    assert driver.get_info(HOST, spec.uuid).volume("root-vol") is not None
+
+
+def test_extend_volume(driver: FakeDriver) -> None:
+    spec = _spec()
+    driver.spawn(HOST, spec)
+    with pytest.raises(exception.DeviceNotFound) as caught:
+        driver.extend_volume(HOST, spec.uuid, "v1", 2)
+    assert caught.value.kwargs == {"device": "volume v1", "uuid": spec.uuid, "host": HOST}
+    driver.attach_volume(HOST, spec.uuid, _volume("v1"), None)  # size unknown
+    assert driver.extend_volume(HOST, spec.uuid, "v1", 3).volume("v1").size_gb == 3
+    assert driver.extend_volume(HOST, spec.uuid, "v1", 3).volume("v1").size_gb == 3
+    with pytest.raises(exception.InvalidRequest, match="3 GiB"):
+        driver.extend_volume(HOST, spec.uuid, "v1", 2)
+    assert driver.get_info(HOST, spec.uuid).volume("v1").size_gb == 3
+
+
+def test_attach_interface_is_idempotent_by_port_id(driver: FakeDriver) -> None:
+    spec = _spec()
+    driver.spawn(HOST, spec)
+    first = driver.attach_interface(HOST, spec.uuid, _vif("abcdefghijklmnop"))
+    again = driver.attach_interface(HOST, spec.uuid, _vif("abcdefghijklmnop"))
+    assert again == first
+    assert [(i.port_id, i.device_name) for i in again.network_interfaces] == [
+        ("abcdefghijklmnop", "tapabcdefghijk")
+    ]
+    assert driver.detach_interface(HOST, spec.uuid, "abcdefghijklmnop").network_interfaces == []
+    assert driver.detach_interface(HOST, spec.uuid, "abcdefghijklmnop").network_interfaces == []
+
+
+def test_a_mac_address_or_port_in_use_is_a_conflict(driver: FakeDriver) -> None:
+    one, two = _spec("one"), _spec("two")
+    driver.spawn(HOST, one)
+    driver.spawn(HOST, two)
+    driver.attach_interface(HOST, one.uuid, _vif("port-1", "fa:16:3e:00:00:01"))
+    for target, vif, reason in (
+        (one, _vif("port-2", "FA:16:3E:00:00:01"), "belongs to port port-1"),
+        (two, _vif("port-2", "fa:16:3e:00:00:01"), "belongs to port port-1"),
+        (two, _vif("port-1", "fa:16:3e:00:00:02"), f"attached to instance {one.uuid}"),
+    ):
+        with pytest.raises(exception.DeviceConflict, match=reason):
+            driver.attach_interface(HOST, target.uuid, vif)
+    assert driver.get_info(HOST, two.uuid).network_interfaces == []
+
+
+def test_an_interface_plugs_only_into_a_network_the_host_has(driver: FakeDriver) -> None:
+    spec = _spec()
+    driver.spawn(HOST, spec)
+    with pytest.raises(exception.InvalidRequest, match="'nowhere' does not exist") as caught:
+        driver.attach_interface(HOST, spec.uuid, _vif("port-1", network="nowhere"))
+    assert "br-int, public, private" in str(caught.value)
+    driver.conf.set_override("networks", ["nowhere"], group="fake")
+    assert driver.attach_interface(HOST, spec.uuid, _vif("port-1", network="nowhere"))
+
+
+def test_devices_survive_power_cycles(driver: FakeDriver) -> None:
+    spec = _spec(image="cirros", disk_gb=1, network_interfaces=[_vif("port-1")])
+    info = driver.spawn(HOST, spec)
+    info = driver.attach_volume(HOST, spec.uuid, _volume("v1"), None)
+    for operation in ("power_off", "power_on", "reboot.hard", "suspend", "resume"):
+        _apply(driver, operation, spec.uuid)
+    after = driver.get_info(HOST, spec.uuid)
+    assert (after.block_devices, after.network_interfaces) == (
+        info.block_devices,
+        info.network_interfaces,
+    )
+
+
+def test_a_later_driver_finds_the_devices(tmp_path: Path) -> None:
+    first = _driver(str(tmp_path))
+    spec = _spec(image="cirros", disk_gb=1, network_interfaces=[_vif("port-1")])
+    first.spawn(HOST, spec)
+    first.attach_volume(HOST, spec.uuid, _volume("v1", password="secret"), None)
+    info = first.attach_interface(HOST, spec.uuid, _vif("port-2", "fa:16:3e:00:00:02"))
+    del first
+    later = _driver(str(tmp_path))
+    assert later.get_info(HOST, spec.uuid) == info
+    later.detach_volume(HOST, spec.uuid, "v1")
+    assert _disks(_driver(str(tmp_path)).get_info(HOST, spec.uuid)) == {"vda": ("image", 1, None)}
+    assert "secret" not in (tmp_path / f"{HOST}.json").read_text()  # no connection info kept
+
+
+def test_a_state_file_from_before_devices_still_loads(tmp_path: Path) -> None:
+    spec = _spec()
+    _driver(str(tmp_path)).spawn(HOST, spec)
+    path = tmp_path / f"{HOST}.json"
+    saved = json.loads(path.read_text())
+    for each in saved["instances"].values():
+        del each["block_devices"], each["network_interfaces"]
+    path.write_text(json.dumps(saved))
+    info = _driver(str(tmp_path)).get_info(HOST, spec.uuid)
+    assert (info.block_devices, info.network_interfaces) == ([], [])

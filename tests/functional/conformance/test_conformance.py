@@ -17,6 +17,7 @@ import pytest
 
 from computed.registry import Registry
 from computed.testing.workers import console_command, write_config
+from drivers import base
 from tests.peers import PEERS, Unavailable
 
 from ..conftest import DOWN_TIME, Deployment
@@ -25,14 +26,22 @@ pytestmark = pytest.mark.conformance
 
 
 def run_conformance(
-    deployment: Deployment, hosts: list[str], *extra: str
+    deployment: Deployment,
+    hosts: list[str],
+    *extra: str,
+    conformance: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any], str]:
-    """Run ``computed-conformance`` against ``hosts``; return its status, JSON report and output."""
+    """Run ``computed-conformance`` against ``hosts``; return its status, JSON report and output.
+
+    :param conformance: ``[conformance]`` options of the suite, such as the
+        ``network`` and ``volume_path`` that the hosts under test have.
+    """
     config = write_config(
         str(deployment.workdir / "conformance.conf"),
         {
             "DEFAULT": {"transport_url": deployment.broker.url},
             "registry": {"connection": deployment.registry_url, "down_time": DOWN_TIME},
+            "conformance": conformance or {},
         },
     )
     report = deployment.workdir / "report.json"
@@ -59,11 +68,17 @@ def run_conformance(
 
 
 #: Each driver with its peer's options; the fake driver in both of its stores:
-#: files (``[fake] state_dir``, the functional tests' default) and memory.
+#: files (``[fake] state_dir``, the functional tests' default) and memory. A
+#: peer's ``conformance`` options (the network and volume path its hosts
+#: have) go to the suite, not to the worker.
 _CASES: list[tuple[str, dict[str, Any]]] = [
     *((driver, {}) for driver in sorted(PEERS)),
     ("fake", {"fake": {"state_dir": ""}}),
 ]
+
+
+#: Operations with no unsupported.* check: every driver has them.
+_ALWAYS = ("ping", "get_capabilities", "reboot")
 
 
 @pytest.mark.parametrize(("driver", "store"), _CASES, ids=[*sorted(PEERS), "fake-in-memory"])
@@ -77,15 +92,31 @@ def test_in_tree_driver_is_conformant(
             hosts, options = PEERS[driver](stack, str(deployment.workdir))
         except Unavailable as exc:
             pytest.fail(f"the {driver} peer cannot run here: {exc}")
+        suite_options = options.pop("conformance", {})
         deployment.start_worker(
             hosts, worker_id=f"cf-{driver}", DEFAULT={"driver": driver}, **options, **store
         )
-        status, report, output = run_conformance(deployment, hosts, "--record")
+        status, report, output = run_conformance(
+            deployment, hosts, "--record", conformance=suite_options
+        )
         assert report, output
         assert report["failing"] == [], output
         assert status == 0, output
         assert report["tier"] == "conformant"
         assert report["passed"] >= 40
+        assert "By operation group:" in output
+        if driver == "fake":  # the specification claims, and passes, every group
+            assert {g: r["result"] for g, r in report["groups"].items()} == dict.fromkeys(
+                ("lifecycle", "host", "console", "volumes", "interfaces"), "conformant"
+            ), output
+            skipped = {c["id"] for c in report["checks"] if c["outcome"] == "skip"}
+            # Only the checks of what a driver lacks, and the fake lacks nothing.
+            assert skipped == {
+                *(f"unsupported.{op}" for op in base.ALL_OPERATIONS if op not in _ALWAYS),
+                "unsupported.reboot.soft",
+                "unsupported.reboot.hard",
+                "spawn.devices.unsupported_refused",
+            }, output
         assert (Path(deployment.workdir) / "report.xml").read_text().startswith("<?xml")
         recorded = Registry(deployment.registry_url).latest_conformance()
         assert [(d, r.tier) for (d, _), r in recorded.items()] == [(driver, "conformant")]

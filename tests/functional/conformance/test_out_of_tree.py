@@ -69,6 +69,16 @@ def test_broken_driver_is_reported_with_the_failing_check_ids(deployment: Deploy
     assert status == 1, output
     assert report["failing"] == broken.EXPECTED_FAILURES, output
     assert report["tier"] == "partial"
+    # Rated per group: its bugs are in the lifecycle and host groups; it
+    # claims no console, volume or interface operation.
+    assert {g: r["result"] for g, r in report["groups"].items()} == {
+        "lifecycle": "partial",
+        "host": "partial",
+        "console": "not claimed",
+        "volumes": "not claimed",
+        "interfaces": "not claimed",
+    }
+    assert "volumes     not claimed" in output
     for check_id in broken.EXPECTED_FAILURES:
         assert f"FAIL  {check_id}" in output
     junit = (deployment.workdir / "report.xml").read_text()
