@@ -434,6 +434,7 @@ def test_a_real_guest_sees_a_hot_plugged_interface(
         driver.spawn(HOST, spec)
         guest_devices(observer, spec.uuid, lambda d: True, timeout=BOOT_TIMEOUT)
         vif = NetworkInterface(port_id="port-1", mac_address="52:54:00:12:34:56", network=bridge)
+        vif.validate("attach_interface")  # as the worker does before the driver sees it
         info = driver.attach_interface(HOST, spec.uuid, vif)
         assert [i.port_id for i in info.network_interfaces] == ["port-1"]
         seen = guest_devices(observer, spec.uuid, lambda d: "eth0" in d)
