@@ -83,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=lambda result: print(report.progress_line(result), flush=True),
             network=conf.conformance.network,
             volume_path=conf.conformance.volume_path,
+            image=conf.conformance.image,
+            volume_command=conf.conformance.volume_command,
         )
     except exception.ComputedError as exc:
         return _fail(str(exc), 3)

@@ -6,7 +6,14 @@ from oslo_config import cfg
 
 from computed.conf import _group
 
-__all__ = ["register_opts", "list_opts", "TIERS", "DEFAULT_NETWORK", "DEFAULT_VOLUME_PATH"]
+__all__ = [
+    "register_opts",
+    "list_opts",
+    "TIERS",
+    "DEFAULT_IMAGE",
+    "DEFAULT_NETWORK",
+    "DEFAULT_VOLUME_PATH",
+]
 
 #: Support tiers, weakest first.
 TIERS = ("untested", "partial", "conformant")
@@ -15,6 +22,8 @@ TIERS = ("untested", "partial", "conformant")
 DEFAULT_NETWORK = "public"
 #: The fake driver opens no file; a real host needs one it can attach.
 DEFAULT_VOLUME_PATH = "/var/lib/computed/conformance-volume.img"
+#: The image the device checks build root disks from.
+DEFAULT_IMAGE = "cirros"
 
 conformance_group = cfg.OptGroup("conformance", title="Conformance and support tiers")
 
@@ -45,6 +54,22 @@ conformance_opts: list[cfg.Opt] = [
         help="For computed-conformance: the path, on the hosts under test, of a file or block "
         "device that the checks attach as a volume of type 'file' (connection data "
         "'device_path'). It is attached, never written. The fake driver does not open it.",
+    ),
+    cfg.StrOpt(
+        "image",
+        default=DEFAULT_IMAGE,
+        help="For computed-conformance: the image the device checks make root disks from; "
+        "the hosts under test must have it (a libvirt pool volume, a XenAPI VDI, a "
+        "Hyper-V base VHDX of that name).",
+    ),
+    cfg.StrOpt(
+        "volume_command",
+        help="For computed-conformance: a command that makes a new volume the hosts under "
+        "test can attach, as a storage service would, and prints its connection info as "
+        'JSON ({"driver_volume_type": ..., "data": {...}}). It is run with two '
+        "arguments, the volume id and its size in GiB, once per volume. Unset, the "
+        "checks use iSCSI connection info of targets that need not exist (what the fake "
+        "driver and libvirt's test driver take) and 'file' volumes at volume_path.",
     ),
 ]
 

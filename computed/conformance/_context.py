@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import random
+import shlex
+import subprocess
 import uuid as uuidlib
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +15,7 @@ from typing import Any
 from oslo_context import context
 
 from computed import exception
-from computed.conf.conformance import DEFAULT_NETWORK, DEFAULT_VOLUME_PATH
+from computed.conf.conformance import DEFAULT_IMAGE, DEFAULT_NETWORK, DEFAULT_VOLUME_PATH
 from computed.objects import (
     HostCapabilities,
     InstanceInfo,
@@ -56,6 +59,8 @@ class SuiteContext:
         (``[conformance] network``).
     :param volume_path: a file on the hosts under test to attach as a
         ``file`` volume (``[conformance] volume_path``).
+    :param image: the image root disks are made from (``[conformance] image``).
+    :param volume_command: what makes a volume (``[conformance] volume_command``).
     """
 
     def __init__(
@@ -67,6 +72,8 @@ class SuiteContext:
         notification_timeout: float,
         network: str = DEFAULT_NETWORK,
         volume_path: str = DEFAULT_VOLUME_PATH,
+        image: str = DEFAULT_IMAGE,
+        volume_command: str | None = None,
     ) -> None:
         self.api = api
         self.hosts = hosts
@@ -76,6 +83,8 @@ class SuiteContext:
         self.notification_timeout = notification_timeout
         self.network = network
         self.volume_path = volume_path
+        self.image = image
+        self.volume_command = volume_command
         # Locally administered unicast MAC addresses (nova's fa:16:3e prefix),
         # one per interface of the run, from a random start so that runs differ.
         self._macs = itertools.count(random.randrange(1 << 23))
@@ -106,8 +115,11 @@ class SuiteContext:
         return InstanceSpec(name=f"conformance-{label}", **values)
 
     def volume(self, transport: str = "iscsi", size_gb: int | None = None) -> VolumeConnection:
-        """A new volume's connection info: ``iscsi`` or ``file`` (at :attr:`volume_path`)."""
+        """A new volume's connection info: from :attr:`volume_command` when set, else
+        ``iscsi`` or ``file`` (at :attr:`volume_path`)."""
         volume_id = str(uuidlib.uuid4())
+        if self.volume_command:
+            return _provisioned(self.volume_command, volume_id, size_gb or 1)
         if transport == "file":
             data: dict[str, Any] = {"device_path": self.volume_path}
         else:
@@ -182,3 +194,35 @@ class SuiteContext:
             self.notification_timeout,
         )
         return event.event_type, ctxt.request_id
+
+
+def _provisioned(command: str, volume_id: str, size_gb: int) -> VolumeConnection:
+    """The connection info ``command`` prints for a new volume.
+
+    :raises CheckFailed: if the command fails or prints something else.
+    """
+    try:
+        done = subprocess.run(
+            [*shlex.split(command), volume_id, str(size_gb)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CheckFailed(f"volume_command could not run: {exc}") from None
+    if done.returncode != 0:
+        raise CheckFailed(
+            f"volume_command exited with {done.returncode}: {done.stderr.strip()[-300:]}"
+        )
+    try:
+        info = json.loads(done.stdout)
+        return VolumeConnection(
+            volume_id=volume_id,
+            driver_volume_type=info["driver_volume_type"],
+            data=info.get("data", {}),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckFailed(
+            f"volume_command printed no connection info ({exc}): {done.stdout[:200]!r}"
+        ) from None

@@ -98,7 +98,7 @@ def _spawn_devices(ctx: SuiteContext) -> None:
     if not declared:
         raise CheckSkipped(f"needs one of {', '.join(_SPAWN_FEATURES)}")
     ctx.require("get_info")
-    devices = [BlockDevice(kind=DeviceKind.IMAGE, image="cirros", size_gb=1, boot_index=0)]
+    devices = [BlockDevice(kind=DeviceKind.IMAGE, image=ctx.image, size_gb=1, boot_index=0)]
     if "spawn.ephemeral_disks" in declared:
         devices.append(BlockDevice(kind=DeviceKind.BLANK, size_gb=1))
     volumes = [ctx.volume("file"), ctx.volume("iscsi")] if "spawn.volumes" in declared else []
@@ -108,7 +108,7 @@ def _spawn_devices(ctx: SuiteContext) -> None:
         for reported in (info, ctx.api.get_info(None, ctx.host, info.uuid)):
             roots = [d for d in reported.block_devices if d.boot_index == 0]
             expect(
-                [(d.kind, d.image) for d in roots] == [(DeviceKind.IMAGE, "cirros")],
+                [(d.kind, d.image) for d in roots] == [(DeviceKind.IMAGE, ctx.image)],
                 f"the root disk is reported as {[(d.kind, d.image) for d in roots]}",
             )
             blanks = [d for d in reported.block_devices if d.kind == DeviceKind.BLANK]
@@ -152,7 +152,7 @@ def _spawn_from_volume(ctx: SuiteContext) -> None:
 )
 def _spawn_unsupported(ctx: SuiteContext) -> None:
     ctx.require("spawn", "get_info")
-    image_root = BlockDevice(kind=DeviceKind.IMAGE, image="cirros", size_gb=1, boot_index=0)
+    image_root = BlockDevice(kind=DeviceKind.IMAGE, image=ctx.image, size_gb=1, boot_index=0)
     needs: dict[str, dict[str, Any]] = {
         "spawn.ephemeral_disks": {
             "block_devices": [image_root, BlockDevice(kind=DeviceKind.BLANK, size_gb=1)]

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from computed import exception
-from computed.conf.conformance import DEFAULT_NETWORK, DEFAULT_VOLUME_PATH
+from computed.conf.conformance import DEFAULT_IMAGE, DEFAULT_NETWORK, DEFAULT_VOLUME_PATH
 from computed.conformance._context import CheckFailed, CheckSkipped, SuiteContext
 from computed.conformance.checks import CHECKS, Check
 from computed.registry.api import ConformanceRecord
@@ -136,11 +136,16 @@ def run_suite(
     progress: Callable[[CheckResult], None] | None = None,
     network: str = DEFAULT_NETWORK,
     volume_path: str = DEFAULT_VOLUME_PATH,
+    image: str = DEFAULT_IMAGE,
+    volume_command: str | None = None,
 ) -> SuiteResult:
     """Run ``checks`` (all by default) against the workers serving ``hosts``.
 
     :param network: a network the hosts have, for the interface checks.
     :param volume_path: a file the hosts can attach as a ``file`` volume.
+    :param image: an image the hosts have, for root disks.
+    :param volume_command: makes volumes the hosts can attach (``[conformance]
+        volume_command``).
 
     :raises computed.exception.ComputedError: if the first host does not
         answer at all (nothing could be checked).
@@ -148,7 +153,15 @@ def run_suite(
     pong = api.ping(None, hosts[0])
     capabilities = api.get_capabilities(None, hosts[0])
     context = SuiteContext(
-        api, hosts, capabilities, notifications, notification_timeout, network, volume_path
+        api,
+        hosts,
+        capabilities,
+        notifications,
+        notification_timeout,
+        network,
+        volume_path,
+        image,
+        volume_command,
     )
     suite = SuiteResult(
         capabilities.driver,
