@@ -9,6 +9,8 @@ happens at each step, and stops everything it started.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -30,12 +32,18 @@ from oslo_context import context  # noqa: E402
 
 from computed import conf as computed_conf  # noqa: E402
 from computed import exception, rpc  # noqa: E402
-from computed.objects import InstanceSpec  # noqa: E402
+from computed.conf.conformance import DEFAULT_NETWORK  # noqa: E402
+from computed.objects import (  # noqa: E402
+    InstanceSpec,
+    NetworkInterface,
+    VolumeConnection,
+)
 from computed.registry import Registry  # noqa: E402
 from computed.testing.broker import RabbitMQBroker  # noqa: E402
 from computed.testing.notifications import NotificationCollector  # noqa: E402
 from computed.testing.workers import WorkerProcess, console_command, write_config  # noqa: E402
-from rpcapi import ComputeAPI  # noqa: E402
+from drivers.fake._store import FileStore  # noqa: E402
+from rpcapi import ComputeAPI, InstanceEvent, InstanceEventListener  # noqa: E402
 from tests.peers import PEERS, Unavailable  # noqa: E402
 
 
@@ -80,14 +88,20 @@ def run(stack: ExitStack, workdir: str) -> None:
 
     workers = {}
     fleet: dict[str, list[str]] = {}
+    #: Per driver: what its hosts offer the device steps (a network, an image,
+    #: how to make a volume), as the conformance suite is told.
+    offers: dict[str, dict[str, Any]] = {}
+    uris: dict[str, str] = {}
     for driver, peer in PEERS.items():
         try:
             hosts, extra = peer(stack, workdir)
         except Unavailable as exc:
             step(f"Skipping the {driver} worker: {exc}")
             continue
+        offers[driver] = extra.pop("conformance", {})
+        uris.update(extra.get("libvirt", {}).get("host_uris", {}))
         with timed(f"Starting a {driver} worker for {', '.join(hosts)}"):
-            options = _worker_options(broker, registry_url, driver, hosts)
+            options = _worker_options(broker, registry_url, driver, hosts, workdir)
             for group, values in extra.items():
                 options.setdefault(group, {}).update(values)
             worker = WorkerProcess(workdir, options, name=f"{driver}-worker")
@@ -101,7 +115,7 @@ def run(stack: ExitStack, workdir: str) -> None:
         step(
             f"Rating the {driver} driver: the conformance suite over the bus, recorded in the registry"
         )
-        _conformance(workdir, broker.url, registry_url, fleet[driver])
+        _conformance(workdir, broker.url, registry_url, fleet[driver], offers[driver])
     step("computedctl tiers (support tiers come from recorded runs, not from the drivers' claims)")
     _computedctl(workdir, registry_url, "tiers")
 
@@ -130,6 +144,8 @@ def run(stack: ExitStack, workdir: str) -> None:
     stack.callback(collector.stop)
 
     walkthrough(api, collector, [h for hosts in fleet.values() for h in hosts])
+    devices(api, collector, {d: hosts[0] for d, hosts in fleet.items()}, offers)
+    events(conf, api, workdir, fleet, uris)
 
     driver = "libvirt" if "libvirt" in workers else "fake"
     restart_under_load(api, collector, workers[driver], fleet[driver][0])
@@ -264,10 +280,161 @@ def restart_under_load(
         show(f"  {failure}")
 
 
+def devices(
+    api: ComputeAPI,
+    collector: NotificationCollector,
+    hosts: dict[str, str],
+    offers: dict[str, dict[str, Any]],
+) -> None:
+    """Contract 1.2 on one host per driver: a spawn with an interface, a volume and an
+    interface attached, both read back, then detached."""
+    step("Scheduler: devices (contract 1.2): a volume and an interface on one host per driver")
+    for driver, host in hosts.items():
+        offer = offers.get(driver, {})
+        connector = api.get_volume_connector(None, host)
+        show(f"{host}: volume connector initiator={connector.initiator} ip={connector.ip}")
+        network = offer.get("network", DEFAULT_NETWORK)
+        spec = InstanceSpec(
+            uuid=str(uuid.uuid4()),
+            name=f"{host}-devices",
+            vcpus=1,
+            memory_mb=512,
+            network_interfaces=[_port(network)],
+        )
+        info = api.spawn(None, host, spec)
+        assert info is not None
+        show(f"{host}: spawned with {_listing(info)}")
+        # Stopped: every driver changes a stopped instance's devices, and
+        # libvirt's test driver cannot hot-plug a running one.
+        api.power_off(None, host, info.uuid)
+        volume = _volume(offer)
+        ctxt = context.RequestContext()
+        api.attach_volume(ctxt, host, info.uuid, volume, cast=True)
+        done = collector.for_request(ctxt.request_id, "instance.attach_volume.end")
+        show(f"{host}: attach_volume cast -> {done.event_type}")
+        port = _port(network)
+        info = api.attach_interface(None, host, info.uuid, port)
+        assert info is not None
+        show(f"{host}: now {_listing(info)}")
+        again = api.attach_volume(None, host, info.uuid, volume)
+        assert again is not None
+        show(f"{host}: the same volume attached again: still {len(again.block_devices)} disk(s)")
+        api.detach_volume(None, host, info.uuid, volume.volume_id)
+        api.detach_interface(None, host, info.uuid, port.port_id)
+        show(f"{host}: detached: {_listing(api.get_info(None, host, info.uuid))}")
+        api.destroy(None, host, info.uuid)
+
+
+def events(
+    conf: cfg.ConfigOpts,
+    api: ComputeAPI,
+    workdir: str,
+    fleet: dict[str, list[str]],
+    uris: dict[str, str],
+) -> None:
+    """Changes nobody asked for, made on the hypervisor itself, heard by the scheduler."""
+    step("Scheduler: changes on the hypervisor that no operation made arrive as events")
+    heard: list[InstanceEvent] = []
+    arrived = threading.Condition()
+
+    def on_event(event: InstanceEvent) -> None:
+        if event.event_type in ("instance.power_state.update", "instance.delete"):
+            with arrived:
+                heard.append(event)
+                arrived.notify_all()
+
+    listener = InstanceEventListener(conf, on_event, pool="demo-scheduler").start()
+    try:
+        changes = []
+        if "fake" in fleet:
+            host = fleet["fake"][0]
+            made = _spawned(api, host, "oob")
+            store = FileStore(f"{workdir}/fake-state")
+            store.attach(host)
+            with store.changing(host) as instances:  # the guest shuts itself down
+                instances[made].power_state = "stopped"
+            changes.append((host, made, "the fake guest shut itself down"))
+        if "libvirt" in fleet:
+            host = fleet["libvirt"][0]
+            made = _spawned(api, host, "oob")
+            connection = libvirt_open(uris[host])
+            try:  # an operator's 'virsh destroy' on the hypervisor
+                connection.lookupByUUIDString(made).destroy()
+            finally:
+                connection.close()
+            changes.append((host, made, "virsh destroy on the libvirt host"))
+        for host, made, what in changes:
+            with arrived:
+                found = arrived.wait_for(
+                    lambda m=made: any(e.payload.uuid == m for e in heard), timeout=60
+                )
+            event = next((e for e in heard if e.payload.uuid == made), None)
+            if not found or event is None:
+                show(f"{host}: {what}: no event within 60 s")
+                continue
+            payload = event.payload
+            show(
+                f"{host}: {what}: {event.event_type} {payload.old_state} -> "
+                f"{payload.new_state} (seen by {payload.source})"
+            )
+            api.destroy(None, host, made)
+    finally:
+        listener.stop()
+
+
+def _spawned(api: ComputeAPI, host: str, name: str) -> str:
+    spec = InstanceSpec(uuid=str(uuid.uuid4()), name=f"{host}-{name}", vcpus=1, memory_mb=512)
+    info = api.spawn(None, host, spec)
+    assert info is not None
+    return str(info.uuid)
+
+
+def libvirt_open(uri: str) -> Any:
+    import libvirt
+
+    return libvirt.open(uri)
+
+
+def _port(network: str) -> NetworkInterface:
+    mac = "fa:16:3e:" + ":".join(f"{b:02x}" for b in uuid.uuid4().bytes[:3])
+    return NetworkInterface(port_id=str(uuid.uuid4()), mac_address=mac, network=network)
+
+
+def _volume(offer: dict[str, Any]) -> VolumeConnection:
+    """A volume the host can attach: made by the peer's storage command, or an iSCSI target."""
+    volume_id = str(uuid.uuid4())
+    command = offer.get("volume_command")
+    if command:
+        made = subprocess.run(
+            [*shlex.split(command), volume_id, "1"], capture_output=True, text=True, check=True
+        )
+        info = json.loads(made.stdout)
+        return VolumeConnection(
+            volume_id=volume_id, driver_volume_type=info["driver_volume_type"], data=info["data"]
+        )
+    return VolumeConnection(
+        volume_id=volume_id,
+        driver_volume_type="iscsi",
+        data={
+            "target_iqn": f"iqn.2010-10.org.computed:demo-{volume_id[:8]}",
+            "target_portal": "127.0.0.1:3260",
+            "target_lun": 1,
+        },
+    )
+
+
+def _listing(info: Any) -> str:
+    disks = ", ".join(f"{d.device_name or '?'}={d.volume_id or d.kind}" for d in info.block_devices)
+    ports = ", ".join(
+        f"{i.device_name or i.port_id[:8]}@{i.network}" for i in info.network_interfaces
+    )
+    return f"disks [{disks or 'none'}], interfaces [{ports or 'none'}]"
+
+
 def _worker_options(
-    broker: RabbitMQBroker, registry_url: str, driver: str, hosts: list[str]
+    broker: RabbitMQBroker, registry_url: str, driver: str, hosts: list[str], workdir: str
 ) -> dict[str, dict[str, Any]]:
-    return {
+    options: dict[str, dict[str, Any]] = {
         "DEFAULT": {
             "transport_url": broker.url,
             "driver": driver,
@@ -276,15 +443,23 @@ def _worker_options(
             "heartbeat_interval": 2,
         },
         "registry": {"connection": registry_url, "down_time": 10},
+        # Changes nobody asked for are looked for every 2 s (60 s by default).
+        "notifications": {"instance_sync_interval": 2},
     }
+    if driver == "fake":  # a fake hypervisor outside the worker, changed by hand below
+        options["fake"] = {"state_dir": f"{workdir}/fake-state"}
+    return options
 
 
-def _conformance(workdir: str, url: str, registry_url: str, hosts: list[str]) -> None:
+def _conformance(
+    workdir: str, url: str, registry_url: str, hosts: list[str], offer: dict[str, Any]
+) -> None:
     config = write_config(
         f"{workdir}/conformance.conf",
         {
             "DEFAULT": {"transport_url": url},
             "registry": {"connection": registry_url, "down_time": 10},
+            "conformance": offer,
         },
     )
     command = console_command("computed-conformance")
