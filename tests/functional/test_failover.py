@@ -355,14 +355,18 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
     forgotten = missing_instances(api, [(host, spec.uuid) for spec in specs])
     assert not forgotten, forgotten
     assert api.ping(None, host).worker_id == survivor
+
     # The five casts behind the running spawn never started in the victim:
     # the new owner ran them. It ran the first one again too, unless the
     # victim finished it between the check above and the kill (a busy
     # machine); either way it ended once and its instance is there.
-    reconciled = set(
-        re.findall(
-            rf"Reconciled spawn of (\S+) on {host} left by {victim}:", workers[survivor].log()
-        )
+    def reconciled() -> set[str]:
+        pattern = rf"Reconciled spawn of (\S+) on {host} left by {victim}:"
+        return set(re.findall(pattern, workers[survivor].log()))
+
+    # Logged once each has reported its end: on a busy machine, a little later.
+    wait_until(
+        lambda: {s.uuid for s in specs[1:]} <= reconciled(), 30, "the reconciliations logged"
     )
-    assert {s.uuid for s in specs[1:]} <= reconciled <= {s.uuid for s in specs}, reconciled
+    assert reconciled() <= {s.uuid for s in specs}, reconciled()
     registry.close()
