@@ -55,8 +55,18 @@ def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, 
 
 
 def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    """The xapi test server (real XML-RPC) standing in for a XenServer pool."""
-    announce("Starting the xapi test server (pool 'pool1' with host 'xs1')")
+    """The xapi test server (real XML-RPC) standing in for a XenServer pool.
+
+    The pool has imported the image the conformance suite makes root disks
+    from, and its storage array makes the suite's volumes: the provisioning
+    script (tests/xapiserver/provision.py, standard library only, so it runs
+    from any directory) exports each as an iSCSI LUN and prints its
+    connection info, as a storage service would.
+    """
+    import shlex
+
+    image, network = "cirros", "Pool-wide network associated with eth0"
+    announce(f"Starting the xapi test server (pool 'pool1' with host 'xs1', image {image!r})")
     line = _start_server(
         stack,
         [
@@ -66,18 +76,28 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
             "0",
             "--pool",
             f"pool1:{DEMO_USER}:{DEMO_PASSWORD}:xs1",
+            "--image",
+            f"{image}:112",
         ],
     )
     if not line.startswith("READY "):
         raise Unavailable(f"the xapi test server did not start: {line!r}")
     url = dict(item.split("=", 1) for item in line.split()[1:])["pool1"]
+    script = ROOT / "tests" / "xapiserver" / "provision.py"
+    provision = shlex.join([sys.executable, str(script), "--url", url])
     return ["xen-1"], {
         "xenapi": {
             "pool_urls": {"pool1": url},
             "hosts": {"xen-1": "pool1/xs1"},
             "username": DEMO_USER,
             "password": DEMO_PASSWORD,
-        }
+        },
+        "conformance": {
+            "network": network,
+            "image": image,
+            "volume_command": provision,
+            "volume_extend_command": f"{provision} --extend",
+        },
     }
 
 

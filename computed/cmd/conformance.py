@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             volume_path=conf.conformance.volume_path,
             image=conf.conformance.image,
             volume_command=conf.conformance.volume_command,
+            volume_extend_command=conf.conformance.volume_extend_command,
         )
     except exception.ComputedError as exc:
         return _fail(str(exc), 3)

@@ -71,6 +71,16 @@ conformance_opts: list[cfg.Opt] = [
         "checks use iSCSI connection info of targets that need not exist (what the fake "
         "driver and libvirt's test driver take) and 'file' volumes at volume_path.",
     ),
+    cfg.StrOpt(
+        "volume_extend_command",
+        help="For computed-conformance: a command that grows a volume made by "
+        "volume_command, as a storage service does before the compute host is told "
+        "(extend_volume). It is run with two arguments, the volume id and its new size "
+        "in GiB, and must exit 0. Unset, the extend checks tell the host of a new size "
+        "that no storage gave the volume, which suits drivers that resize it themselves "
+        "(the fake, libvirt and hyperv drivers) but not one that reads the size back "
+        "from its storage (xenapi).",
+    ),
 ]
 
 

@@ -61,6 +61,7 @@ class SuiteContext:
         ``file`` volume (``[conformance] volume_path``).
     :param image: the image root disks are made from (``[conformance] image``).
     :param volume_command: what makes a volume (``[conformance] volume_command``).
+    :param volume_extend_command: what grows one (``[conformance] volume_extend_command``).
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class SuiteContext:
         volume_path: str = DEFAULT_VOLUME_PATH,
         image: str = DEFAULT_IMAGE,
         volume_command: str | None = None,
+        volume_extend_command: str | None = None,
     ) -> None:
         self.api = api
         self.hosts = hosts
@@ -85,6 +87,7 @@ class SuiteContext:
         self.volume_path = volume_path
         self.image = image
         self.volume_command = volume_command
+        self.volume_extend_command = volume_extend_command
         # Locally administered unicast MAC addresses (nova's fa:16:3e prefix),
         # one per interface of the run, from a random start so that runs differ.
         self._macs = itertools.count(random.randrange(1 << 23))
@@ -132,6 +135,12 @@ class SuiteContext:
         if size_gb is not None:
             data["size_gb"] = size_gb
         return VolumeConnection(volume_id=volume_id, driver_volume_type=transport, data=data)
+
+    def grow_volume(self, volume: VolumeConnection, size_gb: int) -> None:
+        """Grow ``volume`` to ``size_gb`` on its storage, as a storage service does
+        before it calls extend_volume; nothing without :attr:`volume_extend_command`."""
+        if self.volume_extend_command:
+            _run(self.volume_extend_command, "volume_extend_command", volume.volume_id, size_gb)
 
     def vif(self, network: str | None = None, mac_address: str | None = None) -> NetworkInterface:
         """A new port on ``network`` (:attr:`network` by default), with a MAC address of its own."""
@@ -201,20 +210,7 @@ def _provisioned(command: str, volume_id: str, size_gb: int) -> VolumeConnection
 
     :raises CheckFailed: if the command fails or prints something else.
     """
-    try:
-        done = subprocess.run(
-            [*shlex.split(command), volume_id, str(size_gb)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CheckFailed(f"volume_command could not run: {exc}") from None
-    if done.returncode != 0:
-        raise CheckFailed(
-            f"volume_command exited with {done.returncode}: {done.stderr.strip()[-300:]}"
-        )
+    done = _run(command, "volume_command", volume_id, size_gb)
     try:
         info = json.loads(done.stdout)
         return VolumeConnection(
@@ -226,3 +222,25 @@ def _provisioned(command: str, volume_id: str, size_gb: int) -> VolumeConnection
         raise CheckFailed(
             f"volume_command printed no connection info ({exc}): {done.stdout[:200]!r}"
         ) from None
+
+
+def _run(
+    command: str, option: str, volume_id: str, size_gb: int
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` (the value of ``option``) for a volume; its completed process.
+
+    :raises CheckFailed: if it cannot run or exits non-zero.
+    """
+    try:
+        done = subprocess.run(
+            [*shlex.split(command), volume_id, str(size_gb)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CheckFailed(f"{option} could not run: {exc}") from None
+    if done.returncode != 0:
+        raise CheckFailed(f"{option} exited with {done.returncode}: {done.stderr.strip()[-300:]}")
+    return done

@@ -323,6 +323,7 @@ def _extend(ctx: SuiteContext) -> None:
     with ctx.instance("extend") as info:
         volume = ctx.volume(size_gb=1)
         ctx.api.attach_volume(None, ctx.host, info.uuid, volume)
+        ctx.grow_volume(volume, 2)
         for attempt in ("extend_volume", "a second extend_volume to the same size"):
             result = ctx.api.extend_volume(None, ctx.host, info.uuid, volume.volume_id, 2)
             assert result is not None
@@ -340,6 +341,7 @@ def _shrink(ctx: SuiteContext) -> None:
     with ctx.instance("shrink") as info:
         volume = ctx.volume(size_gb=1)
         ctx.api.attach_volume(None, ctx.host, info.uuid, volume)
+        ctx.grow_volume(volume, 3)
         ctx.api.extend_volume(None, ctx.host, info.uuid, volume.volume_id, 3)
         _expect_error(
             exception.InvalidRequest,

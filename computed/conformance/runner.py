@@ -138,6 +138,7 @@ def run_suite(
     volume_path: str = DEFAULT_VOLUME_PATH,
     image: str = DEFAULT_IMAGE,
     volume_command: str | None = None,
+    volume_extend_command: str | None = None,
 ) -> SuiteResult:
     """Run ``checks`` (all by default) against the workers serving ``hosts``.
 
@@ -146,6 +147,7 @@ def run_suite(
     :param image: an image the hosts have, for root disks.
     :param volume_command: makes volumes the hosts can attach (``[conformance]
         volume_command``).
+    :param volume_extend_command: grows them (``[conformance] volume_extend_command``).
 
     :raises computed.exception.ComputedError: if the first host does not
         answer at all (nothing could be checked).
@@ -162,6 +164,7 @@ def run_suite(
         volume_path,
         image,
         volume_command,
+        volume_extend_command,
     )
     suite = SuiteResult(
         capabilities.driver,

@@ -5,7 +5,8 @@ attach_volume       the volume's SR and VDI (:mod:`~drivers.xenapi.volumeops`),
                     ``VBD.create`` at the slot asked (or the first free one),
                     ``VBD.plug`` if the VM runs
 detach_volume       ``VBD.unplug`` if the VM runs, ``VBD.destroy``, then the
-                    SR is forgotten once no VBD uses it
+                    SR is forgotten once no VBD uses it; the boot volume
+                    (its VBD ``bootable``) stays
 extend_volume       ``SR.scan`` of the volume's SR, so xapi reads the size the
                     storage service gave the volume
 attach_interface    ``VIF.create`` on the network, ``VIF.plug`` if the VM runs
@@ -14,7 +15,8 @@ detach_interface    ``VIF.unplug`` if the VM runs, ``VIF.destroy``
 
 A volume is found again by its id in its VBD's ``other_config``, an
 interface by its port id in its VIF's, which makes every operation
-idempotent. Devices change only while the VM is running or halted
+idempotent: a repeat succeeds in any power state, as the contract has it.
+Devices change only while the VM is running or halted
 (:func:`drivers.base.check_device_state`).
 """
 
@@ -68,10 +70,11 @@ class DeviceOps:
         connection: VolumeConnection,
         mountpoint: str | None,
     ) -> InstanceInfo:
-        vm, record, running = self._changeable(session, target, uuid, "attach_volume")
+        vm, record = self._vmops.get(session, target, uuid)
         volume_id = connection.volume_id
         if devices.find_vbd(session, record, constants.OTHER_CONFIG_VOLUME_ID, volume_id):
             return self._vmops.info(session, target, record)
+        running = _changeable(record, uuid, "attach_volume")
         slot = self._slot(session, target, uuid, vm, mountpoint)
         volume = _volume_device(connection, slot)
         host_ref = resolve_host(session, target)
@@ -84,20 +87,26 @@ class DeviceOps:
     def detach_volume(
         self, session: PoolSession, target: Target, uuid: str, volume_id: str
     ) -> InstanceInfo:
-        vm, record, running = self._changeable(session, target, uuid, "detach_volume")
+        vm, record = self._vmops.get(session, target, uuid)
         found = devices.find_vbd(session, record, constants.OTHER_CONFIG_VOLUME_ID, volume_id)
-        if found is not None:
-            vbd, _ = found
-            if running:
-                devices.unplug(session, "VBD", vbd)
-            self._drop_volume(session, vbd)
-            LOG.info("Host %s: detached volume %s from %s", target.host, volume_id, uuid)
+        if found is None:
+            return self._vmops.info(session, target, record)
+        vbd, vbd_record = found
+        if vbd_record["bootable"]:
+            raise exception.InvalidRequest(
+                operation="detach_volume",
+                reason=f"volume {volume_id} is the boot volume of instance {uuid}",
+            )
+        if _changeable(record, uuid, "detach_volume"):
+            devices.unplug(session, "VBD", vbd)
+        self._drop_volume(session, vbd)
+        LOG.info("Host %s: detached volume %s from %s", target.host, volume_id, uuid)
         return self._vmops.info(session, target, session.call("VM.get_record", vm))
 
     def extend_volume(
         self, session: PoolSession, target: Target, uuid: str, volume_id: str, new_size: int
     ) -> InstanceInfo:
-        vm, record, _ = self._changeable(session, target, uuid, "extend_volume")
+        vm, record = self._vmops.get(session, target, uuid)
         found = devices.find_vbd(session, record, constants.OTHER_CONFIG_VOLUME_ID, volume_id)
         if found is None:
             raise exception.DeviceNotFound(
@@ -111,6 +120,7 @@ class DeviceOps:
                 reason=f"volume {volume_id} is {size / _GiB:g} GiB, more than {new_size} GiB",
             )
         if wanted > size:
+            _changeable(record, uuid, "extend_volume")
             session.run_task("SR.scan", session.call("VDI.get_SR", vdi))
             size = int(session.call("VDI.get_virtual_size", vdi))
             if size < wanted:
@@ -127,9 +137,10 @@ class DeviceOps:
     def attach_interface(
         self, session: PoolSession, target: Target, uuid: str, vif: NetworkInterface
     ) -> InstanceInfo:
-        vm, record, running = self._changeable(session, target, uuid, "attach_interface")
+        vm, record = self._vmops.get(session, target, uuid)
         if vifops.find_vif(session, record, vif.port_id) is not None:
             return self._vmops.info(session, target, record)
+        running = _changeable(record, uuid, "attach_interface")
         if vifops.mac_taken(session, vif.mac_address):
             raise exception.DeviceConflict(
                 device=f"interface {vif.port_id}",
@@ -146,25 +157,17 @@ class DeviceOps:
     def detach_interface(
         self, session: PoolSession, target: Target, uuid: str, port_id: str
     ) -> InstanceInfo:
-        vm, record, running = self._changeable(session, target, uuid, "detach_interface")
+        vm, record = self._vmops.get(session, target, uuid)
         found = vifops.find_vif(session, record, port_id)
-        if found is not None:
-            if running:
-                devices.unplug(session, "VIF", found[0])
-            session.call("VIF.destroy", found[0])
-            LOG.info("Host %s: detached port %s from %s", target.host, port_id, uuid)
+        if found is None:
+            return self._vmops.info(session, target, record)
+        if _changeable(record, uuid, "detach_interface"):
+            devices.unplug(session, "VIF", found[0])
+        session.call("VIF.destroy", found[0])
+        LOG.info("Host %s: detached port %s from %s", target.host, port_id, uuid)
         return self._vmops.info(session, target, session.call("VM.get_record", vm))
 
     # ----------------------------------------------------------------------
-
-    def _changeable(
-        self, session: PoolSession, target: Target, uuid: str, operation: str
-    ) -> tuple[str, dict[str, Any], bool]:
-        """The VM, its record, and whether it runs; refused outside running and stopped."""
-        vm, record = self._vmops.get(session, target, uuid)
-        state = constants.power_state(record["power_state"])
-        base.check_device_state(operation, uuid, state)
-        return vm, record, state == PowerState.RUNNING
 
     def _slot(
         self, session: PoolSession, target: Target, uuid: str, vm: str, mountpoint: str | None
@@ -203,6 +206,14 @@ class DeviceOps:
         sr = session.call("VDI.get_SR", session.call("VBD.get_VDI", vbd))
         session.call("VBD.destroy", vbd)
         self._volumeops.purge(session, sr)
+
+
+def _changeable(record: dict[str, Any], uuid: str, operation: str) -> bool:
+    """Whether the VM runs; refused outside running and stopped. Called once the
+    operation is known not to be a repeat, which succeeds in any state."""
+    state = constants.power_state(record["power_state"])
+    base.check_device_state(operation, uuid, state)
+    return state == PowerState.RUNNING
 
 
 def _volume_device(connection: VolumeConnection, slot: int) -> BlockDevice:

@@ -91,11 +91,12 @@ class VolumeOps:
 
     @staticmethod
     def connector(session: PoolSession, target: Target, host_ref: str) -> VolumeConnector:
-        """The xapi host's initiator name, address and host name."""
+        """The xapi host's initiator name and address, for the compute host ``target.host``
+        (a storage service records exports by the compute host's name, as nova's did)."""
         record = session.call("host.get_record", host_ref)
         initiator = record.get("iscsi_iqn") or record["other_config"].get("iscsi_iqn")
         return VolumeConnector(
-            host=record["hostname"] or record["name_label"],
+            host=target.host,
             ip=record["address"] or None,
             initiator=initiator or None,
             wwpns=[],

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 import re
+import shlex
+import sys
+from pathlib import Path
 
 import pytest
 
 from computed.conformance import CHECKS, CheckResult, SuiteResult
 from computed.conformance._check import group_of
+from computed.conformance._context import CheckFailed, SuiteContext
 from computed.conformance.report import summary, to_json
+from computed.objects import HostCapabilities
 from drivers import base
 
 #: The ids of the device checks (contract 1.2) and their groups. Ids are
@@ -153,3 +158,24 @@ def test_reports_show_the_groups() -> None:
         "failing": ["volume.extend.grows"],
     }
     assert [c["group"] for c in data["checks"]] == ["lifecycle", "volumes"]
+
+
+def _context(**options: str) -> SuiteContext:
+    capabilities = HostCapabilities(driver="fake", driver_version="1.0", operations=[])
+    return SuiteContext(None, ["h"], capabilities, None, 1.0, **options)  # type: ignore[arg-type]
+
+
+def test_a_volume_is_grown_by_the_extend_command(tmp_path: Path) -> None:
+    """As a storage service grows a volume before the host is told (extend_volume)."""
+    out = tmp_path / "args"
+    script = f"import sys; open({str(out)!r}, 'w').write(' '.join(sys.argv[1:]))"
+    volume = _context().volume(size_gb=1)
+    _context().grow_volume(volume, 2)  # no command: the host alone is told
+    assert not out.exists()
+    _context(volume_extend_command=shlex.join([sys.executable, "-c", script])).grow_volume(
+        volume, 2
+    )
+    assert out.read_text() == f"{volume.volume_id} 2"
+    failing = _context(volume_extend_command=shlex.join([sys.executable, "-c", "exit(3)"]))
+    with pytest.raises(CheckFailed, match="volume_extend_command exited with 3"):
+        failing.grow_volume(volume, 2)

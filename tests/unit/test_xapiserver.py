@@ -5,6 +5,7 @@ Every call below crosses real XML-RPC over HTTP(S) to tests.xapiserver.
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import subprocess
@@ -17,7 +18,13 @@ import pytest
 
 XenAPI = pytest.importorskip("XenAPI")
 
-from tests.xapiserver import HostSpec, PoolSpec, XapiTestServer, make_self_signed_cert  # noqa: E402
+from tests.xapiserver import (  # noqa: E402
+    HostSpec,
+    PoolSpec,
+    XapiTestServer,
+    make_self_signed_cert,
+    provision,
+)
 
 pytestmark = pytest.mark.xenapi
 
@@ -750,6 +757,8 @@ def test_runs_as_a_subprocess():
             "--tls-self-signed",
             "--session-ttl",
             "600",
+            "--image",
+            "cirros:112",
         ],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -763,6 +772,13 @@ def test_runs_as_a_subprocess():
         s.xenapi.login_with_password("u", "p", "2.21", "t")
         names = sorted(h["name_label"] for h in s.xenapi.host.get_all_records().values())
         assert names == ["sub-a", "sub-b"]
+        (image,) = s.xenapi.VDI.get_by_name_label("cirros")
+        sr = s.xenapi.pool.get_default_SR(s.xenapi.pool.get_all()[0])
+        assert (s.xenapi.VDI.get_SR(image), s.xenapi.VDI.get_virtual_size(image)) == (
+            sr,
+            str(112 * 1024**2),
+        )
+        assert s.xenapi.VDI.get_VBDs(image) == []
         old = s.handle
         assert s.testing.expire_sessions()["Value"] == "1"
         assert s.xenapi.pool.get_all()
@@ -1027,3 +1043,28 @@ def test_nfs_sr_finds_vdis_by_uuid(server, x):
         failure_of(x.SR.introduce, x.SR.get_uuid(sr), "again", "", "nfs", "", True, {})[0]
         == "INTERNAL_ERROR"
     )
+
+
+def test_provision_makes_and_grows_a_volume_on_the_array(server, x, capsys):
+    url = server.url_for("alpha")
+    assert provision.main(["--url", url, "vol-a", "1"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    data = info["data"]
+    assert (info["driver_volume_type"], data["target_lun"]) == ("iscsi", 1)
+    assert data["target_iqn"].endswith(":volume-vol-a")
+    host, _, port = data["target_portal"].rpartition(":")
+    sr, pbd, _ = introduce(
+        x, "iscsi", {"target": host, "port": port, "targetIQN": data["target_iqn"]}
+    )
+    x.PBD.plug(pbd)
+    x.SR.scan(sr)
+    (vdi,) = x.SR.get_VDIs(sr)
+    assert (x.VDI.get_sm_config(vdi)["LUNid"], x.VDI.get_virtual_size(vdi)) == ("1", str(GiB))
+    assert provision.main(["--url", url, "--extend", "vol-a", "3"]) == 0
+    assert capsys.readouterr().out == ""
+    x.SR.scan(sr)
+    assert x.VDI.get_virtual_size(vdi) == str(3 * GiB)
+    assert provision.main(["--url", url, "--extend", "vol-b", "3"]) == 1
+    assert "INVALID_VALUE" in capsys.readouterr().err
+    x.PBD.unplug(pbd)
+    x.SR.forget(sr)

@@ -1,7 +1,8 @@
 """Run the xapi test server as a process.
 
     python -m tests.xapiserver --port 0 --pool NAME:user:password[:host,...] \
-        [--pool ...] [--tls CERT KEY | --tls-self-signed] [--session-ttl SECONDS]
+        [--pool ...] [--tls CERT KEY | --tls-self-signed] [--session-ttl SECONDS] \
+        [--image NAME[:MiB] ...]
 
 When listening it prints one line, ``READY name=url [name=url ...]``, and
 serves until SIGINT/SIGTERM.
@@ -50,12 +51,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="idle seconds after which a session is invalid",
     )
     parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        type=_image,
+        metavar="NAME[:MiB]",
+        help="an image every pool has imported into its default SR: a VDI of that "
+        "name, 1024 MiB unless given (repeatable)",
+    )
+    parser.add_argument(
         "--no-testing-api", action="store_true", help="do not serve the testing.* control namespace"
     )
     args = parser.parse_args(argv)
     if not args.pool:
         args.pool = ["pool1:root:password"]
     return args
+
+
+def _image(text: str) -> tuple[str, int]:
+    name, _, mib = text.partition(":")
+    try:
+        size = int(mib or 1024) * 1024 * 1024
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME[:MiB]") from None
+    if not name or size <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME[:MiB]")
+    return name, size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    for pool in server.pools:
+        for name, size in args.image:
+            server.add_image(name, size, pool=pool)
     server.start()
     try:
         print("READY " + " ".join(f"{n}={u}" for n, u in server.urls.items()), flush=True)

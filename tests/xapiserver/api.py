@@ -302,6 +302,14 @@ class Dispatcher:
             iqn, portal, lun, size = (str(p) for p in params[:4])
             with pool.lock:
                 return pool.backends.add_lun(iqn, portal, int(lun), int(size)).vdi_uuid
+        if name == "testing.resize_iscsi_lun":
+            iqn, lun, size = (str(p) for p in params[:3])
+            with pool.lock:
+                target = pool.backends.targets.get(iqn)
+                if target is None or lun not in target.luns:
+                    raise XapiError(E.INVALID_VALUE, "lun", f"{iqn}/{lun}")
+                target.luns[lun].size = int(size)
+            return True
         if name == "testing.add_nfs_vdi":
             server, path, uuid, size = (str(p) for p in params[:4])
             with pool.lock:

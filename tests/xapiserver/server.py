@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
+from . import storage
 from .api import Dispatcher
 from .state import Fault, PoolSpec, PoolState
 
@@ -353,6 +354,11 @@ class XapiTestServer:
         state = self.pool(pool)
         with state.lock:
             state.backends.targets[iqn].luns[str(lun)].size = size
+
+    def add_image(self, name: str, size: int, pool: str | None = None) -> str:
+        """Import image ``name`` (``size`` bytes) into the default SR as a VDI of
+        that name, as an operator would with ``xe vdi-import``; returns its ref."""
+        return storage.add_image(self.pool(pool), name, size)
 
     def add_nfs_vdi(
         self, server: str, path: str, vdi_uuid: str, size: int, pool: str | None = None

@@ -352,6 +352,23 @@ def _duplicate(pool: PoolState, vdi: dict[str, Any], sr_ref: str) -> str:
     return vmops.new_vdi(pool, {**fields, "SR": sr_ref, "read_only": False})
 
 
+def add_image(pool: PoolState, name: str, size: int) -> str:
+    """An image imported into the default SR (``xe vdi-import``): a VDI named
+    ``name`` of type ``user`` that belongs to no VM, which drivers clone."""
+    with pool.lock:
+        return vmops.new_vdi(
+            pool,
+            {
+                "name_label": name,
+                "name_description": f"image {name}",
+                "SR": pool.default_sr,
+                "virtual_size": size,
+                "physical_utilisation": size,
+                "type": "user",
+            },
+        )
+
+
 def vdi_destroy_allowed(pool: PoolState, ref: str) -> None:
     """What VDI.destroy checks beyond VDI_IN_USE: a plugged SR that can delete."""
     vdi = pool.get("VDI", ref)

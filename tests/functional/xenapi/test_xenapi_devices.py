@@ -154,6 +154,9 @@ def test_boot_from_volume(driver: XenAPIDriver, server: XapiTestServer, xapi: An
     ]
     assert (name, kind, boot_index, volume_id) == ("xvda", "volume", 0, "vol-5")
     assert info.disk_gb == 0 and info.power_state == "running"
+    with pytest.raises(exception.InvalidRequest, match="vol-5 is the boot volume"):
+        driver.detach_volume(HOST, info.uuid, "vol-5")
+    assert driver.get_info(HOST, info.uuid).volume("vol-5") is not None
 
 
 def test_a_spawn_that_cannot_build_its_disks_leaves_nothing(
@@ -252,6 +255,26 @@ def test_volume_refusals(driver: XenAPIDriver, server: XapiTestServer, xapi: Any
     assert volume_srs(xapi) == []
 
 
+def test_a_repeated_device_operation_succeeds_in_any_state(
+    driver: XenAPIDriver, server: XapiTestServer
+) -> None:
+    spec = new_spec()
+    driver.spawn(HOST, spec)
+    connection, vif = iscsi(server, 1), port()
+    driver.attach_volume(HOST, spec.uuid, connection, None)
+    driver.attach_interface(HOST, spec.uuid, vif)
+    driver.suspend(HOST, spec.uuid)
+    assert driver.attach_volume(HOST, spec.uuid, connection, "vdc").volume("vol-1")
+    assert driver.extend_volume(HOST, spec.uuid, "vol-1", 1).volume("vol-1").size_gb == 1
+    assert driver.attach_interface(HOST, spec.uuid, vif).interface("port-1")
+    assert driver.detach_volume(HOST, spec.uuid, "vol-2").volume("vol-2") is None
+    assert driver.detach_interface(HOST, spec.uuid, "port-2").interface("port-2") is None
+    with pytest.raises(exception.InvalidPowerState):
+        driver.detach_volume(HOST, spec.uuid, "vol-1")
+    with pytest.raises(exception.InvalidPowerState):
+        driver.detach_interface(HOST, spec.uuid, "port-1")
+
+
 def test_a_volume_in_use_elsewhere_is_a_conflict(
     driver: XenAPIDriver, server: XapiTestServer, xapi: Any
 ) -> None:
@@ -302,7 +325,7 @@ def test_volume_connector(driver: XenAPIDriver, xapi: Any) -> None:
     host = xapi.host.get_by_name_label(XAPI_HOST)[0]
     connector = driver.get_volume_connector(HOST)
     assert connector.initiator == xapi.host.get_iscsi_iqn(host)
-    assert (connector.ip, connector.host) == (xapi.host.get_address(host), XAPI_HOST)
+    assert (connector.ip, connector.host) == (xapi.host.get_address(host), HOST)
     xapi.host.set_iscsi_iqn(host, "")  # an older host keeps it only in other_config
     assert driver.get_volume_connector(HOST).initiator is None
 
