@@ -42,7 +42,7 @@ def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, 
     try:
         import libvirt  # noqa: F401
 
-        from computed.testing.libvirtd import Libvirtd
+        from computed.testing.libvirtd import Libvirtd, node_xml
     except ImportError as exc:
         raise Unavailable(f"libvirt-python is not installed ({exc})") from None
     announce("Starting a private libvirtd (test driver, reached through test+unix://)")
@@ -50,8 +50,20 @@ def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, 
         daemon = stack.enter_context(Libvirtd())
     except RuntimeError as exc:
         raise Unavailable(str(exc).splitlines()[0]) from None
-    node = daemon.write_node_xml("<node/>")
-    return ["kvm-1"], {"libvirt": {"host_uris": {"kvm-1": daemon.uri_for(node)}}}
+    # The host's storage pool holds the image root disks are copied from and
+    # a volume that file volumes name; its network takes the interfaces.
+    pool, image, volume, network = "images", "cirros", "conformance-volume", "default"
+    node = daemon.write_node_xml(
+        node_xml(pools={pool: {image: 16 << 20, volume: 1 << 30}}, networks=[network])
+    )
+    return ["kvm-1"], {
+        "libvirt": {
+            "host_uris": {"kvm-1": daemon.uri_for(node)},
+            "storage_pool": pool,
+            "iscsi_initiators": {"kvm-1": "iqn.2010-10.org.computed:kvm-1"},
+        },
+        "conformance": {"network": network, "image": image, "volume_path": f"/{pool}/{volume}"},
+    }
 
 
 def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:

@@ -24,7 +24,7 @@ from computed.objects import (
     PowerState,
     VolumeConnection,
 )
-from computed.testing.notifications import NotificationCollector
+from computed.testing.notifications import Notification, NotificationCollector
 from drivers import base
 from rpcapi import ComputeAPI
 
@@ -88,6 +88,10 @@ class SuiteContext:
         self.image = image
         self.volume_command = volume_command
         self.volume_extend_command = volume_extend_command
+        #: Whether the hosts change the devices of a running instance: None until
+        #: a check finds out; False once the driver has refused, as the hypervisor's
+        #: rule, a change that a stopped instance would allow (no hot-plug).
+        self.live_device_changes: bool | None = None
         # Locally administered unicast MAC addresses (nova's fa:16:3e prefix),
         # one per interface of the run, from a random start so that runs differ.
         self._macs = itertools.count(random.randrange(1 << 23))
@@ -192,17 +196,21 @@ class SuiteContext:
 
     def cast_and_wait(self, operation: str, host: str, **kwargs: Any) -> tuple[str, str]:
         """Cast a lifecycle operation; return the end or error event type and request id."""
+        event = self.cast(operation, host, **kwargs)
+        return event.event_type, event.payload.request_id or ""
+
+    def cast(self, operation: str, host: str, **kwargs: Any) -> Notification:
+        """Cast an operation; return its end or error notification."""
         collector = self.require_notifications()
         ctxt = context.RequestContext()
         getattr(self.api, operation)(ctxt, host, cast=True, **kwargs)
-        event = collector.wait_for(
+        return collector.wait_for(
             lambda e: (
                 e.payload.request_id == ctxt.request_id
                 and e.event_type in (f"instance.{operation}.end", f"instance.{operation}.error")
             ),
             self.notification_timeout,
         )
-        return event.event_type, ctxt.request_id
 
 
 def _provisioned(command: str, volume_id: str, size_gb: int) -> VolumeConnection:

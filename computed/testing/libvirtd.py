@@ -6,6 +6,7 @@
         uri = daemon.uri_for()                 # test+unix:///default?socket=...
         node = daemon.write_node_xml(text)     # a node fixture the daemon can read
         uri = daemon.uri_for(node)             # test+unix:///<node>?socket=...
+        text = node_xml(pools={"images": {"cirros": 16 << 20}}, networks=["default"])
         uri = daemon.uri_for(driver="qemu")    # qemu+unix:///session?socket=...
 
 The daemon runs in session mode (no ``/etc/libvirt``, no system bus, no
@@ -43,12 +44,13 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Callable
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote
 
 from computed.testing import _procs, _server
 
-__all__ = ["DAEMON_USER", "Libvirtd", "find_libvirtd"]
+__all__ = ["DAEMON_USER", "Libvirtd", "find_libvirtd", "node_xml"]
 
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +74,36 @@ def find_libvirtd() -> str:
         "libvirtd is not installed: install the libvirt-daemon and "
         "libvirt-daemon-driver-qemu packages (tools/bootstrap.sh does so on Debian)"
     )
+
+
+def node_xml(
+    pools: Mapping[str, Mapping[str, int]] | None = None, networks: Iterable[str] = ()
+) -> str:
+    """A test-driver node with storage pools and networks, for :meth:`Libvirtd.write_node_xml`.
+
+    A node file is the only way to give such a node its pools' volumes: every
+    connection loads the file afresh, so what one connection makes, no other sees.
+
+    :param pools: pool name -> volume name -> capacity in bytes; each pool is a
+        ``dir`` pool at ``/<name>``, so a volume's path is ``/<pool>/<volume>``.
+    :param networks: names of NAT networks, each on a bridge of its own.
+    """
+    node = ET.Element("node")
+    for index, name in enumerate(networks):
+        network = ET.SubElement(node, "network")
+        ET.SubElement(network, "name").text = name
+        ET.SubElement(network, "bridge", name=f"virbr{index}")
+        ET.SubElement(network, "forward", mode="nat")
+        ET.SubElement(network, "ip", address=f"192.168.{122 + index}.1", netmask="255.255.255.0")
+    for name, volumes in (pools or {}).items():
+        pool = ET.SubElement(node, "pool", type="dir")
+        ET.SubElement(pool, "name").text = name
+        ET.SubElement(ET.SubElement(pool, "target"), "path").text = f"/{name}"
+        for volume_name, capacity in volumes.items():
+            volume = ET.SubElement(pool, "volume")
+            ET.SubElement(volume, "name").text = volume_name
+            ET.SubElement(volume, "capacity", unit="bytes").text = str(capacity)
+    return ET.tostring(node, encoding="unicode")
 
 
 def daemon_user(create: bool = True) -> pwd.struct_passwd | None:

@@ -16,7 +16,8 @@ extend_volume       ``blockResize`` when the domain runs; the size is recorded e
 Where a hypervisor has no device hot-plug at all (``attachDeviceFlags``
 unsupported, as with libvirt's test driver), a stopped domain still gets the
 change: its persistent XML is edited and defined again. A running one cannot:
-that is UnsupportedOperation.
+that is InvalidPowerState naming ``stopped`` as the state that allows the
+change, as the hypervisor's own rule (the Hyper-V driver does the same).
 
 A live detach asks the guest to let the device go; the device leaves the
 persistent definition at once and the running guest when the guest agrees.
@@ -44,6 +45,7 @@ from computed.objects import (
     DeviceKind,
     InstanceSpec,
     NetworkInterface,
+    PowerState,
     VolumeConnection,
     VolumeConnector,
 )
@@ -264,7 +266,9 @@ class DeviceOps:
         conn = dom.connect()
         secret = _define_secret(conn, usage, connection) if usage is not None else None
         try:
-            _change(dom, element, attach=True, same=_same_volume(connection.volume_id))
+            _change(
+                dom, "attach_volume", element, attach=True, same=_same_volume(connection.volume_id)
+            )
         except BaseException:
             if secret is not None:
                 with contextlib.suppress(libvirt.libvirtError):
@@ -273,10 +277,16 @@ class DeviceOps:
         _store(dom, stored_metadata(dom).without_disk(connection.volume_id))
 
     def detach_volume(self, dom: libvirt.virDomain, volume_id: str) -> None:
+        """:raises computed.exception.InvalidRequest: for the volume the instance boots from."""
         element = devices.find_volume(_persistent(dom), volume_id)
         if element is None:
             return
-        _change(dom, element, attach=False, same=_same_volume(volume_id))
+        if devices.is_boot_disk(element):
+            raise exception.InvalidRequest(
+                operation="detach_volume",
+                reason=f"volume {volume_id} is the boot volume of instance {dom.UUIDString()}",
+            )
+        _change(dom, "detach_volume", element, attach=False, same=_same_volume(volume_id))
         _store(dom, stored_metadata(dom).without_disk(volume_id))
         with contextlib.suppress(libvirt.libvirtError):  # none for most volumes
             dom.connect().secretLookupByUsage(
@@ -310,7 +320,12 @@ class DeviceOps:
         if known == wanted:
             return
         if active:
-            dom.blockResize(dev, wanted, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            try:
+                dom.blockResize(dev, wanted, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            except libvirt.libvirtError as exc:
+                if errors.code_of(exc) not in _UNSUPPORTED:
+                    raise
+                raise _needs_stopped(dom, "extend_volume", exc) from exc
         _store(dom, stored.with_disk(DiskRecord(volume_id, DeviceKind.VOLUME, new_size)))
 
     def _volume(
@@ -346,12 +361,12 @@ class DeviceOps:
             )
         network = self._is_libvirt_network(dom.connect(), host, vif.network, "attach_interface")
         element = devices.interface_element(vif, network)
-        _change(dom, element, attach=True, same=_same_interface(vif.port_id))
+        _change(dom, "attach_interface", element, attach=True, same=_same_interface(vif.port_id))
 
     def detach_interface(self, dom: libvirt.virDomain, port_id: str) -> None:
         element = devices.find_interface(_persistent(dom), port_id)
         if element is not None:
-            _change(dom, element, attach=False, same=_same_interface(port_id))
+            _change(dom, "detach_interface", element, attach=False, same=_same_interface(port_id))
 
     def _is_libvirt_network(
         self, conn: libvirt.virConnect, host: str, network: str, operation: str
@@ -449,12 +464,17 @@ def _flags(dom: libvirt.virDomain) -> int:
 
 def _change(
     dom: libvirt.virDomain,
+    operation: str,
     element: ET.Element,
     *,
     attach: bool,
     same: Callable[[ET.Element], ET.Element | None],
 ) -> None:
-    """Attach or detach ``element``; ``same`` finds it in a domain's XML."""
+    """Attach or detach ``element``; ``same`` finds it in a domain's XML.
+
+    :raises computed.exception.InvalidPowerState: if the domain runs and the
+        hypervisor cannot change its devices (no hot-plug); stopped, it could.
+    """
     flags = _flags(dom)
     text = ET.tostring(element, encoding="unicode")
     try:
@@ -463,9 +483,25 @@ def _change(
         else:
             dom.detachDeviceFlags(text, flags)
     except libvirt.libvirtError as exc:
-        if errors.code_of(exc) not in _UNSUPPORTED or flags != _CONFIG:
+        if errors.code_of(exc) not in _UNSUPPORTED:
             raise
+        if flags & _LIVE:
+            raise _needs_stopped(dom, operation, exc) from exc
         _redefine(dom, element, attach, same)
+
+
+def _needs_stopped(
+    dom: libvirt.virDomain, operation: str, exc: libvirt.libvirtError
+) -> exception.InvalidPowerState:
+    """The hypervisor's refusal to change a running domain's devices, which a
+    stopped domain allows."""
+    return exception.InvalidPowerState(
+        uuid=dom.UUIDString(),
+        operation=operation,
+        state=PowerState.RUNNING,
+        allowed=PowerState.STOPPED,
+        detail=exc.get_error_message() or str(exc),
+    )
 
 
 def _redefine(

@@ -54,6 +54,7 @@ __all__ = [
     "find_volume",
     "free_disk_name",
     "interface_element",
+    "is_boot_disk",
     "local_disk_element",
     "macs",
     "nfs_path",
@@ -407,6 +408,12 @@ def read_interfaces(domain: ET.Element) -> list[NetworkInterface]:
             )
         )
     return found
+
+
+def is_boot_disk(disk: ET.Element) -> bool:
+    """Whether ``disk`` is the one the domain boots from (boot_index 0)."""
+    order = disk.find("boot")
+    return order is not None and _boot_index(order.get("order")) == 0
 
 
 def _alias(element: ET.Element) -> str | None:

@@ -214,6 +214,11 @@ def test_spawn_from_a_volume_boots_it(pooled: LibvirtDriver, virt: Any) -> None:
     ]
     xml = dom_xml(virt, spec.uuid)
     assert disk(xml, "vda").find("boot").get("order") == "1"
+    for _ in ("running", "stopped"):
+        with pytest.raises(exception.InvalidRequest, match="v is the boot volume"):
+            pooled.detach_volume(HOST, spec.uuid, "v")
+        pooled.power_off(HOST, spec.uuid)
+    assert pooled.get_info(HOST, spec.uuid).volume("v") is not None
 
 
 def test_an_old_spec_gets_its_root_disk_from_the_image(pooled: LibvirtDriver, pool: Any) -> None:
@@ -403,11 +408,16 @@ def test_a_running_test_domain_cannot_hot_plug(pooled: LibvirtDriver) -> None:
         ),
     }
     for operation, call in calls.items():
-        with pytest.raises(exception.UnsupportedOperation) as caught:
+        with pytest.raises(exception.InvalidPowerState) as caught:  # stopped, it could
             call()
-        assert caught.value.kwargs["operation"] == operation
-        assert caught.value.kwargs["error_code"] == libvirt.VIR_ERR_NO_SUPPORT
+        assert {k: v for k, v in caught.value.kwargs.items() if k != "detail"} == {
+            "uuid": spec.uuid,
+            "operation": operation,
+            "state": PowerState.RUNNING,
+            "allowed": PowerState.STOPPED,
+        }
         assert isinstance(caught.value.__cause__, libvirt.libvirtError)
+        assert caught.value.__cause__.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT
     info = pooled.get_info(HOST, spec.uuid)  # nothing changed
     assert [(d.volume_id, d.size_gb) for d in info.block_devices] == [("v", 1)]
     assert info.network_interfaces == []

@@ -95,6 +95,6 @@ def test_worker_serves_devices_over_the_bus(deployment: Any, daemon: Libvirtd, v
     assert api.detach_interface(None, "kvm1", uuid, "p1").network_interfaces == []
     assert api.detach_volume(None, "kvm1", uuid, "v1").block_devices == []
     assert api.power_on(None, "kvm1", uuid).power_state == "running"
-    with pytest.raises(exception.UnsupportedOperation):  # the test driver has no hot-plug
+    with pytest.raises(exception.InvalidPowerState):  # the test driver has no hot-plug
         api.attach_volume(None, "kvm1", uuid, connection)
     api.destroy(None, "kvm1", uuid)
