@@ -114,8 +114,17 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
 
 
 def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    """The WS-Management test server (NTLM, encrypted) standing in for a Hyper-V host."""
+    """The WS-Management test server (NTLM, encrypted) standing in for a Hyper-V host.
+
+    The host has a virtual switch ``public`` and the base image ``cirros``
+    where the driver looks for images (``_base`` under its
+    VirtualHardDiskPath); the suite's volumes are VHDX files made on it over
+    WinRM, as a storage administrator would (tests/winrmserver/provision.py).
+    """
+    import shlex
+
     announce("Starting the WinRM test server (Hyper-V host 'hv-1', NTLM with message encryption)")
+    image_dir = "C:\\Users\\Public\\Documents\\Hyper-V\\Virtual Hard Disks\\_base"
     line = _start_server(
         stack,
         [
@@ -127,16 +136,30 @@ def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
             DEMO_PASSWORD,
             "--host",
             "hv-1",
+            "--switch",
+            "public",
+            "--vhd",
+            f"{image_dir}\\cirros.vhdx",
         ],
     )
     if not line.startswith("http"):
         raise Unavailable(f"the WinRM test server did not start: {line!r}")
+    url = line.split()[0]
+    # The suite runs it from wherever it was started: the project is on its path.
+    provision = ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "tests.winrmserver.provision"]
     return ["hv-1"], {
         "hyperv": {
-            "host_urls": {"hv-1": line.split()[0]},
+            "host_urls": {"hv-1": url},
             "username": DEMO_USER,
             "password": DEMO_PASSWORD,
-        }
+        },
+        "conformance": {
+            "network": "public",
+            "image": "cirros",
+            "volume_command": shlex.join(
+                [*provision, "--url", url, "--user", DEMO_USER, "--password", DEMO_PASSWORD]
+            ),
+        },
     }
 
 

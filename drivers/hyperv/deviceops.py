@@ -25,7 +25,8 @@ iSCSI volume would be passed through as a disk of the host (what
 compute-hyperv does: log in to the target, find the LUN's disk, take it
 offline, ``Add-VMHardDiskDrive -DiskNumber``); that needs the host's iSCSI
 sessions and disks, which the driver does not drive yet, so it and every other
-type are UnsupportedOperation naming the type. Hyper-V's own refusals (IDE
+type are UnsupportedOperation naming the type. The volume an instance boots
+from stays: detaching it is InvalidRequest. Hyper-V's own refusals (IDE
 while running, adapters of a running generation 1 VM) are InvalidPowerState
 naming ``stopped`` as the state that allows them.
 """
@@ -154,6 +155,11 @@ class DeviceOps:
             return self._vmops.info(vm, host)
         drive, key = found
         records = vm.records
+        if records[key].get("b") == 0:
+            raise exception.InvalidRequest(
+                operation="detach_volume",
+                reason=f"volume {volume_id} is the boot volume of instance {uuid}",
+            )
         records.pop(key, None)
         slot = drive.slot
         statements = [

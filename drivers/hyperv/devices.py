@@ -140,10 +140,9 @@ def report_disks(drives: list[Drive], records: dict[str, dict[str, Any]]) -> lis
     for drive in drives:
         record = records.get(drive.path.lower())
         if record is None:
-            devices.append(BlockDevice(kind=DeviceKind.VOLUME, device_name=slot_name(drive.slot)))
-            continue
-        devices.append(
-            BlockDevice(
+            device = BlockDevice(kind=DeviceKind.VOLUME, device_name=slot_name(drive.slot))
+        else:
+            device = BlockDevice(
                 kind=record.get("k", DeviceKind.VOLUME),
                 device_name=record.get("n") or slot_name(drive.slot),
                 boot_index=record.get("b"),
@@ -151,7 +150,9 @@ def report_disks(drives: list[Drive], records: dict[str, dict[str, Any]]) -> lis
                 image=record.get("i"),
                 volume_id=record.get("v"),
             )
-        )
+        # Every field set (connection_info None), as a caller of the contract reads them.
+        device.obj_set_defaults()
+        devices.append(device)
     return devices
 
 

@@ -221,6 +221,8 @@ def test_cli_runs_as_a_subprocess_with_several_hosts() -> None:
             "HVA",
             "--host",
             "HVB",
+            "--switch",
+            "public",
         ],  # fmt: skip
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -240,6 +242,10 @@ def test_cli_runs_as_a_subprocess_with_several_hosts() -> None:
         assert (
             b'"ComputerName":"HVB"' in s_b.run_ps("Get-VMHost | ConvertTo-Json -Compress").std_out
         )
+        # --switch gives every host the switches an administrator made, and only those.
+        for s in (s_a, s_b):
+            switches = s.run_ps("Get-VMSwitch | Select-Object -Property Name | ConvertTo-Json")
+            assert json.loads(switches.std_out) == {"Name": "public"}
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 
-from .hyperv import GiB, HyperVHost
+from .hyperv import DEFAULT_SWITCHES, GiB, HyperVHost
 from .server import WinRMTestServer, make_self_signed_cert
 
 __all__ = ["main"]
@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         help="a 1 GiB .vhdx file every host has, e.g. an image or a volume (repeatable)",
     )
     parser.add_argument(
+        "--switch",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a virtual switch every host has, as an administrator makes one for the VMs' "
+        "traffic (repeatable); without it, each host has only 'Default Switch'",
+    )
+    parser.add_argument(
         "--allow-unencrypted", action="store_true", help="accept Basic/unsealed NTLM over HTTP"
     )
     parser.add_argument(
@@ -58,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     tls = tuple(args.tls) if args.tls else None
     if args.self_signed_tls and tls is None:
         tls = make_self_signed_cert(tempfile.mkdtemp(prefix="winrm-tls-"))
-    hosts = [HyperVHost(name) for name in args.host] or [HyperVHost()]
+    switches = tuple(args.switch) or DEFAULT_SWITCHES
+    hosts = [HyperVHost(name, switches=switches) for name in args.host] or [
+        HyperVHost(switches=switches)
+    ]
     for host in hosts:
         for path in args.vhd:
             host.add_vhd(path, GiB)

@@ -28,6 +28,7 @@ from .hvdevices import (
 
 __all__ = [
     "ControllerType",
+    "DEFAULT_SWITCHES",
     "GiB",
     "HardDiskDrive",
     "HyperVError",
@@ -42,6 +43,9 @@ __all__ = [
     "has_wildcards",
     "wildcard_match",
 ]
+
+#: The switches of a host made without any: what a Windows client's Hyper-V has.
+DEFAULT_SWITCHES = ("Default Switch",)
 
 _ALREADY = "The virtual machine is already in the specified state."
 
@@ -101,7 +105,7 @@ class HyperVHost(DeviceRules):
         vm_version: str = "9.0",
         virtual_machine_path: str = "C:\\ProgramData\\Microsoft\\Windows\\Hyper-V",
         virtual_hard_disk_path: str = "C:\\Users\\Public\\Documents\\Hyper-V\\Virtual Hard Disks",
-        switches: tuple[str, ...] = ("Default Switch",),
+        switches: tuple[str, ...] = DEFAULT_SWITCHES,
         iscsi_initiator: str | None = None,
     ) -> None:
         self.name = name

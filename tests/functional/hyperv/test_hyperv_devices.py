@@ -6,15 +6,17 @@ and in the emulated host's own state (its VHD files, drives and adapters).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from computed import exception
 from computed.objects import BlockDevice, NetworkInterface, PowerState, VolumeConnection
 from drivers.hyperv.driver import HyperVDriver
 from tests.functional._drivers import new_spec, reach
-from tests.winrmserver import ControllerType, GiB, VhdType, VMState, WinRMTestServer
+from tests.winrmserver import ControllerType, GiB, VhdType, VMState, WinRMTestServer, provision
 
-from .conftest import HOST, DriverFactory
+from .conftest import HOST, PASSWORD, USER, DriverFactory
 
 pytestmark = pytest.mark.hyperv
 
@@ -81,6 +83,8 @@ def test_spawn_builds_every_device_of_the_spec(
         ("volume", "vdc", None, None, None, "vol-1"),
     ]
     assert devices(info) == expected_devices
+    # Reported as the contract says: every field set, no connection info.
+    assert [d.connection_info for d in info.block_devices] == [None] * 3
     assert interfaces(info) == [("port-1", "02:00:00:00:00:01", "Default Switch", "port-1")]
     assert info.disk_gb == 4
     host = seeded.host(HOST)
@@ -277,8 +281,35 @@ def test_boot_from_volume(driver: HyperVDriver, seeded: WinRMTestServer) -> None
     )
     info = driver.spawn(HOST, spec)
     assert devices(info) == [("volume", "sda", 0, None, None, "boot")]
+    with pytest.raises(exception.InvalidRequest, match="boot volume"):
+        driver.detach_volume(HOST, spec.uuid, "boot")
+    assert devices(driver.get_info(HOST, spec.uuid)) == devices(info)
     driver.destroy(HOST, spec.uuid)
     assert VOL1 in seeded.host(HOST).vhd_paths()
+
+
+def test_a_volume_made_by_the_provisioning_command_attaches(
+    driver: HyperVDriver, server: WinRMTestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What [conformance] volume_command runs: a VHDX made over WinRM, as a storage admin would."""
+    volume_id = "0b5c2a8e-5d0f-4c1e-9a57-3c1f2d9e4b11"
+    command = ["--url", server.urls[HOST], "--user", USER, "--password", PASSWORD]
+    assert provision.main([*command, volume_id, "2"]) == 0
+    connection = json.loads(capsys.readouterr().out)
+    path = f"\\\\storage\\volumes\\{volume_id}.vhdx"
+    assert connection == {"driver_volume_type": "file", "data": {"device_path": path}}
+    made = server.host(HOST).vhd(path)
+    assert made is not None and (made.type, made.size) == (VhdType.Dynamic, 2 * GiB)
+
+    spec = new_spec()
+    driver.spawn(HOST, spec)
+    info = driver.attach_volume(
+        HOST, spec.uuid, VolumeConnection(volume_id=volume_id, **connection), None
+    )
+    assert devices(info) == [("volume", "sda", None, None, None, volume_id)]
+    # The same volume twice is the host's refusal, on stderr.
+    assert provision.main([*command, volume_id, "2"]) == 1
+    assert "The file exists" in capsys.readouterr().err
 
 
 def test_get_volume_connector(driver: HyperVDriver, server: WinRMTestServer) -> None:
