@@ -289,7 +289,7 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
 ) -> None:
     """Casts the killed worker had received (and oslo.messaging acknowledged) but not started.
 
-    One thread serves the host's messages (``executor_thread_pool_size``), so
+    One thread runs the worker's operations (``[listener] executor_threads``), so
     while a slow spawn runs the casts behind it sit acknowledged inside the
     worker: only their receipt entries in the journal remember them.
     """
@@ -299,7 +299,7 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
         worker_id: deployment.start_worker(
             hosts,
             worker_id,
-            DEFAULT={"executor_thread_pool_size": 1},
+            listener={"executor_threads": 1},
             registry={"down_time": DOWN_TIME},
             fake={"spawn_delay": 5},
         )
