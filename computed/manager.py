@@ -179,10 +179,12 @@ class ComputeManager:
         self._notifier = notifier
         self._journal = journal
         self._locks = KeyedLocks()
-        #: The power state of each instance as this worker last saw it settle
-        #: (None: no look taken yet), against which changes nobody asked for
-        #: are found (:meth:`sync_instances`).
-        self._states: dict[str, str] | None = None
+        #: The power state of each instance as this worker last saw it settle,
+        #: by its own operations or by a look at the hypervisor, against which
+        #: changes nobody asked for are found (:func:`sync_instances`).
+        self._states: dict[str, str] = {}
+        #: Whether a look at the host's instances has been taken.
+        self._looked = False
         #: While a look reads the hypervisor: what operations settled meanwhile.
         self._settled_meanwhile: dict[str, str | None] | None = None
         self._states_lock = threading.Lock()
@@ -455,23 +457,11 @@ class ComputeManager:
 
     def _watching(self) -> bool:
         with self._states_lock:
-            return self._states is not None
+            return self._looked
 
     def _sync_instances(self, only: str | None, source: str) -> int:
-        """See :func:`sync_instances`.
-
-        The first look only learns the states. An instance an operation is
-        working on is left for the next look; a difference is confirmed
-        under the instance's lock, so an operation that ended meanwhile is
-        never taken for a change on the hypervisor.
-
-        :param only: look at this instance only (the driver reported an event for it).
-        :returns: how many changes were published.
-        """
+        """See :func:`sync_instances`."""
         if only is not None:
-            with self._states_lock:
-                if self._states is None:
-                    return 0
             return int(self._confirm(only, source))
         with self._states_lock:
             self._settled_meanwhile = {}
@@ -486,10 +476,13 @@ class ComputeManager:
             else:
                 seen[uuid] = state
         with self._states_lock:
-            if self._states is None:
-                self._states = {u: s for u, s in seen.items() if s != _UNKNOWN}
-                return 0
+            for uuid, state in seen.items():
+                if state != _UNKNOWN:
+                    # New to this worker: learnt. One an operation settled
+                    # after the read above keeps what the operation left.
+                    self._states.setdefault(uuid, state)
             known = dict(self._states)
+            self._looked = True
         changed = [u for u in set(known) | set(seen) if known.get(u) != seen.get(u)]
         return sum(self._confirm(uuid, source) for uuid in changed)
 
@@ -503,7 +496,6 @@ class ComputeManager:
             except exception.InstanceNotFound:
                 state = None
             with self._states_lock:
-                assert self._states is not None
                 old = self._states.get(uuid, _UNKNOWN)
                 if state is None:
                     self._states.pop(uuid, None)
@@ -520,8 +512,6 @@ class ComputeManager:
         with self._states_lock:
             if self._settled_meanwhile is not None:
                 self._settled_meanwhile[uuid] = state
-            if self._states is None:
-                return
             if state is None:
                 self._states.pop(uuid, None)
             else:
@@ -632,10 +622,13 @@ def sync_instances(manager: ComputeManager, only: str | None = None, source: str
 
     Not a method: every public method of the manager is an RPC endpoint.
 
-    The first look only learns the states. An instance an operation is
-    working on is left for the next look; a difference is confirmed under the
-    instance's lock, so an operation that ended meanwhile is never taken for
-    a change on the hypervisor.
+    What this worker's operations left is known from the moment they settle;
+    an instance a look finds that no operation of this worker has touched
+    (one that was there before the worker took the host) is learnt, not
+    reported. An instance an operation is working on is left for the next
+    look; a difference is confirmed under the instance's lock, so an
+    operation that ended meanwhile is never taken for a change on the
+    hypervisor.
 
     :param only: look at this instance only (the driver reported an event for it).
     :param source: ``poll`` or ``hypervisor``, as the payload will say.

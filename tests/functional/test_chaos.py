@@ -235,12 +235,21 @@ def test_hostile_flood_then_takeover_runs_nothing_refused_and_nothing_twice(
     def terminal(events: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
         return [e for e in events if e[0] != "start"]
 
-    wait_until(
-        lambda: all(terminal(outcomes()[rid]) for rid in casts),
-        180,
-        "an outcome for every valid cast",
-        interval=0.5,
-    )
+    try:
+        wait_until(
+            lambda: all(terminal(outcomes()[rid]) for rid in casts),
+            180,
+            "an outcome for every valid cast",
+            interval=0.5,
+        )
+    except AssertionError:
+        seen = outcomes()
+        missing = {rid: seen[rid] for rid in casts if not terminal(seen[rid])}
+        raise AssertionError(
+            f"{len(missing)} of {len(casts)} casts have no outcome after 180 s, e.g. "
+            f"{dict(list(missing.items())[:5])}; killed {owner.worker_id}, survivor "
+            f"{survivor.worker_id}"
+        ) from None
     time.sleep(1.0)  # anything run twice would publish within this
     seen = outcomes()
     twice = [

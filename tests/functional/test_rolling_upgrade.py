@@ -322,9 +322,9 @@ def test_rolling_upgrade_from_the_previous_release(
                 # An old worker restarted mid-upgrade, beside a current one:
                 # it starts on the registry the current code has migrated.
                 assert old[host].terminate() == 0, old[host].log()
+                restarted_old_at = time.monotonic()
                 old[host] = worker(host, "old-2-again", old_computed)
                 wait_until(lambda h=host: _answered_by(log, h, "old-2-again"), 60, "restart")
-                restarted_old_at = time.monotonic()
             assert old[host].terminate() == 0, old[host].log()
             worker(host, f"new-{i}", None)
             wait_until(lambda h=host: _cap(api, h) == version.RPC_API_VERSION, 10, f"{host} cap")
