@@ -39,7 +39,8 @@ class _Endpoint:
 
 
 class NotificationCollector:
-    """Listens on the notification topic and keeps every instance.* event.
+    """Listens on the notification topic and keeps every operation's outcome
+    (``instance.<operation>.start/end/error``, an :class:`InstanceActionPayload`).
 
     A notification delivered twice by the broker (same message id: after a
     broker restart, say) is kept once, as a consumer keyed by message id
@@ -107,6 +108,8 @@ class NotificationCollector:
         if not event_type.startswith("instance."):
             return
         obj = self._objects.deserialize_entity(None, payload)
+        if not isinstance(obj, InstanceActionPayload):
+            return  # a change nobody asked for: rpcapi.InstanceEventListener hears those
         message_id = (metadata or {}).get("message_id")
         with self._changed:
             if message_id is not None:
