@@ -25,36 +25,33 @@ class KeyedLocks:
             with lock:
                 yield
         finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+            self._forget(key)
 
     @contextlib.contextmanager
     def try_hold(self, key: str) -> Iterator[bool]:
         """Hold the key's lock if it is free: yields True if held, False if busy."""
         with self._guard:
             lock, users = self._locks.get(key, (threading.Lock(), 0))
-            if not lock.acquire(blocking=False):
-                yield_busy = True
-            else:
-                yield_busy = False
+            held = lock.acquire(blocking=False)
+            if held:
                 self._locks[key] = (lock, users + 1)
-        if yield_busy:
+        if not held:
             yield False
             return
         try:
             yield True
         finally:
             lock.release()
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+            self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        """One user fewer of the key's lock; the lock goes with its last user."""
+        with self._guard:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     def __len__(self) -> int:
         with self._guard:
