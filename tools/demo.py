@@ -9,8 +9,6 @@ happens at each step, and stops everything it started.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import shutil
 import subprocess
 import sys
@@ -33,10 +31,10 @@ from oslo_context import context  # noqa: E402
 from computed import conf as computed_conf  # noqa: E402
 from computed import exception, rpc  # noqa: E402
 from computed.conf.conformance import DEFAULT_NETWORK  # noqa: E402
+from computed.conformance._context import new_volume  # noqa: E402
 from computed.objects import (  # noqa: E402
     InstanceSpec,
     NetworkInterface,
-    VolumeConnection,
 )
 from computed.registry import Registry  # noqa: E402
 from computed.testing.broker import RabbitMQBroker  # noqa: E402
@@ -307,7 +305,9 @@ def devices(
         # Stopped: every driver changes a stopped instance's devices, and
         # libvirt's test driver cannot hot-plug a running one.
         api.power_off(None, host, info.uuid)
-        volume = _volume(offer)
+        # Made by the peer's storage command, as a storage service would, or an
+        # iSCSI target that need not exist (what the fake and libvirt's test driver take).
+        volume = new_volume(offer.get("volume_command"))
         ctxt = context.RequestContext()
         api.attach_volume(ctxt, host, info.uuid, volume, cast=True)
         done = collector.for_request(ctxt.request_id, "instance.attach_volume.end")
@@ -387,29 +387,6 @@ def _spawned(api: ComputeAPI, host: str, name: str) -> str:
 def _port(network: str) -> NetworkInterface:
     mac = "fa:16:3e:" + ":".join(f"{b:02x}" for b in uuid.uuid4().bytes[:3])
     return NetworkInterface(port_id=str(uuid.uuid4()), mac_address=mac, network=network)
-
-
-def _volume(offer: dict[str, Any]) -> VolumeConnection:
-    """A volume the host can attach: made by the peer's storage command, or an iSCSI target."""
-    volume_id = str(uuid.uuid4())
-    command = offer.get("volume_command")
-    if command:
-        made = subprocess.run(
-            [*shlex.split(command), volume_id, "1"], capture_output=True, text=True, check=True
-        )
-        info = json.loads(made.stdout)
-        return VolumeConnection(
-            volume_id=volume_id, driver_volume_type=info["driver_volume_type"], data=info["data"]
-        )
-    return VolumeConnection(
-        volume_id=volume_id,
-        driver_volume_type="iscsi",
-        data={
-            "target_iqn": f"iqn.2010-10.org.computed:demo-{volume_id[:8]}",
-            "target_portal": "127.0.0.1:3260",
-            "target_lun": 1,
-        },
-    )
 
 
 def _listing(info: Any) -> str:

@@ -124,21 +124,7 @@ class SuiteContext:
     def volume(self, transport: str = "iscsi", size_gb: int | None = None) -> VolumeConnection:
         """A new volume's connection info: from :attr:`volume_command` when set, else
         ``iscsi`` or ``file`` (at :attr:`volume_path`)."""
-        volume_id = str(uuidlib.uuid4())
-        if self.volume_command:
-            return _provisioned(self.volume_command, volume_id, size_gb or 1)
-        if transport == "file":
-            data: dict[str, Any] = {"device_path": self.volume_path}
-        else:
-            data = {
-                "target_iqn": f"iqn.2010-10.org.computed:conformance-{volume_id[:8]}",
-                "target_portal": "127.0.0.1:3260",
-                "target_lun": 1,
-                "target_discovered": False,
-            }
-        if size_gb is not None:
-            data["size_gb"] = size_gb
-        return VolumeConnection(volume_id=volume_id, driver_volume_type=transport, data=data)
+        return new_volume(self.volume_command, transport, size_gb, self.volume_path)
 
     def grow_volume(self, volume: VolumeConnection, size_gb: int) -> None:
         """Grow ``volume`` to ``size_gb`` on its storage, as a storage service does
@@ -211,6 +197,34 @@ class SuiteContext:
             ),
             self.notification_timeout,
         )
+
+
+def new_volume(
+    command: str | None,
+    transport: str = "iscsi",
+    size_gb: int | None = None,
+    volume_path: str = DEFAULT_VOLUME_PATH,
+) -> VolumeConnection:
+    """A new volume's connection info, as ``[conformance] volume_command`` makes it, or
+    without one an ``iscsi`` target that need not exist, or a ``file`` at ``volume_path``.
+
+    :raises CheckFailed: if the command fails or prints no connection info.
+    """
+    volume_id = str(uuidlib.uuid4())
+    if command:
+        return _provisioned(command, volume_id, size_gb or 1)
+    if transport == "file":
+        data: dict[str, Any] = {"device_path": volume_path}
+    else:
+        data = {
+            "target_iqn": f"iqn.2010-10.org.computed:conformance-{volume_id[:8]}",
+            "target_portal": "127.0.0.1:3260",
+            "target_lun": 1,
+            "target_discovered": False,
+        }
+    if size_gb is not None:
+        data["size_gb"] = size_gb
+    return VolumeConnection(volume_id=volume_id, driver_volume_type=transport, data=data)
 
 
 def _provisioned(command: str, volume_id: str, size_gb: int) -> VolumeConnection:
