@@ -39,7 +39,12 @@ class ComputedObject(ovo_base.VersionedObject, ovo_base.ComparableVersionedObjec
             or version_manifest
             or _has_object_fields(type(self))
         ):
-            return super().obj_to_primitive(target_version, version_manifest)
+            full = super().obj_to_primitive(target_version, version_manifest)
+            key = f"{self.OBJ_SERIAL_NAMESPACE}.changes"
+            if key in full:
+                # oslo.versionedobjects lists a set: sorted, equal objects have equal primitives.
+                full[key] = sorted(full[key])
+            return full
         data = {}
         for name, field in self.fields.items():
             if self.obj_attr_is_set(name):
