@@ -32,9 +32,12 @@ from computed._journal import Journal, Ticket, decode_arguments, take_receipt
 from computed._locks import KeyedLocks
 from computed.notifications import OutcomeNotifier
 from computed.objects import (
+    ConsoleConnection,
+    ConsoleKind,
     DeviceKind,
     HostCapabilities,
     HostResources,
+    ImageRef,
     InstanceInfo,
     InstanceInfoList,
     InstanceSpec,
@@ -44,6 +47,7 @@ from computed.objects import (
     VolumeConnector,
 )
 from computed.objects import devices as device_checks
+from computed.objects.image import check_image_name
 from computed.registry.api import JOURNAL_DONE, JOURNAL_RECEIVED, JournalRecord
 from drivers import base
 
@@ -65,7 +69,11 @@ __all__ = [
 REPEATABLE_OPERATIONS = frozenset(
     {"spawn", "destroy", "power_on", "power_off", "pause", "unpause", "suspend", "resume"}
     | set(base.DEVICE_OPERATIONS)
+    | {"snapshot", "rescue", "unrescue"}
 )
+
+#: A long operation's progress is published in steps of this many percent.
+PROGRESS_STEP = 10
 
 LOG = logging.getLogger(__name__)
 
@@ -255,6 +263,45 @@ class ComputeManager:
     def detach_interface(self, ctxt: Any, uuid: str, port_id: str) -> InstanceInfo:
         return self._driver.detach_interface(self._host, uuid, port_id)
 
+    # Images, rescue and consoles (1.3) ------------------------------------------
+
+    @_operation(lifecycle=True)
+    def snapshot(self, ctxt: Any, uuid: str, image_name: str) -> ImageRef:
+        progress = _ProgressReport(self._notifier, ctxt, self._host, "snapshot", uuid)
+        image = self._driver.snapshot(self._host, uuid, image_name, progress)
+        if not isinstance(image, ImageRef):
+            raise TypeError(f"snapshot returned {type(image).__name__}, not an ImageRef")
+        progress(100)
+        return image
+
+    @_operation()
+    def delete_image(self, ctxt: Any, image_id: str) -> None:
+        self._driver.delete_image(self._host, image_id)
+
+    @_operation(lifecycle=True)
+    def rescue(self, ctxt: Any, uuid: str, rescue_image: str | None = None) -> InstanceInfo:
+        return self._driver.rescue(self._host, uuid, rescue_image)
+
+    @_operation(lifecycle=True)
+    def unrescue(self, ctxt: Any, uuid: str) -> InstanceInfo:
+        return self._driver.unrescue(self._host, uuid)
+
+    @_operation()
+    def get_serial_console(self, ctxt: Any, uuid: str) -> ConsoleConnection:
+        return _console(
+            "get_serial_console",
+            ConsoleKind.SERIAL,
+            self._driver.get_serial_console(self._host, uuid),
+        )
+
+    @_operation()
+    def get_graphical_console(self, ctxt: Any, uuid: str) -> ConsoleConnection:
+        return _console(
+            "get_graphical_console",
+            ConsoleKind.GRAPHICAL,
+            self._driver.get_graphical_console(self._host, uuid),
+        )
+
     # Queries ------------------------------------------------------------------
 
     @_operation()
@@ -333,6 +380,11 @@ class ComputeManager:
                 raise exception.UnsupportedOperation(
                     operation=f"reboot.{reboot_type}", driver=self._driver.name, host=self._host
                 )
+        if "image_name" in arguments:
+            check_image_name(operation, arguments["image_name"])
+        for name in ("image_id", "rescue_image"):
+            if arguments.get(name) is not None:
+                device_checks.check_id(operation, name, arguments[name])
         tail_lines = arguments.get("tail_lines")
         if tail_lines is not None and not (
             isinstance(tail_lines, int) and not isinstance(tail_lines, bool) and tail_lines >= 0
@@ -435,7 +487,9 @@ class ComputeManager:
             self._note_state(uuid, info.power_state)
         else:
             self._note_state(uuid, None if operation == "destroy" else _UNKNOWN)
-        self._settle(ctxt, operation, uuid, ticket, notifications.outcome("end", info=info))
+        image = result if isinstance(result, ImageRef) else None
+        recorded = notifications.outcome("end", info=info, image=image)
+        self._settle(ctxt, operation, uuid, ticket, recorded)
         return result
 
     def _settle(
@@ -645,6 +699,42 @@ def watching(manager: ComputeManager) -> bool:
 def endpoints(manager: ComputeManager) -> list[object]:
     """The RPC endpoints a worker serves for one host: the manager and its proxies."""
     return [manager, *(proxy(manager) for proxy in PREVIOUS_MAJOR_PROXIES)]
+
+
+class _ProgressReport:
+    """The ``progress`` callback a long operation's driver call gets.
+
+    Publishes ``instance.<operation>.progress`` each time the operation
+    passes another :data:`PROGRESS_STEP` percent; a driver may call it as
+    often as it likes, from any thread.
+    """
+
+    def __init__(
+        self, notifier: OutcomeNotifier, ctxt: Any, host: str, operation: str, uuid: str
+    ) -> None:
+        self._notifier = notifier
+        self._ctxt, self._host, self._operation, self._uuid = ctxt, host, operation, uuid
+        self._published = -PROGRESS_STEP
+        self._lock = threading.Lock()
+
+    def __call__(self, percent: int) -> None:
+        percent = max(0, min(100, int(percent)))
+        with self._lock:
+            step = percent - percent % PROGRESS_STEP
+            if step <= self._published:
+                return
+            self._published = step
+        self._notifier.emit_progress(self._ctxt, self._host, self._operation, self._uuid, percent)
+
+
+def _console(operation: str, kind: str, console: Any) -> ConsoleConnection:
+    """The driver's console, checked: a console a proxy could not use is the driver's error."""
+    if not isinstance(console, ConsoleConnection):
+        raise TypeError(f"{operation} returned {type(console).__name__}, not a ConsoleConnection")
+    if console.kind != kind:
+        raise ValueError(f"{operation} returned a {console.kind} console")
+    console.validate(operation)
+    return console
 
 
 def _context_dict(ctxt: Any) -> dict[str, Any]:

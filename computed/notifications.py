@@ -23,7 +23,7 @@ import amqp
 from oslo_config import cfg
 
 from computed import _wire, exception, rpc
-from computed.objects import InstanceActionPayload, InstanceInfo, InstanceStatePayload
+from computed.objects import ImageRef, InstanceActionPayload, InstanceInfo, InstanceStatePayload
 
 __all__ = [
     "NotificationPublisher",
@@ -151,6 +151,14 @@ class OutcomeNotifier:
     ) -> None:
         self.emit_outcome(ctxt, host, operation, uuid, outcome(phase, info, error), message_id)
 
+    def emit_progress(self, ctxt: Any, host: str, operation: str, uuid: str, percent: int) -> None:
+        """Publish ``instance.<operation>.progress``: a long operation is ``percent`` done.
+
+        Each has an id of its own: a consumer keeping one notification per id
+        keeps them all (a repeat after a takeover reports its progress again).
+        """
+        self.emit_outcome(ctxt, host, operation, uuid, {"phase": "progress", "progress": percent})
+
     def emit_state(
         self, host: str, uuid: str, old_state: str | None, new_state: str | None, source: str
     ) -> None:
@@ -215,9 +223,11 @@ class OutcomeNotifier:
             request_id=getattr(ctxt, "request_id", None),
             power_state=recorded.get("power_state"),
         )
-        for field in ("error_class", "error_message", "error_kwargs"):
+        for field in ("error_class", "error_message", "error_kwargs", "progress"):
             if field in recorded:
                 setattr(payload, field, recorded[field])
+        if recorded.get("image") is not None:
+            payload.image = ImageRef.obj_from_primitive(recorded["image"])
         redacted = ctxt.redacted_copy() if hasattr(ctxt, "redacted_copy") else ctxt
         self._publisher.publish(
             self._serializer.serialize_context(redacted),
@@ -252,12 +262,17 @@ def notification_id(message_id: str | None, phase: str) -> str | None:
 
 
 def outcome(
-    phase: str, info: InstanceInfo | None = None, error: BaseException | None = None
+    phase: str,
+    info: InstanceInfo | None = None,
+    error: BaseException | None = None,
+    image: ImageRef | None = None,
 ) -> dict[str, Any]:
     """What a notification of ``phase`` reports, as plain data a journal can keep."""
     recorded: dict[str, Any] = {"phase": phase}
     if info is not None:
         recorded["power_state"] = info.power_state
+    if image is not None:
+        recorded["image"] = image.obj_to_primitive()
     if error is not None:
         kwargs = error.kwargs if isinstance(error, exception.ComputedError) else {}
         recorded["error_class"] = type(error).__name__

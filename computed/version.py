@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: The newest version of the compute RPC contract this code speaks.
-RPC_API_VERSION = "1.2"
+RPC_API_VERSION = "1.3"
 
 #: The oldest version this code still serves: the start of the current major,
 #: or, for one release after a major bump, the start of the previous major
@@ -48,6 +48,13 @@ VERSION_HISTORY: tuple[tuple[str, str], ...] = (
         "attach_interface, detach_interface; instance.power_state.update and "
         "instance.delete notifications (InstanceStatePayload 1.0)",
     ),
+    (
+        "1.3",
+        "Images, rescue and consoles: added snapshot, delete_image, rescue, unrescue, "
+        "get_serial_console, get_graphical_console (ImageRef 1.0, ConsoleConnection 1.0); "
+        "power state rescued (InstanceInfo 1.2, InstanceActionPayload 1.1 with progress "
+        "and image, InstanceStatePayload 1.1)",
+    ),
 )
 
 #: Release names operators may use as a pin, mapped to the version they speak.
@@ -55,6 +62,7 @@ VERSION_ALIASES: dict[str, str] = {
     "alpha": "1.0",
     "beta": "1.1",
     "gamma": "1.2",
+    "delta": "1.3",
 }
 
 #: The version that introduced each method of the contract.
@@ -80,6 +88,12 @@ METHOD_VERSIONS: dict[str, str] = {
     "extend_volume": "1.2",
     "attach_interface": "1.2",
     "detach_interface": "1.2",
+    "snapshot": "1.3",
+    "delete_image": "1.3",
+    "rescue": "1.3",
+    "unrescue": "1.3",
+    "get_serial_console": "1.3",
+    "get_graphical_console": "1.3",
 }
 
 #: Arguments added to a method after the version that introduced it:
@@ -122,6 +136,22 @@ OBJECT_VERSIONS: dict[str, dict[str, str]] = {
         "InstanceInfoList": "1.1",
         "InstanceSpec": "1.2",
         "InstanceStatePayload": "1.0",
+        "NetworkInterface": "1.0",
+        "PingResult": "1.0",
+        "VolumeConnection": "1.0",
+        "VolumeConnector": "1.0",
+    },
+    "1.3": {
+        "BlockDevice": "1.0",
+        "ConsoleConnection": "1.0",
+        "HostCapabilities": "1.0",
+        "HostResources": "1.0",
+        "ImageRef": "1.0",
+        "InstanceActionPayload": "1.1",
+        "InstanceInfo": "1.2",
+        "InstanceInfoList": "1.2",
+        "InstanceSpec": "1.2",
+        "InstanceStatePayload": "1.1",
         "NetworkInterface": "1.0",
         "PingResult": "1.0",
         "VolumeConnection": "1.0",

@@ -35,6 +35,32 @@ Semantics every driver honours (the fake driver is their executable form):
   :class:`~computed.exception.DeviceConflict`; extending a volume that is
   not attached is :class:`~computed.exception.DeviceNotFound`. Every
   instance reported lists its block devices and interfaces.
+* Images, rescue and consoles (contract 1.3):
+
+  - :meth:`ComputeDriver.snapshot` takes an image of the instance's root
+    disk where the backend keeps images and returns its
+    :class:`~computed.objects.ImageRef`. It is idempotent by (instance,
+    image name): a snapshot named like an image the instance already has
+    returns that image without taking another. It runs from
+    :data:`SNAPSHOT_STATES` and leaves the instance in the state it found.
+    It calls ``progress(percent)`` as it goes (0 to 100, never going back);
+    the worker publishes ``instance.snapshot.progress`` from it.
+    :meth:`ComputeDriver.delete_image` removes an image the host made;
+    a missing one succeeds. An image outlives its instance.
+  - :meth:`ComputeDriver.rescue` boots the instance from a rescue image
+    (by default the image it was built from) with its own root disk
+    attached as a second disk; it is then ``rescued``.
+    :meth:`ComputeDriver.unrescue` boots it from its own root disk again,
+    ``running``, with every device it had. Both follow :data:`TRANSITIONS`
+    (``rescue``, ``unrescue``): rescuing a rescued instance and unrescuing
+    a running one are no-ops. A rescued instance reports its own devices,
+    not the rescue disk, and takes no operation but ``unrescue``,
+    ``destroy`` and the queries; destroying it removes the rescue too.
+  - :meth:`ComputeDriver.get_serial_console` and
+    :meth:`ComputeDriver.get_graphical_console` say where to reach a
+    console of an instance in :data:`CONSOLE_STATES`
+    (:class:`~computed.objects.ConsoleConnection`); an instance without
+    such a console raises UnsupportedOperation.
 """
 
 from __future__ import annotations
@@ -48,7 +74,9 @@ from oslo_config import cfg
 
 from computed import exception
 from computed.objects import (
+    ConsoleConnection,
     HostResources,
+    ImageRef,
     InstanceInfo,
     InstanceSpec,
     NetworkInterface,
@@ -70,10 +98,20 @@ __all__ = [
     "FEATURES",
     "DEVICE_OPERATIONS",
     "DEVICE_STATES",
+    "SNAPSHOT_STATES",
+    "CONSOLE_STATES",
+    "IMAGE_OPERATIONS",
+    "RESCUE_OPERATIONS",
+    "CONSOLE_OPERATIONS",
     "OPERATION_GROUPS",
+    "Progress",
     "plan_transition",
+    "check_state",
     "check_device_state",
 ]
+
+#: How a long operation reports how far it is: ``progress(percent)``.
+Progress = Callable[[int], None]
 
 
 class SupportTier(enum.StrEnum):
@@ -103,6 +141,8 @@ TRANSITIONS: dict[str, Transition] = {
     "resume": Transition(frozenset({_S.SUSPENDED}), _S.RUNNING),
     "reboot.soft": Transition(frozenset({_S.RUNNING}), _S.RUNNING, idempotent=False),
     "reboot.hard": Transition(frozenset({_S.RUNNING, _S.PAUSED}), _S.RUNNING, idempotent=False),
+    "rescue": Transition(frozenset({_S.RUNNING, _S.STOPPED}), _S.RESCUED),
+    "unrescue": Transition(frozenset({_S.RESCUED}), _S.RUNNING),
 }
 
 REBOOT_TYPES = ("soft", "hard")
@@ -141,17 +181,35 @@ DEVICE_OPERATIONS = (
     "detach_interface",
 )
 
+#: Operations of contract 1.3 that make and remove images of instances.
+IMAGE_OPERATIONS = ("snapshot", "delete_image")
+
+#: Operations of contract 1.3 that boot an instance from a rescue image and back.
+RESCUE_OPERATIONS = ("rescue", "unrescue")
+
+#: Operations of contract 1.3 that say where an instance's consoles are.
+CONSOLE_OPERATIONS = ("get_serial_console", "get_graphical_console")
+
 #: Every operation of the contract (see ``computed.version.METHOD_VERSIONS``).
-ALL_OPERATIONS = OPERATIONS_1_0 + ("get_console_output", "get_volume_connector") + DEVICE_OPERATIONS
+ALL_OPERATIONS = (
+    OPERATIONS_1_0
+    + ("get_console_output", "get_volume_connector")
+    + DEVICE_OPERATIONS
+    + IMAGE_OPERATIONS
+    + RESCUE_OPERATIONS
+    + CONSOLE_OPERATIONS
+)
 
 #: The operations by group, each rated on its own by the conformance suite:
 #: a driver may be conformant for the lifecycle and partial for volumes.
 OPERATION_GROUPS: dict[str, tuple[str, ...]] = {
     "lifecycle": LIFECYCLE_OPERATIONS + ("get_info", "list_instances"),
     "host": ("get_host_resources", "get_capabilities", "ping"),
-    "console": ("get_console_output",),
+    "console": ("get_console_output",) + CONSOLE_OPERATIONS,
     "volumes": ("get_volume_connector", "attach_volume", "detach_volume", "extend_volume"),
     "interfaces": ("attach_interface", "detach_interface"),
+    "images": IMAGE_OPERATIONS,
+    "rescue": RESCUE_OPERATIONS,
 }
 
 #: Every feature a driver may declare. ``spawn.*`` say which parts of an
@@ -171,6 +229,12 @@ FEATURES = frozenset(
 
 #: The power states in which an instance's devices may change.
 DEVICE_STATES = frozenset({PowerState.RUNNING, PowerState.STOPPED})
+
+#: The power states from which a snapshot may be taken.
+SNAPSHOT_STATES = frozenset({PowerState.RUNNING, PowerState.STOPPED, PowerState.PAUSED})
+
+#: The power states in which an instance has a console to reach.
+CONSOLE_STATES = frozenset({PowerState.RUNNING, PowerState.PAUSED, PowerState.RESCUED})
 
 
 def plan_transition(operation: str, uuid: str, state: str) -> bool:
@@ -193,12 +257,17 @@ def plan_transition(operation: str, uuid: str, state: str) -> bool:
     )
 
 
+def check_state(operation: str, uuid: str, state: str, allowed: frozenset[str]) -> None:
+    """:raises computed.exception.InvalidPowerState: unless ``state`` is in ``allowed``."""
+    if state not in allowed:
+        raise exception.InvalidPowerState(
+            uuid=uuid, operation=operation, state=state, allowed=", ".join(sorted(allowed))
+        )
+
+
 def check_device_state(operation: str, uuid: str, state: str) -> None:
     """:raises computed.exception.InvalidPowerState: unless devices may change in ``state``."""
-    if state not in DEVICE_STATES:
-        raise exception.InvalidPowerState(
-            uuid=uuid, operation=operation, state=state, allowed=", ".join(sorted(DEVICE_STATES))
-        )
+    check_state(operation, uuid, state, DEVICE_STATES)
 
 
 class ComputeDriver(abc.ABC):
@@ -343,6 +412,43 @@ class ComputeDriver(abc.ABC):
     def detach_interface(self, host: str, uuid: str, port_id: str) -> InstanceInfo:
         """Unplug the interface; succeed if it is not attached."""
         return self._unsupported(host, "detach_interface")
+
+    # Images, rescue and consoles (1.3) --------------------------------------
+
+    def snapshot(self, host: str, uuid: str, image_name: str, progress: Progress) -> ImageRef:
+        """Take an image of the instance's root disk, named ``image_name``.
+
+        Idempotent by (instance, image name): return the image the instance
+        already has of that name. Runs from :data:`SNAPSHOT_STATES` (else
+        InvalidPowerState) and leaves the instance's power state as it was.
+        Call ``progress(percent)`` as the copy advances.
+        """
+        raise exception.UnsupportedOperation(operation="snapshot", driver=self.name, host=host)
+
+    def delete_image(self, host: str, image_id: str) -> None:
+        """Remove an image :meth:`snapshot` made on ``host``; succeed if it is gone."""
+        raise exception.UnsupportedOperation(operation="delete_image", driver=self.name, host=host)
+
+    def rescue(self, host: str, uuid: str, rescue_image: str | None) -> InstanceInfo:
+        """Boot the instance from ``rescue_image`` (default: its own image) with its
+        root disk attached as a second disk (transition ``rescue``)."""
+        return self._unsupported(host, "rescue")
+
+    def unrescue(self, host: str, uuid: str) -> InstanceInfo:
+        """Boot a rescued instance from its own root disk again (transition ``unrescue``)."""
+        return self._unsupported(host, "unrescue")
+
+    def get_serial_console(self, host: str, uuid: str) -> ConsoleConnection:
+        """Where to reach the instance's serial console (running, paused or rescued)."""
+        raise exception.UnsupportedOperation(
+            operation="get_serial_console", driver=self.name, host=host
+        )
+
+    def get_graphical_console(self, host: str, uuid: str) -> ConsoleConnection:
+        """Where to reach the instance's display: VNC, SPICE or RDP, as the hypervisor offers."""
+        raise exception.UnsupportedOperation(
+            operation="get_graphical_console", driver=self.name, host=host
+        )
 
     # Host ----------------------------------------------------------------
 

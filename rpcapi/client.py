@@ -22,8 +22,10 @@ from computed.conf import registry as registry_conf
 from computed.conf import upgrade_levels as upgrade_conf
 from computed.conf import worker as worker_conf
 from computed.objects import (
+    ConsoleConnection,
     HostCapabilities,
     HostResources,
+    ImageRef,
     InstanceInfo,
     InstanceSpec,
     NetworkInterface,
@@ -104,6 +106,9 @@ class ComputeAPI:
       attach_volume, detach_volume, extend_volume, attach_interface,
       detach_interface. A spawn whose devices a 1.1 host would not build
       raises UnsupportedVersion instead of being backported.
+    * 1.3 - Images, rescue and consoles: added snapshot, delete_image,
+      rescue, unrescue, get_serial_console, get_graphical_console; power
+      state rescued (InstanceInfo 1.2; an older caller sees running).
     """
 
     VERSION_ALIASES = version.VERSION_ALIASES
@@ -289,6 +294,66 @@ class ComputeAPI:
             self._lifecycle(ctxt, host, "detach_interface", cast, uuid=uuid, port_id=port_id),
         )
 
+    # Images, rescue and consoles (1.3) ------------------------------------------
+    #
+    # A host older than 1.3 raises UnsupportedVersion at once
+    # (can_send_images, can_send_rescue, can_send_consoles).
+
+    def snapshot(
+        self, ctxt: Any, host: str, uuid: str, image_name: str, *, cast: bool = False
+    ) -> ImageRef | None:
+        """Take an image of the instance's root disk on its host.
+
+        Idempotent by (instance, image name): a name the instance already
+        has an image of returns that image. A long operation: the call waits
+        up to ``[client] long_call_timeout`` while the worker shows it is
+        alive, and the worker publishes ``instance.snapshot.progress``; as
+        a cast, the ``end`` notification carries the image.
+        """
+        return typing.cast(
+            "ImageRef | None",
+            self._lifecycle(ctxt, host, "snapshot", cast, uuid=uuid, image_name=image_name),
+        )
+
+    def delete_image(self, ctxt: Any, host: str, image_id: str) -> None:
+        """Remove an image a snapshot on ``host`` made (``ImageRef.image_id``); a missing one succeeds."""
+        self._call(ctxt, host, "delete_image", long=True, image_id=image_id)
+
+    def rescue(
+        self,
+        ctxt: Any,
+        host: str,
+        uuid: str,
+        rescue_image: str | None = None,
+        *,
+        cast: bool = False,
+    ) -> InstanceInfo | None:
+        """Boot the instance from ``rescue_image`` (default: its own image) with its root
+        disk attached as a second disk; it is then ``rescued``."""
+        return typing.cast(
+            "InstanceInfo | None",
+            self._lifecycle(ctxt, host, "rescue", cast, uuid=uuid, rescue_image=rescue_image),
+        )
+
+    def unrescue(
+        self, ctxt: Any, host: str, uuid: str, *, cast: bool = False
+    ) -> InstanceInfo | None:
+        return typing.cast(
+            "InstanceInfo | None", self._lifecycle(ctxt, host, "unrescue", cast, uuid=uuid)
+        )
+
+    def get_serial_console(self, ctxt: Any, host: str, uuid: str) -> ConsoleConnection:
+        """Where to reach the instance's serial console."""
+        return typing.cast(
+            ConsoleConnection, self._call(ctxt, host, "get_serial_console", uuid=uuid)
+        )
+
+    def get_graphical_console(self, ctxt: Any, host: str, uuid: str) -> ConsoleConnection:
+        """Where to reach the instance's display (VNC, SPICE or RDP, as its host offers)."""
+        return typing.cast(
+            ConsoleConnection, self._call(ctxt, host, "get_graphical_console", uuid=uuid)
+        )
+
     # Queries ------------------------------------------------------------------
 
     def get_console_output(
@@ -337,6 +402,18 @@ class ComputeAPI:
     def can_send_instance_description(self, host: str) -> bool:
         """Whether a spawn keeps ``InstanceSpec.description`` (else it is dropped)."""
         return self.can_send_version(host, "1.1")
+
+    def can_send_images(self, host: str) -> bool:
+        """Whether ``host`` takes ``snapshot`` and ``delete_image`` (1.3)."""
+        return self.can_send_version(host, version.METHOD_VERSIONS["snapshot"])
+
+    def can_send_rescue(self, host: str) -> bool:
+        """Whether ``host`` takes ``rescue`` and ``unrescue`` (1.3)."""
+        return self.can_send_version(host, version.METHOD_VERSIONS["rescue"])
+
+    def can_send_consoles(self, host: str) -> bool:
+        """Whether ``host`` takes ``get_serial_console`` and ``get_graphical_console`` (1.3)."""
+        return self.can_send_version(host, version.METHOD_VERSIONS["get_serial_console"])
 
     def can_send_devices(self, host: str) -> bool:
         """Whether ``host`` takes the device operations and a spawn with devices (1.2)."""

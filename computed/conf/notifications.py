@@ -19,11 +19,12 @@ notifications_opts = [
     ),
     cfg.ListOpt(
         "phases",
-        default=["start", "end", "error"],
-        item_type=types.String(choices=["start", "end", "error"]),
+        default=["start", "progress", "end", "error"],
+        item_type=types.String(choices=["start", "progress", "end", "error"]),
         help="Which notifications a lifecycle operation publishes. Dropping 'start' "
         "saves one broker round trip per operation (about a quarter of a cast's cost "
-        "on the worker); 'end' and 'error' are how a cast reports its outcome.",
+        "on the worker); 'progress' is published by long operations (a snapshot) as "
+        "they advance; 'end' and 'error' are how a cast reports its outcome.",
     ),
     cfg.FloatOpt(
         "instance_sync_interval",

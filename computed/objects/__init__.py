@@ -17,6 +17,7 @@ from computed.objects.devices import (
 )
 from computed.objects.fields import PowerState
 from computed.objects.host import HostCapabilities, HostResources, PingResult
+from computed.objects.image import ConsoleConnection, ConsoleKind, ImageRef
 from computed.objects.instance import InstanceInfo, InstanceInfoList, InstanceSpec
 from computed.objects.notification import InstanceActionPayload, InstanceStatePayload
 
@@ -27,6 +28,9 @@ __all__ = [
     "VolumeConnection",
     "VolumeConnector",
     "ComputedObject",
+    "ConsoleConnection",
+    "ConsoleKind",
+    "ImageRef",
     "ComputedObjectSerializer",
     "HostCapabilities",
     "HostResources",

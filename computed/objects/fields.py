@@ -17,8 +17,13 @@ class PowerState(fields.Enum):
     STOPPED = "stopped"
     PAUSED = "paused"
     SUSPENDED = "suspended"
+    #: Booted from a rescue image with its own root disk attached (1.3).
+    RESCUED = "rescued"
 
-    ALL = (RUNNING, STOPPED, PAUSED, SUSPENDED)
+    ALL = (RUNNING, STOPPED, PAUSED, SUSPENDED, RESCUED)
+
+    #: The states an InstanceInfo 1.1 or a payload 1.0 can carry.
+    BEFORE_1_3 = (RUNNING, STOPPED, PAUSED, SUSPENDED)
 
     def __init__(self) -> None:
         super().__init__(valid_values=PowerState.ALL)

@@ -17,7 +17,7 @@ from computed.objects.devices import (
     DeviceKind,
     NetworkInterface,
 )
-from computed.objects.fields import PowerStateField
+from computed.objects.fields import PowerState, PowerStateField
 
 __all__ = ["InstanceSpec", "InstanceInfo", "InstanceInfoList", "MAX_NAME_LENGTH"]
 
@@ -177,9 +177,11 @@ class InstanceInfo(ComputedObject):
     Version 1.0: initial version.
     Version 1.1: added ``block_devices`` and ``network_interfaces``, what is
     attached (volumes without their connection info).
+    Version 1.2: ``power_state`` may be ``rescued``; an older caller is told
+    ``running`` (a rescued instance runs, from its rescue image).
     """
 
-    VERSION = "1.1"
+    VERSION = "1.2"
 
     fields = {
         "uuid": fields.UUIDField(),
@@ -199,7 +201,10 @@ class InstanceInfo(ComputedObject):
 
     def obj_make_compatible(self, primitive: dict[str, Any], target_version: str) -> None:
         super().obj_make_compatible(primitive, target_version)
-        if versionutils.convert_version_to_tuple(target_version) < (1, 1):
+        target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 2) and primitive.get("power_state") == PowerState.RESCUED:
+            primitive["power_state"] = PowerState.RUNNING
+        if target < (1, 1):
             primitive.pop("block_devices", None)
             primitive.pop("network_interfaces", None)
 
@@ -230,10 +235,11 @@ class InstanceInfo(ComputedObject):
 class InstanceInfoList(ComputedObject):
     """Version 1.0: initial version.
     Version 1.1: InstanceInfo 1.1.
+    Version 1.2: InstanceInfo 1.2.
     """
 
-    VERSION = "1.1"
-    obj_relationships = {"objects": [("1.0", "1.0"), ("1.1", "1.1")]}
+    VERSION = "1.2"
+    obj_relationships = {"objects": [("1.0", "1.0"), ("1.1", "1.1"), ("1.2", "1.2")]}
 
     fields = {
         "objects": fields.ListOfObjectsField("InstanceInfo"),
