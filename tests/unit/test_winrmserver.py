@@ -870,3 +870,149 @@ def test_switches_and_the_iscsi_initiator(tmp_path: Path) -> None:
         assert "CmdletizationQuery_NotFound_ConnectionType,Get-InitiatorPort" in error_of(
             srv, "Get-InitiatorPort -ConnectionType FibreChannel"
         )
+
+
+# -- checkpoints, Convert-VHD, Move-Item, COM ports, VMConnect ------------------------------------
+
+
+def vm_with_disk(host: HyperVHost, state: VMState = VMState.Running) -> object:
+    host.add_vhd(BASE, 2 * GiB)
+    vm = host.add_vm("cp", generation=2)
+    host.new_vhd(DISK, None, winrmserver.VhdType.Differencing, BASE)
+    host.add_drive(vm, DISK, ControllerType.SCSI, 0, 0)
+    host.set_state(vm, state)
+    return vm
+
+
+def test_a_checkpoint_freezes_the_disks_and_its_removal_merges_them(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
+    vm = vm_with_disk(host)
+    taken = json_of(
+        server,
+        f"Get-VM -Id '{vm.id}' | Checkpoint-VM -SnapshotName 'before' -Passthru"
+        " | Select-Object -Property Id,Name,VMName,HardDrives | ConvertTo-Json -Depth 3 -Compress",
+    )
+    assert (taken["Name"], taken["VMName"]) == ("before", "cp")
+    assert [d["Path"] for d in taken["HardDrives"]] == [DISK]
+    [drive] = vm.drives
+    assert re.fullmatch(r"C:\\disks\\d_[0-9A-F-]{36}\.avhdx", drive.path)
+    child = host.vhd(drive.path)
+    assert (child.type, child.parent_path) == (winrmserver.VhdType.Differencing, DISK)
+    listed = json_of(
+        server, "Get-VMSnapshot -VMName 'cp' | Select-Object -Property Id | ConvertTo-Json"
+    )
+    assert listed == {"Id": taken["Id"]}
+    code, _, err = ps(server, f"Get-VMSnapshot -Id '{taken['Id']}' | Remove-VMSnapshot")
+    assert code == 0, err
+    assert vm.checkpoints == [] and vm.drives[0].path == DISK
+    assert host.vhd_paths() == sorted([BASE, DISK])
+
+
+def test_checkpoints_by_name_and_what_is_missing(server: WinRMTestServer, host: HyperVHost) -> None:
+    vm = vm_with_disk(host, VMState.Off)
+    for name in ("a-1", "a-2", "b"):
+        host.checkpoint(vm, name)
+    # A pattern matching nothing is no error; a name matching nothing is.
+    assert ps(server, "Get-VM 'cp' | Remove-VMSnapshot -Name 'zz*'")[0] == 0
+    missing = error_of(server, "Get-VM 'cp' | Remove-VMSnapshot -Name 'zz'")
+    assert 'unable to find a virtual machine checkpoint with name "zz"' in missing
+    assert ps(server, "Remove-VMSnapshot -VMName 'cp' -Name 'a-*'")[0] == 0
+    assert [c.name for c in vm.checkpoints] == ["b"]
+    assert vm.drives[0].path.endswith(".avhdx")  # b's disk, now on the original
+    assert host.vhd(vm.drives[0].path).parent_path == DISK
+    absent = str(uuid.uuid4())
+    assert f'with id "{absent}"' in error_of(server, f"Get-VMSnapshot -Id '{absent}'")
+    assert "MissingMandatoryParameter" in error_of(server, "Get-VMSnapshot")
+    host.set_state(vm, VMState.Stopping)
+    assert "current state" in error_of(server, "Checkpoint-VM -Name 'cp'")
+
+
+def test_convert_vhd_makes_a_standalone_copy_of_a_chain(
+    server: WinRMTestServer, host: HyperVHost
+) -> None:
+    vm = vm_with_disk(host, VMState.Off)
+    fields = "Select-Object -Property Path,VhdType,Size,ParentPath | ConvertTo-Json -Compress"
+    # Attached, the disk is in use: conversion is an offline operation.
+    assert "offline operation" in error_of(
+        server, f"Convert-VHD -Path '{DISK}' -DestinationPath 'C:\\x\\copy.vhdx'"
+    )
+    host.checkpoint(vm, "frozen")
+    made = json_of(
+        server,
+        f"Convert-VHD -Path '{DISK}' -DestinationPath 'C:\\x\\copy.vhdx' -VHDType Dynamic"
+        f" -Passthru | {fields}",
+    )
+    assert made == {"Path": "C:\\x\\copy.vhdx", "VhdType": 3, "Size": 2 * GiB, "ParentPath": ""}
+    assert "The file exists" in error_of(
+        server, f"Convert-VHD -Path '{DISK}' -DestinationPath 'C:\\x\\copy.vhdx'"
+    )
+    assert "needs a parent" in error_of(
+        server, f"Convert-VHD -Path '{DISK}' -DestinationPath 'C:\\x\\diff.vhdx'"
+    )
+    assert "NamedParameterNotFound" in error_of(
+        server, f"Convert-VHD -Path '{DISK}' -DestinationPath 'C:\\x\\p.vhdx' -ParentPath '{BASE}'"
+    )
+
+
+def test_move_item_moves_a_vhd_file(server: WinRMTestServer, host: HyperVHost) -> None:
+    host.add_vhd("C:\\x\\a.vhdx", GiB)
+    host.add_vhd("C:\\x\\b.vhdx", GiB)
+    assert ps(server, "Move-Item -Path 'C:\\x\\a.vhdx' -Destination 'C:\\y\\a.vhdx'")[0] == 0
+    assert host.vhd_paths() == ["C:\\x\\b.vhdx", "C:\\y\\a.vhdx"]
+    assert "already exists" in error_of(
+        server, "Move-Item -Path 'C:\\x\\b.vhdx' -Destination 'C:\\y\\a.vhdx'"
+    )
+    assert "PathNotFound" in error_of(
+        server, "Move-Item -Path 'C:\\x\\a.vhdx' -Destination 'C:\\z.vhdx'"
+    )
+    # Silenced, a missing file is no error that stops the script; nothing else is hidden.
+    code, _, err = ps(
+        server,
+        "$ErrorActionPreference = 'Stop'\n"
+        "Remove-Item -Path 'C:\\x\\gone.vhdx' -ErrorAction SilentlyContinue\n"
+        "Remove-Item -Path 'C:\\x\\b.vhdx'",
+    )
+    assert (code, host.vhd_paths()) == (0, ["C:\\y\\a.vhdx"]), err
+
+
+def test_com_ports_connect_to_named_pipes(server: WinRMTestServer, host: HyperVHost) -> None:
+    vm = host.add_vm("serial")
+    select = "Select-Object -Property Name,Path | ConvertTo-Json -Compress"
+    assert json_of(server, f"Get-VMComPort -VMName 'serial' | {select}") == [
+        {"Name": "COM 1", "Path": ""},
+        {"Name": "COM 2", "Path": ""},
+    ]
+    code, _, err = ps(server, "Get-VM 'serial' | Set-VMComPort -Number 1 -Path '\\\\.\\pipe\\vm-1'")
+    assert code == 0, err
+    assert json_of(server, f"Get-VM 'serial' | Get-VMComPort -Number 1 | {select}") == {
+        "Name": "COM 1",
+        "Path": "\\\\.\\pipe\\vm-1",
+    }
+    assert "is not a named pipe" in error_of(
+        server, "Set-VMComPort -VMName 'serial' -Number 2 -Path 'C:\\com2.txt'"
+    )
+    assert "COM port with number 3" in error_of(
+        server, "Set-VMComPort -VMName 'serial' -Number 3 -Path '\\\\.\\pipe\\x'"
+    )
+    host.set_state(vm, VMState.Running)
+    assert "current state" in error_of(
+        server, "Set-VMComPort -VMName 'serial' -Number 2 -Path '\\\\.\\pipe\\x'"
+    )
+    assert vm.com_ports == ["\\\\.\\pipe\\vm-1", ""]
+
+
+def test_the_vmconnect_port_is_read_through_wmi(server: WinRMTestServer, host: HyperVHost) -> None:
+    query = "Get-CimInstance -Namespace 'root\\virtualization\\v2' -ClassName "
+    select = " | Select-Object -Property ListenerPort | ConvertTo-Json -Compress"
+    assert json_of(server, query + "Msvm_TerminalServiceSettingData" + select) == {
+        "ListenerPort": 2179
+    }
+    host.vmconnect_port = 3389
+    assert json_of(server, query + "msvm_terminalservicesettingdata" + select) == {
+        "ListenerPort": 3389
+    }
+    assert "Invalid class" in error_of(server, query + "Msvm_ComputerSystem")
+    assert "Invalid namespace" in error_of(
+        server, "Get-CimInstance -Namespace 'root\\cimv2' -ClassName Win32_Process"
+    )

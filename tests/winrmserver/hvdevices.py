@@ -115,10 +115,11 @@ class NetworkAdapter:
 
 
 def vhd_format_of(path: str) -> VhdFormat | None:
+    """The format a file name gives; a checkpoint's .avhdx and .avhd are differencing VHDX and VHD."""
     lowered = path.lower()
-    if lowered.endswith(".vhdx"):
+    if lowered.endswith((".vhdx", ".avhdx")):
         return VhdFormat.VHDX
-    if lowered.endswith(".vhd"):
+    if lowered.endswith((".vhd", ".avhd")):
         return VhdFormat.VHD
     return None
 

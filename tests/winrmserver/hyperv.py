@@ -25,8 +25,10 @@ from .hvdevices import (
     VhdType,
     VirtualHardDisk,
 )
+from .hvimages import COM_PORTS, VMCONNECT_PORT, Checkpoint, ImageRules
 
 __all__ = [
+    "Checkpoint",
     "ControllerType",
     "DEFAULT_SWITCHES",
     "GiB",
@@ -69,6 +71,9 @@ class VirtualMachine:
     scsi_controllers: int = 1
     #: New-VM gives every VM one adapter, "Network Adapter", connected to -SwitchName if given.
     adapters: list[NetworkAdapter] = field(default_factory=lambda: [NetworkAdapter()])
+    #: Checkpoints, oldest first; COM 1 and COM 2, each a pipe path or "".
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    com_ports: list[str] = field(default_factory=lambda: [""] * COM_PORTS)
     creation_time: _dt.datetime = field(
         default_factory=lambda: _dt.datetime.now(_dt.UTC).replace(microsecond=0)
     )
@@ -90,7 +95,7 @@ class VirtualMachine:
         self._running_since = None
 
 
-class HyperVHost(DeviceRules):
+class HyperVHost(DeviceRules, ImageRules):
     """The VMs of one Hyper-V host, its VHD files, switches and capacity, guarded by one lock.
 
     Every public method is safe to call from test code while the server runs.
@@ -107,6 +112,7 @@ class HyperVHost(DeviceRules):
         virtual_hard_disk_path: str = "C:\\Users\\Public\\Documents\\Hyper-V\\Virtual Hard Disks",
         switches: tuple[str, ...] = DEFAULT_SWITCHES,
         iscsi_initiator: str | None = None,
+        vmconnect_port: int = VMCONNECT_PORT,
     ) -> None:
         self.name = name
         self.logical_processor_count = logical_processor_count
@@ -118,6 +124,8 @@ class HyperVHost(DeviceRules):
         #: The Microsoft iSCSI initiator's node name: by default made from the computer name.
         self.iscsi_initiator = iscsi_initiator or f"iqn.1991-05.com.microsoft:{name.lower()}"
         self.disks: dict[str, VirtualHardDisk] = {}
+        #: The port VMConnect (RDP to a VM's console) listens on.
+        self.vmconnect_port = vmconnect_port
         self._mac_counter = 0
         self.lock = threading.RLock()
         self._vms: dict[uuid.UUID, VirtualMachine] = {}
