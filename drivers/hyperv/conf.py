@@ -100,6 +100,16 @@ hyperv_opts = [
         choices=[(1, "BIOS firmware"), (2, "UEFI firmware")],
         help="Hyper-V generation of the VMs the driver creates.",
     ),
+    cfg.FloatOpt(
+        "instance_poll_interval",
+        default=5.0,
+        min=0.0,
+        help="Seconds between two looks at every VM of a host (one Get-VM) to tell the "
+        "worker at once of instances whose power state changed or that vanished without "
+        "an operation: Hyper-V sends no events over WinRM. Much shorter than "
+        "[notifications] instance_sync_interval, which looks at every instance in depth. "
+        "0 turns the poll off.",
+    ),
 ]
 
 

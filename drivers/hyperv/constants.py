@@ -14,6 +14,9 @@ __all__ = [
     "MEMORY_STEP_MB",
     "MIN_MEMORY_MB",
     "NOTES_PREFIX",
+    "SERIAL_PIPE_PREFIX",
+    "SERIAL_PORT",
+    "VMCONNECT_PORT",
     "VMState",
     "is_transitional",
     "power_state",
@@ -36,6 +39,13 @@ MEMORY_STEP_MB = 2
 #: name and disk size, which Hyper-V has no field for) lives in the VM's
 #: Notes, as this prefix followed by compact ASCII-only JSON.
 NOTES_PREFIX = "computed-instance:"
+
+#: The COM port of a VM the driver connects to a named pipe for its serial
+#: console, and the pipe's name before the instance UUID.
+SERIAL_PORT = 1
+SERIAL_PIPE_PREFIX = "computed-"
+#: The port of VMConnect (RDP to a VM's console) on a host nobody reconfigured.
+VMCONNECT_PORT = 2179
 
 
 class VMState(enum.IntEnum):

@@ -224,14 +224,7 @@ class DeviceOps:
 
     def _ready(self, client: HostClient, host: str, uuid: str, operation: str) -> VM:
         """The VM, if its devices may change now."""
-        vm = self._vmops.lookup(client, host, uuid)
-        if constants.is_transitional(vm.state):
-            raise exception.DriverError(
-                driver=constants.DRIVER,
-                host=host,
-                reason=f"{operation}: instance {uuid} is {vm.state.name} in Hyper-V; "
-                "try again once it settles",
-            )
+        vm = self._vmops.settled(client, host, uuid, operation)
         base.check_device_state(operation, uuid, vm.power_state)
         return vm
 
@@ -240,9 +233,10 @@ class DeviceOps:
         """The drive of volume ``volume_id`` and the key of its record."""
         records = vm.records
         for drive in vm.drives:
-            record = records.get(drive.path.lower())
+            key = dev.record_key(drive.path)
+            record = records.get(key)
             if record is not None and record.get("v") == volume_id:
-                return drive, drive.path.lower()
+                return drive, key
         return None
 
     def _run(

@@ -49,6 +49,7 @@ __all__ = [
     "image_path",
     "interfaces_of",
     "plan_disks",
+    "record_key",
     "unused_name",
     "report_disks",
     "slot_name",
@@ -68,6 +69,9 @@ VolumePath = Callable[[VolumeConnection, str], str]
 _BUSES = {0: "IDE", 1: "SCSI"}
 
 _IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_CHECKPOINT_DISK = re.compile(
+    r"^(.*)_[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\.(avhdx?)$"
+)
 _WINDOWS_PATH = re.compile(
     r'^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+\\)[^\x00-\x1f*?"<>|]*\.vhdx?$', re.I
 )
@@ -88,6 +92,19 @@ class Drive:
 
     slot: Slot
     path: str
+
+
+def record_key(path: str) -> str:
+    """The key of the record of the disk at ``path`` in the VM's notes.
+
+    While a checkpoint exists the VM's drive holds the differencing disk Hyper-V
+    made for it, ``<disk>_<GUID>.avhdx`` beside ``<disk>.vhdx``; its record is
+    the frozen disk's.
+    """
+    match = _CHECKPOINT_DISK.match(path)
+    if match:
+        path = match.group(1) + (".vhdx" if match.group(2).lower() == "avhdx" else ".vhd")
+    return path.lower()
 
 
 def slot_name(slot: Slot) -> str:
@@ -138,7 +155,7 @@ def report_disks(drives: list[Drive], records: dict[str, dict[str, Any]]) -> lis
     """The contract's view of ``drives``, joined with the records of the VM's notes."""
     devices = []
     for drive in drives:
-        record = records.get(drive.path.lower())
+        record = records.get(record_key(drive.path))
         if record is None:
             device = BlockDevice(kind=DeviceKind.VOLUME, device_name=slot_name(drive.slot))
         else:
@@ -247,9 +264,11 @@ def plan_disks(
     """
     devices = list(spec.block_devices)
     if not devices and spec.image:
-        devices = [
-            BlockDevice(kind=DeviceKind.IMAGE, boot_index=0, size_gb=spec.disk_gb, image=spec.image)
-        ]
+        root = BlockDevice(
+            kind=DeviceKind.IMAGE, boot_index=0, size_gb=spec.disk_gb, image=spec.image
+        )
+        root.obj_set_defaults()
+        devices = [root]
     devices.sort(key=lambda d: (d.boot_index is None, d.boot_index or 0))
     slots = iter(free_scsi_locations([], {boot_slot(generation)}))
     names: set[str] = {d.short_name for d in devices if d.device_name}

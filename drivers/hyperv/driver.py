@@ -1,23 +1,29 @@
 """The Hyper-V driver: Windows Hyper-V hosts managed remotely over WinRM.
 
 A thin façade: :mod:`~drivers.hyperv.vmops` runs the instance operations,
-:mod:`~drivers.hyperv.deviceops` the volume and interface operations and
+:mod:`~drivers.hyperv.deviceops` the volume and interface operations,
+:mod:`~drivers.hyperv.imageops` the snapshots, :mod:`~drivers.hyperv.rescueops`
+rescue and unrescue, :mod:`~drivers.hyperv.consoleops` the consoles and
 :mod:`~drivers.hyperv.hostops` the host queries, each given the served host's
 :class:`~drivers.hyperv.winrmclient.HostClient`, which runs scripts from the
 fixed vocabulary of :mod:`~drivers.hyperv.powershell`. Here every call gets
 that client and has its PowerShell errors mapped onto the project's
-(:mod:`~drivers.hyperv.errors`). State is always read from Hyper-V.
+(:mod:`~drivers.hyperv.errors`). State is always read from Hyper-V; a thread
+per host (:mod:`~drivers.hyperv.poller`) looks at it for changes nobody made.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from oslo_config import cfg
 
 from computed import exception
 from computed.objects import (
+    ConsoleConnection,
     HostResources,
+    ImageRef,
     InstanceInfo,
     InstanceSpec,
     NetworkInterface,
@@ -28,9 +34,13 @@ from drivers import base
 from drivers._backend import ServedHosts
 from drivers.hyperv import conf as hyperv_conf
 from drivers.hyperv import constants, errors
+from drivers.hyperv.consoleops import ConsoleOps
 from drivers.hyperv.deviceops import DeviceOps
 from drivers.hyperv.hostops import HostOps
+from drivers.hyperv.imageops import ImageOps
+from drivers.hyperv.poller import InstancePoller
 from drivers.hyperv.powershell import PowerShellError
+from drivers.hyperv.rescueops import RescueOps
 from drivers.hyperv.vmops import VMOps
 from drivers.hyperv.winrmclient import HostClient
 
@@ -44,7 +54,14 @@ class HyperVDriver(base.TransitionDriver):
 
     name = constants.DRIVER
     version = "1.0"
-    operations = frozenset(base.OPERATIONS_1_0 + ("get_volume_connector",) + base.DEVICE_OPERATIONS)
+    operations = frozenset(
+        base.OPERATIONS_1_0
+        + ("get_volume_connector",)
+        + base.DEVICE_OPERATIONS
+        + base.IMAGE_OPERATIONS
+        + base.RESCUE_OPERATIONS
+        + base.CONSOLE_OPERATIONS
+    )
     # reboot.soft needs Restart-VM -Type (Windows Server 2022's Hyper-V
     # module); older hosts answer it with UnsupportedOperation. Volumes are
     # VHD(X) files (driver_volume_type 'file'); a boot volume is the disk
@@ -68,10 +85,14 @@ class HyperVDriver(base.TransitionDriver):
         super().__init__(conf)
         self._vmops = VMOps(conf)
         self._deviceops = DeviceOps(self._vmops)
+        self._imageops = ImageOps(self._vmops)
+        self._rescueops = RescueOps(self._vmops)
+        self._consoleops = ConsoleOps(self._vmops)
         self._hostops = HostOps()
         self._hosts = ServedHosts[HostClient, PowerShellError](
             self.name, (PowerShellError,), errors.translate
         )
+        self._pollers: dict[str, InstancePoller] = {}
 
     @classmethod
     def register_opts(cls, conf: cfg.ConfigOpts) -> None:
@@ -93,6 +114,9 @@ class HyperVDriver(base.TransitionDriver):
         LOG.info("Host %s served by %s at %s", host, description, client.url)
 
     def cleanup_host(self, host: str) -> None:
+        poller = self._pollers.pop(host, None)
+        if poller is not None:
+            poller.stop(self.conf.hyperv.read_timeout)
         client = self._hosts.release(host)
         if client is not None:
             client.close()
@@ -179,7 +203,74 @@ class HyperVDriver(base.TransitionDriver):
             lambda client: self._deviceops.detach_interface(client, host, uuid, port_id),
         )
 
+    # Images, rescue and consoles -------------------------------------------
+
+    def snapshot(self, host: str, uuid: str, image_name: str, progress: base.Progress) -> ImageRef:
+        return self._hosts.call(
+            host,
+            "snapshot",
+            uuid,
+            lambda client: self._imageops.snapshot(client, host, uuid, image_name, progress),
+        )
+
+    def delete_image(self, host: str, image_id: str) -> None:
+        self._hosts.call(
+            host,
+            "delete_image",
+            None,
+            lambda client: self._imageops.delete_image(client, host, image_id),
+        )
+
+    def rescue(self, host: str, uuid: str, rescue_image: str | None) -> InstanceInfo:
+        return self._hosts.call(
+            host,
+            "rescue",
+            uuid,
+            lambda client: self._rescueops.rescue(client, host, uuid, rescue_image),
+        )
+
+    def unrescue(self, host: str, uuid: str) -> InstanceInfo:
+        return self._hosts.call(
+            host, "unrescue", uuid, lambda client: self._rescueops.unrescue(client, host, uuid)
+        )
+
+    def get_serial_console(self, host: str, uuid: str) -> ConsoleConnection:
+        return self._hosts.call(
+            host,
+            "get_serial_console",
+            uuid,
+            lambda client: self._consoleops.get_serial_console(client, host, uuid),
+        )
+
+    def get_graphical_console(self, host: str, uuid: str) -> ConsoleConnection:
+        return self._hosts.call(
+            host,
+            "get_graphical_console",
+            uuid,
+            lambda client: self._consoleops.get_graphical_console(client, host, uuid),
+        )
+
     # Host -----------------------------------------------------------------
+
+    def watch_instances(self, host: str, changed: Callable[[str], None]) -> None:
+        """Poll the host's VMs every ``[hyperv] instance_poll_interval`` seconds
+        (:mod:`~drivers.hyperv.poller`), from a first look taken now; 0 leaves
+        it to the worker's own look."""
+        interval = self.conf.hyperv.instance_poll_interval
+        if not interval:
+            return
+
+        def look() -> dict[str, str]:
+            return self._hosts.call(
+                host, "list_instances", None, lambda c: self._vmops.power_states(c, host)
+            )
+
+        poller = InstancePoller(host, look, changed, interval)
+        previous = self._pollers.pop(host, None)
+        if previous is not None:
+            previous.stop(self.conf.hyperv.read_timeout)
+        self._pollers[host] = poller
+        poller.start()
 
     def get_host_resources(self, host: str) -> HostResources:
         def resources(client: HostClient) -> HostResources:

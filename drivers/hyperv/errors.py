@@ -40,7 +40,8 @@ from drivers.hyperv.powershell import PowerShellError
 
 __all__ = ["describe_transport_error", "is_not_found", "translate"]
 
-_NOT_FOUND = "unable to find a virtual machine"
+#: Not "unable to find a virtual machine checkpoint": only the VM itself is missing here.
+_NOT_FOUND = "unable to find a virtual machine with"
 #: What a caller named that the host does not have: a switch, a volume's file.
 _MISSING_INPUT = ("unable to find a virtual switch", "cannot find the file specified")
 _UNSUPPORTED_IDS = frozenset(

@@ -30,7 +30,17 @@ __all__ = [
     "Script",
     "add_adapter",
     "add_drive",
+    "checkpoint_vm",
     "destroy_vm",
+    "export_disk",
+    "get_com_port",
+    "get_vmconnect_port",
+    "list_vm_states",
+    "remove_checkpoint",
+    "remove_checkpoints",
+    "remove_files_if_present",
+    "set_com_port",
+    "vm_action",
     "get_host",
     "get_iscsi_initiator",
     "get_vhd",
@@ -70,9 +80,11 @@ VM_PROPERTIES = (
     "NetworkAdapters",
 )
 HOST_PROPERTIES = ("Name", "LogicalProcessorCount", "MemoryCapacity", "VirtualHardDiskPath")
-_SELECT_VHD = "Select-Object -Property Path,VhdFormat,VhdType,Size"
+_SELECT_VHD = "Select-Object -Property Path,VhdFormat,VhdType,Size,FileSize"
 _SELECT_VM = "Select-Object -Property " + ",".join(VM_PROPERTIES)
 _SELECT_HOST = "Select-Object -Property " + ",".join(HOST_PROPERTIES)
+#: What a poll of the host's VMs reads: enough for the contract's power state.
+_SELECT_STATE = "Select-Object -Property Id,State,Notes"
 
 # PowerShell's tokenizer takes any of these as a single quote, and a doubled
 # one as a literal quote inside a single-quoted string.
@@ -211,6 +223,11 @@ def destroy_vm(vm_id: str, turn_off: bool, disks: list[str] | None = None) -> Sc
     return _script("destroy_vm", *statements)
 
 
+def list_vm_states() -> Script:
+    """Every VM's Id, State and Notes: the cheap look of the instance poll."""
+    return _script("list_vm_states", f"Get-VM | {_SELECT_STATE} | {_JSON}")
+
+
 def get_host() -> Script:
     return _script("get_host", f"Get-VMHost | {_SELECT_HOST} | {_JSON}")
 
@@ -287,12 +304,86 @@ def remove_adapter(vm_id: str, name: str) -> str:
     )
 
 
+def vm_action(vm_id: str, action: str) -> str:
+    """One of :data:`ACTIONS` on the VM, as a statement of a device script."""
+    return f"{_target(vm_id)} | {ACTIONS[action]}"
+
+
+# Checkpoints, images and consoles ----------------------------------------------------
+
+
+def checkpoint_vm(vm_id: str, name: str) -> Script:
+    """A checkpoint named ``name``; its Id and the disks it froze (HardDrives)."""
+    return _script(
+        "checkpoint_vm",
+        f"{_target(vm_id)} | Checkpoint-VM -SnapshotName {quote(name)} -Passthru"
+        f" | Select-Object -Property Id,Name,HardDrives | {_JSON}",
+    )
+
+
+def remove_checkpoint(checkpoint_id: str) -> Script:
+    """Remove the checkpoint: Hyper-V merges what the VM wrote since into its disks."""
+    return _script(
+        "remove_checkpoint", f"Get-VMSnapshot -Id {quote(guid(checkpoint_id))} | Remove-VMSnapshot"
+    )
+
+
+def remove_checkpoints(vm_id: str, pattern: str) -> Script:
+    """Remove the VM's checkpoints whose names match the wildcard ``pattern`` (none is no error)."""
+    return _script(
+        "remove_checkpoints", f"{_target(vm_id)} | Remove-VMSnapshot -Name {quote(pattern)}"
+    )
+
+
+def export_disk(source: str, staging: str, destination: str) -> Script:
+    """Copy ``source`` and its parents into one dynamic VHDX at ``destination``; report it.
+
+    The copy is made at ``staging`` (what an interrupted copy left there is
+    removed first) and moved into place whole, so ``destination`` never holds
+    half a disk.
+    """
+    return _script(
+        "export_disk",
+        remove_files_if_present([staging]),
+        f"Convert-VHD -Path {quote(source)} -DestinationPath {quote(staging)} -VHDType Dynamic",
+        f"Move-Item -Path {quote(staging)} -Destination {quote(destination)}",
+        f"Get-VHD -Path {quote(destination)} | {_SELECT_VHD} | {_JSON}",
+    )
+
+
+def set_com_port(vm_id: str, number: int, pipe: str) -> str:
+    """Connect COM ``number`` of the VM to the named pipe ``pipe`` (a device statement)."""
+    return f"{_target(vm_id)} | Set-VMComPort -Number {_int(number, 1, 2)} -Path {quote(pipe)}"
+
+
+def get_com_port(vm_id: str, number: int) -> Script:
+    return _script(
+        "get_com_port",
+        f"{_target(vm_id)} | Get-VMComPort -Number {_int(number, 1, 2)}"
+        f" | Select-Object -Property Name,Path | {_JSON}",
+    )
+
+
+def get_vmconnect_port() -> Script:
+    """The port VMConnect listens on (Msvm_TerminalServiceSettingData, 2179 unless changed)."""
+    return _script(
+        "get_vmconnect_port",
+        "Get-CimInstance -Namespace 'root\\virtualization\\v2' "
+        f"-ClassName Msvm_TerminalServiceSettingData | Select-Object -Property ListenerPort | {_JSON}",
+    )
+
+
 def get_vhd(path: str) -> Script:
     return _script("get_vhd", f"Get-VHD -Path {quote(path)} | {_SELECT_VHD} | {_JSON}")
 
 
 def remove_files(paths: list[str]) -> Script:
     return _script("remove_files", f"Remove-Item -Path {','.join(quote(p) for p in paths)}")
+
+
+def remove_files_if_present(paths: list[str]) -> str:
+    """Remove-Item of ``paths`` as a statement that ignores a missing file (and only hides errors)."""
+    return f"Remove-Item -Path {','.join(quote(p) for p in paths)} -ErrorAction SilentlyContinue"
 
 
 def get_iscsi_initiator() -> Script:

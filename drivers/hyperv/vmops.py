@@ -4,7 +4,9 @@ Hyper-V makes up its own VM Id, so each VM this driver creates carries the
 instance UUID (with the instance's name and disk size, which Hyper-V has no
 field for, and a record of each disk, see :mod:`~drivers.hyperv.devices`) in its Notes; :meth:`VMOps._find` maps a UUID back to the VM Id,
 remembering the mapping and checking it on every use. VMs the driver did
-not create are listed under their Hyper-V Id.
+not create are listed under their Hyper-V Id. The notes of a rescued VM say
+so (:mod:`~drivers.hyperv.rescueops`): it reads ``rescued`` and reports its
+own disks, not the rescue disk it boots from.
 
 Every transition reads the VM's state, asks :func:`drivers.base.plan_transition`
 whether to act (so a refusal is worded exactly as every other driver words
@@ -17,11 +19,12 @@ spawn         ``New-VM -NoVHD | Set-VM -Notes | Set-VM -ProcessorCount``,
               then in one script: New-VM's default adapter removed,
               each local disk made (``New-VHD``, ``Resize-VHD``) and
               every disk and adapter added (``Add-VMHardDiskDrive``,
-              ``Add-VMNetworkAdapter``), ``Start-VM`` (an existing UUID
+              ``Add-VMNetworkAdapter``), COM 1 connected to the pipe of
+              the serial console (``Set-VMComPort``), ``Start-VM`` (an existing UUID
               is returned as is; what a failed spawn left is removed)
 destroy       ``Stop-VM -TurnOff -Force`` unless off or saved, then
               ``Remove-VM -Force`` and ``Remove-Item`` of the VM's own
-              disks (volumes stay)
+              disks and its rescue disk (volumes and images stay)
 power_on      ``Start-VM``
 power_off     ``Stop-VM -TurnOff -Force`` (from running, paused or saved)
 pause         ``Suspend-VM``
@@ -60,7 +63,7 @@ from drivers.hyperv.constants import VMState
 from drivers.hyperv.powershell import PowerShellError
 from drivers.hyperv.winrmclient import HostClient
 
-__all__ = ["VM", "VMOps", "decode_notes", "encode_notes"]
+__all__ = ["VM", "VMOps", "decode_notes", "encode_notes", "serial_pipe"]
 
 #: Hyper-V's Notes reach the host through one quoted PowerShell literal.
 _MAX_NOTES = 8000
@@ -89,8 +92,48 @@ class VM:
     stored: dict[str, Any] | None
 
     @property
+    def rescue_path(self) -> str | None:
+        """The rescue disk the VM boots from while rescued (see :mod:`~drivers.hyperv.rescueops`)."""
+        return self._rescue("disk")
+
+    @property
+    def rescued_root(self) -> str | None:
+        """The path of the root disk a rescue moved, as the rescue recorded it."""
+        return self._rescue("root")
+
+    def _rescue(self, key: str) -> str | None:
+        found = (self.stored or {}).get("rescue")
+        value = found.get(key) if isinstance(found, dict) else None
+        return str(value) if value else None
+
+    @property
     def power_state(self) -> str:
+        if self.rescue_path is not None:
+            return PowerState.RESCUED
         return constants.power_state(self.state)
+
+    @property
+    def root(self) -> dev.Drive | None:
+        """The instance's own boot disk (boot index 0), wherever it is attached now."""
+        records = self.records
+        return next(
+            (d for d in self.drives if records.get(dev.record_key(d.path), {}).get("b") == 0), None
+        )
+
+    @property
+    def own_drives(self) -> list[dev.Drive]:
+        """The instance's disks as it has them when not rescued: no rescue disk, the root
+        disk in the boot slot."""
+        if self.rescue_path is None:
+            return self.drives
+        rescue, root = self.rescue_path.lower(), self.root
+        boot = dev.boot_slot(self.generation)
+        own = [
+            dev.Drive(boot, d.path) if d == root else d
+            for d in self.drives
+            if d.path.lower() != rescue
+        ]
+        return sorted(own, key=lambda d: (d.slot.bus != "IDE", d.slot.number, d.slot.location))
 
     @property
     def records(self) -> dict[str, dict[str, Any]]:
@@ -110,6 +153,14 @@ class VM:
                 "it does not change its devices",
             )
         return _encode({**self.stored, "dev": records}, operation)
+
+    def notes_rescued(self, disk: str | None, root: str | None, operation: str) -> str:
+        """The notes marking the VM as booting from the rescue disk ``disk`` with its
+        root disk ``root`` moved aside, or as not rescued (``disk`` None)."""
+        stored = {k: v for k, v in (self.stored or {}).items() if k != "rescue"}
+        if disk is not None:
+            stored["rescue"] = {"disk": disk, "root": root}
+        return _encode(stored, operation)
 
 
 def encode_notes(spec: InstanceSpec, records: dict[str, dict[str, Any]] | None = None) -> str:
@@ -230,6 +281,9 @@ class VMOps:
             for vif in spec.network_interfaces:
                 mac = dev.to_hyperv_mac(vif.mac_address)
                 statements.append(ps.add_adapter(vm.vm_id, vif.network, vif.port_id, mac))
+            statements.append(
+                ps.set_com_port(vm.vm_id, constants.SERIAL_PORT, serial_pipe(spec.uuid))
+            )
             built = client.run(ps.vm_devices("spawn_devices", vm.vm_id, statements, start=True))
         except PowerShellError:
             self._remove_leftover(
@@ -241,15 +295,7 @@ class VMOps:
     def _check_image(self, client: HostClient, disk: dev.PlannedDisk) -> None:
         """:raises computed.exception.InvalidRequest: if the image is missing or larger than the disk."""
         assert disk.parent is not None
-        try:
-            found = client.run(ps.get_vhd(disk.parent))
-        except PowerShellError as exc:
-            if exc.category.startswith("ObjectNotFound"):
-                raise exception.InvalidRequest(
-                    operation="spawn", reason=f"image {disk.record['i']!r} not found: {exc.message}"
-                ) from exc
-            raise
-        size = int(found[0].get("Size") or 0) if found else 0
+        size = self.image_size(client, disk.parent, disk.record["i"], "spawn")
         if disk.size_bytes is not None and size > disk.size_bytes:
             raise exception.InvalidRequest(
                 operation="spawn",
@@ -282,8 +328,12 @@ class VMOps:
         own = [
             d.path
             for d in vm.drives
-            if records.get(d.path.lower(), {}).get("k") in ("image", "blank")
+            if records.get(dev.record_key(d.path), {}).get("k") in ("image", "blank")
         ]
+        # Disks behind a checkpoint an interrupted snapshot left go too.
+        own += [dev.record_key(p) for p in own if dev.record_key(p) != p.lower()]
+        if vm.rescue_path is not None:
+            own.append(vm.rescue_path)
         try:
             client.run(ps.destroy_vm(vm.vm_id, turn_off=vm.state not in _STOPPED, disks=own))
         except PowerShellError as exc:
@@ -298,16 +348,14 @@ class VMOps:
     def list_instances(self, client: HostClient, host: str) -> list[InstanceInfo]:
         return [self.info(vm, host) for vm in self._scan(client, host)]
 
+    def power_states(self, client: HostClient, host: str) -> dict[str, str]:
+        """Each instance of the host with its power state, from one cheap Get-VM."""
+        vms = [self._remember(host, obj) for obj in client.run(ps.list_vm_states())]
+        return {vm.uuid: vm.power_state for vm in vms}
+
     def transition(self, client: HostClient, host: str, uuid: str, operation: str) -> InstanceInfo:
         """Apply the lifecycle ``operation`` (a key of :data:`drivers.base.TRANSITIONS`)."""
-        vm = self._lookup(client, host, uuid)
-        if constants.is_transitional(vm.state):
-            raise exception.DriverError(
-                driver=constants.DRIVER,
-                host=host,
-                reason=f"{operation}: instance {uuid} is {vm.state.name} in Hyper-V; "
-                "try again once it settles",
-            )
+        vm = self.settled(client, host, uuid, operation)
         if not base.plan_transition(operation, uuid, vm.power_state):
             return self.info(vm, host)
         try:
@@ -328,7 +376,7 @@ class VMOps:
             vcpus=vm.vcpus,
             memory_mb=vm.memory_mb,
             disk_gb=vm.disk_gb,
-            block_devices=dev.report_disks(vm.drives, vm.records),
+            block_devices=dev.report_disks(vm.own_drives, vm.records),
             network_interfaces=list(vm.interfaces),
         )
 
@@ -338,6 +386,38 @@ class VMOps:
         :raises computed.exception.InstanceNotFound: if there is none.
         """
         return self._lookup(client, host, uuid)
+
+    def settled(self, client: HostClient, host: str, uuid: str, operation: str) -> VM:
+        """The VM of instance ``uuid``, if it is not between two states.
+
+        :raises computed.exception.InstanceNotFound: if there is none.
+        :raises computed.exception.DriverError: while Hyper-V refuses every
+            operation on it (starting, stopping, saving...).
+        """
+        vm = self._lookup(client, host, uuid)
+        if constants.is_transitional(vm.state):
+            raise exception.DriverError(
+                driver=constants.DRIVER,
+                host=host,
+                reason=f"{operation}: instance {uuid} is {vm.state.name} in Hyper-V; "
+                "try again once it settles",
+            )
+        return vm
+
+    def image_size(self, client: HostClient, path: str, image: str, operation: str) -> int:
+        """The size in bytes of image ``image``, the VHDX at ``path``.
+
+        :raises computed.exception.InvalidRequest: if the host has no such image.
+        """
+        try:
+            found = client.run(ps.get_vhd(path))
+        except PowerShellError as exc:
+            if exc.category.startswith("ObjectNotFound"):
+                raise exception.InvalidRequest(
+                    operation=operation, reason=f"image {image!r} not found: {exc.message}"
+                ) from exc
+            raise
+        return int(found[0].get("Size") or 0) if found else 0
 
     def remember(self, host: str, objects: list[dict[str, Any]], operation: str) -> VM:
         """The one VM a device script reported."""
@@ -416,6 +496,11 @@ class VMOps:
             except PowerShellError as exc:
                 if exc.short_id != "PathNotFound":
                     LOG.warning("Host %s: could not remove %s: %s", host, path, exc)
+
+
+def serial_pipe(uuid: str) -> str:
+    """The named pipe on the host that the instance's serial port (COM 1) is connected to."""
+    return f"\\\\.\\pipe\\{constants.SERIAL_PIPE_PREFIX}{uuid}"
 
 
 def _actions(operation: str, vm: VM) -> list[str]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import re
+import threading
 import time
 import uuid as uuidlib
 
@@ -19,6 +21,7 @@ import pytest
 
 from computed import exception
 from computed.objects import PowerState
+from drivers import base
 from drivers.hyperv import powershell as ps
 from drivers.hyperv.driver import HyperVDriver
 from drivers.hyperv.vmops import encode_notes
@@ -142,8 +145,12 @@ def test_the_driver_serves_the_configured_hosts_only(driver: HyperVDriver) -> No
 # Lifecycle: the same outcome as the fake driver from every power state ---------------
 
 
+#: Rescue needs an image and takes one more argument: tests of its own (test_hyperv_images.py).
+LIFECYCLE_KEYS = [key for key in _drivers.TRANSITION_KEYS if key not in base.RESCUE_OPERATIONS]
+
+
 @pytest.mark.parametrize("state", list(_drivers.REACH))
-@pytest.mark.parametrize("operation", _drivers.TRANSITION_KEYS)
+@pytest.mark.parametrize("operation", LIFECYCLE_KEYS)
 def test_lifecycle_matches_the_fake_driver(
     driver: HyperVDriver, server: WinRMTestServer, state: str, operation: str
 ) -> None:
@@ -321,6 +328,7 @@ def test_hostile_instance_names_stay_literal_names(
         "Get-VMHost",
         "Get-VMNetworkAdapter",
         "Remove-VMNetworkAdapter",
+        "Set-VMComPort",
     }
 
 
@@ -503,3 +511,38 @@ def test_a_cmdlet_the_host_lacks_is_an_unsupported_operation() -> None:
     assert str(mapped) == (
         f"Operation reboot.soft is not supported by the hyperv driver on host {HOST}."
     )
+
+
+# Instance events: the driver's poll -----------------------------------------------------
+
+
+def test_the_poll_reports_vms_changed_or_gone_behind_the_drivers_back(
+    server: WinRMTestServer, make_driver: DriverFactory
+) -> None:
+    driver = make_driver(dict(server.urls), instance_poll_interval=0.1)
+    changed: queue.Queue[str] = queue.Queue()
+    first, second = new_spec("first"), new_spec("second")
+    driver.spawn(HOST, first)
+    driver.spawn(HOST, second)
+    driver.watch_instances(HOST, changed.put)
+    host = server.host(HOST)
+    vm_of = {
+        spec.uuid: vm for spec in (first, second) for vm in host.vms() if spec.uuid in vm.notes
+    }
+
+    host.set_state(vm_of[first.uuid], VMState.Off)
+    assert changed.get(timeout=30) == first.uuid
+    with host.lock:  # one change to the poll: turned off and removed by hand
+        host.set_state(vm_of[second.uuid], VMState.Off)
+        host.remove(vm_of[second.uuid])
+    assert changed.get(timeout=30) == second.uuid
+    assert changed.empty()
+
+    driver.cleanup_host(HOST)
+    assert not [t for t in threading.enumerate() if t.name == f"hyperv-poll-{HOST}"]
+
+
+def test_the_poll_is_off_at_zero(server: WinRMTestServer, make_driver: DriverFactory) -> None:
+    driver = make_driver(dict(server.urls), instance_poll_interval=0)
+    driver.watch_instances(HOST, lambda uuid: None)
+    assert not [t for t in threading.enumerate() if t.name.startswith("hyperv-poll-")]

@@ -8,15 +8,25 @@ Skipped where the ``hyperv`` entry point of ``computed.drivers`` is not installe
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import winrm
+from oslo_config import cfg
 
 from computed import exception
-from computed.objects import BlockDevice, InstanceSpec, NetworkInterface, VolumeConnection
+from computed.objects import (
+    BlockDevice,
+    InstanceSpec,
+    InstanceStatePayload,
+    NetworkInterface,
+    VolumeConnection,
+)
+from rpcapi import InstanceEvent, InstanceEventListener
 from tests.functional import _drivers
 
 from .conftest import PASSWORD, USER
@@ -117,3 +127,90 @@ def test_worker_attaches_devices_over_the_bus(deployment: Any, winrm_server: str
     assert api.detach_interface(None, "HV01", uuid, "port-1").interface("port-1") is None
     api.destroy(None, "HV01", uuid)
     assert PASSWORD not in deployment.workers[0].log()
+
+
+class _Events:
+    """The instance state events a scheduler hears, waited for as they arrive."""
+
+    def __init__(self) -> None:
+        self._arrived = threading.Condition()
+        self.events: list[tuple[str, str, str | None, str | None, str]] = []
+
+    def __call__(self, event: InstanceEvent) -> None:
+        if isinstance(event.payload, InstanceStatePayload):
+            p = event.payload
+            with self._arrived:
+                self.events.append((p.uuid, event.event_type, p.old_state, p.new_state, p.source))
+                self._arrived.notify_all()
+
+    def about(self, uuid: str) -> list[tuple[str, str | None, str | None, str]]:
+        with self._arrived:
+            return [e[1:] for e in self.events if e[0] == uuid]
+
+    def wait(self, until: Callable[[], bool], what: str, timeout: float = 60) -> None:
+        with self._arrived:
+            if not self._arrived.wait_for(until, timeout):
+                raise AssertionError(f"{what} not heard within {timeout} s: {self.events}")
+
+
+@pytest.fixture
+def events(conf: cfg.ConfigOpts) -> Iterator[_Events]:
+    heard = _Events()
+    listener = InstanceEventListener(conf, heard, pool=f"hv-{uuidlib.uuid4().hex[:6]}").start()
+    yield heard
+    listener.stop()
+
+
+def test_changes_behind_the_drivers_back_reach_the_scheduler(
+    deployment: Any, winrm_server: str, events: _Events
+) -> None:
+    # The worker's own look is off: only the driver's poll can notice.
+    deployment.start_worker(
+        ["HV01"],
+        "hv-events",
+        DEFAULT={"driver": "hyperv"},
+        hyperv={
+            "host_urls": {"HV01": winrm_server},
+            "username": USER,
+            "password": PASSWORD,
+            "instance_poll_interval": 0.2,
+        },
+        notifications={"instance_sync_interval": 0},
+    )
+    api = deployment.api()
+    ours, theirs, gone = (
+        api.spawn(
+            None, "HV01", InstanceSpec(uuid=str(uuidlib.uuid4()), name=n, vcpus=1, memory_mb=64)
+        )
+        for n in ("ours", "theirs", "gone")
+    )
+    assert ours is not None and theirs is not None and gone is not None
+    api.power_off(None, "HV01", ours.uuid)  # an operation: its outcome says so, no event
+    operator = winrm.Session(winrm_server, auth=(USER, PASSWORD), transport="ntlm")
+
+    # The guest shuts itself down; an administrator deletes a VM by hand.
+    assert operator.run_ps("Get-VM -Name 'theirs' | Stop-VM -Force").status_code == 0
+    events.wait(lambda: bool(events.about(theirs.uuid)), "the shutdown")
+    assert events.about(theirs.uuid) == [
+        ("instance.power_state.update", "running", "stopped", "hypervisor")
+    ]
+    removed = operator.run_ps(
+        "Get-VM -Name 'gone' | Stop-VM -TurnOff -Force -Passthru | Remove-VM -Force"
+    )
+    assert removed.status_code == 0, removed.std_err
+    events.wait(
+        lambda: any(e[0] == "instance.delete" for e in events.about(gone.uuid)), "the deletion"
+    )
+    assert {e[3] for e in events.about(gone.uuid)} == {"hypervisor"}
+    assert events.about(gone.uuid)[-1][0] == "instance.delete"
+
+    # Started again by hand: heard once more; the worker's own operations never are.
+    assert operator.run_ps("Start-VM -Name 'theirs'").status_code == 0
+    events.wait(lambda: len(events.about(theirs.uuid)) == 2, "the start")
+    assert events.about(theirs.uuid)[1] == (
+        "instance.power_state.update",
+        "stopped",
+        "running",
+        "hypervisor",
+    )
+    assert events.about(ours.uuid) == []
