@@ -105,10 +105,16 @@ class Instance:
 
     @classmethod
     def load(cls, saved: dict[str, Any]) -> Instance:
-        """The instance of a state file's entry; one saved before devices has none."""
+        """The instance of a state file's entry; one saved before devices has none.
+
+        Fields a newer release added are left out, so a worker of this
+        release still reads a host a newer one has written (a rollback).
+        """
         disks = [Disk(**each) for each in saved.pop("block_devices", [])]
         ports = [Port(**each) for each in saved.pop("network_interfaces", [])]
-        return cls(**saved, block_devices=disks, network_interfaces=ports)
+        known = {f.name for f in dataclasses.fields(cls)}
+        kept = {key: value for key, value in saved.items() if key in known}
+        return cls(**kept, block_devices=disks, network_interfaces=ports)
 
     @property
     def local_gb(self) -> int:
