@@ -24,7 +24,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -155,7 +155,17 @@ class Image:
 #: The tables a host's state holds: its instances by UUID, its images by id.
 INSTANCES = "instances"
 IMAGES = "images"
-_TABLES = {INSTANCES: Instance.load, IMAGES: lambda saved: Image(**saved)}
+
+
+def _load_image(saved: dict[str, Any]) -> Image:
+    return Image(**saved)
+
+
+#: How each table's rows are read back from a state file.
+_TABLES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    INSTANCES: Instance.load,
+    IMAGES: _load_image,
+}
 
 
 class Store(abc.ABC):
