@@ -271,24 +271,32 @@ class DeviceRules:
         """Remove-Item of a VHD file: refused while a VM holds it."""
         with self.lock:
             self._check_injected("Remove-Item", None)
-            if path.lower() not in self.disks:
-                raise _error(
-                    f"Cannot find path '{path}' because it does not exist.",
-                    "PathNotFound",
-                    "ObjectNotFound",
-                    path,
-                    reason="ItemNotFoundException",
-                )
-            if self._attached_to(path) is not None:
-                raise _error(
-                    f"Cannot remove item {path}: The process cannot access the file '{path}' "
-                    "because it is being used by another process.",
-                    "RemoveFileSystemItemIOError",
-                    "WriteError",
-                    path,
-                    reason="IOException",
-                )
+            self.check_file_free(
+                path,
+                f"Cannot remove item {path}: The process cannot access the file '{path}' "
+                "because it is being used by another process.",
+                "RemoveFileSystemItemIOError",
+            )
             del self.disks[path.lower()]
+
+    def check_file_free(self, path: str, in_use: str, in_use_id: str) -> VirtualHardDisk:
+        """The VHD file at ``path``, for the FileSystem provider to change.
+
+        :raises HyperVError: ``PathNotFound`` if there is none, or ``in_use`` (an
+            IOException with the id ``in_use_id``) while a VM holds it.
+        """
+        disk = self.disks.get(path.lower())
+        if disk is None:
+            raise _error(
+                f"Cannot find path '{path}' because it does not exist.",
+                "PathNotFound",
+                "ObjectNotFound",
+                path,
+                reason="ItemNotFoundException",
+            )
+        if self._attached_to(path) is not None:
+            raise _error(in_use, in_use_id, "WriteError", path, reason="IOException")
+        return disk
 
     def _attached_to(self, path: str) -> tuple[VirtualMachine, HardDiskDrive] | None:
         for vm in self.vms():

@@ -19,8 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .hvbase import HyperVError, VMState, invalid_state
-from .hvdevices import HardDiskDrive, VhdFormat, VhdType, VirtualHardDisk, vhd_format_of
+from .hvbase import VMState, invalid_state
+from .hvdevices import HardDiskDrive, VhdFormat, VhdType, VirtualHardDisk, _error, vhd_format_of
 
 if TYPE_CHECKING:
     from .hyperv import VirtualMachine
@@ -69,6 +69,9 @@ class ImageRules:
         raise NotImplementedError
 
     def _attached_to(self, path: str) -> tuple[VirtualMachine, HardDiskDrive] | None:
+        raise NotImplementedError
+
+    def check_file_free(self, path: str, in_use: str, in_use_id: str) -> VirtualHardDisk:
         raise NotImplementedError
 
     def vms(self) -> list[VirtualMachine]:
@@ -183,24 +186,11 @@ class ImageRules:
         """Move-Item of a VHD file: refused while a VM holds it or where a file exists."""
         with self.lock:
             self._check_injected("Move-Item", None)
-            disk = self.disks.get(path.lower())
-            if disk is None:
-                raise _error(
-                    f"Cannot find path '{path}' because it does not exist.",
-                    "PathNotFound",
-                    "ObjectNotFound",
-                    path,
-                    reason="ItemNotFoundException",
-                )
-            if self._attached_to(path) is not None:
-                raise _error(
-                    "The process cannot access the file because it is being used by another "
-                    "process.",
-                    "MoveFileInfoItemIOError",
-                    "WriteError",
-                    path,
-                    reason="IOException",
-                )
+            disk = self.check_file_free(
+                path,
+                "The process cannot access the file because it is being used by another process.",
+                "MoveFileInfoItemIOError",
+            )
             if destination.lower() in self.disks or vhd_format_of(destination) != disk.format:
                 raise _error(
                     _EXISTS
@@ -249,13 +239,3 @@ def _avhd_path(path: str) -> str:
     stem = path.rpartition(".")[0]
     suffix = "avhdx" if vhd_format_of(path) == VhdFormat.VHDX else "avhd"
     return f"{stem}_{str(uuid.uuid4()).upper()}.{suffix}"
-
-
-def _error(
-    message: str,
-    error_id: str,
-    category: str,
-    target: str,
-    reason: str = "VirtualizationException",
-) -> HyperVError:
-    return HyperVError(message, error_id, category, target, "String", reason=reason)

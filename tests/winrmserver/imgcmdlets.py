@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from .cmdlets import VM_TYPE, _input_not_bound, _targets, drive_view
-from .devcmdlets import _vms, vhd_view
+from .devcmdlets import _hv, _vms, vhd_view
 from .hyperv import Checkpoint, HyperVHost, VhdType, VirtualMachine, has_wildcards, wildcard_match
 from .psbind import CmdletSpec, ParamSpec
 from .psobjects import PSEnum, PSObject
@@ -27,7 +27,6 @@ SNAPSHOT_TYPE = "Microsoft.HyperV.PowerShell.VMSnapshot"
 _COM_PORT_TYPE = "Microsoft.HyperV.PowerShell.VMComPort"
 _CIM_NAMESPACE = "root\\virtualization\\v2"
 _TERMINAL_SERVICE = "Msvm_TerminalServiceSettingData"
-_HV = "Microsoft.HyperV.PowerShell.Commands."
 _VHD = "Microsoft.Vhd.PowerShell.Cmdlets."
 _CIM = "Microsoft.Management.Infrastructure.CimCmdlets.GetCimInstanceCommand"
 
@@ -238,10 +237,6 @@ def _cim_error(inv: Invocation, message: str, hresult: str, target: str) -> Any:
 
 _PASSTHRU = ParamSpec("Passthru", "switch")
 _VMNAME = ParamSpec("VMName", "string[]", position=0, from_pipeline=True)
-
-
-def _hv(name: str, params: list[ParamSpec], body: Any, **kw: Any) -> CmdletSpec:
-    return CmdletSpec(name, _HV + name.replace("-", ""), "Hyper-V", params, body, hyperv=True, **kw)
 
 
 IMAGE_CMDLETS: dict[str, CmdletSpec] = {
