@@ -29,6 +29,11 @@ snapshot repeated (by this worker or another that took the host over) finds
 the image it made, even after the instance is gone. It is also a name
 ``spawn`` and ``rescue`` accept as an image.
 
+An instance spawned with neither an image nor a boot device has no root
+disk file, only the ``disk_gb`` its notes record: its image is a blank
+dynamic VHDX of that size (``New-VHD``), what such a disk reads; one of 0 GiB
+has nothing to take (InvalidRequest).
+
 Progress: Hyper-V reports a copy's progress only on PowerShell's progress
 stream, which reaches a WinRM client when the command has ended, so the
 driver reports the steps: 0 when it starts, 10 with the checkpoint, 90 with
@@ -92,12 +97,11 @@ class ImageOps:
         path = dev.image_path(vhd_dir, ident, "snapshot")
         made = self._find(client, path)
         if made is None:
-            if vm.root is None:
-                raise exception.InvalidRequest(
-                    operation="snapshot", reason=f"instance {uuid} has no root disk to take"
-                )
             staging = dev.disk_path(vhd_dir, uuid, f"image-{ident[-16:]}")
-            made = self._take(client, vm, name, path, staging, progress)
+            if vm.root is not None:
+                made = self._take(client, vm, name, path, staging, progress)
+            else:
+                made = self._blank(client, vm, path, staging)
             LOG.info("Host %s: image %r of %s made at %s", host, name, uuid, path)
         progress(100)
         return ImageRef(
@@ -149,11 +153,21 @@ class ImageOps:
                 (d.path for d in dev.drives_of(checkpoint) if d.slot == vm.root.slot),
                 vm.root.path,
             )
-            made = _one(client.run(ps.export_disk(frozen, staging, path)), "export_disk")
+            made = _one(client.run(ps.export_disk(staging, path, frozen)), "export_disk")
             progress(90)
         finally:
             client.run(ps.remove_checkpoint(str(checkpoint.get("Id"))))
         return made
+
+    @staticmethod
+    def _blank(client: HostClient, vm: VM, path: str, staging: str) -> dict[str, Any]:
+        """The image of an instance whose root disk was never made: blank, of its disk_gb."""
+        if not vm.disk_gb:
+            raise exception.InvalidRequest(
+                operation="snapshot", reason=f"instance {vm.uuid} has no root disk to take"
+            )
+        size = vm.disk_gb * dev.GIB
+        return _one(client.run(ps.export_disk(staging, path, None, size)), "export_disk")
 
     @staticmethod
     def _find(client: HostClient, path: str) -> dict[str, Any] | None:

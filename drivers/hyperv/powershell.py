@@ -335,17 +335,28 @@ def remove_checkpoints(vm_id: str, pattern: str) -> Script:
     )
 
 
-def export_disk(source: str, staging: str, destination: str) -> Script:
-    """Copy ``source`` and its parents into one dynamic VHDX at ``destination``; report it.
+def export_disk(
+    staging: str, destination: str, source: str | None, size_bytes: int | None = None
+) -> Script:
+    """A standalone dynamic VHDX at ``destination``: ``source`` and its parents copied
+    into one (``Convert-VHD``), or without a source a blank one of ``size_bytes``; report it.
 
-    The copy is made at ``staging`` (what an interrupted copy left there is
+    The disk is made at ``staging`` (what an interrupted attempt left there is
     removed first) and moved into place whole, so ``destination`` never holds
     half a disk.
     """
+    if source is not None:
+        make = (
+            f"Convert-VHD -Path {quote(source)} -DestinationPath {quote(staging)} -VHDType Dynamic"
+        )
+    elif size_bytes is not None:
+        make = new_vhd(staging, size_bytes)
+    else:
+        raise ValueError("an image needs a source disk or a size")
     return _script(
         "export_disk",
         remove_files_if_present([staging]),
-        f"Convert-VHD -Path {quote(source)} -DestinationPath {quote(staging)} -VHDType Dynamic",
+        make,
         f"Move-Item -Path {quote(staging)} -Destination {quote(destination)}",
         f"Get-VHD -Path {quote(destination)} | {_SELECT_VHD} | {_JSON}",
     )

@@ -3,14 +3,18 @@
 Rescue makes a rescue disk from the rescue image (a differencing VHDX,
 ``<uuid>-rescue.vhdx``, as a spawn makes a root disk), turns the VM off,
 puts the rescue disk in the boot slot (IDE 0:0 in generation 1, SCSI 0:0 in
-generation 2) and the instance's own root disk on the first free location
+generation 2) and the instance's own boot disk on the first free location
 of SCSI controller 0, and starts the VM: it boots the rescue system, which
-sees the root disk as its second disk. Unrescue turns the VM off, removes
-the rescue disk, puts the root disk back in the boot slot and starts it;
-every other disk and adapter stays where it was throughout.
+sees the instance's disk as its second disk. Unrescue turns the VM off,
+removes the rescue disk, puts the boot disk back in the boot slot and starts
+it; every other disk and adapter stays where it was throughout. The rescue
+image is the one named, else the image the root disk was made from; an
+instance without one (booted from a volume, or without a root disk) needs
+one named. An instance without a boot disk is rescued with the rescue disk
+alone.
 
-The VM's notes say it is rescued (the rescue disk's path, written before
-anything else changes), so a worker that restarts, or another that takes the
+The VM's notes say it is rescued (the paths of the rescue disk and of the
+boot disk it moved, written before anything else changes), so a worker that restarts, or another that takes the
 host over, knows it for rescued; the instance reports the ``rescued`` power
 state and its own disks as they are outside rescue. Unrescue works from what
 is attached, so it also finishes a rescue or unrescue interrupted half-way.
@@ -48,32 +52,35 @@ class RescueOps:
         vm = self._vmops.settled(client, host, uuid, "rescue")
         if not base.plan_transition("rescue", uuid, vm.power_state):
             return self._vmops.info(vm, host)
-        root = vm.root
         image = rescue_image or _own_image(vm)
-        if root is None or image is None:
+        if image is None:
             raise exception.InvalidRequest(
                 operation="rescue",
                 reason=f"instance {uuid} has no image to boot a rescue from (it boots from a "
-                "volume or has no root disk): name a rescue image",
+                "volume, or has no root disk): name a rescue image",
             )
         vhd_dir = self._vmops.vhd_dir(client, host)
         parent = dev.image_path(vhd_dir, image, "rescue")
         self._vmops.image_size(client, parent, image, "rescue")
         rescue = dev.disk_path(vhd_dir, vm.uuid, "rescue")
-        boot = dev.boot_slot(vm.generation)
-        second = dev.free_scsi_locations(vm.drives, {boot})[0]
+        boot, moved = dev.boot_slot(vm.generation), vm.boot_drive
         statements = [
-            ps.set_notes(vm.vm_id, vm.notes_rescued(rescue, root.path, "rescue")),
+            ps.set_notes(
+                vm.vm_id, vm.notes_rescued(rescue, moved.path if moved else None, "rescue")
+            ),
             ps.remove_files_if_present([rescue]),
             ps.new_vhd(rescue, None, parent),
         ]
         if vm.state != VMState.Off:
             statements.append(ps.vm_action(vm.vm_id, "turn_off"))
-        statements += [
-            ps.remove_drive(vm.vm_id, root.slot.bus, root.slot.number, root.slot.location),
-            ps.add_drive(vm.vm_id, boot.bus, boot.number, boot.location, rescue),
-            ps.add_drive(vm.vm_id, second.bus, second.number, second.location, root.path),
-        ]
+        if moved is not None:
+            statements.append(ps.remove_drive(vm.vm_id, boot.bus, boot.number, boot.location))
+        statements.append(ps.add_drive(vm.vm_id, boot.bus, boot.number, boot.location, rescue))
+        if moved is not None:
+            second = dev.free_scsi_locations(vm.drives, {boot})[0]
+            statements.append(
+                ps.add_drive(vm.vm_id, second.bus, second.number, second.location, moved.path)
+            )
         try:
             rescued = client.run(ps.vm_devices("rescue", vm.vm_id, statements, start=True))
         except PowerShellError:
@@ -93,23 +100,27 @@ class RescueOps:
     # ----------------------------------------------------------------------
 
     def _restore(self, client: HostClient, host: str, vm: VM, start: bool) -> VM:
-        """Put the VM's own root disk back in the boot slot and forget the rescue, from
+        """Put the VM's own boot disk back in the boot slot and forget the rescue, from
         whatever state a rescue left; turn the VM off for it if a disk must move, and
         start it afterwards if ``start``."""
         boot = dev.boot_slot(vm.generation)
         rescue = (vm.rescue_path or "").lower()
-        root = vm.root
-        root_path = root.path if root is not None else vm.rescued_root
+        moved = vm.boot_drive
         moves = [
             ps.remove_drive(vm.vm_id, d.slot.bus, d.slot.number, d.slot.location)
             for d in vm.drives
-            if d != root and (d.path.lower() == rescue or d.slot == boot)
+            if d != moved and (d.path.lower() == rescue or d.slot == boot)
         ]
-        if root is not None and root.slot != boot:
-            slot = root.slot
-            moves.append(ps.remove_drive(vm.vm_id, slot.bus, slot.number, slot.location))
-        if root_path is not None and (root is None or root.slot != boot):
-            moves.append(ps.add_drive(vm.vm_id, boot.bus, boot.number, boot.location, root_path))
+        if moved is not None and moved.slot != boot:
+            slot = moved.slot
+            moves += [
+                ps.remove_drive(vm.vm_id, slot.bus, slot.number, slot.location),
+                ps.add_drive(vm.vm_id, boot.bus, boot.number, boot.location, moved.path),
+            ]
+        elif moved is None and vm.rescued_root is not None:
+            moves.append(
+                ps.add_drive(vm.vm_id, boot.bus, boot.number, boot.location, vm.rescued_root)
+            )
         statements = (
             [ps.vm_action(vm.vm_id, "turn_off")] if moves and vm.state != VMState.Off else []
         )

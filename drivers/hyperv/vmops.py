@@ -98,7 +98,7 @@ class VM:
 
     @property
     def rescued_root(self) -> str | None:
-        """The path of the root disk a rescue moved, as the rescue recorded it."""
+        """The path of the boot disk a rescue moved aside, as the rescue recorded it."""
         return self._rescue("root")
 
     def _rescue(self, key: str) -> str | None:
@@ -121,15 +121,25 @@ class VM:
         )
 
     @property
+    def boot_drive(self) -> dev.Drive | None:
+        """The disk the instance boots from: the one in the boot slot or, while it is
+        rescued, the one the rescue moved aside."""
+        if self.rescue_path is None:
+            boot = dev.boot_slot(self.generation)
+            return next((d for d in self.drives if d.slot == boot), None)
+        moved = (self.rescued_root or "").lower()
+        return next((d for d in self.drives if moved and d.path.lower() == moved), None)
+
+    @property
     def own_drives(self) -> list[dev.Drive]:
-        """The instance's disks as it has them when not rescued: no rescue disk, the root
-        disk in the boot slot."""
+        """The instance's disks as it has them when not rescued: no rescue disk, its
+        boot disk in the boot slot."""
         if self.rescue_path is None:
             return self.drives
-        rescue, root = self.rescue_path.lower(), self.root
+        rescue, moved = self.rescue_path.lower(), self.boot_drive
         boot = dev.boot_slot(self.generation)
         own = [
-            dev.Drive(boot, d.path) if d == root else d
+            dev.Drive(boot, d.path) if d == moved else d
             for d in self.drives
             if d.path.lower() != rescue
         ]

@@ -13,9 +13,9 @@ from computed.objects import BlockDevice, PowerState
 from drivers.hyperv.driver import HyperVDriver
 from drivers.hyperv.imageops import image_id
 from tests.functional._drivers import new_spec, outcome, reach
-from tests.winrmserver import ControllerType, GiB, VhdType, VMState, WinRMTestServer
+from tests.winrmserver import ControllerType, GiB, VhdType, VMState, WinRMTestServer, outofband
 
-from .conftest import HOST, DriverFactory
+from .conftest import HOST, PASSWORD, USER, DriverFactory
 from .test_hyperv_devices import IMAGE, VHD_DIR, VOL1, spec_with_devices, volume
 
 pytestmark = pytest.mark.hyperv
@@ -45,6 +45,17 @@ class Progress:
 
 def image_spec(name: str = "vm") -> object:
     return new_spec(name, image="cirros", disk_gb=4)
+
+
+def spawned(driver: HyperVDriver, state: str) -> object:
+    """A new instance of the image, in ``state`` (rescued included)."""
+    spec = image_spec()
+    driver.spawn(HOST, spec)
+    if state == PowerState.RESCUED:
+        driver.rescue(HOST, spec.uuid, None)
+    else:
+        reach(driver, HOST, spec.uuid, state)
+    return spec
 
 
 def drives(server: WinRMTestServer, uuid: str) -> list[tuple[object, int, int, str]]:
@@ -154,12 +165,7 @@ def test_delete_image_removes_it_and_a_missing_one_succeeds(
 def test_snapshot_outside_its_states_is_invalid_power_state(
     driver: HyperVDriver, seeded: WinRMTestServer, state: str
 ) -> None:
-    spec = image_spec()
-    driver.spawn(HOST, spec)
-    if state == PowerState.RESCUED:
-        driver.rescue(HOST, spec.uuid, None)
-    else:
-        reach(driver, HOST, spec.uuid, state)
+    spec = spawned(driver, state)
     with pytest.raises(exception.InvalidPowerState) as caught:
         driver.snapshot(HOST, spec.uuid, "x", Progress())
     assert caught.value.kwargs == {
@@ -393,12 +399,7 @@ def test_generation_1_rescues_from_ide(seeded: WinRMTestServer, make_driver: Dri
 def test_consoles_are_the_com_pipe_and_vmconnect(
     driver: HyperVDriver, seeded: WinRMTestServer, state: str
 ) -> None:
-    spec = image_spec()
-    driver.spawn(HOST, spec)
-    if state == PowerState.RESCUED:
-        driver.rescue(HOST, spec.uuid, None)
-    else:
-        reach(driver, HOST, spec.uuid, state)
+    spec = spawned(driver, state)
     [vm] = seeded.host(HOST).vms()
     pipe = f"\\\\.\\pipe\\computed-{spec.uuid}"
     assert vm.com_ports == [pipe, ""]
@@ -457,3 +458,38 @@ def test_a_vm_without_a_com_pipe_has_no_serial_console(
         driver.get_serial_console(HOST, str(vm.id))
     assert "not connected to a named pipe" in caught.value.kwargs["detail"]
     assert driver.get_graphical_console(HOST, str(vm.id)).path == str(vm.id)
+
+
+def test_an_instance_without_a_root_disk_is_rescued_and_imaged_too(
+    driver: HyperVDriver, seeded: WinRMTestServer
+) -> None:
+    spec = new_spec("diskless", disk_gb=2)
+    driver.spawn(HOST, spec)
+    with pytest.raises(exception.InvalidRequest, match="name a rescue image"):
+        driver.rescue(HOST, spec.uuid, None)
+    assert driver.rescue(HOST, spec.uuid, "rescue-os").block_devices == []
+    assert drives(seeded, spec.uuid) == [(SCSI, 0, 0, f"{VHD_DIR}\\{spec.uuid}-rescue.vhdx")]
+    assert driver.unrescue(HOST, spec.uuid).power_state == PowerState.RUNNING
+    assert drives(seeded, spec.uuid) == []
+    # Its image is what a disk of its disk_gb never written reads: blank.
+    image = driver.snapshot(HOST, spec.uuid, "empty", Progress())
+    made = seeded.host(HOST).vhd(image.location)
+    assert (made.type, made.size, made.parent_path) == (VhdType.Dynamic, 2 * GiB, None)
+    assert seeded.host(HOST).vms()[0].checkpoints == []
+
+
+# the out-of-band command the conformance suite changes instances with ------------------
+
+
+def test_the_out_of_band_command_stops_and_removes_an_instances_vm(
+    driver: HyperVDriver, server: WinRMTestServer
+) -> None:
+    command = ["--url", server.urls[HOST], "--user", USER, "--password", PASSWORD]
+    first, second = new_spec("first"), new_spec("second")
+    driver.spawn(HOST, first)
+    driver.spawn(HOST, second)
+    assert outofband.main([*command, "stop", HOST, first.uuid]) == 0
+    assert driver.get_info(HOST, first.uuid).power_state == PowerState.STOPPED
+    assert outofband.main([*command, "delete", HOST, second.uuid]) == 0
+    assert [i.uuid for i in driver.list_instances(HOST)] == [first.uuid]
+    assert outofband.main([*command, "delete", HOST, second.uuid]) == 1
