@@ -128,7 +128,9 @@ def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
     The host has a virtual switch ``public`` and the base image ``cirros``
     where the driver looks for images (``_base`` under its
     VirtualHardDiskPath); the suite's volumes are VHDX files made on it over
-    WinRM, as a storage administrator would (tests/winrmserver/provision.py).
+    WinRM, as a storage administrator would (tests/winrmserver/provision.py),
+    and its instances are stopped or removed behind the worker's back over
+    WinRM too (tests/winrmserver/outofband.py).
     """
     import shlex
 
@@ -156,6 +158,8 @@ def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
     url = line.split()[0]
     # The suite runs it from wherever it was started: the project is on its path.
     provision = ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "tests.winrmserver.provision"]
+    out_of_band = ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "tests.winrmserver.outofband"]
+    credentials = ["--url", url, "--user", DEMO_USER, "--password", DEMO_PASSWORD]
     return ["hv-1"], {
         "hyperv": {
             "host_urls": {"hv-1": url},
@@ -165,9 +169,8 @@ def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
         "conformance": {
             "network": "public",
             "image": "cirros",
-            "volume_command": shlex.join(
-                [*provision, "--url", url, "--user", DEMO_USER, "--password", DEMO_PASSWORD]
-            ),
+            "volume_command": shlex.join([*provision, *credentials]),
+            "hypervisor_command": shlex.join([*out_of_band, *credentials]),
         },
     }
 
