@@ -354,6 +354,7 @@ def vdi_destroy(call: Call, ref: str) -> None:
             pool.link("VM", pool.get("VBD", vbd_ref)["VM"], "VBDs", vbd_ref, add=False)
             pool.remove("VBD", vbd_ref)
         pool.link("SR", vdi["SR"], "VDIs", ref, add=False)
+        pool.link("VDI", vdi["snapshot_of"], "snapshots", ref, add=False)
         pool.remove("VDI", ref)
 
 

@@ -533,6 +533,8 @@ def destroy(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
             pool.link("network", pool.get("VIF", vif_ref)["network"], "VIFs", vif_ref, add=False)
             pool.remove("VIF", vif_ref)
     _close_consoles(pool, ref, vm)
+    # snapshots is the other end of snapshot_of: xapi's database keeps it so.
+    pool.link("VM", vm["snapshot_of"], "snapshots", ref, add=False)
     for cls, fld in (("VM_metrics", "metrics"), ("VM_guest_metrics", "guest_metrics")):
         if pool.exists(cls, vm[fld]):
             pool.remove(cls, vm[fld])
