@@ -59,9 +59,19 @@ class VMWatcher:
         self._left = threading.Event()  # the thread waits in event.from no more
         #: What the watcher knows: VM ref -> (instance uuid, its state).
         self._known: dict[str, tuple[str, str]] = {}
+        self._token = ""
         self._thread = threading.Thread(target=self._run, name=f"xapi-events-{host}", daemon=True)
 
     def start(self) -> None:
+        """Learn the host's VMs now, so that every change from here on is reported,
+        then follow them on the thread (which learns them itself if the pool fails now)."""
+        try:
+            reply = self._session.call("event.from", ["vm"], "", 0.0)
+        except (XenAPI.Failure, errors.PoolUnavailable) as exc:
+            LOG.warning("Host %s: xapi events failed, trying again: %s", self._host, exc)
+        else:
+            self._take(reply["events"], full=True)
+            self._token = str(reply["token"])
         self._thread.start()
 
     def stop(self) -> None:
@@ -80,7 +90,7 @@ class VMWatcher:
     # ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        token, retry = "", _RETRY_FIRST
+        token, retry = self._token, _RETRY_FIRST
         try:
             while not self._stop.is_set():
                 try:
