@@ -41,7 +41,7 @@ from drivers import base
 from drivers.xenapi import constants, devices, errors
 from drivers.xenapi.conf import Target
 from drivers.xenapi.session import PoolSession
-from drivers.xenapi.vmops import VMOps
+from drivers.xenapi.vmops import VMOps, vm_records
 
 __all__ = ["ImageOps"]
 
@@ -153,13 +153,7 @@ class ImageOps:
         session: PoolSession, record: dict[str, Any], image_name: str
     ) -> dict[str, Any] | None:
         """The record of the VM's snapshot named ``image_name``, if it has one."""
-        for ref in record["snapshots"]:
-            try:
-                snapshot = session.call("VM.get_record", ref)
-            except XenAPI.Failure as exc:
-                if errors.code_of(exc) == errors.HANDLE_INVALID:
-                    continue  # deleted meanwhile
-                raise
+        for _, snapshot in vm_records(session, record["snapshots"]):
             if snapshot["is_a_snapshot"] and snapshot["name_label"] == image_name:
                 return snapshot
         return None

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from typing import Any
 
 import XenAPI
@@ -54,7 +55,7 @@ from drivers.xenapi.conf import Target
 from drivers.xenapi.session import PoolSession
 from drivers.xenapi.volumeops import VolumeOps
 
-__all__ = ["VMOps", "resolve_host"]
+__all__ = ["VMOps", "resolve_host", "vm_records"]
 
 LOG = logging.getLogger(__name__)
 
@@ -180,13 +181,8 @@ class VMOps:
 
         A template left by a spawn that died half-way is removed, not returned.
         """
-        for vm in session.call("VM.get_by_name_label", constants.name_label(uuid)):
-            try:
-                record = session.call("VM.get_record", vm)
-            except XenAPI.Failure as exc:
-                if errors.code_of(exc) == errors.HANDLE_INVALID:
-                    continue  # destroyed meanwhile
-                raise
+        found = session.call("VM.get_by_name_label", constants.name_label(uuid))
+        for vm, record in vm_records(session, found):
             other = record["other_config"]
             if other.get(constants.OTHER_CONFIG_UUID) != uuid:
                 continue  # someone else's VM with our kind of name
@@ -254,13 +250,8 @@ class VMOps:
         self, session: PoolSession, target: Target, uuid: str
     ) -> tuple[str, dict[str, Any]] | None:
         """The VM booting instance ``uuid``'s rescue image, and its record, or None."""
-        for vm in session.call("VM.get_by_name_label", constants.rescue_name_label(uuid)):
-            try:
-                record = session.call("VM.get_record", vm)
-            except XenAPI.Failure as exc:
-                if errors.code_of(exc) == errors.HANDLE_INVALID:
-                    continue  # destroyed meanwhile
-                raise
+        found = session.call("VM.get_by_name_label", constants.rescue_name_label(uuid))
+        for vm, record in vm_records(session, found):
             other = record["other_config"]
             if (
                 other.get(constants.OTHER_CONFIG_RESCUE_OF) == uuid
@@ -366,6 +357,18 @@ class VMOps:
             block_devices=devices.block_devices(session, record),
             network_interfaces=devices.interfaces(session, record),
         )
+
+
+def vm_records(session: PoolSession, refs: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The records of the VMs ``refs``, those destroyed meanwhile left out."""
+    for vm in refs:
+        try:
+            record = session.call("VM.get_record", vm)
+        except XenAPI.Failure as exc:
+            if errors.code_of(exc) == errors.HANDLE_INVALID:
+                continue
+            raise
+        yield str(vm), record
 
 
 def _ours(record: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from computed import exception
+from computed.objects import BlockDevice
 from tests.functional import _drivers
 from tests.functional._drivers import new_spec
 from tests.functional.xenapi.conftest import HOST, POOL, DriverFactory
@@ -108,36 +109,12 @@ def test_a_new_driver_finds_the_image(
 
 
 def test_snapshot_leaves_out_every_other_disk(driver: XenAPIDriver, xapi: Any) -> None:
-    spec = new_spec()
-    driver.spawn(HOST, spec)
-    driver.power_off(HOST, spec.uuid)
-    vm = vm_of(xapi, spec.uuid)
-    record = {
-        "name_label": "data",
-        "name_description": "",
-        "SR": xapi.pool.get_default_SR(xapi.pool.get_all()[0]),
-        "virtual_size": str(GiB),
-        "type": "user",
-        "sharable": False,
-        "read_only": False,
-        "other_config": {},
-    }
-    vbd = {
-        "VM": vm,
-        "VDI": xapi.VDI.create(record),
-        "userdevice": "1",
-        "bootable": False,
-        "mode": "RW",
-        "type": "Disk",
-        "empty": False,
-        "other_config": {},
-        "qos_algorithm_type": "",
-        "qos_algorithm_params": {},
-    }
-    xapi.VBD.create(vbd)
+    spec = new_spec(block_devices=[BlockDevice(kind="blank", size_gb=1)])
+    assert len(driver.spawn(HOST, spec).block_devices) == 2
     image = driver.snapshot(HOST, spec.uuid, "root only", ignore)
     snapshot = xapi.VM.get_by_uuid(image.image_id)
-    assert len(xapi.VM.get_VBDs(snapshot)) == 1
+    (vbd,) = xapi.VM.get_VBDs(snapshot)
+    assert xapi.VBD.get_userdevice(vbd) == "0"
 
 
 @pytest.mark.parametrize(("start", "state"), [("suspended", "suspended")])
