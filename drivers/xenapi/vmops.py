@@ -15,7 +15,8 @@ spawn         ``VM.clone`` of ``[xenapi] template``, then ``set_memory_limits``,
               image or a boot volume), ``set_is_a_template false``, the
               spec's disks and interfaces (:mod:`~drivers.xenapi.blockdev`),
               and ``VM.start_on`` the compute host's xapi host
-destroy       ``VM.hard_shutdown`` unless Halted, ``VDI.destroy`` of each disk
+destroy       the rescue VM first, if rescued (:mod:`~drivers.xenapi.rescueops`);
+              ``VM.hard_shutdown`` unless Halted, ``VDI.destroy`` of each disk
               (found through the VM's VBDs) no other VM uses, volumes
               excepted, ``VM.destroy``, then the volumes' SRs are forgotten
 power_on      ``VM.start_on`` the compute host's xapi host
@@ -29,6 +30,10 @@ reboot soft   ``VM.clean_reboot`` (needs PV drivers in the guest; without
               them xapi answers ``VM_LACKS_FEATURE``, a DriverError)
 reboot hard   ``VM.hard_reboot``
 ============  =========================================================
+
+Every operation reads the instance's state with
+:func:`~drivers.xenapi.constants.instance_state`, so a rescued instance
+refuses them all but destroy and the queries.
 
 A VM is this driver's if its ``other_config`` has ``computed_uuid``; it is
 named ``computed-<uuid>`` (see :mod:`~drivers.xenapi.constants`) and belongs
