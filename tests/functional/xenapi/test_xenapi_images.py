@@ -144,7 +144,7 @@ def test_snapshot_keeps_the_power_state(driver: XenAPIDriver, start: str) -> Non
     assert driver.get_info(HOST, spec.uuid).power_state == start
 
 
-def test_snapshot_errors(driver: XenAPIDriver, server: XapiTestServer) -> None:
+def test_snapshot_errors(driver: XenAPIDriver, server: XapiTestServer, xapi: Any) -> None:
     missing = str(uuidlib.uuid4())
     with pytest.raises(exception.InstanceNotFound):
         driver.snapshot(HOST, missing, "nothing", ignore)
@@ -154,6 +154,14 @@ def test_snapshot_errors(driver: XenAPIDriver, server: XapiTestServer) -> None:
     with pytest.raises(exception.DriverError) as caught:
         driver.snapshot(HOST, spec.uuid, "full", ignore)
     assert (caught.value.kwargs["error_code"], caught.value.kwargs["pool"]) == ("SR_FULL", POOL)
+    vm = vm_of(xapi, spec.uuid)
+    server.inject_failure("VM.snapshot", ["VM_BAD_POWER_STATE", vm, "running", "suspended"])
+    with pytest.raises(exception.InvalidPowerState) as changed:  # suspended meanwhile
+        driver.snapshot(HOST, spec.uuid, "late", ignore)
+    assert (changed.value.kwargs["state"], changed.value.kwargs["allowed"]) == (
+        "suspended",
+        "paused, running, stopped",
+    )
     server.inject_failure("VM.snapshot", ["SR_OPERATION_NOT_SUPPORTED", "OpaqueRef:sr"])
     with pytest.raises(exception.UnsupportedOperation):
         driver.snapshot(HOST, spec.uuid, "iscsi", ignore)
