@@ -123,10 +123,11 @@ class ImageOps:
         _, record = self._vmops.get(session, target, uuid)
         state = constants.instance_state(record)
         base.check_state("get_graphical_console", uuid, state, base.CONSOLE_STATES)
-        if state == PowerState.RESCUED:
+        consoles = record["consoles"]
+        if state == PowerState.RESCUED:  # the console is the rescue VM's
             rescue = self._vmops.find_rescue(session, target, uuid)
-            record = rescue[1] if rescue is not None else {"consoles": []}
-        for ref in record["consoles"]:
+            consoles = rescue[1]["consoles"] if rescue is not None else []
+        for ref in consoles:
             console = session.call("console.get_record", ref)
             protocol = _GRAPHICAL.get(console["protocol"])
             if protocol is None:

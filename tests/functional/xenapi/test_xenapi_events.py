@@ -19,7 +19,14 @@ from computed.objects import InstanceSpec, InstanceStatePayload
 from rpcapi import InstanceEvent, InstanceEventListener
 from tests.functional import _drivers
 from tests.functional._drivers import new_spec
-from tests.functional.xenapi.conftest import HOST, PASSWORD, POOL, USER, DriverFactory
+from tests.functional.xenapi.conftest import (
+    HOST,
+    PASSWORD,
+    POOL,
+    USER,
+    DriverFactory,
+    make_server,
+)
 from tests.xapiserver import XapiTestServer
 
 XenAPI = pytest.importorskip("XenAPI")
@@ -120,6 +127,26 @@ def test_the_watcher_outlives_a_lost_session(
     server.expire_sessions()  # the waiting event.from answers SESSION_INVALID
     xapi.VM.pause(vm_of(xapi, spec.uuid))
     assert watched.next() == spec.uuid
+
+
+def test_a_new_master_is_read_afresh(make_driver: DriverFactory) -> None:
+    """The pool master restarts without the VM: the token means nothing to it, the
+    watcher reads every VM again and reports the one that is gone."""
+    srv = make_server().start()
+    port = srv.listeners[POOL].server_address[1]
+    try:
+        driver = make_driver(srv.url)
+        reports = Reports()
+        driver.watch_instances(HOST, reports)
+        spec = new_spec()
+        driver.spawn(HOST, spec)
+        assert reports.next() == spec.uuid  # its start
+        srv.stop()
+        srv = make_server(port=port).start()
+        assert reports.next() == spec.uuid  # gone with the old master
+        assert reports.queue.empty()
+    finally:
+        srv.stop()
 
 
 def test_cleanup_stops_the_watcher_and_logs_it_out(
