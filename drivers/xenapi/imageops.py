@@ -13,7 +13,7 @@ delete_image  the snapshot VM's VDIs destroyed, then the VM (nova's
               ``destroy_vm`` and ``destroy_vdis``); an unknown uuid succeeds
 graphical     the ``rfb`` (VNC) or ``rdp`` console of ``VM.get_consoles``
 console       (the rescue VM's while rescued): its ``location`` gives host,
-              port and path (``/console?ref=...``, reached by an HTTP CONNECT
+              port and path (``/console?uuid=...``, reached by an HTTP CONNECT
               of that path over TLS); the token is the driver's session,
               which the proxy passes as ``session_id``, as nova's XenAPI
               driver had its console proxy do

@@ -1100,6 +1100,8 @@ def test_snapshot_from_every_power_state(x, state):
     assert (copy["is_a_snapshot"], copy["snapshot_of"]) == (True, disk)
     assert x.VDI.get_snapshots(disk) == [x.VBD.get_VDI(vbd)]
     assert "snapshot" in x.VM.get_allowed_operations(vm)
+    assert failure_of(x.VM.start, snapshot, False, False) == ["VM_IS_SNAPSHOT", snapshot, "start"]
+    assert x.VM.get_allowed_operations(snapshot) == ["copy", "clone", "export", "destroy"]
     x.VDI.destroy(x.VBD.get_VDI(vbd))
     x.VM.destroy(snapshot)  # a snapshot is a template that may go
     assert x.VM.get_snapshots(vm) == [] and x.VDI.get_snapshots(disk) == []
@@ -1157,7 +1159,7 @@ def test_a_running_vm_has_a_vnc_console(x):
     record = x.console.get_record(console)
     host = x.host.get_record(x.VM.get_resident_on(vm))
     assert (record["protocol"], record["VM"]) == ("rfb", vm)
-    assert record["location"] == f"https://{host['address']}/console?ref={console}"
+    assert record["location"] == f"https://{host['address']}/console?uuid={record['uuid']}"
     x.VM.pause(vm)
     assert x.VM.get_consoles(vm) == [console]
     x.VM.hard_shutdown(vm)

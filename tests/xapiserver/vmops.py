@@ -4,7 +4,8 @@ The checks and their order follow ``check_operation_error`` in
 ocaml/xapi/xapi_vm_lifecycle.ml: blocked operations, then the power state
 (``VM_BAD_POWER_STATE [vm, expected, actual]`` with lower-case names joined by
 ", "), then operations in progress, then templates (``VM_IS_TEMPLATE [vm,
-op]``), then provision of a non-template, then the control domain.
+op]``), then snapshots (``VM_IS_SNAPSHOT [vm, op]``), then provision of a
+non-template, then the control domain.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from . import errors as E
 from .errors import XapiError
 from .state import Call, PoolState
-from .wire import NULL_REF, new_ref, new_uuid, now
+from .wire import NULL_REF, new_uuid, now
 
 ALL_STATES = ("Halted", "Paused", "Suspended", "Running")
 # op -> allowed power states, in the order xapi reports them.
@@ -65,6 +66,10 @@ TEMPLATE_ALLOWED = frozenset(
         "metadata_export",
         "provision",
     }
+)
+#: What a snapshot VM allows (check_snapshot); the rest is VM_IS_SNAPSHOT [vm, op].
+SNAPSHOT_ALLOWED = frozenset(
+    {"revert", "clone", "copy", "export", "destroy", "hard_shutdown", "metadata_export"}
 )
 DOM0_ALLOWED = frozenset({"changing_dynamic_range", "start", "metadata_export"})
 # Operations listed in VM.allowed_operations (the ones this server models).
@@ -127,6 +132,8 @@ def operation_error(ref: str, vm: dict[str, Any], op: str) -> XapiError | None:
         ).lower() in ("1", "true")
         if op not in TEMPLATE_ALLOWED and not (op == "destroy" and not default):
             return XapiError(E.VM_IS_TEMPLATE, ref, op)
+    if vm["is_a_snapshot"] and op not in SNAPSHOT_ALLOWED:
+        return XapiError(E.VM_IS_SNAPSHOT, ref, op)
     if op == "provision" and not vm["is_a_template"]:
         return XapiError(E.ONLY_PROVISION_TEMPLATE)
     if vm["is_control_domain"] and op not in DOM0_ALLOWED:
@@ -214,13 +221,15 @@ def _attach_devices(pool: PoolState, vm: dict[str, Any], attached: bool) -> None
 
 
 def _open_console(pool: PoolState, ref: str, vm: dict[str, Any], host: str) -> None:
-    """The domain's RFB console, served by the host it runs on (xapi_xenops.ml makes one
-    per domain, at ``https://<host address>/console?ref=<console ref>``)."""
+    """The domain's RFB console, served by the host it runs on: xapi_xenops.ml makes
+    one for each console xenopsd reports, at ``https://<host address>/console?uuid=<uuid>``."""
     if vm["consoles"]:
         return
-    console = new_ref()
-    location = f"https://{pool.get('host', host)['address']}/console?ref={console}"
-    pool.add("console", {"protocol": "rfb", "location": location, "VM": ref}, ref=console)
+    uuid = new_uuid()
+    location = f"https://{pool.get('host', host)['address']}/console?uuid={uuid}"
+    console = pool.add(
+        "console", {"uuid": uuid, "protocol": "rfb", "location": location, "VM": ref}
+    )
     pool.link("VM", ref, "consoles", console)
 
 

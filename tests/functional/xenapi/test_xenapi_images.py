@@ -222,7 +222,7 @@ def test_graphical_console_is_the_vms_vnc(driver: XenAPIDriver, xapi: Any) -> No
         host["address"],
         443,
     )
-    assert got.path == f"/console?ref={console}"
+    assert got.path == f"/console?uuid={xapi.console.get_uuid(console)}"
     assert got.token == driver._sessions[POOL].ref  # the session, as nova handed it on
     got.validate("get_graphical_console")
     driver.pause(HOST, spec.uuid)
