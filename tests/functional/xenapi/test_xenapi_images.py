@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from computed import exception
-from computed.objects import BlockDevice
+from computed.objects import BlockDevice, VolumeConnection
 from tests.functional import _drivers
 from tests.functional._drivers import new_spec
 from tests.functional.xenapi.conftest import HOST, POOL, DriverFactory
@@ -162,9 +162,24 @@ def test_snapshot_errors(driver: XenAPIDriver, server: XapiTestServer, xapi: Any
         "suspended",
         "paused, running, stopped",
     )
-    server.inject_failure("VM.snapshot", ["SR_OPERATION_NOT_SUPPORTED", "OpaqueRef:sr"])
-    with pytest.raises(exception.UnsupportedOperation):
-        driver.snapshot(HOST, spec.uuid, "iscsi", ignore)
+
+
+def test_snapshot_of_a_boot_volume_is_unsupported(
+    driver: XenAPIDriver, server: XapiTestServer, xapi: Any
+) -> None:
+    """An iSCSI SR cannot snapshot its LUNs: the image cannot be taken there."""
+    iqn, portal = "iqn.2010-10.org.computed:snap", "198.51.100.9:3260"
+    server.add_iscsi_lun(iqn, portal, 1, 2 * GiB)
+    data = {"target_portal": portal, "target_iqn": iqn, "target_lun": 1}
+    connection = VolumeConnection(volume_id="boot", driver_volume_type="iscsi", data=data)
+    spec = new_spec(
+        block_devices=[BlockDevice(kind="volume", boot_index=0, connection_info=connection)]
+    )
+    driver.spawn(HOST, spec)
+    with pytest.raises(exception.UnsupportedOperation) as caught:
+        driver.snapshot(HOST, spec.uuid, "of a volume", ignore)
+    assert caught.value.kwargs["error_code"] == "SR_OPERATION_NOT_SUPPORTED"
+    assert xapi.VM.get_snapshots(vm_of(xapi, spec.uuid)) == []
 
 
 # delete_image -----------------------------------------------------------------
