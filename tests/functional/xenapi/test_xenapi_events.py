@@ -108,9 +108,7 @@ def test_other_hosts_and_foreign_vms_are_not_reported(
     assert reports.queue.empty()
 
 
-def test_rescue_is_a_change_of_state(
-    driver: XenAPIDriver, xapi: Any, server: XapiTestServer, watched: Reports
-) -> None:
+def test_rescue_is_a_change_of_state(driver: XenAPIDriver, xapi: Any, watched: Reports) -> None:
     spec = new_spec()
     driver.spawn(HOST, spec)
     settle(driver, xapi, watched)
