@@ -5,9 +5,9 @@ of its own (``event.from`` holds its connection for up to
 :data:`EVENT_TIMEOUT` seconds, which the shared session cannot spare). It
 asks ``event.from(["vm"], token, timeout)`` in a loop and calls
 ``changed(uuid)`` for an instance of the host whose state (power state, or
-rescued) changed, or whose VM was deleted. The first answer, from the empty
-token, is every VM: it teaches the watcher what is there without reporting
-it. After a failure (the pool unreachable, a new master that does not know
+rescued) changed, whose VM was deleted, or that it sees for the first time.
+The first answer, from the empty token, is every VM: it teaches the watcher
+what is there without reporting it. After a failure (the pool unreachable, a new master that does not know
 the token) it starts again from the empty token and reports what differs
 from what it knew, VMs that vanished meanwhile included.
 """
@@ -130,7 +130,9 @@ class VMWatcher:
             seen.add(ref)
             old = self._known.get(ref)
             self._known[ref] = instance
-            if old is not None and old[1] != instance[1] and not first:
+            # An instance first seen now may have changed since whoever made it
+            # looked (its start and a pause can arrive as one event).
+            if (old is None or old[1] != instance[1]) and not first:
                 self._report(instance[0])
         if full and not first:
             for ref in set(self._known) - seen:  # deleted while the watcher was away

@@ -10,7 +10,6 @@ from __future__ import annotations
 import queue
 import threading
 import uuid as uuidlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from tests.functional.xenapi.conftest import (
     make_server,
 )
 from tests.xapiserver import XapiTestServer
+from tests.xapiserver import vmops as server_vmops
 
 XenAPI = pytest.importorskip("XenAPI")
 
@@ -41,9 +41,11 @@ WAIT = 30
 
 
 class Reports:
-    """What ``changed`` was called with, in order."""
+    """What ``changed`` was called with, in order; ``marker`` is an instance the
+    watcher knew from the start, which :func:`settle` changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
         self.queue: queue.Queue[str] = queue.Queue()
 
     def __call__(self, uuid: str) -> None:
@@ -53,22 +55,36 @@ class Reports:
         return self.queue.get(timeout=WAIT)
 
 
-@pytest.fixture
-def watched(driver: XenAPIDriver) -> Iterator[Reports]:
-    reports = Reports()
-    driver.watch_instances(HOST, reports)
-    yield reports
-
-
-def settle(driver: XenAPIDriver, xapi: Any, reports: Reports) -> None:
-    """Take every report of what was done so far: a marker instance's two changes
-    (its start, then a pause) come after every earlier one."""
+def watch(driver: XenAPIDriver, host: str = HOST) -> Reports:
+    """The driver watching ``host``, which has a marker instance."""
     marker = new_spec("marker")
-    driver.spawn(HOST, marker)
-    xapi.VM.pause(vm_of(xapi, marker.uuid))
-    seen = 0
-    while seen < 2:
-        seen += reports.next() == marker.uuid
+    driver.spawn(host, marker)
+    reports = Reports(marker.uuid)
+    driver.watch_instances(host, reports)
+    return reports
+
+
+@pytest.fixture
+def watched(driver: XenAPIDriver) -> Reports:
+    return watch(driver)
+
+
+def settle(xapi: Any, reports: Reports) -> None:
+    """Take every report of what happened so far.
+
+    The marker is paused (or unpaused) twice, each time once the watcher has
+    reported the time before: a batch of events may report the marker before
+    other changes of that batch, but the second change comes in a later
+    batch, after all of those.
+    """
+    vm = vm_of(xapi, reports.marker)
+    for _ in range(2):
+        if xapi.VM.get_power_state(vm) == "Paused":
+            xapi.VM.unpause(vm)
+        else:
+            xapi.VM.pause(vm)
+        while reports.next() != reports.marker:
+            pass
 
 
 def test_changes_behind_the_drivers_back_are_reported(
@@ -77,7 +93,7 @@ def test_changes_behind_the_drivers_back_are_reported(
     paused, gone, quiet = new_spec("paused"), new_spec("gone"), new_spec("quiet")
     for spec in (paused, gone, quiet):
         driver.spawn(HOST, spec)
-    settle(driver, xapi, watched)
+    settle(xapi, watched)
     xapi.VM.pause(vm_of(xapi, paused.uuid))
     assert watched.next() == paused.uuid
     vm = vm_of(xapi, gone.uuid)
@@ -86,7 +102,7 @@ def test_changes_behind_the_drivers_back_are_reported(
     xapi.VM.destroy(vm)
     assert watched.next() == gone.uuid
     xapi.VM.set_name_description(vm_of(xapi, quiet.uuid), "renamed")  # no state change
-    settle(driver, xapi, watched)
+    settle(xapi, watched)
     assert watched.queue.empty()
 
 
@@ -94,8 +110,7 @@ def test_other_hosts_and_foreign_vms_are_not_reported(
     server: XapiTestServer, make_driver: DriverFactory, xapi: Any
 ) -> None:
     driver = make_driver(server.url, hosts={HOST: f"{POOL}/xs-a", "other": f"{POOL}/xs-b"})
-    reports = Reports()
-    driver.watch_instances(HOST, reports)
+    reports = watch(driver)
     theirs = new_spec("theirs")
     driver.spawn("other", theirs)
     template = xapi.VM.get_by_name_label("Other install media")[0]
@@ -104,14 +119,14 @@ def test_other_hosts_and_foreign_vms_are_not_reported(
     xapi.VM.set_is_a_template(foreign, False)
     xapi.VM.start(foreign, False, False)
     xapi.VM.pause(vm_of(xapi, theirs.uuid))
-    settle(driver, xapi, reports)
+    settle(xapi, reports)
     assert reports.queue.empty()
 
 
 def test_rescue_is_a_change_of_state(driver: XenAPIDriver, xapi: Any, watched: Reports) -> None:
     spec = new_spec()
     driver.spawn(HOST, spec)
-    settle(driver, xapi, watched)
+    settle(xapi, watched)
     driver.rescue(HOST, spec.uuid, None)
     assert watched.next() == spec.uuid  # halted, then rescued
 
@@ -121,28 +136,34 @@ def test_the_watcher_outlives_a_lost_session(
 ) -> None:
     spec = new_spec()
     driver.spawn(HOST, spec)
-    settle(driver, xapi, watched)
+    settle(xapi, watched)
     server.expire_sessions()  # the waiting event.from answers SESSION_INVALID
     xapi.VM.pause(vm_of(xapi, spec.uuid))
     assert watched.next() == spec.uuid
 
 
-def test_a_new_master_is_read_afresh(make_driver: DriverFactory) -> None:
-    """The pool master restarts without the VM: the token means nothing to it, the
-    watcher reads every VM again and reports the one that is gone."""
-    srv = make_server().start()
-    port = srv.listeners[POOL].server_address[1]
+def test_what_changed_while_the_pool_was_away_is_reported(
+    make_driver: DriverFactory, closed_port: int
+) -> None:
+    """The pool master goes away (its connections cut) and comes back with a VM
+    gone meanwhile: the watcher reads every VM again and reports the lost one."""
+    srv = make_server(port=closed_port).start()
     try:
         driver = make_driver(srv.url)
-        reports = Reports()
-        driver.watch_instances(HOST, reports)
-        spec = new_spec()
-        driver.spawn(HOST, spec)
-        assert reports.next() == spec.uuid  # its start
+        kept, gone = new_spec("kept"), new_spec("gone")
+        for spec in (kept, gone):
+            driver.spawn(HOST, spec)
+        reports = watch(driver)
         srv.stop()
-        srv = make_server(port=port).start()
-        assert reports.next() == spec.uuid  # gone with the old master
-        assert reports.queue.empty()
+        pool = srv.pool()
+        with pool.lock:  # destroyed through another host of the pool meanwhile
+            (vm,) = [r for r, v in pool.items("VM") if v["name_label"].endswith(gone.uuid)]
+            server_vmops.halt(pool, vm, pool.get("VM", vm))
+            server_vmops.destroy(pool, vm, pool.get("VM", vm))
+        srv.start()  # the same pool: its sessions, objects and tokens
+        assert reports.next() == gone.uuid
+        assert driver.get_info(HOST, kept.uuid).power_state == "running"
+        assert reports.queue.empty()  # nothing else changed
     finally:
         srv.stop()
 
@@ -151,9 +172,7 @@ def test_cleanup_stops_the_watcher_and_logs_it_out(
     server: XapiTestServer, make_driver: DriverFactory, xapi: Any
 ) -> None:
     driver = make_driver(server.url)
-    reports = Reports()
-    driver.watch_instances(HOST, reports)
-    settle(driver, xapi, reports)  # the watcher is logged in and waiting
+    watch(driver)  # which logs the watcher in before it returns
     pool = server.pool()
     assert sorted(s.originator for s in pool.sessions.values()) == [
         "computed",
