@@ -22,6 +22,7 @@ from tests.xapiserver import (  # noqa: E402
     HostSpec,
     PoolSpec,
     XapiTestServer,
+    hypervisor,
     make_self_signed_cert,
     provision,
 )
@@ -1068,6 +1069,24 @@ def test_provision_makes_and_grows_a_volume_on_the_array(server, x, capsys):
     assert "INVALID_VALUE" in capsys.readouterr().err
     x.PBD.unplug(pbd)
     x.SR.forget(sr)
+
+
+def test_hypervisor_stops_and_deletes_an_instance_behind_its_back(server, x, capsys):
+    vm = new_vm(x, "computed-inst-1")
+    x.VM.set_other_config(vm, {"computed_uuid": "inst-1", "computed_host": "c1"})
+    x.VM.start(vm, False, False)
+    (disk,) = [x.VBD.get_VDI(v) for v in x.VM.get_VBDs(vm)]
+    args = ["--url", server.url_for("alpha"), "--user", USER, "--password", PASSWORD]
+    assert hypervisor.main([*args, "stop", "c1", "inst-1"]) == 0
+    assert x.VM.get_power_state(vm) == "Halted"
+    assert hypervisor.main([*args, "stop", "c2", "inst-1"]) == 1  # not c2's
+    assert "no VM of instance" in capsys.readouterr().err
+    x.VM.start(vm, False, False)
+    assert hypervisor.main([*args, "delete", "c1", "inst-1"]) == 0
+    assert x.VM.get_by_name_label("computed-inst-1") == []
+    assert disk not in x.VDI.get_all()
+    sessions = server.pool("alpha").sessions.values()
+    assert "hypervisor" not in [s.originator for s in sessions]  # logged out each time
 
 
 # ---------------------------------------------------------------- snapshots, consoles
