@@ -250,3 +250,28 @@ def test_a_client_certificate_is_presented_when_configured(
     without = _client_url(mutual_tls_broker, ssl="1", ssl_ca_file=tls.ca_file)
     with pytest.raises(exception.BrokerUnavailable, match="TLS"):
         rpc.check_broker(conf, without, 3.0)
+
+
+@pytest.fixture(scope="module")
+def misnamed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQBroker]:
+    """A broker whose certificate, from a CA the client trusts, names another host."""
+    files = make_certificates(
+        tmp_path_factory.mktemp("misnamed"), hostnames=("broker.example.org",), addresses=()
+    )
+    with RabbitMQBroker(tls=files) as running:
+        yield running
+
+
+def test_the_broker_certificate_must_name_the_host_connected_to(
+    misnamed_broker: RabbitMQBroker, conf: cfg.ConfigOpts
+) -> None:
+    assert misnamed_broker.tls is not None
+    query = f"?ssl=1&ssl_ca_file={quote(misnamed_broker.tls.ca_file, safe='')}"
+    mismatch = "mismatch, certificate is not valid for '127.0.0.1'"
+    with pytest.raises(exception.BrokerUnavailable, match=mismatch) as caught:
+        rpc.check_broker(conf, misnamed_broker.url + query, 3.0)
+    assert "TLS: certificate verify failed" in str(caught.value)
+    # With several hosts in the URL, the name is the host connected to.
+    host = f"guest:guest@127.0.0.1:{misnamed_broker.port}"
+    with pytest.raises(exception.BrokerUnavailable, match=mismatch):
+        rpc.check_broker(conf, f"rabbit://{host},{host}/{query}", 3.0)
