@@ -14,6 +14,7 @@
     computedctl drivers                 drivers installed in this environment
     computedctl tiers                   each driver version's tier, from recorded conformance runs
     computedctl upgrade-status [--json] versions, per-host caps, backported/refused counts
+    computedctl upgrade check [--json]  can the deployment take this release? (exit 0, 1, 2)
     computedctl help [COMMAND]
 
 The command line is cliff's, as python-openstackclient's is: the commands
@@ -22,7 +23,8 @@ listing takes ``-f table|json|yaml|csv|value``, ``-c COLUMN`` (repeatable),
 ``--sort-column COLUMN``, ``--long`` for every column and ``--noindent``
 for JSON; ``--json`` is the older spelling of ``-f json --long``. Errors are
 one line on stderr and exit 1 (``--debug`` adds the traceback); a command
-line it cannot parse exits 2.
+line it cannot parse exits 2; ``upgrade check`` exits with the worst result
+of its checks.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The ``computedctl`` console script against a real SQLite registry: output formats
-and errors."""
+"""The ``computedctl`` console script against a real SQLite registry: output formats,
+errors and the exit statuses of ``upgrade check``."""
 
 from __future__ import annotations
 
@@ -200,3 +200,25 @@ def test_worker_actions(registry: Registry, config: str) -> None:
     assert registry.get("w1").state == "draining"
     _out(config, "worker", "delete", "w1")
     assert registry.list_workers() == []
+
+
+def test_upgrade_check_exit_statuses(registry: Registry, config: str, tmp_path: Path) -> None:
+    assert _ctl(config, "upgrade", "check").returncode == 0
+    classic = write_config(
+        str(tmp_path / "classic.conf"),
+        {
+            "registry": {"connection": registry.url},
+            "oslo_messaging_rabbit": {"rabbit_quorum_queue": False},
+        },
+    )
+    warned = _ctl(classic, "upgrade", "check", "--json")
+    assert warned.returncode == 1, warned.stderr
+    results = {c["check"]: c["result"] for c in json.loads(warned.stdout)["checks"]}
+    assert results["Queue type"] == 1 and results["Registry schema"] == 0
+    pinned = write_config(
+        str(tmp_path / "pinned.conf"),
+        {"registry": {"connection": registry.url}, "upgrade_levels": {"compute": "banana"}},
+    )
+    failed = _ctl(pinned, "upgrade", "check")
+    assert failed.returncode == 2
+    assert re.search(r"Check: RPC version pin\s+\|\n\| Result: Failure", failed.stdout)
