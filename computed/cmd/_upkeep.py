@@ -69,7 +69,12 @@ class ListTiers(_base.Lister):
         runs = registry.latest_conformance()
         running = {(w.driver, w.driver_version) for w in registry.list_workers()}
         for _, run in sorted(runs.items()):
-            yield dict(run.to_json(), failing=_base.JoinedList(list(run.failing)))
+            row = run.to_json()
+            yield dict(
+                row,
+                run_at=_base.Text(row["run_at"], f"{run.run_at:%Y-%m-%d %H:%M}"),
+                failing=_base.JoinedList(list(run.failing)),
+            )
         for driver, driver_version in sorted(running - set(runs)):
             untested = dict.fromkeys(self.columns + self.long_columns)
             yield dict(untested, driver=driver, driver_version=driver_version, tier=TIER_UNTESTED)

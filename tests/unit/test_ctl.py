@@ -32,7 +32,9 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 @pytest.fixture
 def config(tmp_path: Path, registry: Registry) -> str:
-    return write_config(str(tmp_path / "ctl.conf"), {"registry": {"connection": registry.url}})
+    # Workers registered by a test stay up however slowly the commands run.
+    registry_options = {"connection": registry.url, "down_time": 3600}
+    return write_config(str(tmp_path / "ctl.conf"), {"registry": registry_options})
 
 
 def _ctl(config: str, *args: str) -> subprocess.CompletedProcess[str]:
