@@ -122,6 +122,20 @@ class ComputedCtl(app.App):
         except cfg.Error as exc:
             raise exception.ConfigError(reason=str(exc)) from exc
 
+    def run_subcommand(self, argv: list[str]) -> int:
+        """Run the command ``argv`` names; a name it does not know is a one-line error, status 2."""
+        try:
+            self.command_manager.find_command(argv)
+        except ValueError:
+            matches = self.get_fuzzy_matches(argv[0])
+            self.LOG.error(
+                "'%s' is not a computedctl command%s; see 'computedctl help'",
+                " ".join(argv),
+                f" (did you mean {' or '.join(repr(m) for m in matches)}?)" if matches else "",
+            )
+            return 2
+        return super().run_subcommand(argv)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     return ComputedCtl().run(list(sys.argv[1:] if argv is None else argv))

@@ -69,7 +69,6 @@ def _register(registry: Registry, worker_id: str, hosts: tuple[str, ...], **fiel
 
 def test_every_command_in_the_docstring_is_registered() -> None:
     documented = set(re.findall(r"^    computedctl ([a-z-]+(?: [a-z]+)?)", ctl.__doc__ or "", re.M))
-    documented = {name.removesuffix(" ID").strip() for name in documented}
     registered = {e.name.replace("_", " ") for e in metadata.entry_points(group=ctl.NAMESPACE)} | {
         "help"
     }
@@ -189,6 +188,12 @@ def test_errors_are_one_line_on_stderr(registry: Registry, config: str, tmp_path
     assert len(refused.stderr.splitlines()) == 1
     assert refused.stderr.startswith("computedctl: error: Configuration error:")
     assert _ctl(config, "workers", "--no-such-flag").returncode == 2
+    misspelt = _ctl(config, "wrokers")
+    assert (misspelt.returncode, misspelt.stdout) == (2, "")
+    assert misspelt.stderr.splitlines() == [
+        "computedctl: error: 'wrokers' is not a computedctl command (did you mean 'workers'?); "
+        "see 'computedctl help'"
+    ]
 
 
 def test_worker_actions(registry: Registry, config: str) -> None:
