@@ -40,7 +40,7 @@ class _Configured:
 
 
 class Command(_Configured, command.Command):
-    """An action: it changes something and says what in one sentence."""
+    """A command that writes its own output: an action's one sentence, or a report."""
 
 
 class ShowOne(_Configured, show.ShowOne):

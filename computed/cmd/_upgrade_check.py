@@ -114,7 +114,7 @@ class UpgradeChecks(upgradecheck.UpgradeCommands):
         try:
             registry = Registry(self._conf.registry.connection)
         except sa.exc.SQLAlchemyError as exc:
-            return exception.RegistryError(reason=str(exc))
+            return exception.RegistryError(reason=_first_line(exc))
         try:
             return _Deployment(
                 registry.list_workers(),
@@ -134,15 +134,16 @@ class UpgradeChecks(upgradecheck.UpgradeCommands):
             registry = Registry(self._conf.registry.connection)
             try:
                 current = migration.current_revision(registry.engine)
+                later = current is not None and current not in migration.known_revisions()
                 missing = (
-                    []
-                    if current is None
-                    else migration.missing_columns(registry.engine, models.Base.metadata)
+                    migration.missing_columns(registry.engine, models.Base.metadata)
+                    if later
+                    else []
                 )
             finally:
                 registry.close()
         except sa.exc.SQLAlchemyError as exc:
-            return Result(Code.FAILURE, f"The registry {url} cannot be read: {exc}")
+            return Result(Code.FAILURE, f"The registry {url} cannot be read: {_first_line(exc)}")
         if current == head:
             return Result(Code.SUCCESS, f"At revision {head}, this release's newest.")
         if current is None:
@@ -151,7 +152,7 @@ class UpgradeChecks(upgradecheck.UpgradeCommands):
                 f"The registry {url} has no schema: run 'computedctl db sync' (or check "
                 "[registry] connection).",
             )
-        if current not in migration.known_revisions():
+        if later:
             if missing:
                 return Result(
                     Code.FAILURE,
@@ -393,6 +394,11 @@ class UpgradeCheck(_base.Command):
 
 def _workers(workers: list[WorkerRecord]) -> str:
     return ", ".join(f"{w.id} (RPC {w.rpc_version}, driver {w.driver})" for w in workers)
+
+
+def _first_line(exc: Exception) -> str:
+    """SQLAlchemy's message without the lines it adds (a link to its documentation)."""
+    return str(exc).strip().splitlines()[0]
 
 
 def _loopback(hostname: str | None) -> bool:
