@@ -1,0 +1,143 @@
+"""A worker's /metrics endpoint and the client's metrics, against a real worker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.request
+import uuid
+from collections.abc import Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from computed import exception, version
+from computed.objects import InstanceSpec
+from computed.testing._procs import LOOPBACK, free_ports
+from tests.functional.conftest import Deployment, wait_until
+
+
+def _scrape(port: int) -> list[Sample]:
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def _value(samples: list[Sample], name: str, **labels: str) -> float | None:
+    found = [s.value for s in samples if s.name == name and s.labels == labels]
+    return found[0] if found else None
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on (from /proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_a_worker_serves_what_it_ran_and_the_client_counts_what_it_sent(
+    deployment: Deployment, new_uuid: Callable[[], str]
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    host, worker_id = f"metrics-host-{suffix}", f"metrics-worker-{suffix}"
+    (port,) = free_ports(1)
+    worker = deployment.start_worker([host], worker_id, metrics={"enabled": True, "port": port})
+    assert port in _listening_ports(worker.pid)
+    api = deployment.api()
+    instance = new_uuid()
+    for _ in range(3):
+        api.ping(None, host)
+    api.spawn(None, host, InstanceSpec(uuid=instance, name="vm", vcpus=1, memory_mb=64, disk_gb=1))
+    missing = new_uuid()
+    with pytest.raises(exception.InstanceNotFound):
+        api.get_info(None, host, missing)
+    api.destroy(None, host, instance, cast=True)
+
+    latency = "computed_operation_duration_seconds_count"
+
+    def cast_ran() -> bool:
+        return _value(_scrape(port), latency, operation="destroy", outcome="ok") == 1
+
+    wait_until(cast_ran, 30, "the destroy cast's outcome in the worker's metrics")
+    samples = _scrape(port)
+    assert _value(samples, latency, operation="ping", outcome="ok") == 3
+    assert _value(samples, latency, operation="spawn", outcome="ok") == 1
+    assert _value(samples, latency, operation="get_info", outcome="InstanceNotFound") == 1
+    assert _value(samples, "computed_operations_in_progress", operation="spawn") == 0
+    assert _value(samples, "computed_hosts_owned") == 1
+    assert (_value(samples, "computed_heartbeat_age_seconds") or 0) >= 0
+    assert _value(samples, "computed_journal_waiting") == 0
+    reconnects = "computed_broker_reconnects_total"
+    assert _value(samples, reconnects, connection="listener") == 0
+    assert _value(samples, reconnects, connection="replies") == 0
+    (info,) = [s for s in samples if s.name == "computed_worker_info"]
+    assert info.labels["worker_id"] == worker_id
+    assert info.labels["driver"] == "fake"
+    assert info.labels["rpc_version"] == version.RPC_API_VERSION
+    labels = {value for s in samples for value in s.labels.values()}
+    assert not labels & {instance, missing, host}  # no label per instance or host
+
+    client = api.metrics_registry
+    messages = "computed_client_messages_total"
+    assert client.get_sample_value(messages, _call("ping", "ok")) == 3
+    assert client.get_sample_value(messages, _call("spawn", "ok")) == 1
+    assert client.get_sample_value(messages, _call("get_info", "InstanceNotFound")) == 1
+    assert client.get_sample_value(messages, _cast("destroy", "ok")) == 1
+    duration = "computed_client_call_duration_seconds_count"
+    assert client.get_sample_value(duration, {"method": "ping"}) == 3
+    assert client.get_sample_value(duration, {"method": "destroy"}) is None  # a cast
+
+
+def _call(method: str, outcome: str) -> dict[str, str]:
+    return {"method": method, "kind": "call", "outcome": outcome}
+
+
+def _cast(method: str, outcome: str) -> dict[str, str]:
+    return {"method": method, "kind": "cast", "outcome": outcome}
+
+
+def test_metrics_are_off_by_default(deployment: Deployment) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    (port,) = free_ports(1)
+    # The port is set, metrics are not enabled: nothing listens, on it or on any other.
+    worker = deployment.start_worker([f"quiet-{suffix}"], f"quiet-{suffix}", metrics={"port": port})
+    assert deployment.api().ping(None, f"quiet-{suffix}").worker_id == f"quiet-{suffix}"
+    assert _listening_ports(worker.pid) == set()
+
+
+def test_a_worker_whose_metrics_port_is_taken_does_not_start(deployment: Deployment) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = deployment.start_worker(
+            [f"taken-{suffix}"],
+            f"taken-{suffix}",
+            wait=False,
+            metrics={"enabled": True, "port": port},
+        )
+        assert worker.wait(60) == 2, worker.log()
+    log = worker.log()
+    assert (
+        f"computed: error: Configuration error: the metrics port {LOOPBACK}:{port} is in use" in log
+    )
+    assert "[metrics] port" in log
+    # It stopped before it opened the registry, let alone registered.
+    assert not os.path.exists(deployment.registry_url.removeprefix("sqlite:///"))
