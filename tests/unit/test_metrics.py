@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -249,3 +251,27 @@ def test_journal_entries_wait_until_their_operation_begins(tmp_path: Path) -> No
     finally:
         journal.close()
         registry.close()
+
+
+def test_the_example_dashboard_uses_only_metrics_that_exist() -> None:
+    dashboard = json.loads(
+        (Path(__file__).parents[2] / "etc" / "grafana-computed.json").read_text()
+    )
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {name for expr in exprs for name in re.findall(r"\bcomputed_\w+", expr)}
+    worker = WorkerMetrics()
+    worker.observe(WorkerState(lambda: 0, lambda: 0.0, lambda: 0, lambda: {"listener": 0}))
+    worker.describe_worker(driver="fake")
+    client = ClientMetrics(CollectorRegistry())
+    for method in ("ping", "reboot"):
+        client.fitted(method, backported=True)
+        client.refused(method)
+        with client.call(method), worker.operations.measure(method):
+            pass
+    exposed = {
+        sample.name
+        for registry in (worker.registry, client.registry)
+        for family in registry.collect()
+        for sample in family.samples
+    }
+    assert used and used <= exposed, used - exposed
