@@ -23,16 +23,19 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import Any, Generic, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from computed import exception
 
 __all__ = [
     "LATENCY_BUCKETS",
+    "LabelSets",
     "NOT_MEASURED",
     "OperationMetrics",
     "WorkerMetrics",
@@ -81,23 +84,49 @@ def outcome_of(error: BaseException | None) -> str:
     return UNEXPECTED
 
 
+_M = TypeVar("_M", bound=MetricWrapperBase)
+
+
+class LabelSets(Generic[_M]):
+    """A labelled metric whose child for each label set is looked up once and kept.
+
+    ``metric.labels(...)`` takes the metric's lock and builds its key on
+    every use; a metric updated for every message asks once per label set.
+    """
+
+    def __init__(self, metric: _M) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            # Two threads may both get here: labels() gives both the same child.
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child
+
+
 class OperationMetrics:
     """Latency and concurrency of the contract's operations."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.latency = prometheus_client.Histogram(
-            "computed_operation_duration_seconds",
-            "Seconds an operation took on the worker, from the moment it started "
-            "(its arguments checked) to its result or error, by operation and outcome.",
-            ["operation", "outcome"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.latency = LabelSets(
+            prometheus_client.Histogram(
+                "computed_operation_duration_seconds",
+                "Seconds an operation took on the worker, from the moment it started "
+                "(its arguments checked) to its result or error, by operation and outcome.",
+                ["operation", "outcome"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
-        self.in_progress = prometheus_client.Gauge(
-            "computed_operations_in_progress",
-            "Operations running on the worker now, by operation.",
-            ["operation"],
-            registry=registry,
+        self.in_progress = LabelSets(
+            prometheus_client.Gauge(
+                "computed_operations_in_progress",
+                "Operations running on the worker now, by operation.",
+                ["operation"],
+                registry=registry,
+            )
         )
 
     def measure(self, operation: str) -> _Measured:
@@ -119,7 +148,7 @@ class _Measured:
         self._started = 0.0
 
     def __enter__(self) -> None:
-        self._metrics.in_progress.labels(self._operation).inc()
+        self._metrics.in_progress(self._operation).inc()
         self._started = time.monotonic()
 
     def __exit__(
@@ -130,8 +159,8 @@ class _Measured:
     ) -> None:
         metrics = self._metrics
         elapsed = time.monotonic() - self._started
-        metrics.in_progress.labels(self._operation).dec()
-        metrics.latency.labels(self._operation, outcome_of(exc)).observe(elapsed)
+        metrics.in_progress(self._operation).dec()
+        metrics.latency(self._operation, outcome_of(exc)).observe(elapsed)
 
 
 class WorkerState:

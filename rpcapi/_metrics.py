@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Any
 
 import prometheus_client
 from prometheus_client.registry import CollectorRegistry
 
-from computed.metrics import LATENCY_BUCKETS, outcome_of
+from computed.metrics import LATENCY_BUCKETS, LabelSets, outcome_of
 
 __all__ = ["ClientMetrics"]
 
@@ -33,38 +32,45 @@ class ClientMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self._sent = prometheus_client.Counter(
-            "computed_client_messages",
-            "Calls and casts this client sent (or tried to), by method, kind (call, "
-            "cast) and outcome: ok, or the class of the error the caller got.",
-            ["method", "kind", "outcome"],
-            registry=registry,
+        self._sent = LabelSets(
+            prometheus_client.Counter(
+                "computed_client_messages",
+                "Calls and casts this client sent (or tried to), by method, kind (call, "
+                "cast) and outcome: ok, or the class of the error the caller got.",
+                ["method", "kind", "outcome"],
+                registry=registry,
+            )
         )
-        self._latency = prometheus_client.Histogram(
-            "computed_client_call_duration_seconds",
-            "Seconds from a call's start to its result or error, as the caller "
-            "saw it (a host changing hands included), by method.",
-            ["method"],
-            # A ping takes milliseconds; a call to a host changing hands may wait
-            # [client] handover_timeout, a long call [client] long_call_timeout.
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self._latency = LabelSets(
+            prometheus_client.Histogram(
+                "computed_client_call_duration_seconds",
+                "Seconds from a call's start to its result or error, as the caller "
+                "saw it (a host changing hands included), by method.",
+                ["method"],
+                # A ping takes milliseconds; a call to a host changing hands may wait
+                # [client] handover_timeout, a long call [client] long_call_timeout.
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
-        self._backported = prometheus_client.Counter(
-            "computed_client_messages_backported",
-            "Messages sent at an older version than this client's, with their "
-            "objects or arguments fitted to it, by method.",
-            ["method"],
-            registry=registry,
+        self._backported = LabelSets(
+            prometheus_client.Counter(
+                "computed_client_messages_backported",
+                "Messages sent at an older version than this client's, with their "
+                "objects or arguments fitted to it, by method.",
+                ["method"],
+                registry=registry,
+            )
         )
-        self._refused = prometheus_client.Counter(
-            "computed_client_messages_refused",
-            "Messages not sent because the host was too old for them "
-            "(UnsupportedVersion), by method.",
-            ["method"],
-            registry=registry,
+        self._refused = LabelSets(
+            prometheus_client.Counter(
+                "computed_client_messages_refused",
+                "Messages not sent because the host was too old for them "
+                "(UnsupportedVersion), by method.",
+                ["method"],
+                registry=registry,
+            )
         )
-        self._children: dict[tuple[Any, ...], Any] = {}
 
     def call(self, method: str) -> _Sending:
         """A context manager around one call of ``method``."""
@@ -77,26 +83,18 @@ class ClientMetrics:
     def fitted(self, method: str, backported: bool) -> None:
         """A message of ``method`` was fitted to its host's version."""
         if backported:
-            self._child(self._backported, method).inc()
+            self._backported(method).inc()
 
     def refused(self, method: str) -> None:
         """A message of ``method`` was refused: the host is too old for it."""
-        self._child(self._refused, method).inc()
+        self._refused(method).inc()
 
     def _sent_one(
         self, method: str, kind: str, error: BaseException | None, started: float
     ) -> None:
         if kind == CALL:
-            self._child(self._latency, method).observe(time.monotonic() - started)
-        self._child(self._sent, method, kind, outcome_of(error)).inc()
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (metric, *labels)
-        child = self._children.get(key)
-        if child is None:
-            # Two threads may both get here; labels() hands both the same child.
-            child = self._children[key] = metric.labels(*labels)
-        return child
+            self._latency(method).observe(time.monotonic() - started)
+        self._sent(method, kind, outcome_of(error)).inc()
 
 
 class _Sending:
