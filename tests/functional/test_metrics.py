@@ -9,12 +9,16 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from oslo_config import cfg
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from computed import exception, version
+from computed import exception, rpc, version
 from computed.objects import InstanceSpec
+from computed.registry import Registry
 from computed.testing._procs import LOOPBACK, free_ports
+from computed.testing.broker import RabbitMQBroker
+from rpcapi import ComputeAPI
 from tests.functional.conftest import Deployment, wait_until
 
 
@@ -110,6 +114,49 @@ def _call(method: str, outcome: str) -> dict[str, str]:
 
 def _cast(method: str, outcome: str) -> dict[str, str]:
     return {"method": method, "kind": "cast", "outcome": outcome}
+
+
+def test_reconnects_are_counted_by_connection_after_a_broker_restart(
+    deployment: Deployment, conf: cfg.ConfigOpts, new_uuid: Callable[[], str]
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    host = f"reconnect-{suffix}"
+    (port,) = free_ports(1)
+    reconnects = "computed_broker_reconnects_total"
+    with RabbitMQBroker() as broker:
+        deployment.start_worker(
+            [host],
+            f"reconnect-{suffix}",
+            DEFAULT={"transport_url": broker.url},
+            metrics={"enabled": True, "port": port},
+        )
+        transport = rpc.get_transport(conf, url=broker.url)
+        api = ComputeAPI(conf, registry=Registry(deployment.registry_url), transport=transport)
+        deployment.apis.append(api)
+        spec = InstanceSpec(uuid=new_uuid(), name="vm", vcpus=1, memory_mb=64, disk_gb=1)
+        api.spawn(None, host, spec)  # its notifications open the publisher's connection
+        before = _scrape(port)
+        assert _value(before, reconnects, connection="listener") == 0
+        assert _value(before, reconnects, connection="notifications") == 0
+
+        broker.restart()
+
+        def back(connection: str) -> Callable[[], bool]:
+            return lambda: (_value(_scrape(port), reconnects, connection=connection) or 0) >= 1
+
+        wait_until(back("listener"), 60, "the listener's reconnect in the metrics")
+        wait_until(back("replies"), 60, "the replies' reconnect in the metrics")
+
+        def spawned_again() -> bool:
+            try:
+                api.spawn(None, host, spec)  # the same UUID: the same instance
+            except exception.BrokerUnavailable:
+                return False
+            return True
+
+        wait_until(spawned_again, 60, "a spawn through the restarted broker", interval=0.5)
+        wait_until(back("notifications"), 60, "the publisher's reconnect in the metrics")
+        transport.cleanup()
 
 
 def test_metrics_are_off_by_default(deployment: Deployment) -> None:
