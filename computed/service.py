@@ -4,11 +4,13 @@ A worker declares the hosts it can reach; it consumes the queues of those it
 owns (:mod:`computed._ownership`), recomputed from the registry at start and
 at every heartbeat, all through one server (:mod:`computed._server`).
 Start-up is ordered so that a client never sees a host before its queue
-exists: load the driver, check the broker, open the registry, consume the
-owned hosts' queues, record the ownership, and only then register. A host
-it no longer owns has its consumer cancelled (what is still queued waits for
-the next owner), its running operations finish, and it is released. A host
-it takes over from a worker that stopped has its journal reconciled.
+exists: open the metrics endpoint (when enabled: a taken port stops the
+worker before anything else), load the driver, check the broker, open the
+registry, consume the owned hosts' queues, record the ownership, and only
+then register. A host it no longer owns has its consumer cancelled (what is
+still queued waits for the next owner), its running operations finish, and
+it is released. A host it takes over from a worker that stopped has its
+journal reconciled.
 Stopping: mark the worker draining (the others take its hosts over), stop
 consuming, let operations already running finish within the drain time,
 then mark it stopped.

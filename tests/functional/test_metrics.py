@@ -16,7 +16,7 @@ from prometheus_client.samples import Sample
 from computed import exception, rpc, version
 from computed.objects import InstanceSpec
 from computed.registry import Registry
-from computed.testing._procs import LOOPBACK, free_ports
+from computed.testing._procs import LOOPBACK, TCP_LISTEN, free_ports, tcp_sockets
 from computed.testing.broker import RabbitMQBroker
 from rpcapi import ComputeAPI
 from tests.functional.conftest import Deployment, wait_until
@@ -35,24 +35,7 @@ def _value(samples: list[Sample], name: str, **labels: str) -> float | None:
 
 
 def _listening_ports(pid: int) -> set[int]:
-    """The TCP ports process ``pid`` listens on (from /proc)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:[") : -1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as lines:
-            next(lines)
-            for line in lines:
-                fields = line.split()
-                if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    return {local for state, local, _ in tcp_sockets(pid) if state == TCP_LISTEN}
 
 
 def test_a_worker_serves_what_it_ran_and_the_client_counts_what_it_sent(
