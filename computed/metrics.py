@@ -41,7 +41,6 @@ __all__ = [
     "WorkerMetrics",
     "WorkerState",
     "outcome_of",
-    "where_of",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -226,6 +225,7 @@ class _StateCollector(Collector):
         yield reconnects
 
     def describe(self) -> Iterator[Metric]:
+        # Nothing to read when registered: the worker is not started yet.
         return iter(())
 
 
@@ -262,7 +262,7 @@ class WorkerMetrics:
                 port, addr=address, registry=self.registry
             )
         except OSError as exc:
-            where = where_of(address, port)
+            where = _where(address, port)
             if exc.errno == errno.EADDRINUSE:
                 reason = (
                     f"the metrics port {where} is in use by another process; give this "
@@ -274,7 +274,7 @@ class WorkerMetrics:
                     f"{exc.strerror or exc}"
                 )
             raise exception.ConfigError(reason=reason) from exc
-        LOG.info("Serving metrics at http://%s/metrics", where_of(address, port))
+        LOG.info("Serving metrics at http://%s/metrics", _where(address, port))
 
     def close(self) -> None:
         """Stop the endpoint, if it was started."""
@@ -284,6 +284,6 @@ class WorkerMetrics:
             server.server_close()
 
 
-def where_of(address: str, port: int) -> str:
+def _where(address: str, port: int) -> str:
     """``address:port``, with an IPv6 address in brackets."""
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
