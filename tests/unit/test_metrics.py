@@ -11,19 +11,16 @@ from pathlib import Path
 
 import pytest
 from oslo_config import cfg
-from oslo_messaging import opts as messaging_opts
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from computed import exception
 from computed._journal import Journal, Receipt, hand_receipt
-from computed.conf import client as client_conf
-from computed.conf import registry as registry_conf
-from computed.conf import worker as worker_conf
 from computed.metrics import OperationMetrics, WorkerMetrics, WorkerState, outcome_of
 from computed.registry import Registry, WorkerRecord
 from rpcapi import ComputeAPI
 from rpcapi._metrics import ClientMetrics
+from tests.unit.test_client import _closed_port, _conf
 
 UUID = "5c0f3a4e-9d1b-4c53-8a51-1f0e2b6d7a90"
 
@@ -74,13 +71,7 @@ def test_backported_and_refused_messages_are_counted_by_method() -> None:
 
 
 def _client_conf(port: int) -> cfg.ConfigOpts:
-    conf = cfg.ConfigOpts()
-    conf([], default_config_files=[])
-    for module in (client_conf, registry_conf, worker_conf):
-        module.register_opts(conf)
-    for group, options in messaging_opts.list_opts():
-        conf.register_opts(options, group=None if group == "DEFAULT" else group)
-    conf.set_override("call_timeout", 60, group="client")
+    conf = _conf()
     conf.set_override("transport_url", f"rabbit://guest:guest@127.0.0.1:{port}/")
     return conf
 
@@ -148,12 +139,6 @@ def test_each_client_has_a_registry_of_its_own_by_default(old_host: Registry) ->
     finally:
         first.cleanup()
         second.cleanup()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # The worker ---------------------------------------------------------------------------
