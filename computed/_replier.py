@@ -67,6 +67,8 @@ class Replier:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="replies", daemon=True)
         self.dropped = 0
+        #: Times the connection opened again after it was lost.
+        self.reconnects = 0
 
     def start(self) -> None:
         """Connect, within ``broker_connect_timeout``.
@@ -122,6 +124,7 @@ class Replier:
                 with self._lock:
                     if self._channel is None:
                         self._connect()
+                        self.reconnects += 1
                         if failures:
                             LOG.info("Reply connection is back")
                         failures = 0
