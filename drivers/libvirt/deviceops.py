@@ -100,9 +100,9 @@ class DeviceOps:
     def describe(
         self, dom: libvirt.virDomain, stored: config.StoredMetadata
     ) -> tuple[list[BlockDevice], list[NetworkInterface]]:
-        """The devices of ``dom``'s persistent definition."""
-        persistent = _persistent(dom)
-        return devices.read_disks(persistent, stored.disks), devices.read_interfaces(persistent)
+        """The devices of ``dom``'s persistent definition, or of its own while it is rescued."""
+        own = ET.fromstring(stored.rescue) if stored.rescue is not None else _persistent(dom)
+        return devices.read_disks(own, stored.disks), devices.read_interfaces(own)
 
     # Spawn -----------------------------------------------------------------
 
