@@ -106,6 +106,8 @@ class ImageOps:
         volume = ET.Element("volume")
         ET.SubElement(volume, "name").text = name
         ET.SubElement(volume, "capacity", unit="bytes").text = str(capacity)
+        # Sparse: its allocation grows with the copy, which is how progress is seen.
+        ET.SubElement(volume, "allocation", unit="bytes").text = "0"
         ET.SubElement(ET.SubElement(volume, "target"), "format", type=DISK_FORMAT)
         progress(0)
         vol = _copy(
