@@ -72,7 +72,7 @@ def resolve_version(value: str, option: str) -> str:
     try:
         version.parse(value)
     except ValueError:
-        aliases = ", ".join(sorted(version.VERSION_ALIASES))
+        aliases = ", ".join(version.VERSION_ALIASES)  # oldest first
         raise ValueError(
             f"[upgrade_levels] {option} = {value!r} is neither a major.minor version "
             f"nor a release alias ({aliases})"

@@ -36,6 +36,7 @@ REACH = {
     PowerState.STOPPED: "power_off",
     PowerState.PAUSED: "pause",
     PowerState.SUSPENDED: "suspend",
+    PowerState.RESCUED: "rescue",
 }
 
 
@@ -163,6 +164,8 @@ class SuiteContext:
         """Spawn an instance (``fields`` for its spec), bring it to ``state``, and
         destroy it afterwards."""
         host = host or self.host
+        if state == PowerState.RESCUED and "block_devices" not in fields:
+            fields.setdefault("image", self.image)  # what the rescue boots by default
         step = REACH[state]
         self.require("spawn", "destroy", *([step] if step else []))
         spec = self.spec(label, **fields)

@@ -4,7 +4,8 @@ Ids name what is checked, not how: ``transition.pause.from_stopped`` keeps
 its meaning whatever the suite's code becomes, so CI history and the
 registry can compare runs across releases. Each check counts in the result
 of one operation group (:data:`drivers.base.OPERATION_GROUPS`); the checks
-of devices (contract 1.2) are in :mod:`computed.conformance._devices`.
+of devices (contract 1.2) are in :mod:`computed.conformance._devices`, those
+of images, rescue and consoles (1.3) in :mod:`computed.conformance._images`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from computed import exception
 from computed.conformance._check import Check, group_of, registrar
 from computed.conformance._context import CheckFailed, CheckSkipped, SuiteContext, expect
 from computed.conformance._devices import DEVICE_CHECKS
+from computed.conformance._images import IMAGE_CHECKS
 from computed.objects import PowerState
 from drivers import base
 
@@ -279,7 +281,8 @@ def _transition_check(operation: str, state: str) -> Check:
 
     def run(ctx: SuiteContext) -> None:
         ctx.require(operation, "get_info")
-        with ctx.instance(f"{operation}-{state}", state) as info:
+        fields = {"image": ctx.image} if operation == "rescue" else {}
+        with ctx.instance(f"{operation}-{state}", state, **fields) as info:
             try:
                 acts = base.plan_transition(operation, info.uuid, state)
             except exception.InvalidPowerState:
@@ -308,7 +311,9 @@ def _transition_check(operation: str, state: str) -> Check:
             final = ctx.api.get_info(None, ctx.host, info.uuid).power_state
             expect(final == expected, f"get_info after {operation} says {final}, not {expected}")
 
-    return Check(f"transition.{operation}.from_{state}", purpose, run)
+    # A check involving a rescue counts for the rescue group.
+    group = "rescue" if PowerState.RESCUED in (state, transition.target) else group_of(operation)
+    return Check(f"transition.{operation}.from_{state}", purpose, run, group)
 
 
 CHECKS.extend(_transition_check(op, st) for op in base.TRANSITIONS for st in PowerState.ALL)
@@ -335,6 +340,8 @@ def _unsupported_check(operation: str) -> Check:
             "extend_volume": lambda: api.extend_volume(None, host, uuid, "unsupported", 2),
             "attach_interface": lambda: api.attach_interface(None, host, uuid, ctx.vif()),
             "detach_interface": lambda: api.detach_interface(None, host, uuid, "unsupported"),
+            "snapshot": lambda: api.snapshot(None, host, uuid, "unsupported"),
+            "delete_image": lambda: api.delete_image(None, host, "unsupported"),
         }
 
         def by_uuid() -> object:
@@ -399,7 +406,8 @@ def _cast_check(operation: str) -> Check:
     def run(ctx: SuiteContext) -> None:
         ctx.require(operation)
         source = sorted(transition.allowed)[0]
-        with ctx.instance(f"cast-{operation}", source) as info:
+        fields = {"image": ctx.image} if operation == "rescue" else {}
+        with ctx.instance(f"cast-{operation}", source, **fields) as info:
             kwargs = {"uuid": info.uuid}
             if method == "reboot":
                 kwargs["reboot_type"] = operation.split(".")[1]
@@ -412,6 +420,7 @@ def _cast_check(operation: str) -> Check:
         f"cast.{operation}",
         f"{operation} as a cast takes effect and notifies instance.{method}.end",
         run,
+        group_of(method),
     )
 
 
@@ -485,3 +494,8 @@ def _concurrent_same(ctx: SuiteContext) -> None:
 # Devices (contract 1.2) -------------------------------------------------------------
 
 CHECKS.extend(DEVICE_CHECKS)
+
+
+# Images, rescue and consoles (contract 1.3) -------------------------------------------
+
+CHECKS.extend(IMAGE_CHECKS)

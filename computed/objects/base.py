@@ -61,6 +61,16 @@ class ComputedObject(ovo_base.VersionedObject, ovo_base.ComparableVersionedObjec
             primitive[f"{ns}.changes"] = changes
         return primitive
 
+    def obj_load_attr(self, attrname: str) -> None:
+        """A field left unset reads as its default, if it has one (a nullable
+        field a sender did not fill, or one its older version lacks)."""
+        field = self.fields.get(attrname)
+        if field is None or field.default is ovo_fields.UnspecifiedDefault:
+            super().obj_load_attr(attrname)
+            return
+        self.obj_set_defaults(attrname)
+        self.obj_reset_changes([attrname])
+
     def assign(self, **values: Any) -> None:
         """Set fields by name (one statement for several, and typed for mypy)."""
         for name, value in values.items():

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from computed.objects import InstanceSpec
 
-__all__ = ["Disk", "Port", "Instance", "Store", "MemoryStore", "FileStore", "StoreError"]
+__all__ = ["Disk", "Port", "Instance", "Image", "Store", "MemoryStore", "FileStore", "StoreError"]
 
 
 class StoreError(Exception):
@@ -79,6 +79,10 @@ class Instance:
     description: str | None
     power_state: str
     console: list[str] = dataclasses.field(default_factory=list)
+    #: The image the instance was built from (None: booted from a volume).
+    image: str | None = None
+    #: While rescued: the image the instance booted from instead of its own disk.
+    rescue_image: str | None = None
     block_devices: list[Disk] = dataclasses.field(default_factory=list)
     network_interfaces: list[Port] = dataclasses.field(default_factory=list)
 
@@ -96,6 +100,7 @@ class Instance:
             disk_gb=spec.disk_gb,
             description=spec.description,
             power_state=power_state,
+            image=spec.image,
         )
 
     @classmethod
@@ -130,8 +135,25 @@ class Instance:
         self.console.append(f"[{len(self.console) * 0.25:10.6f}] {text}")
 
 
+@dataclasses.dataclass
+class Image:
+    """An image a snapshot made on a fake host; it outlives its instance."""
+
+    image_id: str
+    name: str
+    instance_uuid: str
+    disk_format: str
+    size_bytes: int
+
+
+#: The tables a host's state holds: its instances by UUID, its images by id.
+INSTANCES = "instances"
+IMAGES = "images"
+_TABLES = {INSTANCES: Instance.load, IMAGES: lambda saved: Image(**saved)}
+
+
 class Store(abc.ABC):
-    """Each served host's instances, by UUID."""
+    """Each served host's instances, by UUID, and images, by id (``table``)."""
 
     @abc.abstractmethod
     def attach(self, host: str) -> None:
@@ -141,12 +163,16 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def reading(self, host: str) -> contextlib.AbstractContextManager[Mapping[str, Instance]]:
-        """The host's instances, to look at (not to change) inside the ``with`` block."""
+    def reading(
+        self, host: str, table: str = INSTANCES
+    ) -> contextlib.AbstractContextManager[Mapping[str, Any]]:
+        """The host's instances (or images), to look at (not to change) inside the ``with`` block."""
 
     @abc.abstractmethod
-    def changing(self, host: str) -> contextlib.AbstractContextManager[dict[str, Instance]]:
-        """The host's instances, to change inside the ``with`` block; kept when it ends.
+    def changing(
+        self, host: str, table: str = INSTANCES
+    ) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """The host's instances (or images), to change inside the ``with`` block; kept when it ends.
 
         No other transaction on the host runs meanwhile. An exception in the
         block still keeps what it changed before raising.
@@ -157,22 +183,22 @@ class MemoryStore(Store):
     """Instances in the worker's memory, one table per host."""
 
     def __init__(self) -> None:
-        self._hosts: dict[str, dict[str, Instance]] = {}
+        self._hosts: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def attach(self, host: str) -> None:
         with self._lock:
-            self._hosts.setdefault(host, {})
+            self._hosts.setdefault(host, {table: {} for table in _TABLES})
 
     @contextlib.contextmanager
-    def reading(self, host: str) -> Iterator[Mapping[str, Instance]]:
+    def reading(self, host: str, table: str = INSTANCES) -> Iterator[Mapping[str, Any]]:
         with self._lock:
-            yield self._hosts[host]
+            yield self._hosts[host][table]
 
     @contextlib.contextmanager
-    def changing(self, host: str) -> Iterator[dict[str, Instance]]:
+    def changing(self, host: str, table: str = INSTANCES) -> Iterator[dict[str, Any]]:
         with self._lock:
-            yield self._hosts[host]
+            yield self._hosts[host][table]
 
 
 class FileStore(Store):
@@ -199,17 +225,17 @@ class FileStore(Store):
             raise StoreError(f"cannot keep state in {self.directory}: {exc}") from exc
 
     @contextlib.contextmanager
-    def reading(self, host: str) -> Iterator[Mapping[str, Instance]]:
-        yield self._load(host)
+    def reading(self, host: str, table: str = INSTANCES) -> Iterator[Mapping[str, Any]]:
+        yield self._load(host)[table]
 
     @contextlib.contextmanager
-    def changing(self, host: str) -> Iterator[dict[str, Instance]]:
+    def changing(self, host: str, table: str = INSTANCES) -> Iterator[dict[str, Any]]:
         with self._locked(host):
-            instances = self._load(host)
+            tables = self._load(host)
             try:
-                yield instances
+                yield tables[table]
             finally:
-                self._save(host, instances)
+                self._save(host, tables)
 
     def _path(self, host: str, suffix: str) -> Path:
         # Quoted, so that any host name is one file name inside the directory.
@@ -224,28 +250,32 @@ class FileStore(Store):
         finally:
             os.close(fd)  # releases the lock
 
-    def _load(self, host: str) -> dict[str, Instance]:
+    def _load(self, host: str) -> dict[str, dict[str, Any]]:
         path = self._path(host, ".json")
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {}
+            return {table: {} for table in _TABLES}
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
         try:
-            saved = json.loads(text)["instances"]
-            return {uuid: Instance.load(each) for uuid, each in saved.items()}
+            state = json.loads(text)
+            if "instances" not in state:  # one older than images has no images
+                raise KeyError("instances")
+            return {
+                table: {key: load(each) for key, each in state.get(table, {}).items()}
+                for table, load in _TABLES.items()
+            }
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"{path} is not a fake hypervisor's state: {exc!r}") from exc
 
-    def _save(self, host: str, instances: dict[str, Instance]) -> None:
+    def _save(self, host: str, tables: dict[str, dict[str, Any]]) -> None:
         path = self._path(host, ".json")
         # One writer per host at a time (the lock), so one temporary name per host will do.
         temporary = self._path(host, ".json.tmp")
-        state = {
-            "host": host,
-            "instances": {uuid: dataclasses.asdict(each) for uuid, each in instances.items()},
-        }
+        state: dict[str, Any] = {"host": host}
+        for table, rows in tables.items():
+            state[table] = {key: dataclasses.asdict(each) for key, each in rows.items()}
         try:
             temporary.write_text(json.dumps(state), encoding="utf-8")
             os.replace(temporary, path)

@@ -29,6 +29,19 @@ fake_opts = [
         help="Seconds every other lifecycle operation (reboot, power_on, ...) takes. "
         "0 means immediate.",
     ),
+    cfg.FloatOpt(
+        "snapshot_delay",
+        default=0.0,
+        min=0.0,
+        help="Seconds each snapshot takes, reported as progress in quarters, to exercise "
+        "long operations. 0 means immediate.",
+    ),
+    cfg.HostAddressOpt(
+        "console_host",
+        default="127.0.0.1",
+        help="The address the fake hypervisor names in the consoles it reports (nothing "
+        "listens there: a fake instance has no display).",
+    ),
     cfg.StrOpt(
         "state_dir",
         default="",

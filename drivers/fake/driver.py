@@ -12,6 +12,13 @@ Devices (contract 1.2) are kept with their instance: disks named ``vda``
 (the root disk), ``vdb``, ... unless the caller names one, volumes by id
 without their connection info, interfaces as tap devices on the networks
 ``[fake] networks`` lists. :mod:`drivers.fake._devices` holds the rules.
+
+Images (contract 1.3) are kept beside the instances, by id, and outlive
+them; a snapshot takes ``[fake] snapshot_delay`` seconds, reporting its
+progress in quarters. A rescue boots the rescue image with the root disk as
+a second disk, as the console log shows. Consoles are addresses on the
+host (``[fake] console_host``) with ports derived from the instance's
+UUID: the fake hypervisor names them, but nothing listens there.
 """
 
 from __future__ import annotations
@@ -20,14 +27,19 @@ import contextlib
 import platform
 import sys
 import time
+import uuid as uuid_module
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from oslo_config import cfg
 from oslo_utils import netutils
 
 from computed import exception
 from computed.objects import (
+    ConsoleConnection,
+    ConsoleKind,
     HostResources,
+    ImageRef,
     InstanceInfo,
     InstanceSpec,
     NetworkInterface,
@@ -39,7 +51,16 @@ from drivers import base
 from drivers._backend import ServedHosts
 from drivers.fake import _devices
 from drivers.fake import conf as fake_conf
-from drivers.fake._store import FileStore, Instance, MemoryStore, Store, StoreError
+from drivers.fake._store import (
+    IMAGES,
+    INSTANCES,
+    FileStore,
+    Image,
+    Instance,
+    MemoryStore,
+    Store,
+    StoreError,
+)
 
 #: Plans a device change on an instance, given the host's instances (see _devices).
 _Plan = Callable[[Mapping[str, Instance], Instance], _devices.Change]
@@ -164,6 +185,68 @@ class FakeDriver(base.TransitionDriver):
             host, uuid, lambda _, instance: _devices.plan_detach_interface(instance, port_id)
         )
 
+    # Images, rescue and consoles ---------------------------------------------
+
+    def snapshot(self, host: str, uuid: str, image_name: str, progress: base.Progress) -> ImageRef:
+        image_id = str(uuid_module.uuid5(uuid_module.UUID(uuid), image_name))
+        with self._reading(host, IMAGES) as images:
+            taken = images.get(image_id)
+        if taken is not None:
+            return self._image_ref(host, taken)
+        with self._reading(host) as instances:
+            instance = _find(instances, host, uuid)
+            base.check_state("snapshot", uuid, instance.power_state, base.SNAPSHOT_STATES)
+            size = instance.disk_gb << 30
+        for quarter in range(4):
+            progress(quarter * 25)
+            self._delay(self.conf.fake.snapshot_delay / 4)
+        with self._changing(host) as instances:
+            # Looked at again: the instance may have gone or changed meanwhile.
+            instance = _find(instances, host, uuid)
+            base.check_state("snapshot", uuid, instance.power_state, base.SNAPSHOT_STATES)
+            instance.log(f"snapshot: {image_name}")
+        taken = Image(image_id, image_name, uuid, "raw", size)
+        with self._changing(host, IMAGES) as images:
+            taken = images.setdefault(image_id, taken)
+        return self._image_ref(host, taken)
+
+    def delete_image(self, host: str, image_id: str) -> None:
+        with self._changing(host, IMAGES) as images:
+            images.pop(image_id, None)
+
+    def rescue(self, host: str, uuid: str, rescue_image: str | None) -> InstanceInfo:
+        with self._changing(host) as instances:
+            instance = _find(instances, host, uuid)
+            if not base.plan_transition("rescue", uuid, instance.power_state):
+                return self._info(host, instance)
+            image = rescue_image or instance.image
+            if image is None:
+                raise exception.InvalidRequest(
+                    operation="rescue",
+                    reason=f"instance {uuid} has no image to boot a rescue from: name a rescue image",
+                )
+            instance.power_state, instance.rescue_image = PowerState.RESCUED, image
+            root = next((d for d in instance.block_devices if d.boot_index == 0), None)
+            instance.log(
+                f"rescue: booting {image}, with {root.device_name if root else 'vda'} as the second disk"
+            )
+            return self._info(host, instance)
+
+    def unrescue(self, host: str, uuid: str) -> InstanceInfo:
+        with self._changing(host) as instances:
+            instance = _find(instances, host, uuid)
+            if base.plan_transition("unrescue", uuid, instance.power_state):
+                instance.power_state, instance.rescue_image = PowerState.RUNNING, None
+                instance.log("unrescue: booting from the instance's own disk")
+                _boot_log(instance)
+            return self._info(host, instance)
+
+    def get_serial_console(self, host: str, uuid: str) -> ConsoleConnection:
+        return self._console(host, uuid, ConsoleKind.SERIAL, "tcp", 10000)
+
+    def get_graphical_console(self, host: str, uuid: str) -> ConsoleConnection:
+        return self._console(host, uuid, ConsoleKind.GRAPHICAL, "vnc", 5900)
+
     # Host ------------------------------------------------------------------
 
     def get_host_resources(self, host: str) -> HostResources:
@@ -218,17 +301,45 @@ class FakeDriver(base.TransitionDriver):
                 change()
             return self._info(host, instance)
 
-    @contextlib.contextmanager
-    def _reading(self, host: str) -> Iterator[Mapping[str, Instance]]:
-        store = self._hosts[host]
-        with self._store_errors(host), store.reading(host) as instances:
-            yield instances
+    def _console(
+        self, host: str, uuid: str, kind: str, protocol: str, first_port: int
+    ) -> ConsoleConnection:
+        with self._reading(host) as instances:
+            state = _find(instances, host, uuid).power_state
+        operation = f"get_{kind}_console"
+        base.check_state(operation, uuid, state, base.CONSOLE_STATES)
+        return ConsoleConnection(
+            instance_uuid=uuid,
+            kind=kind,
+            protocol=protocol,
+            host=self.conf.fake.console_host,
+            port=first_port + uuid_module.UUID(uuid).int % 1000,
+            token=str(uuid_module.uuid5(uuid_module.UUID(uuid), operation)),
+        )
+
+    @staticmethod
+    def _image_ref(host: str, image: Image) -> ImageRef:
+        return ImageRef(
+            image_id=image.image_id,
+            name=image.name,
+            instance_uuid=image.instance_uuid,
+            host=host,
+            location=f"fake://{host}/images/{image.image_id}",
+            disk_format=image.disk_format,
+            size_bytes=image.size_bytes,
+        )
 
     @contextlib.contextmanager
-    def _changing(self, host: str) -> Iterator[dict[str, Instance]]:
+    def _reading(self, host: str, table: str = INSTANCES) -> Iterator[Mapping[str, Any]]:
         store = self._hosts[host]
-        with self._store_errors(host), store.changing(host) as instances:
-            yield instances
+        with self._store_errors(host), store.reading(host, table) as rows:
+            yield rows
+
+    @contextlib.contextmanager
+    def _changing(self, host: str, table: str = INSTANCES) -> Iterator[dict[str, Any]]:
+        store = self._hosts[host]
+        with self._store_errors(host), store.changing(host, table) as rows:
+            yield rows
 
     @contextlib.contextmanager
     def _store_errors(self, host: str, operation: str = "") -> Iterator[None]:

@@ -36,6 +36,7 @@ _REACH = {
     PowerState.STOPPED: ["power_off"],
     PowerState.PAUSED: ["pause"],
     PowerState.SUSPENDED: ["suspend"],
+    PowerState.RESCUED: ["rescue"],
 }
 
 #: The specification, written out by hand: (operation, from) -> result state,
@@ -73,6 +74,30 @@ _EXPECTED = {
     ("reboot.hard", "paused"): "running",
     ("reboot.hard", "stopped"): None,
     ("reboot.hard", "suspended"): None,
+    ("rescue", "running"): "rescued",
+    ("rescue", "stopped"): "rescued",
+    ("rescue", "rescued"): "rescued",
+    ("rescue", "paused"): None,
+    ("rescue", "suspended"): None,
+    ("unrescue", "rescued"): "running",
+    ("unrescue", "running"): "running",
+    ("unrescue", "stopped"): None,
+    ("unrescue", "paused"): None,
+    ("unrescue", "suspended"): None,
+    # A rescued instance takes no power operation: unrescue it first.
+    **{
+        (operation, "rescued"): None
+        for operation in (
+            "power_on",
+            "power_off",
+            "pause",
+            "unpause",
+            "suspend",
+            "resume",
+            "reboot.soft",
+            "reboot.hard",
+        )
+    },
 }
 
 
@@ -100,6 +125,8 @@ def _spec(name: str = "vm", **extra: object) -> InstanceSpec:
 def _apply(driver: FakeDriver, operation: str, uuid_: str) -> str:
     if operation.startswith("reboot."):
         info = driver.reboot(HOST, uuid_, operation.split(".")[1])
+    elif operation == "rescue":
+        info = driver.rescue(HOST, uuid_, "rescue-image")
     else:
         info = getattr(driver, operation)(HOST, uuid_)
     return str(info.power_state)
@@ -621,3 +648,146 @@ def test_a_state_file_from_before_devices_still_loads(tmp_path: Path) -> None:
     path.write_text(json.dumps(saved))
     info = _driver(str(tmp_path)).get_info(HOST, spec.uuid)
     assert (info.block_devices, info.network_interfaces) == ([], [])
+
+
+# Images, rescue and consoles (contract 1.3) ----------------------------------------
+
+
+def test_a_snapshot_reports_its_progress_and_is_taken_once_per_name(driver: FakeDriver) -> None:
+    spec = _spec(image="cirros", disk_gb=2)
+    driver.spawn(HOST, spec)
+    steps: list[int] = []
+    image = driver.snapshot(HOST, spec.uuid, "nightly", steps.append)
+    assert (image.name, image.instance_uuid, image.host) == ("nightly", spec.uuid, HOST)
+    assert image.size_bytes == 2 << 30
+    assert steps == [0, 25, 50, 75]  # the worker reports 100 when the driver returns
+    again = driver.snapshot(HOST, spec.uuid, "nightly", steps.append)
+    assert again.image_id == image.image_id
+    assert steps == [0, 25, 50, 75], "a snapshot the instance has is not taken again"
+    other = driver.snapshot(HOST, spec.uuid, "weekly", steps.append)
+    assert other.image_id != image.image_id
+
+
+@pytest.mark.parametrize("state", [PowerState.STOPPED, PowerState.PAUSED])
+def test_a_snapshot_leaves_the_state_it_found(driver: FakeDriver, state: str) -> None:
+    spec = _spec()
+    driver.spawn(HOST, spec)
+    for step in _REACH[state]:
+        _apply(driver, step, spec.uuid)
+    driver.snapshot(HOST, spec.uuid, "image", lambda _: None)
+    assert driver.get_info(HOST, spec.uuid).power_state == state
+
+
+@pytest.mark.parametrize("state", [PowerState.SUSPENDED, PowerState.RESCUED])
+def test_a_snapshot_is_refused_outside_its_states(driver: FakeDriver, state: str) -> None:
+    spec = _spec(image="cirros")
+    driver.spawn(HOST, spec)
+    for step in _REACH[state]:
+        _apply(driver, step, spec.uuid)
+    with pytest.raises(exception.InvalidPowerState) as caught:
+        driver.snapshot(HOST, spec.uuid, "image", lambda _: None)
+    assert caught.value.kwargs["state"] == state
+    with pytest.raises(exception.InstanceNotFound):
+        driver.snapshot(HOST, str(uuid.uuid4()), "image", lambda _: None)
+
+
+def test_an_image_outlives_its_instance_and_its_driver(tmp_path: Path) -> None:
+    state_dir = str(tmp_path / "state")
+    first = _driver(state_dir)
+    spec = _spec()
+    first.spawn(HOST, spec)
+    image = first.snapshot(HOST, spec.uuid, "kept", lambda _: None)
+    first.destroy(HOST, spec.uuid)
+    saved = json.loads((tmp_path / "state" / f"{HOST}.json").read_text())
+    assert list(saved["images"]) == [image.image_id]
+    assert saved["images"][image.image_id]["instance_uuid"] == spec.uuid
+    second = _driver(state_dir)
+    second.delete_image(HOST, image.image_id)
+    second.delete_image(HOST, image.image_id)  # gone already: still a success
+    assert json.loads((tmp_path / "state" / f"{HOST}.json").read_text())["images"] == {}
+
+
+def test_a_state_file_from_before_images_is_read(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / f"{HOST}.json").write_text(json.dumps({"host": HOST, "instances": {}}))
+    driver = _driver(str(state))
+    spec = _spec()
+    driver.spawn(HOST, spec)
+    driver.snapshot(HOST, spec.uuid, "first", lambda _: None)
+    assert len(json.loads((state / f"{HOST}.json").read_text())["images"]) == 1
+
+
+def test_a_rescue_boots_the_rescue_image_and_keeps_the_devices(driver: FakeDriver) -> None:
+    spec = _spec(
+        network_interfaces=[
+            NetworkInterface(port_id="p1", mac_address="fa:16:3e:00:00:01", network="public")
+        ],
+        image="cirros",
+        disk_gb=1,
+    )
+    before = driver.spawn(HOST, spec)
+    rescued = driver.rescue(HOST, spec.uuid, "rescue-image")
+    assert rescued.power_state == PowerState.RESCUED
+    assert rescued.block_devices == before.block_devices
+    assert rescued.network_interfaces == before.network_interfaces
+    log = driver.get_console_output(HOST, spec.uuid, None)
+    assert "rescue: booting rescue-image, with vda as the second disk" in log
+    with pytest.raises(exception.InvalidPowerState):
+        driver.attach_interface(
+            HOST,
+            spec.uuid,
+            NetworkInterface(port_id="p2", mac_address="fa:16:3e:00:00:02", network="public"),
+        )
+    back = driver.unrescue(HOST, spec.uuid)
+    assert back.power_state == PowerState.RUNNING
+    assert back.block_devices == before.block_devices
+    assert back.network_interfaces == before.network_interfaces
+
+
+def test_a_rescue_defaults_to_the_instances_own_image(driver: FakeDriver) -> None:
+    spec = _spec(image="cirros")
+    driver.spawn(HOST, spec)
+    driver.rescue(HOST, spec.uuid, None)
+    assert "rescue: booting cirros" in driver.get_console_output(HOST, spec.uuid, None)
+
+
+def test_an_instance_booted_from_a_volume_needs_a_rescue_image(driver: FakeDriver) -> None:
+    boot = BlockDevice(kind="volume", boot_index=0, connection_info=_volume("root-vol"))
+    spec = _spec(block_devices=[boot])
+    driver.spawn(HOST, spec)
+    with pytest.raises(exception.InvalidRequest, match="name a rescue image"):
+        driver.rescue(HOST, spec.uuid, None)
+    assert driver.get_info(HOST, spec.uuid).power_state == PowerState.RUNNING
+    assert driver.rescue(HOST, spec.uuid, "rescue").power_state == PowerState.RESCUED
+
+
+def test_destroying_a_rescued_instance_removes_it(driver: FakeDriver) -> None:
+    spec = _spec(image="cirros")
+    driver.spawn(HOST, spec)
+    driver.rescue(HOST, spec.uuid, None)
+    driver.destroy(HOST, spec.uuid)
+    assert driver.list_instances(HOST) == []
+
+
+@pytest.mark.parametrize("kind", ["serial", "graphical"])
+def test_consoles_of_an_instance_with_one(driver: FakeDriver, kind: str) -> None:
+    spec = _spec(image="cirros")
+    driver.spawn(HOST, spec)
+    get = getattr(driver, f"get_{kind}_console")
+    for state in (PowerState.RUNNING, PowerState.PAUSED, PowerState.RESCUED):
+        if state == PowerState.PAUSED:
+            driver.pause(HOST, spec.uuid)
+        elif state == PowerState.RESCUED:
+            driver.unpause(HOST, spec.uuid)
+            driver.rescue(HOST, spec.uuid, None)
+        console = get(HOST, spec.uuid)
+        assert (console.kind, console.instance_uuid) == (kind, spec.uuid)
+        console.validate(f"get_{kind}_console")
+        assert get(HOST, spec.uuid).port == console.port  # the same console every time
+    driver.unrescue(HOST, spec.uuid)
+    driver.power_off(HOST, spec.uuid)
+    with pytest.raises(exception.InvalidPowerState):
+        get(HOST, spec.uuid)
+    with pytest.raises(exception.InstanceNotFound):
+        get(HOST, str(uuid.uuid4()))

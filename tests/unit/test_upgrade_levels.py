@@ -90,7 +90,7 @@ def test_a_pin_is_a_ceiling_not_a_promise(registry: Registry) -> None:
 
 
 def test_a_bad_pin_is_a_configuration_error(registry: Registry) -> None:
-    with pytest.raises(exception.ConfigError, match="omega.*alpha, beta, gamma"):
+    with pytest.raises(exception.ConfigError, match="omega.*alpha, beta, gamma, delta"):
         ComputeAPI(_conf(compute="omega"), registry=registry, required_tier="untested")
 
 
