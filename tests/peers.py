@@ -61,6 +61,9 @@ def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, 
             "host_uris": {"kvm-1": daemon.uri_for(node)},
             "storage_pool": pool,
             "iscsi_initiators": {"kvm-1": "iqn.2010-10.org.computed:kvm-1"},
+            # The test driver runs no guest: ports the driver picks, not qemu's.
+            "serial_port_range": "10000:10999",
+            "graphics_port_range": "5900:5999",
         },
         "conformance": {"network": network, "image": image, "volume_path": f"/{pool}/{volume}"},
     }

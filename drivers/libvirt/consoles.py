@@ -9,8 +9,14 @@ graphics_type`` is ``none``, a display:
   and the lowest port of the range that no domain of the host uses
   (protocol ``tcp``), as nova's serial console proxy expects;
 * the display is VNC or SPICE on ``console_listen``, its port chosen by
-  libvirt when the domain starts (``autoport``) and read from the running
-  domain's XML; a password set on it is the console's token.
+  libvirt when the domain starts (``autoport``), or with ``[libvirt]
+  graphics_port_range`` the lowest port of the range no domain of the host
+  uses; it is read from the running domain's XML, and a password set on it
+  is the console's token.
+
+Ports of a range are chosen among those no domain of the host names in its
+XML (serial consoles, displays); the caller holds a lock from the choice to
+the domain's definition, so that two spawns do not take the same one.
 
 What is read back is the running domain's XML, whoever defined it: a
 domain without such a console, or one whose hypervisor gives the console no
@@ -35,18 +41,21 @@ __all__ = [
     "graphical_console",
     "port_range",
     "serial_console",
-    "serial_ports",
+    "used_ports",
 ]
 
 #: The displays this driver offers, by libvirt's ``<graphics type>``.
 GRAPHICS_PROTOCOLS = ("vnc", "spice")
 
 
-def elements(listen: str, serial_port: int | None, graphics: str) -> list[ET.Element]:
+def elements(
+    listen: str, serial_port: int | None, graphics: str, graphics_port: int | None = None
+) -> list[ET.Element]:
     """The console devices of a new domain.
 
     :param serial_port: the TCP port of the serial console; None for a pty.
     :param graphics: ``vnc``, ``spice`` or ``none``.
+    :param graphics_port: the display's TCP port; None for libvirt's choice.
     """
     if serial_port is None:
         serial = ET.Element("serial", type="pty")
@@ -61,7 +70,11 @@ def elements(listen: str, serial_port: int | None, graphics: str) -> list[ET.Ele
         ET.SubElement(console, "protocol", type="raw")
     made = [serial, console]
     if graphics in GRAPHICS_PROTOCOLS:
-        display = ET.Element("graphics", type=graphics, autoport="yes", listen=listen)
+        if graphics_port is None:
+            display = ET.Element("graphics", type=graphics, autoport="yes", listen=listen)
+        else:
+            port = str(graphics_port)
+            display = ET.Element("graphics", type=graphics, port=port, autoport="no", listen=listen)
         ET.SubElement(display, "listen", type="address", address=listen)
         made.append(display)
     return made
@@ -84,15 +97,16 @@ def port_range(text: str) -> tuple[int, int] | None:
     return first, last
 
 
-def serial_ports(domains: Iterable[ET.Element]) -> set[int]:
-    """The TCP ports the serial consoles of ``domains`` (their XML) listen on."""
+def used_ports(domains: Iterable[ET.Element]) -> set[int]:
+    """The TCP ports the serial consoles and displays of ``domains`` (their XML) take."""
     used = set()
     for domain in domains:
         for source in domain.iterfind("devices/*[@type='tcp']/source"):
-            service = source.get("service", "")
-            if service.isdigit():
-                used.add(int(service))
-    return used
+            used.add(_port(source.get("service")))
+        for display in domain.iterfind("devices/graphics"):
+            used.update(_port(display.get(attribute)) for attribute in ("port", "tlsPort"))
+    used.discard(None)
+    return used  # type: ignore[return-value]
 
 
 def free_port(low: int, high: int, used: set[int]) -> int | None:

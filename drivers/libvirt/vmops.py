@@ -297,12 +297,12 @@ class VMOps:
         The copy of a paused guest's disk is crash-consistent, as if it lost
         power; qemu has flushed what the guest wrote when it pauses.
         """
+        found = self._images.find(conn, host, uuid, image_name)
+        if found is not None:
+            return found  # whatever became of the instance since
         dom = _lookup(conn, host, uuid)
         seen = _observe(dom)
         base.check_state("snapshot", uuid, seen.power_state, base.SNAPSHOT_STATES)
-        found = self._images.find(conn, host, uuid, image_name)
-        if found is not None:
-            return found
         root = rescue.root_disk(_definition(dom))
         path = rescue.source_path(root) if root is not None else None
         if path is None:
@@ -390,22 +390,35 @@ class VMOps:
         return dom
 
     def _consoles(self, conn: libvirt.virConnect, host: str) -> list[ET.Element]:
-        """The console devices of a new domain, with a free serial port if it takes one."""
+        """The console devices of a new domain, with free ports of the configured ranges."""
         opts = self._conf.libvirt
-        ports = consoles.port_range(opts.serial_port_range)
-        port = None
-        if ports is not None:
-            used = consoles.serial_ports(
+        used: set[int] = set()
+        if opts.serial_port_range or opts.graphics_port_range:
+            used = consoles.used_ports(
                 ET.fromstring(dom.XMLDesc(0)) for dom in conn.listAllDomains(0)
             )
-            port = consoles.free_port(*ports, used)
+
+        def take(option: str) -> int | None:
+            limits = consoles.port_range(opts[option])
+            if limits is None:
+                return None
+            port = consoles.free_port(*limits, used)
             if port is None:
                 raise exception.DriverError(
                     driver=errors.DRIVER,
                     host=host,
-                    reason=f"every port of serial_port_range {opts.serial_port_range} is taken",
+                    reason=f"every port of {option} {opts[option]} is taken",
                 )
-        return consoles.elements(opts.console_listen, port, opts.graphics_type)
+            used.add(port)
+            return port
+
+        serial_port = take("serial_port_range")
+        graphics_port = None
+        if opts.graphics_type in consoles.GRAPHICS_PROTOCOLS:
+            graphics_port = take("graphics_port_range")
+        return consoles.elements(
+            opts.console_listen, serial_port, opts.graphics_type, graphics_port
+        )
 
     def _restore(
         self, conn: libvirt.virConnect, host: str, uuid: str, text: str, start: bool

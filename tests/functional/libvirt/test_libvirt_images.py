@@ -251,6 +251,43 @@ def test_snapshot_needs_a_root_disk_in_a_pool(pooled: LibvirtDriver, driver: Lib
 # rescue, unrescue ---------------------------------------------------------------------
 
 
+def _apply(driver: base.ComputeDriver, uuid: str, operation: str) -> Any:
+    if operation == "rescue":
+        return driver.rescue(HOST, uuid, None)
+    return _drivers.apply(driver, HOST, uuid, operation)
+
+
+#: Every transition into or out of rescued (the others are in test_libvirt_driver.py).
+RESCUE_TRANSITIONS = [
+    (start, operation)
+    for start in [*_drivers.REACH, PowerState.RESCUED]
+    for operation in sorted(base.TRANSITIONS)
+    if start == PowerState.RESCUED or operation in base.RESCUE_OPERATIONS
+]
+
+
+@pytest.mark.parametrize(("start", "operation"), RESCUE_TRANSITIONS)
+def test_transitions_of_rescue_match_the_fake_driver(
+    pooled: LibvirtDriver, start: str, operation: str
+) -> None:
+    """Into and out of rescued, every transition as the fake driver makes it."""
+    fake = _drivers.fake_driver(HOST)
+    spec = new_spec("spec", image=IMAGE, disk_gb=2)
+
+    def run(subject: base.ComputeDriver) -> tuple[Any, Any, str]:
+        subject.spawn(HOST, spec)
+        if start == PowerState.RESCUED:
+            subject.rescue(HOST, spec.uuid, None)
+        else:
+            _drivers.reach(subject, HOST, spec.uuid, start)
+        assert subject.get_info(HOST, spec.uuid).power_state == start
+        first = _drivers.outcome(lambda: _apply(subject, spec.uuid, operation))
+        second = _drivers.outcome(lambda: _apply(subject, spec.uuid, operation))
+        return first, second, subject.get_info(HOST, spec.uuid).power_state
+
+    assert run(pooled) == run(fake)
+
+
 @pytest.mark.parametrize("start", [PowerState.RUNNING, PowerState.STOPPED])
 def test_rescue_boots_the_rescue_disk_with_the_root_disk_second(
     pooled: LibvirtDriver, pool: Any, virt: Any, start: str
@@ -449,7 +486,10 @@ def test_a_display_with_a_port_and_password(driver: LibvirtDriver, virt: Any) ->
         "</devices></domain>",
         0,
     )
-    console = driver.get_graphical_console(HOST, uuid)
+    try:
+        console = driver.get_graphical_console(HOST, uuid)
+    finally:
+        virt.lookupByUUIDString(uuid).destroy()  # transient: gone with it
     assert (console.kind, console.protocol, console.port, console.token) == (
         "graphical",
         "spice",
