@@ -59,6 +59,7 @@ def test_list_opts_names_the_group() -> None:
         "iscsi_initiators",
         "console_listen",
         "serial_port_range",
+        "graphics_port_range",
         "graphics_type",
     }
 
