@@ -316,15 +316,17 @@ class Libvirtd(_server.PrivateServer):
         self._stop_spawned()
 
     def _stop_spawned(self) -> None:
-        """Stop the daemons libvirtd spawned in the background (virtlogd, ...).
+        """Stop the daemons libvirtd spawned in the background (virtlogd, ...),
+        and the qemu guests it left running (a stopped libvirtd leaves them be).
 
-        They left our process group to become daemons; their pid files in our
-        runtime directory say who they are.
+        They left our process group; their pid files in our runtime directory
+        say who they are.
         """
         if self._dir is None:
             return
-        pattern = os.path.join(self._dir, "run", "libvirt", "*.pid")
-        for pid_file in glob.glob(pattern):
+        run = os.path.join(self._dir, "run", "libvirt")
+        guests = glob.glob(os.path.join(run, "qemu", "run", "*.pid"))
+        for pid_file in [*guests, *glob.glob(os.path.join(run, "*.pid"))]:
             pid = _procs.read_pid(pid_file)
             if pid is None or not _procs.pid_alive(pid) or not self._ours(pid):
                 continue
@@ -333,11 +335,16 @@ class Libvirtd(_server.PrivateServer):
                 _procs.signal_pid(pid, signal.SIGKILL)
 
     def _ours(self, pid: int) -> bool:
-        """True if process ``pid`` runs with our runtime directory in its environment."""
+        """True if process ``pid`` runs with our runtime directory in its environment,
+        or names our directory in its command line (a guest, whose environment
+        libvirt makes anew)."""
         marker = f"XDG_RUNTIME_DIR={os.path.join(self.directory, 'run')}".encode()
         try:
             with open(f"/proc/{pid}/environ", "rb") as fh:
-                return marker in fh.read().split(b"\0")
+                if marker in fh.read().split(b"\0"):
+                    return True
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                return f"{self.directory}/".encode() in fh.read()
         except OSError:
             return False
 

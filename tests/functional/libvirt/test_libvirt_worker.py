@@ -8,19 +8,17 @@ Skipped where the ``libvirt`` entry point is not installed.
 
 from __future__ import annotations
 
-import threading
 import uuid as uuidlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from oslo_config import cfg
 
 from computed import exception
-from computed.objects import InstanceSpec, InstanceStatePayload, NetworkInterface, VolumeConnection
+from computed.objects import InstanceSpec, NetworkInterface, VolumeConnection
 from computed.testing.libvirtd import Libvirtd
-from rpcapi import InstanceEvent, InstanceEventListener
 from tests.functional import _drivers
+
+from .conftest import StateEvents
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -103,42 +101,6 @@ def test_worker_serves_devices_over_the_bus(deployment: Any, daemon: Libvirtd, v
     with pytest.raises(exception.InvalidPowerState):  # the test driver has no hot-plug
         api.attach_volume(None, "kvm1", uuid, connection)
     api.destroy(None, "kvm1", uuid)
-
-
-class StateEvents:
-    """The instance events a scheduler hears; :meth:`wait` for those of one instance."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self.heard: list[InstanceEvent] = []
-
-    def __call__(self, event: InstanceEvent) -> None:
-        if isinstance(event.payload, InstanceStatePayload):
-            with self._cond:
-                self.heard.append(event)
-                self._cond.notify_all()
-
-    def about(self, uuid: str) -> list[tuple[str, str | None, str | None, str]]:
-        return [
-            (e.event_type, e.payload.old_state, e.payload.new_state, e.payload.source)
-            for e in self.heard
-            if e.payload.uuid == uuid
-        ]
-
-    def wait(self, uuid: str, count: int, timeout: float = 30) -> list[Any]:
-        with self._cond:
-            arrived = self._cond.wait_for(lambda: len(self.about(uuid)) >= count, timeout)
-            assert arrived, f"{count} events about {uuid} within {timeout} s; heard {self.heard}"
-            return self.about(uuid)
-
-
-@pytest.fixture
-def state_events(conf: cfg.ConfigOpts) -> Iterator[StateEvents]:
-    heard = StateEvents()
-    listener = InstanceEventListener(conf, heard, pool=f"events-{uuidlib.uuid4().hex[:6]}")
-    listener.start()
-    yield heard
-    listener.stop()
 
 
 def test_changes_on_the_hypervisor_arrive_as_events(
