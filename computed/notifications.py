@@ -227,7 +227,7 @@ class OutcomeNotifier:
             if field in recorded:
                 setattr(payload, field, recorded[field])
         if recorded.get("image") is not None:
-            payload.image = ImageRef.obj_from_primitive(recorded["image"])
+            payload.assign(image=ImageRef.obj_from_primitive(recorded["image"]))
         redacted = ctxt.redacted_copy() if hasattr(ctxt, "redacted_copy") else ctxt
         self._publisher.publish(
             self._serializer.serialize_context(redacted),

@@ -9,6 +9,7 @@ options that reach them.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -34,7 +35,15 @@ Peer = Callable[[ExitStack, str], tuple[list[str], dict[str, Any]]]
 
 
 def _fake_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    return ["fake-1", "fake-2"], {}
+    """Nothing to start: the fake hypervisor is the workers' ``[fake] state_dir``
+    (``<workdir>/fake-state``), which ``python -m drivers.fake`` changes behind
+    their backs; they look at it every second."""
+    state_dir = f"{workdir}/fake-state"
+    command = f"{shlex.quote(sys.executable)} -m drivers.fake --state-dir {shlex.quote(state_dir)}"
+    return ["fake-1", "fake-2"], {
+        "conformance": {"hypervisor_command": command},
+        "notifications": {"instance_sync_interval": 1},
+    }
 
 
 def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:

@@ -30,7 +30,7 @@ from oslo_context import context  # noqa: E402
 
 from computed import conf as computed_conf  # noqa: E402
 from computed import exception, rpc  # noqa: E402
-from computed.conf.conformance import DEFAULT_NETWORK  # noqa: E402
+from computed.conf.conformance import DEFAULT_IMAGE, DEFAULT_NETWORK  # noqa: E402
 from computed.conformance._context import new_volume  # noqa: E402
 from computed.objects import (  # noqa: E402
     InstanceSpec,
@@ -141,6 +141,7 @@ def run(stack: ExitStack, workdir: str) -> None:
 
     walkthrough(api, collector, [h for hosts in fleet.values() for h in hosts])
     devices(api, collector, {d: hosts[0] for d, hosts in fleet.items()}, offers)
+    images_and_consoles(api, collector, {d: hosts[0] for d, hosts in fleet.items()}, offers)
     events(conf, api, workdir, fleet)
 
     driver = "libvirt" if "libvirt" in workers else "fake"
@@ -322,6 +323,77 @@ def devices(
         api.detach_volume(None, host, info.uuid, volume.volume_id)
         api.detach_interface(None, host, info.uuid, port.port_id)
         show(f"{host}: detached: {_listing(api.get_info(None, host, info.uuid))}")
+        api.destroy(None, host, info.uuid)
+
+
+def images_and_consoles(
+    api: ComputeAPI,
+    collector: NotificationCollector,
+    hosts: dict[str, str],
+    offers: dict[str, dict[str, Any]],
+) -> None:
+    """Contract 1.3 on one host per driver, as far as its driver declares it: a snapshot
+    cast with its progress, a rescue and back, and where the consoles are."""
+    step("Scheduler: images, rescue and consoles (contract 1.3) on one host per driver")
+    for driver, host in hosts.items():
+        declared = set(api.get_capabilities(None, host).operations)
+        image = offers.get(driver, {}).get("image", DEFAULT_IMAGE)
+        spec = InstanceSpec(
+            uuid=str(uuid.uuid4()),
+            name=f"{host}-images",
+            vcpus=1,
+            memory_mb=512,
+            image=image,
+            disk_gb=1,
+        )
+        info = api.spawn(None, host, spec)
+        assert info is not None
+        if "snapshot" in declared:
+            ctxt = context.RequestContext()
+            api.snapshot(ctxt, host, info.uuid, f"{spec.name}-snap", cast=True)
+            done = collector.wait_for(
+                lambda e, r=ctxt.request_id: (
+                    e.payload.request_id == r
+                    and e.event_type in ("instance.snapshot.end", "instance.snapshot.error")
+                ),
+                120,
+            )
+            steps = [
+                f"{e.payload.progress}%"
+                for e in collector.events
+                if e.payload.request_id == ctxt.request_id
+                and e.event_type == "instance.snapshot.progress"
+            ]
+            taken = done.payload.image
+            where = (
+                f"{taken.location} ({taken.disk_format})" if taken else done.payload.error_message
+            )
+            show(
+                f"{host}: snapshot cast -> progress {' '.join(steps)} -> {done.event_type}: {where}"
+            )
+            if taken is not None and "delete_image" in declared:
+                api.delete_image(None, host, taken.image_id)
+                show(f"{host}: delete_image {taken.image_id}: done")
+        else:
+            show(f"{host}: the {driver} driver does not declare snapshot")
+        if {"rescue", "unrescue"} <= declared:
+            rescued = api.rescue(None, host, info.uuid)
+            assert rescued is not None
+            show(f"{host}: rescue -> {rescued.power_state}, still {_listing(rescued)}")
+            back = api.unrescue(None, host, info.uuid)
+            assert back is not None
+            show(f"{host}: unrescue -> {back.power_state}")
+        for kind in ("serial", "graphical"):
+            operation = f"get_{kind}_console"
+            if operation not in declared:
+                show(f"{host}: no {kind} console (the {driver} driver does not declare one)")
+                continue
+            console = getattr(api, operation)(None, host, info.uuid)
+            place = console.path if console.host is None else f"{console.host}:{console.port}"
+            extra = (
+                f" selecting {console.path}" if console.host is not None and console.path else ""
+            )
+            show(f"{host}: {kind} console: {console.protocol} at {place}{extra}")
         api.destroy(None, host, info.uuid)
 
 

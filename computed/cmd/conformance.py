@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             image=conf.conformance.image,
             volume_command=conf.conformance.volume_command,
             volume_extend_command=conf.conformance.volume_extend_command,
+            hypervisor_command=conf.conformance.hypervisor_command,
         )
     except exception.ComputedError as exc:
         return _fail(str(exc), 3)

@@ -72,6 +72,15 @@ conformance_opts: list[cfg.Opt] = [
         "driver and libvirt's test driver take) and 'file' volumes at volume_path.",
     ),
     cfg.StrOpt(
+        "hypervisor_command",
+        help="For computed-conformance: a command that changes an instance on the hypervisor "
+        "itself, behind its worker's back, as a guest or an administrator would, for the "
+        "event checks (events.*). It is run with three arguments: the action ('stop': the "
+        "guest shuts itself down; 'delete': the instance is removed out of band), the "
+        "compute host and the instance's UUID, and must exit 0 once the change is made. "
+        "Unset, the event checks are skipped.",
+    ),
+    cfg.StrOpt(
         "volume_extend_command",
         help="For computed-conformance: a command that grows a volume made by "
         "volume_command, as a storage service does before the compute host is told "

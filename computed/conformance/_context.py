@@ -63,6 +63,8 @@ class SuiteContext:
     :param image: the image root disks are made from (``[conformance] image``).
     :param volume_command: what makes a volume (``[conformance] volume_command``).
     :param volume_extend_command: what grows one (``[conformance] volume_extend_command``).
+    :param hypervisor_command: what changes an instance behind its worker's back
+        (``[conformance] hypervisor_command``).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class SuiteContext:
         image: str = DEFAULT_IMAGE,
         volume_command: str | None = None,
         volume_extend_command: str | None = None,
+        hypervisor_command: str | None = None,
     ) -> None:
         self.api = api
         self.hosts = hosts
@@ -89,6 +92,7 @@ class SuiteContext:
         self.image = image
         self.volume_command = volume_command
         self.volume_extend_command = volume_extend_command
+        self.hypervisor_command = hypervisor_command
         #: Whether the hosts change the devices of a running instance: None until
         #: a check finds out; False once the driver has refused, as the hypervisor's
         #: rule, a change that a stopped instance would allow (no hot-plug).
@@ -132,6 +136,15 @@ class SuiteContext:
         before it calls extend_volume; nothing without :attr:`volume_extend_command`."""
         if self.volume_extend_command:
             _run(self.volume_extend_command, "volume_extend_command", volume.volume_id, size_gb)
+
+    def behind_the_back(self, action: str, host: str, uuid: str) -> None:
+        """Have the hypervisor ``stop`` or ``delete`` the instance without its worker.
+
+        :raises CheckSkipped: without :attr:`hypervisor_command`.
+        """
+        if not self.hypervisor_command:
+            raise CheckSkipped("needs [conformance] hypervisor_command")
+        _run(self.hypervisor_command, "hypervisor_command", action, host, uuid)
 
     def vif(self, network: str | None = None, mac_address: str | None = None) -> NetworkInterface:
         """A new port on ``network`` (:attr:`network` by default), with a MAC address of its own."""
@@ -249,16 +262,14 @@ def _provisioned(command: str, volume_id: str, size_gb: int) -> VolumeConnection
         ) from None
 
 
-def _run(
-    command: str, option: str, volume_id: str, size_gb: int
-) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` (the value of ``option``) for a volume; its completed process.
+def _run(command: str, option: str, *arguments: object) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` (the value of ``option``) with ``arguments``; its completed process.
 
     :raises CheckFailed: if it cannot run or exits non-zero.
     """
     try:
         done = subprocess.run(
-            [*shlex.split(command), volume_id, str(size_gb)],
+            [*shlex.split(command), *map(str, arguments)],
             capture_output=True,
             text=True,
             timeout=120,

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from oslo_context import context
 
@@ -74,11 +75,16 @@ def _expect_error(
     raise CheckFailed(f"{what} succeeded; expected {error.__name__}")
 
 
-def _devices(info: InstanceInfo) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    disks = sorted(
+_Listing = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def _devices(info: InstanceInfo) -> _Listing:
+    disks: list[tuple[Any, ...]] = sorted(
         (d.device_name, d.kind, d.boot_index, d.volume_id, d.image) for d in info.block_devices
     )
-    ports = sorted((i.port_id, i.mac_address, i.network) for i in info.network_interfaces)
+    ports: list[tuple[Any, ...]] = sorted(
+        (i.port_id, i.mac_address, i.network) for i in info.network_interfaces
+    )
     return disks, ports
 
 

@@ -18,6 +18,7 @@ from computed import exception
 from computed.conformance._check import Check, group_of, registrar
 from computed.conformance._context import CheckFailed, CheckSkipped, SuiteContext, expect
 from computed.conformance._devices import DEVICE_CHECKS
+from computed.conformance._events import EVENT_CHECKS
 from computed.conformance._images import IMAGE_CHECKS
 from computed.objects import PowerState
 from drivers import base
@@ -499,3 +500,8 @@ CHECKS.extend(DEVICE_CHECKS)
 # Images, rescue and consoles (contract 1.3) -------------------------------------------
 
 CHECKS.extend(IMAGE_CHECKS)
+
+
+# Changes no operation made ----------------------------------------------------------
+
+CHECKS.extend(EVENT_CHECKS)

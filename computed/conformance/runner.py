@@ -139,6 +139,7 @@ def run_suite(
     image: str = DEFAULT_IMAGE,
     volume_command: str | None = None,
     volume_extend_command: str | None = None,
+    hypervisor_command: str | None = None,
 ) -> SuiteResult:
     """Run ``checks`` (all by default) against the workers serving ``hosts``.
 
@@ -148,6 +149,8 @@ def run_suite(
     :param volume_command: makes volumes the hosts can attach (``[conformance]
         volume_command``).
     :param volume_extend_command: grows them (``[conformance] volume_extend_command``).
+    :param hypervisor_command: changes instances behind the worker's back
+        (``[conformance] hypervisor_command``), for the event checks.
 
     :raises computed.exception.ComputedError: if the first host does not
         answer at all (nothing could be checked).
@@ -165,6 +168,7 @@ def run_suite(
         image,
         volume_command,
         volume_extend_command,
+        hypervisor_command,
     )
     suite = SuiteResult(
         capabilities.driver,

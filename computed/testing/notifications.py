@@ -11,9 +11,9 @@ from typing import Any
 import oslo_messaging as messaging
 
 from computed import rpc
-from computed.objects import ComputedObjectSerializer, InstanceActionPayload
+from computed.objects import ComputedObjectSerializer, InstanceActionPayload, InstanceStatePayload
 
-__all__ = ["Notification", "NotificationCollector"]
+__all__ = ["Notification", "NotificationCollector", "StateChange"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,15 @@ class Notification:
     event_type: str
     publisher_id: str
     payload: InstanceActionPayload
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """``instance.power_state.update`` or ``instance.delete``: a change no operation made."""
+
+    event_type: str
+    publisher_id: str
+    payload: InstanceStatePayload
 
 
 class _Endpoint:
@@ -40,7 +49,8 @@ class _Endpoint:
 
 class NotificationCollector:
     """Listens on the notification topic and keeps every operation's outcome
-    (``instance.<operation>.start/end/error``, an :class:`InstanceActionPayload`).
+    (``instance.<operation>.start/end/error``, an :class:`InstanceActionPayload`)
+    and, apart, every change no operation made (:class:`StateChange`).
 
     A notification delivered twice by the broker (same message id: after a
     broker restart, say) is kept once, as a consumer keyed by message id
@@ -54,6 +64,7 @@ class NotificationCollector:
 
     def __init__(self, transport: messaging.Transport, topic: str, pool: str) -> None:
         self._events: list[Notification] = []
+        self._changes: list[StateChange] = []
         self._message_ids: set[str] = set()
         self._changed = threading.Condition()
         self._objects = ComputedObjectSerializer()
@@ -99,6 +110,23 @@ class NotificationCollector:
                     )
                 self._changed.wait(remaining)
 
+    def change_of(self, uuid: str, event_type: str, timeout: float = 30.0) -> StateChange:
+        """The first ``event_type`` change of instance ``uuid``, waiting up to ``timeout`` seconds.
+
+        :raises TimeoutError: listing the changes that did arrive for it.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for change in self._changes:
+                    if change.event_type == event_type and change.payload.uuid == uuid:
+                        return change
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = [c.event_type for c in self._changes if c.payload.uuid == uuid]
+                    raise TimeoutError(f"no {event_type} of {uuid} in {timeout} s; seen: {seen}")
+                self._changed.wait(remaining)
+
     def for_request(self, request_id: str, event_type: str, timeout: float = 30.0) -> Notification:
         return self.wait_for(
             lambda e: e.event_type == event_type and e.payload.request_id == request_id, timeout
@@ -108,13 +136,14 @@ class NotificationCollector:
         if not event_type.startswith("instance."):
             return
         obj = self._objects.deserialize_entity(None, payload)
-        if not isinstance(obj, InstanceActionPayload):
-            return  # a change nobody asked for: rpcapi.InstanceEventListener hears those
         message_id = (metadata or {}).get("message_id")
         with self._changed:
             if message_id is not None:
                 if message_id in self._message_ids:
                     return
                 self._message_ids.add(message_id)
-            self._events.append(Notification(event_type, publisher_id, obj))
+            if isinstance(obj, InstanceActionPayload):
+                self._events.append(Notification(event_type, publisher_id, obj))
+            elif isinstance(obj, InstanceStatePayload):
+                self._changes.append(StateChange(event_type, publisher_id, obj))
             self._changed.notify_all()

@@ -24,7 +24,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -105,10 +105,16 @@ class Instance:
 
     @classmethod
     def load(cls, saved: dict[str, Any]) -> Instance:
-        """The instance of a state file's entry; one saved before devices has none."""
+        """The instance of a state file's entry; one saved before devices has none.
+
+        Fields a newer release added are left out, so a worker of this
+        release still reads a host a newer one has written (a rollback).
+        """
         disks = [Disk(**each) for each in saved.pop("block_devices", [])]
         ports = [Port(**each) for each in saved.pop("network_interfaces", [])]
-        return cls(**saved, block_devices=disks, network_interfaces=ports)
+        known = {f.name for f in dataclasses.fields(cls)}
+        kept = {key: value for key, value in saved.items() if key in known}
+        return cls(**kept, block_devices=disks, network_interfaces=ports)
 
     @property
     def local_gb(self) -> int:
@@ -149,7 +155,17 @@ class Image:
 #: The tables a host's state holds: its instances by UUID, its images by id.
 INSTANCES = "instances"
 IMAGES = "images"
-_TABLES = {INSTANCES: Instance.load, IMAGES: lambda saved: Image(**saved)}
+
+
+def _load_image(saved: dict[str, Any]) -> Image:
+    return Image(**saved)
+
+
+#: How each table's rows are read back from a state file.
+_TABLES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    INSTANCES: Instance.load,
+    IMAGES: _load_image,
+}
 
 
 class Store(abc.ABC):

@@ -1,6 +1,6 @@
 """A rolling upgrade from the previous release, checked out of this project's history.
 
-The previous release (0.2.0, contract 1.1) is exported from git into a
+The previous release (0.3.0, contract 1.2) is exported from git into a
 temporary directory and installed into its own virtual environment. Its
 workers serve two hosts beside a current worker on a third, on one broker
 and registry, and all share one fake hypervisor (``[fake] state_dir``).
@@ -13,10 +13,11 @@ release a migration), the second old worker is restarted as the old
 release once more, as an operator restarting a machine would: it must
 start and serve.
 
-The scheduler uses what 1.2 adds where the host can take it: a spawn with a
-network interface and an ephemeral disk, then a volume attached, both read
-back from the host; where it cannot, the attach is refused at once with
-UnsupportedVersion and the spawn is sent without devices.
+The scheduler uses devices (1.2) on every host: a spawn with a network
+interface and an ephemeral disk, then a volume attached, both read back
+from the host. It uses what 1.3 adds where the host can take it: a
+snapshot of the instance; where it cannot, the snapshot is refused at once
+with UnsupportedVersion.
 
 Asserted: no call fails and no host is skipped (messages wait for the next
 worker), every cast reports its outcome, every message went out at a
@@ -57,9 +58,9 @@ from tests.functional.conftest import Deployment, missing_instances, wait_until
 
 pytestmark = [pytest.mark.upgrade, pytest.mark.timeout(600)]
 
-#: Release 0.2.0 ("One quiet close for broker connections; ..."): it speaks 1.1.
-OLD_COMMIT = "8397fc5e82997db5e2ae8649997b90dc953dbb57"
-OLD_RPC_VERSION = "1.1"
+#: Release 0.3.0 ("Failover test: four casts ..."): it speaks 1.2.
+OLD_COMMIT = "1da92c1d01094e5e89c78f187cdf524486d1f071"
+OLD_RPC_VERSION = "1.2"
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -181,10 +182,12 @@ class _Log:
     #: (host, uuid, version sent) of every instance a cast spawned (none is destroyed)
     spawned: list[tuple[str, str, str]] = field(default_factory=list)
     consoles: int = 0
-    #: volume attaches refused at once because the host spoke only the old version
+    #: snapshots refused at once because the host spoke only the old version
     refused: int = 0
     #: spawns with devices, and volumes attached, read back from the host
     devices: int = 0
+    #: snapshots taken
+    images: int = 0
     calls: int = 0
     #: seconds of the slowest round (a ping, three calls, two casts)
     slowest: float = 0.0
@@ -210,10 +213,8 @@ def _one_round(api: _RecordingAPI, host: str, log: _Log) -> None:
     spec = InstanceSpec(
         uuid=str(uuid.uuid4()), name="vm", vcpus=1, memory_mb=64, description="rolling"
     )
-    with_devices = api.can_send_devices(host)
-    if with_devices:
-        spec.block_devices = [BlockDevice(kind="blank", size_gb=1)]
-        spec.network_interfaces = [_interface()]
+    spec.block_devices = [BlockDevice(kind="blank", size_gb=1)]
+    spec.network_interfaces = [_interface()]
     info = api.spawn(None, host, spec)
     assert info is not None
     log.calls += 2
@@ -225,17 +226,19 @@ def _one_round(api: _RecordingAPI, host: str, log: _Log) -> None:
         driver_volume_type="file",
         data={"device_path": f"/volumes/{spec.uuid}"},
     )
+    attached = api.attach_volume(None, host, spec.uuid, volume)
+    assert attached is not None and attached.volume(volume.volume_id) is not None
+    port = spec.network_interfaces[0].port_id
+    assert info.interface(port) is not None and attached.interface(port) is not None
+    log.devices += 1
     try:
-        attached = api.attach_volume(None, host, spec.uuid, volume)
+        image = api.snapshot(None, host, spec.uuid, "rolling")
     except exception.UnsupportedVersion:
         log.refused += 1  # the host still runs the old release
     else:
-        assert attached is not None and attached.volume(volume.volume_id) is not None
-        if with_devices:  # spawned at 1.2, so read back with its devices
-            port = spec.network_interfaces[0].port_id
-            assert info.interface(port) is not None and attached.interface(port) is not None
-        log.devices += 1
-    log.calls += 2
+        assert image is not None and (image.name, image.instance_uuid) == ("rolling", spec.uuid)
+        log.images += 1
+    log.calls += 3
     ctxt = context.RequestContext()
     cast_spec = InstanceSpec(
         uuid=str(uuid.uuid4()), name="cast", vcpus=1, memory_mb=64, description="cast"
@@ -366,7 +369,7 @@ def test_rolling_upgrade_from_the_previous_release(
         if t < upgraded_at[second]
     )
     assert all(v == version.RPC_API_VERSION for _, h, v, _, _ in log.pings if h == current_host)
-    assert log.consoles and log.refused and log.devices
+    assert log.consoles and log.refused and log.devices and log.images
 
     # The operator's view: versions, caps and the client's counters.
     api.call_counts()
@@ -380,8 +383,9 @@ def test_rolling_upgrade_from_the_previous_release(
         assert rows[host]["cap"] == version.RPC_API_VERSION
     print(
         f"\nrolling upgrade: {duration:.1f} s, {log.calls} calls, {len(log.casts)} casts, "
-        f"{log.consoles} console reads, {log.devices} spawns and attaches with devices at "
-        f"{version.RPC_API_VERSION}, {log.refused} attaches refused at {OLD_RPC_VERSION}, "
+        f"{log.consoles} console reads, {log.devices} spawns and attaches with devices, "
+        f"{log.images} snapshots at {version.RPC_API_VERSION}, {log.refused} snapshots "
+        f"refused at {OLD_RPC_VERSION}, "
         f"0 failures, 0 hosts skipped, an old worker restarted mid-upgrade; slowest round "
         f"{log.slowest:.1f} s; {len(log.spawned)} instances spawned by casts, none forgotten"
     )

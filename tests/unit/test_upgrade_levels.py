@@ -14,7 +14,14 @@ from oslo_config import cfg
 from computed import exception, version
 from computed.conf import registry as registry_conf
 from computed.conf import upgrade_levels, worker
-from computed.objects import BlockDevice, InstanceSpec, NetworkInterface, VolumeConnection
+from computed.objects import (
+    BlockDevice,
+    InstanceInfo,
+    InstanceSpec,
+    NetworkInterface,
+    PowerState,
+    VolumeConnection,
+)
 from computed.registry import Registry, WorkerRecord
 from computed.registry.api import STATE_DRAINING, STATE_STOPPED
 from computed.service import _check_not_too_old
@@ -177,6 +184,44 @@ def test_device_operations_are_refused_for_an_old_host(api: ComputeAPI) -> None:
     with pytest.raises(exception.UnsupportedVersion) as caught:
         api.attach_volume(None, "h-old", str(uuid.uuid4()), _volume().connection_info)
     assert (caught.value.operation, caught.value.version) == ("attach_volume", "1.2")
+
+
+@pytest.mark.parametrize(
+    ("probe", "operation", "arguments"),
+    [
+        ("can_send_images", "snapshot", {"image_name": "nightly"}),
+        ("can_send_rescue", "rescue", {}),
+        ("can_send_rescue", "unrescue", {}),
+        ("can_send_consoles", "get_serial_console", {}),
+        ("can_send_consoles", "get_graphical_console", {}),
+    ],
+)
+def test_operations_of_1_3_are_refused_for_a_1_2_host(
+    registry: Registry, probe: str, operation: str, arguments: dict[str, Any]
+) -> None:
+    registry.register(_record("gamma", ("h-gamma",), "1.2"))
+    api = ComputeAPI(_conf(), registry=registry, transport=object(), required_tier="untested")  # type: ignore[arg-type]
+    assert not getattr(api, probe)("h-gamma") and getattr(api, probe)("h-new")
+    with pytest.raises(exception.UnsupportedVersion) as caught:
+        getattr(api, operation)(None, "h-gamma", str(uuid.uuid4()), **arguments)
+    assert (caught.value.operation, caught.value.version) == (operation, "1.3")
+    with pytest.raises(exception.UnsupportedVersion):
+        api.delete_image(None, "h-gamma", "image-1")
+
+
+def test_a_rescued_instance_is_running_to_an_older_caller() -> None:
+    info = InstanceInfo(
+        uuid=str(uuid.uuid4()),
+        name="vm",
+        host="h",
+        power_state=PowerState.RESCUED,
+        vcpus=1,
+        memory_mb=64,
+        disk_gb=1,
+    )
+    old = info.obj_to_primitive(target_version="1.1")["computed_object.data"]
+    assert old["power_state"] == PowerState.RUNNING
+    assert info.obj_to_primitive()["computed_object.data"]["power_state"] == PowerState.RESCUED
 
 
 def test_new_arguments_are_dropped_only_when_declared_safe(monkeypatch: pytest.MonkeyPatch) -> None:
