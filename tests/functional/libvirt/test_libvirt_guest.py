@@ -475,6 +475,13 @@ GIB = 1024 * MIB
 POOL = "guest-images"
 
 
+def observe(uri: str) -> Any:
+    """An observer's connection, opened once libvirt's event loop runs: a console
+    stream of a connection opened before it never flows."""
+    connection.start_event_loop()
+    return libvirt.open(uri)
+
+
 def guest_pool(conn: Any, daemon: Libvirtd, images: dict[str, tuple[int, bytes]]) -> Any:
     """A directory pool of the daemon's, holding ``images``: name -> (size, first bytes)."""
     directory = Path(daemon.directory, "pool")
@@ -546,8 +553,7 @@ def test_a_real_guest_powering_itself_off_is_an_event(
     spec = InstanceSpec(
         uuid=str(uuidlib.uuid4()), name="quitter", vcpus=1, memory_mb=256, metadata=guest_boot
     )
-    connection.start_event_loop()  # console streams flow through it; no driver here starts it
-    observer = libvirt.open(uri)
+    observer = observe(uri)
     try:
         assert api.spawn(None, HOST, spec).power_state == PowerState.RUNNING
         wait_ready(observer, spec.uuid)
@@ -571,7 +577,7 @@ def test_a_real_guest_snapshotted_rescued_and_reached(
     """Its display speaks VNC; a snapshot copies its disk; a rescue boots the rescue
     image with the guest's own disk second, as the guest itself sees it."""
     uri = own_daemon.uri_for(driver="qemu")
-    observer = libvirt.open(uri)
+    observer = observe(uri)
     try:
         guest_pool(
             observer,
