@@ -259,15 +259,25 @@ class LibvirtDriver(base.TransitionDriver):
         """Tell ``changed`` the UUID of every domain of ``host`` a lifecycle event names.
 
         The events come on the host's connection, registered again each time
-        it is opened; while it is dropped the worker's periodic look finds
-        what changed meanwhile.
+        it is opened; a dropped connection is reopened at once, and every
+        domain then reported changed, since what changed meanwhile came with
+        no event.
         """
 
         def listener(event: LifecycleEvent) -> None:
             if event.host == host:
                 changed(event.uuid)
 
+        def reopened(conn: libvirt.virConnect) -> None:
+            # Whatever changed while the connection was down came with no event.
+            try:
+                for dom in conn.listAllDomains(0):
+                    changed(dom.UUIDString())
+            except libvirt.libvirtError as exc:
+                LOG.warning("Host %s: cannot list its domains after reconnecting: %s", host, exc)
+
         self.add_event_listener(listener)
+        self._hosts[host].keep_open(reopened)
 
     def remove_event_listener(self, listener: EventListener) -> None:
         with self._lock:

@@ -563,6 +563,38 @@ def test_changes_behind_the_drivers_back_are_reported(driver: LibvirtDriver, vir
     assert driver.get_info(HOST, spec.uuid).power_state == PowerState.PAUSED
 
 
+def test_events_resume_by_themselves_after_libvirtd_restarts(
+    own_daemon: Libvirtd, make_driver: DriverFactory
+) -> None:
+    """No call reopens the connection: the driver does, and reports what it finds."""
+    driver = make_driver(own_daemon.uri_for())
+    changed: list[str] = []
+    arrived = threading.Condition()
+
+    def record(uuid: str) -> None:
+        with arrived:
+            changed.append(uuid)
+            arrived.notify_all()
+
+    driver.watch_instances(HOST, record)
+    own_daemon.restart()
+    observer = libvirt.open(own_daemon.uri_for())
+    try:
+        builtin = observer.lookupByName("test").UUIDString()
+        with arrived:  # every domain, reported once the connection is back
+            assert arrived.wait_for(lambda: builtin in changed, 30)
+        uuid = str(uuidlib.uuid4())
+        observer.createXML(
+            f"<domain type='test'><name>late</name><uuid>{uuid}</uuid><memory>131072</memory>"
+            "<vcpu>1</vcpu><os><type>hvm</type></os></domain>",
+            0,
+        )
+        with arrived:  # and its events again
+            assert arrived.wait_for(lambda: uuid in changed, 10)
+    finally:
+        observer.close()
+
+
 def test_imageops_names_images_apart_from_disks() -> None:
     """Destroying an instance deletes its ``<uuid>-*`` volumes; its images are not such."""
     uuid = str(uuidlib.uuid4())
