@@ -26,15 +26,21 @@ ROOT_TARGET = "vdb"
 
 
 def root_disk(domain: ET.Element) -> ET.Element | None:
-    """The disk the domain boots from: boot order 1, else the first disk if none has
-    an order (``<boot dev='hd'/>``), else None (it boots from something else)."""
+    """The disk the domain boots from: the disk first in the boot order, else the
+    first disk if no device has an order (``<boot dev='hd'/>``), else None."""
     disks = [d for d in domain.iterfind("devices/disk") if d.get("device", "disk") == "disk"]
-    for disk in disks:
-        if devices.is_boot_disk(disk):
-            return disk
+    ordered = [(_order(d), d) for d in disks if _order(d) is not None]
+    if ordered:
+        return min(ordered, key=lambda pair: pair[0])[1]
     if any(d.find("boot") is not None for d in domain.iterfind("devices/*")):
-        return None
+        return None  # it boots from something else
     return disks[0] if disks else None
+
+
+def _order(element: ET.Element) -> int | None:
+    boot = element.find("boot")
+    text = boot.get("order", "") if boot is not None else ""
+    return int(text) if text.isdigit() else None
 
 
 def source_path(disk: ET.Element) -> str | None:
