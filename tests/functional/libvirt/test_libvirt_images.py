@@ -542,24 +542,32 @@ def test_consoles_refused_when_stopped_and_missing(driver: LibvirtDriver, operat
 # events --------------------------------------------------------------------------------
 
 
+class Changed:
+    """The ``changed`` callback of ``watch_instances``: :meth:`wait` for a UUID."""
+
+    def __init__(self) -> None:
+        self.uuids: list[str] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, uuid: str) -> None:
+        with self._cond:
+            self.uuids.append(uuid)
+            self._cond.notify_all()
+
+    def wait(self, uuid: str, timeout: float = 10) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: uuid in self.uuids, timeout), self.uuids
+            self.uuids.clear()
+
+
 def test_changes_behind_the_drivers_back_are_reported(driver: LibvirtDriver, virt: Any) -> None:
-    changed: list[str] = []
-    arrived = threading.Condition()
-
-    def record(uuid: str) -> None:
-        with arrived:
-            changed.append(uuid)
-            arrived.notify_all()
-
-    driver.watch_instances(HOST, record)
+    changed = Changed()
+    driver.watch_instances(HOST, changed)
     spec = new_spec()
     driver.spawn(HOST, spec)
-    with arrived:
-        assert arrived.wait_for(lambda: spec.uuid in changed, 10)
-        changed.clear()
+    changed.wait(spec.uuid)
     virt.lookupByUUIDString(spec.uuid).suspend()  # another connection pauses it
-    with arrived:
-        assert arrived.wait_for(lambda: spec.uuid in changed, 10)
+    changed.wait(spec.uuid)
     assert driver.get_info(HOST, spec.uuid).power_state == PowerState.PAUSED
 
 
@@ -568,29 +576,20 @@ def test_events_resume_by_themselves_after_libvirtd_restarts(
 ) -> None:
     """No call reopens the connection: the driver does, and reports what it finds."""
     driver = make_driver(own_daemon.uri_for())
-    changed: list[str] = []
-    arrived = threading.Condition()
-
-    def record(uuid: str) -> None:
-        with arrived:
-            changed.append(uuid)
-            arrived.notify_all()
-
-    driver.watch_instances(HOST, record)
+    changed = Changed()
+    driver.watch_instances(HOST, changed)
     own_daemon.restart()
     observer = libvirt.open(own_daemon.uri_for())
     try:
-        builtin = observer.lookupByName("test").UUIDString()
-        with arrived:  # every domain, reported once the connection is back
-            assert arrived.wait_for(lambda: builtin in changed, 30)
+        # Every domain, reported once the connection is back ...
+        changed.wait(observer.lookupByName("test").UUIDString(), timeout=30)
         uuid = str(uuidlib.uuid4())
         observer.createXML(
             f"<domain type='test'><name>late</name><uuid>{uuid}</uuid><memory>131072</memory>"
             "<vcpu>1</vcpu><os><type>hvm</type></os></domain>",
             0,
         )
-        with arrived:  # and its events again
-            assert arrived.wait_for(lambda: uuid in changed, 10)
+        changed.wait(uuid)  # ... and their events again
     finally:
         observer.close()
 
