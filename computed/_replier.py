@@ -29,7 +29,7 @@ from typing import Any
 import amqp
 from oslo_config import cfg
 
-from computed import _wire, exception, rpc
+from computed import _wire, rpc
 
 __all__ = ["Replier"]
 
@@ -76,9 +76,7 @@ class Replier:
         try:
             self._connect()
         except Exception as exc:
-            raise exception.BrokerUnavailable(
-                url=rpc.safe_url(self._url), reason=str(exc) or type(exc).__name__
-            ) from exc
+            raise rpc.broker_unavailable(self._conf, self._url, exc) from exc
         self._thread.start()
 
     def stop(self) -> None:

@@ -127,6 +127,10 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
     url = dict(item.split("=", 1) for item in line.split()[1:])["pool1"]
     script = ROOT / "tests" / "xapiserver" / "provision.py"
     provision = shlex.join([sys.executable, str(script), "--url", url])
+    hypervisor = shlex.join(
+        [sys.executable, str(script.with_name("hypervisor.py")), "--url", url]
+        + ["--user", DEMO_USER, "--password", DEMO_PASSWORD]
+    )
     return ["xen-1"], {
         "xenapi": {
             "pool_urls": {"pool1": url},
@@ -139,6 +143,7 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
             "image": image,
             "volume_command": provision,
             "volume_extend_command": f"{provision} --extend",
+            "hypervisor_command": hypervisor,
         },
     }
 
