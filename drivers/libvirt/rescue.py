@@ -29,7 +29,7 @@ def root_disk(domain: ET.Element) -> ET.Element | None:
     """The disk the domain boots from: the disk first in the boot order, else the
     first disk if no device has an order (``<boot dev='hd'/>``), else None."""
     disks = [d for d in domain.iterfind("devices/disk") if d.get("device", "disk") == "disk"]
-    ordered = [(_order(d), d) for d in disks if _order(d) is not None]
+    ordered = [(order, d) for d in disks if (order := _order(d)) is not None]
     if ordered:
         return min(ordered, key=lambda pair: pair[0])[1]
     if any(d.find("boot") is not None for d in domain.iterfind("devices/*")):

@@ -251,12 +251,6 @@ def test_snapshot_needs_a_root_disk_in_a_pool(pooled: LibvirtDriver, driver: Lib
 # rescue, unrescue ---------------------------------------------------------------------
 
 
-def _apply(driver: base.ComputeDriver, uuid: str, operation: str) -> Any:
-    if operation == "rescue":
-        return driver.rescue(HOST, uuid, None)
-    return _drivers.apply(driver, HOST, uuid, operation)
-
-
 #: Every transition into or out of rescued (the others are in test_libvirt_driver.py).
 RESCUE_TRANSITIONS = [
     (start, operation)
@@ -281,8 +275,8 @@ def test_transitions_of_rescue_match_the_fake_driver(
         else:
             _drivers.reach(subject, HOST, spec.uuid, start)
         assert subject.get_info(HOST, spec.uuid).power_state == start
-        first = _drivers.outcome(lambda: _apply(subject, spec.uuid, operation))
-        second = _drivers.outcome(lambda: _apply(subject, spec.uuid, operation))
+        first = _drivers.outcome(lambda: _drivers.apply(subject, HOST, spec.uuid, operation))
+        second = _drivers.outcome(lambda: _drivers.apply(subject, HOST, spec.uuid, operation))
         return first, second, subject.get_info(HOST, spec.uuid).power_state
 
     assert run(pooled) == run(fake)
