@@ -96,6 +96,11 @@ class ConsumerPool:
         with self._lock:
             return sorted(self._where)
 
+    @property
+    def reconnects(self) -> int:
+        """Times a connection opened after it was lost or could not be opened."""
+        return sum(shard.reconnects for shard in list(self._shards))
+
     def connected(self) -> bool:
         """Whether every connection that has hosts to consume is open."""
         with self._lock:
@@ -188,6 +193,8 @@ class _Shard(threading.Thread):
         self._channel: Any = None
         self._declarer: Any = None
         self._failures = 0
+        #: Times the connection opened after it was lost or could not be opened.
+        self.reconnects = 0
 
     # Called from other threads -------------------------------------------------
 
@@ -285,6 +292,7 @@ class _Shard(threading.Thread):
             LOG.info(
                 "Listener connection %s is back after %d attempt(s)", self._index, self._failures
             )
+            self.reconnects += 1
         self._failures = 0
         return True
 

@@ -132,6 +132,14 @@ class Journal:
         self._finishing = threading.Condition()
         self._flusher: threading.Thread | None = None
         self._closed = False
+        #: Entries received on this worker whose operation has not begun.
+        self._waiting: set[int] = set()
+        self._waiting_lock = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """How many operations journaled on receipt here have not begun yet."""
+        return len(self._waiting)
 
     def receive(self, receipts: list[Receipt]) -> list[int | None] | None:
         """Journal checked lifecycle messages as they arrive, in one transaction.
@@ -157,10 +165,13 @@ class Journal:
             for r in receipts
         ]
         try:
-            return list(self.registry.journal_receive(entries))
+            ids = list(self.registry.journal_receive(entries))
         except Exception as exc:
             LOG.warning("Could not journal %d received operation(s): %s", len(entries), exc)
             return None
+        with self._waiting_lock:
+            self._waiting.update(entry for entry in ids if entry is not None)
+        return ids
 
     def begin(
         self,
@@ -179,6 +190,7 @@ class Journal:
         """
         receipt = take_receipt()
         if receipt is not None and receipt.entry is not None:
+            self._begun(receipt.entry)
             if not repeatable:
                 self._quietly(self.registry.journal_start, receipt.entry)
             return receipt
@@ -213,6 +225,7 @@ class Journal:
         """The entry's outcome is published: finish it (now, or with the next batch)."""
         if entry_id is None:
             return
+        self._begun(entry_id)  # one that never reached its operation
         if self._finish_every is None:
             self._quietly(self.registry.journal_finish, entry_id)
             return
@@ -260,6 +273,10 @@ class Journal:
 
     def adopt(self, entry: JournalRecord) -> bool:
         return self.registry.journal_adopt(entry, self.worker_id, self.pid)
+
+    def _begun(self, entry_id: int) -> None:
+        with self._waiting_lock:
+            self._waiting.discard(entry_id)
 
     @staticmethod
     def _quietly(action: Any, entry_id: int | None) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import amqp
 from oslo_config import cfg
 
-from computed import _wire, exception, rpc
+from computed import _wire, rpc
 
 __all__ = ["Replier"]
 
@@ -67,6 +67,8 @@ class Replier:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="replies", daemon=True)
         self.dropped = 0
+        #: Times the connection opened again after it was lost.
+        self.reconnects = 0
 
     def start(self) -> None:
         """Connect, within ``broker_connect_timeout``.
@@ -76,9 +78,7 @@ class Replier:
         try:
             self._connect()
         except Exception as exc:
-            raise exception.BrokerUnavailable(
-                url=rpc.safe_url(self._url), reason=str(exc) or type(exc).__name__
-            ) from exc
+            raise rpc.broker_unavailable(self._conf, self._url, exc) from exc
         self._thread.start()
 
     def stop(self) -> None:
@@ -124,6 +124,7 @@ class Replier:
                 with self._lock:
                     if self._channel is None:
                         self._connect()
+                        self.reconnects += 1
                         if failures:
                             LOG.info("Reply connection is back")
                         failures = 0

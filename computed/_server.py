@@ -147,6 +147,10 @@ class Server:
         """Whether every listener connection that has hosts to consume is open."""
         return self._pool.connected()
 
+    def broker_reconnects(self) -> dict[str, int]:
+        """Times the listener's and the replies' connections came back after a failure."""
+        return {"listener": self._pool.reconnects, "replies": self._replier.reconnects}
+
     def start(self) -> None:
         """Check what is needed and open the reply connection.
 

@@ -51,6 +51,7 @@ __all__ = [
     "notification",
     "notification_queue",
     "connection",
+    "rabbit_options",
     "close_quietly",
     "MalformedMessage",
 ]
@@ -84,9 +85,11 @@ def _internals() -> dict[str, Any]:
 
     return {
         "serialize_remote_exception": getattr(common, "serialize_remote_exception", None),
+        "ConfigOptsProxy": getattr(common, "ConfigOptsProxy", None),
         "_get_queue_arguments": getattr(impl_rabbit, "_get_queue_arguments", None),
         "QuorumMemConfig": getattr(impl_rabbit, "QuorumMemConfig", None),
         "rabbit_opts": getattr(impl_rabbit, "rabbit_opts", None),
+        "validate_ssl_version": getattr(impl_rabbit.Connection, "validate_ssl_version", None),
     }
 
 
@@ -309,29 +312,34 @@ def _queue_arguments(conf: cfg.ConfigOpts) -> dict[str, Any]:
     return dict(arguments)
 
 
-def connection(conf: cfg.ConfigOpts, url: str | None, name: str) -> Connection:
+def connection(
+    conf: cfg.ConfigOpts, url: str | None, name: str, connect_timeout: float | None = None
+) -> Connection:
     """A kombu connection to the broker(s) of ``url``, set up as oslo.messaging sets its own.
 
     Same hosts (failing over in turn), credentials, virtual host, TLS
-    options and heartbeat as the ``[oslo_messaging_rabbit]`` options give
-    oslo.messaging's connections.
+    options and heartbeat as oslo.messaging's connections get from the
+    ``[oslo_messaging_rabbit]`` options, and from the URL's query, which
+    overrides them (``?ssl=1``).
+
+    :param connect_timeout: seconds for each host's TCP connection, TLS
+        handshake and AMQP handshake (default ``broker_connect_timeout``).
     """
     parsed = messaging.TransportURL.parse(conf, url)
-    rabbit = conf.oslo_messaging_rabbit
+    rabbit = _rabbit_options(conf, parsed)
     scheme = "amqp"
     urls = [
         f"{scheme}://{parse.quote(h.username or 'guest')}:{parse.quote(h.password or 'guest')}"
         f"@{h.hostname or 'localhost'}:{h.port or 5672}/{parse.quote(parsed.virtual_host or '')}"
         for h in parsed.hosts
     ] or [f"{scheme}://guest:guest@localhost:5672/"]
-    use_ssl = rabbit.ssl or _query_flag(parsed.query, "ssl")
     return Connection(
         ";".join(urls),
-        ssl=_ssl_options(conf, parsed) if use_ssl else False,
+        ssl=_ssl_options(rabbit, parsed) if rabbit.ssl else False,
         login_method=rabbit.rabbit_login_method,
         heartbeat=rabbit.heartbeat_timeout_threshold,
         failover_strategy=rabbit.kombu_failover_strategy,
-        connect_timeout=conf.broker_connect_timeout,
+        connect_timeout=conf.broker_connect_timeout if connect_timeout is None else connect_timeout,
         transport_options={
             # A broker that stops answering must not hold a thread for ever
             # in a method that waits for its reply (a declaration, say).
@@ -359,14 +367,34 @@ def close_quietly(conn: Any, what: str = "a broker connection") -> None:
         LOG.debug("Closing %s failed: %s", what, exc)
 
 
-def _query_flag(query: Mapping[str, Any] | None, key: str) -> bool:
-    value = (query or {}).get(key)
-    return str(value).lower() in ("1", "true", "yes", "on")
+def rabbit_options(conf: cfg.ConfigOpts, url: str | None) -> Any:
+    """The ``[oslo_messaging_rabbit]`` options :func:`connection` uses for ``url``:
+    the group's, overridden by the URL's query."""
+    return _rabbit_options(conf, messaging.TransportURL.parse(conf, url))
 
 
-def _ssl_options(conf: cfg.ConfigOpts, parsed: messaging.TransportURL) -> dict[str, Any] | bool:
-    rabbit = conf.oslo_messaging_rabbit
+def _rabbit_options(conf: cfg.ConfigOpts, parsed: messaging.TransportURL) -> Any:
+    """``[oslo_messaging_rabbit]`` with the URL's query laid over it, as the rabbit driver reads it.
+
+    :raises oslo_config.cfg.NoSuchOptError: the query names an option that
+        does not exist (oslo.messaging refuses such a URL too).
+    """
+    proxy = _internals()["ConfigOptsProxy"](conf, parsed, "oslo_messaging_rabbit")
+    return proxy.oslo_messaging_rabbit
+
+
+def _ssl_options(rabbit: Any, parsed: messaging.TransportURL) -> dict[str, Any] | bool:
+    """py-amqp's TLS settings, as oslo.messaging's ``_fetch_ssl_params`` makes them.
+
+    ``True`` alone (no file named) verifies the broker's certificate
+    against the system's CAs, without checking its name. With
+    ``ssl_ca_file`` the certificate must be signed by that CA and name the
+    host connected to: the URL's one host, or with several, the host kombu
+    connects to first (it keeps that name when it fails over).
+    """
     options: dict[str, Any] = {}
+    if rabbit.ssl_version:
+        options["ssl_version"] = _internals()["validate_ssl_version"](rabbit.ssl_version)
     if rabbit.ssl_key_file:
         options["keyfile"] = rabbit.ssl_key_file
     if rabbit.ssl_cert_file:
@@ -374,8 +402,8 @@ def _ssl_options(conf: cfg.ConfigOpts, parsed: messaging.TransportURL) -> dict[s
     if rabbit.ssl_ca_file:
         options["ca_certs"] = rabbit.ssl_ca_file
         options["cert_reqs"] = ssl.CERT_REQUIRED
-        if len(parsed.hosts) == 1:
-            options["server_hostname"] = parsed.hosts[0].hostname
+        # None: kombu fills in the host it connects to
+        options["server_hostname"] = parsed.hosts[0].hostname if len(parsed.hosts) == 1 else None
     return options or True
 
 

@@ -30,6 +30,7 @@ from oslo_utils import uuidutils
 from computed import exception, notifications, version
 from computed._journal import Journal, Ticket, decode_arguments, take_receipt
 from computed._locks import KeyedLocks
+from computed.metrics import NOT_MEASURED, OperationMetrics
 from computed.notifications import OutcomeNotifier
 from computed.objects import (
     ConsoleConnection,
@@ -125,10 +126,11 @@ class Operation:
         return arguments
 
     def execute(self, manager: ComputeManager, ctxt: Any, arguments: dict[str, Any]) -> Any:
-        """Run the operation on checked ``arguments``."""
-        if not self.lifecycle:
-            return manager._invoke(self.name, self.func, ctxt, arguments)
-        return manager._run_lifecycle(self.name, self.func, ctxt, arguments)
+        """Run the operation on checked ``arguments``, measured in the worker's metrics."""
+        with manager._metrics.measure(self.name):
+            if not self.lifecycle:
+                return manager._invoke(self.name, self.func, ctxt, arguments)
+            return manager._run_lifecycle(self.name, self.func, ctxt, arguments)
 
     def instance_uuid(self, arguments: dict[str, Any]) -> str | None:
         """The UUID of the instance that checked ``arguments`` act on, if any."""
@@ -180,12 +182,14 @@ class ComputeManager:
         worker_id: str,
         notifier: OutcomeNotifier,
         journal: Journal | None = None,
+        metrics: OperationMetrics = NOT_MEASURED,
     ) -> None:
         self._host = host
         self._driver = driver
         self._worker_id = worker_id
         self._notifier = notifier
         self._journal = journal
+        self._metrics = metrics
         self._locks = KeyedLocks()
         #: The power state of each instance as this worker last saw it settle,
         #: by its own operations or by a look at the hypervisor, against which

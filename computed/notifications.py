@@ -60,6 +60,8 @@ class NotificationPublisher:
         self._conn: Any = None
         self._channel: Any = None
         self._declared: set[str] = set()
+        #: Times a publication went through after the connection failed.
+        self.reconnects = 0
 
     def publish(
         self,
@@ -90,6 +92,8 @@ class NotificationPublisher:
                     self._channel.basic_publish_confirm(
                         message, exchange=queue.exchange.name, routing_key=queue.routing_key
                     )
+                    if failures:
+                        self.reconnects += 1
                     return
                 except Exception as exc:
                     self._close()

@@ -8,15 +8,15 @@ plus request contexts) and the allow-list of remote exception modules.
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
-import kombu
 import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_context import context as oslo_context
 from oslo_messaging import opts as messaging_opts
 
-from computed import exception
+from computed import _wire, exception
 from computed.objects import ComputedObjectSerializer
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "set_defaults",
     "get_notification_transport",
     "check_broker",
+    "broker_unavailable",
     "safe_url",
 ]
 
@@ -140,25 +141,72 @@ def check_broker(conf: cfg.ConfigOpts, url: str | None, timeout: float) -> None:
     oslo.messaging retries its first connection for far longer than any
     caller wants to wait; this check turns an unreachable broker into a
     prompt, clear error. Each host of the URL is tried once, in turn, with
-    no pause between them, while ``timeout`` lasts.
+    no pause between them, while ``timeout`` lasts. The connection is made
+    as the worker's own are (:func:`computed._wire.connection`): with TLS
+    when ``[oslo_messaging_rabbit] ssl`` or the URL's ``?ssl=1`` asks for it.
 
     :raises computed.exception.BrokerUnavailable: naming the broker and the cause.
     """
     parsed = messaging.TransportURL.parse(conf, url)
     if parsed.transport not in ("rabbit", "amqp", "kombu"):
         return
-    kombu_urls = [
-        f"amqp://{h.username or 'guest'}:{h.password or 'guest'}@{h.hostname}:{h.port or 5672}/"
-        f"{parsed.virtual_host or ''}"
-        for h in parsed.hosts
-    ] or ["amqp://guest:guest@localhost:5672/"]
-    urls = ";".join(kombu_urls)
-    connection = kombu.Connection(urls, connect_timeout=timeout)  # type: ignore[attr-defined]
+    connection = None
     try:
-        connection.ensure_connection(max_retries=len(kombu_urls) - 1, timeout=timeout)
+        connection = _wire.connection(conf, url, "broker-check", connect_timeout=timeout)
+        connection.ensure_connection(max_retries=max(len(parsed.hosts), 1) - 1, timeout=timeout)
     except Exception as exc:
-        raise exception.BrokerUnavailable(
-            url=safe_url(url), reason=str(exc) or type(exc).__name__
-        ) from exc
+        raise broker_unavailable(conf, url, exc) from exc
     finally:
-        connection.release()
+        if connection is not None:
+            connection.release()
+
+
+def broker_unavailable(
+    conf: cfg.ConfigOpts, url: str | None, error: BaseException
+) -> exception.BrokerUnavailable:
+    """The error for a connection to the broker of ``url`` that failed with ``error``.
+
+    kombu wraps what failed (as OperationalError); the reason names the
+    failure underneath: a broker certificate that failed verification says
+    so and which CA file it was checked against, and a plain connection the
+    broker closed before the AMQP handshake says that the port may expect TLS.
+    """
+    return exception.BrokerUnavailable(url=safe_url(url), reason=_failure_reason(conf, url, error))
+
+
+def _failure_reason(conf: cfg.ConfigOpts, url: str | None, error: BaseException) -> str:
+    reason = str(error) or type(error).__name__
+    cause = _root_cause(error)
+    try:
+        rabbit = _wire.rabbit_options(conf, url)
+    except Exception:  # the URL itself is what failed
+        return reason
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        trusted = (
+            f"the CA in {rabbit.ssl_ca_file}"
+            if rabbit.ssl_ca_file
+            else "the system's CAs, [oslo_messaging_rabbit] ssl_ca_file being unset"
+        )
+        detail = getattr(cause, "verify_message", None) or cause.strerror or str(cause)
+        return f"TLS: certificate verify failed: {detail} (checked against {trusted})"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS: {cause}"
+    # py-amqp reports a connection closed without a reset as a bare OSError
+    closed = isinstance(cause, (ConnectionResetError, ConnectionAbortedError)) or (
+        type(cause) is OSError and cause.errno is None
+    )
+    if closed and not rabbit.ssl:
+        return (
+            f"{reason}: the broker closed the connection before the AMQP handshake was "
+            "done; if that port expects TLS, set [oslo_messaging_rabbit] ssl = true"
+        )
+    return reason
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The first exception ``error`` was raised from (kombu re-raises py-amqp's as its own)."""
+    seen = {id(error)}
+    while (inner := error.__cause__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
+    return error

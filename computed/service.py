@@ -4,11 +4,13 @@ A worker declares the hosts it can reach; it consumes the queues of those it
 owns (:mod:`computed._ownership`), recomputed from the registry at start and
 at every heartbeat, all through one server (:mod:`computed._server`).
 Start-up is ordered so that a client never sees a host before its queue
-exists: load the driver, check the broker, open the registry, consume the
-owned hosts' queues, record the ownership, and only then register. A host
-it no longer owns has its consumer cancelled (what is still queued waits for
-the next owner), its running operations finish, and it is released. A host
-it takes over from a worker that stopped has its journal reconciled.
+exists: open the metrics endpoint (when enabled: a taken port stops the
+worker before anything else), load the driver, check the broker, open the
+registry, consume the owned hosts' queues, record the ownership, and only
+then register. A host it no longer owns has its consumer cancelled (what is
+still queued waits for the next owner), its running operations finish, and
+it is released. A host it takes over from a worker that stopped has its
+journal reconciled.
 Stopping: mark the worker draining (the others take its hosts over), stop
 consuming, let operations already running finish within the drain time,
 then mark it stopped.
@@ -21,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from importlib import metadata
 from typing import Any
 
 from oslo_config import cfg
@@ -29,9 +32,11 @@ from computed import _ownership, _systemd, exception, version
 from computed._journal import Journal
 from computed._server import Server
 from computed._watcher import InstanceWatcher
+from computed.conf import metrics as metrics_conf
 from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
 from computed.manager import ComputeManager, endpoints, reconcile
+from computed.metrics import WorkerMetrics, WorkerState
 from computed.notifications import NotificationPublisher, OutcomeNotifier
 from computed.registry import Registry, WorkerRecord
 from computed.registry.api import STATE_DRAINING, STATE_STOPPED, utcnow
@@ -68,6 +73,17 @@ class Worker:
         self._watcher: InstanceWatcher | None = None
         #: Seconds between systemd watchdog pings, when the unit has a watchdog.
         self._watchdog: float | None = None
+        #: When the registry last took a heartbeat (time.monotonic()).
+        self._beaten: float | None = None
+        self.metrics = WorkerMetrics()
+        self.metrics.observe(
+            WorkerState(
+                hosts_owned=lambda: len(self._managers),
+                heartbeat_age=self._heartbeat_age,
+                journal_waiting=lambda: self._journal.waiting if self._journal else 0,
+                broker_reconnects=self._broker_reconnects,
+            )
+        )
 
     @property
     def hosts(self) -> list[str]:
@@ -87,6 +103,8 @@ class Worker:
         """Start serving.
 
         :raises computed.exception.ConfigError: no hosts are configured.
+        :raises computed.exception.ConfigError: metrics are enabled and their
+            port is taken.
         :raises computed.exception.DriverLoadError: the driver cannot be loaded.
         :raises computed.exception.BrokerUnavailable: the broker does not answer in time.
         :raises computed.exception.RegistryError: the registry cannot be used.
@@ -96,6 +114,9 @@ class Worker:
         conf = self.conf
         if not self.hosts:
             raise exception.ConfigError(reason="no hosts to serve: set 'hosts' or pass --hosts")
+        metrics_conf.register_opts(conf)
+        if conf.metrics.enabled:
+            self.metrics.serve(conf.metrics.listen_address, conf.metrics.port)
         driver = self.driver = load_driver(conf.driver, conf)
         # The id is settled once the registry says whether a live worker holds it.
         provisional = conf.worker_id or f"{conf.machine}-{driver.name}"
@@ -104,6 +125,14 @@ class Worker:
         self.registry = self._open_registry()
         self.worker_id = self._identity(self.registry, driver)
         _check_not_too_old(conf, self.registry)
+        self.metrics.describe_worker(
+            worker_id=self.worker_id,
+            driver=driver.name,
+            driver_version=driver.version,
+            version=_release(),
+            rpc_version=version.RPC_API_VERSION,
+            rpc_min_version=version.RPC_API_MIN_VERSION,
+        )
         for host in self.hosts:
             driver.init_host(host)
         self._publisher = NotificationPublisher(conf, f"{self.worker_id}:{os.getpid()}")
@@ -119,6 +148,7 @@ class Worker:
             driver.watch_instances(host, functools.partial(self._watcher.changed, host))
         self._watcher.start()
         self.registry.register(self._record())
+        self._beaten = time.monotonic()
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
         self._watchdog = _systemd.watchdog_period()
@@ -176,7 +206,14 @@ class Worker:
         assert self.registry is not None and self._server is not None
         assert self.driver is not None and self._notifier is not None
         managers = {
-            host: ComputeManager(host, self.driver, self.worker_id, self._notifier, self._journal)
+            host: ComputeManager(
+                host,
+                self.driver,
+                self.worker_id,
+                self._notifier,
+                self._journal,
+                self.metrics.operations,
+            )
             for host in hosts
         }
         served = self._server.serve({host: endpoints(m) for host, m in managers.items()})
@@ -294,6 +331,7 @@ class Worker:
             self._journal.close()
         if self._publisher is not None:
             self._publisher.close()
+        self.metrics.close()
         LOG.info("Worker %s stopped", self.worker_id)
         return drained
 
@@ -392,9 +430,20 @@ class Worker:
             except Exception as exc:
                 LOG.warning("Heartbeat failed: %s", exc)
                 continue
+            self._beaten = time.monotonic()
             # systemd's watchdog is fed only while the registry and the broker answer.
             if self._watchdog is not None and self._server and self._server.broker_connected():
                 _systemd.notify("WATCHDOG=1")
+
+    def _heartbeat_age(self) -> float | None:
+        beaten = self._beaten
+        return None if beaten is None else time.monotonic() - beaten
+
+    def _broker_reconnects(self) -> dict[str, int]:
+        reconnects = self._server.broker_reconnects() if self._server is not None else {}
+        if self._publisher is not None:
+            reconnects["notifications"] = self._publisher.reconnects
+        return reconnects
 
     def _follow_ownership(self) -> None:
         """Recompute ownership every heartbeat interval; now and then, purge the journal."""
@@ -427,6 +476,14 @@ class Worker:
             self.registry.set_state(self.worker_id, state)
         except Exception as exc:
             LOG.warning("Could not mark %s %s in the registry: %s", self.worker_id, state, exc)
+
+
+def _release() -> str:
+    """The installed computed release."""
+    try:
+        return metadata.version("computed")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _process_exists(pid: int) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_context import context as oslo_context
+from prometheus_client.registry import CollectorRegistry
 
 from computed import exception, version
 from computed.conf import client as client_conf
@@ -38,6 +39,7 @@ from computed.registry.api import utcnow
 from rpcapi import _pins
 from rpcapi._counters import CallCounters
 from rpcapi._link import BrokerLink, Message, SendPool
+from rpcapi._metrics import ClientMetrics
 from rpcapi._resolver import HostResolver
 
 __all__ = ["ComputeAPI"]
@@ -119,6 +121,7 @@ class ComputeAPI:
         registry: Registry | None = None,
         transport: messaging.Transport | None = None,
         required_tier: str | None = None,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         """
         :param transport: the transport of driver types without a URL of
@@ -126,6 +129,10 @@ class ComputeAPI:
             (which is still the broker probed after a failure).
         :param required_tier: overrides ``[conformance] required_tier``; the
             conformance suite passes ``untested`` to reach drivers not yet rated.
+        :param metrics_registry: the ``prometheus_client`` registry the
+            client's metrics go to (one client per registry); a registry of
+            the client's own by default. Either way it is
+            :attr:`metrics_registry`, for the scheduler to expose.
         """
         self._conf = conf = conf or cfg.CONF
         for module in (client_conf, registry_conf, worker_conf, conformance_conf, upgrade_conf):
@@ -149,6 +156,9 @@ class ComputeAPI:
         self._caps: dict[str, tuple[tuple[str, int], datetime.datetime, _pins.Cap]] = {}
         self._lock = threading.Lock()
         self._counters = CallCounters(self._registry, conf.upgrade_levels.counters_interval)
+        #: The registry of this client's Prometheus metrics (docs/operations.md).
+        self.metrics_registry = metrics_registry or CollectorRegistry(auto_describe=True)
+        self._metrics = ClientMetrics(self.metrics_registry)
 
     # Instance lifecycle ------------------------------------------------------
 
@@ -440,24 +450,26 @@ class ComputeAPI:
     def _lifecycle(self, ctxt: Any, host: str, method: str, cast: bool, **kwargs: Any) -> Any:
         if not cast:
             return self._call(ctxt, host, method, long=True, **kwargs)
-        route = self._route(host)
-        rpc_version, kwargs = self._fit(route, method, kwargs)
-        bound = self._conf.client.cast_timeout
-        with self._errors(host, method, bound, rpc_version):
-            route.link.cast(Message(host, rpc_version, _context(ctxt), method, kwargs), bound)
+        with self._metrics.cast(method):
+            route = self._route(host)
+            rpc_version, kwargs = self._fit(route, method, kwargs)
+            bound = self._conf.client.cast_timeout
+            with self._errors(host, method, bound, rpc_version):
+                route.link.cast(Message(host, rpc_version, _context(ctxt), method, kwargs), bound)
         return None
 
     def _call(self, ctxt: Any, host: str, method: str, long: bool = False, **kwargs: Any) -> Any:
-        route = self._route(host)
-        rpc_version, kwargs = self._fit(route, method, kwargs)
-        client_opts = self._conf.client
-        # A long call's worker sends a heartbeat every half call_timeout: the
-        # call monitor notices a dead worker within call_timeout.
-        timeout = client_opts.long_call_timeout if long else client_opts.call_timeout
-        monitor = client_opts.call_timeout if long else None
-        message = Message(host, rpc_version, _context(ctxt), method, kwargs)
-        with self._errors(host, method, timeout, rpc_version):
-            return route.link.call(message, timeout, monitor)
+        with self._metrics.call(method):
+            route = self._route(host)
+            rpc_version, kwargs = self._fit(route, method, kwargs)
+            client_opts = self._conf.client
+            # A long call's worker sends a heartbeat every half call_timeout: the
+            # call monitor notices a dead worker within call_timeout.
+            timeout = client_opts.long_call_timeout if long else client_opts.call_timeout
+            monitor = client_opts.call_timeout if long else None
+            message = Message(host, rpc_version, _context(ctxt), method, kwargs)
+            with self._errors(host, method, timeout, rpc_version):
+                return route.link.call(message, timeout, monitor)
 
     def _route(self, host: str) -> _Route:
         """Where a message for ``host`` goes: its worker, version cap and broker.
@@ -494,8 +506,10 @@ class ComputeAPI:
             rpc_version, fitted, backported = _pins.fit_message(host, method, cap, kwargs)
         except exception.UnsupportedVersion:
             self._counters.count(host, cap.version, refused=True)
+            self._metrics.refused(method)
             raise
         self._counters.count(host, rpc_version, backported=backported)
+        self._metrics.fitted(method, backported)
         return rpc_version, fitted
 
     def _link(self, driver: str) -> BrokerLink:

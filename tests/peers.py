@@ -47,11 +47,17 @@ def _fake_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any
 
 
 def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    """A private libvirtd (test driver) reached over libvirt's remote protocol."""
-    try:
-        import libvirt  # noqa: F401
+    """A private libvirtd (test driver) reached over libvirt's remote protocol.
 
-        from computed.testing.libvirtd import Libvirtd, node_xml
+    Its built-in node (``test+unix:///default``), which every connection to
+    the daemon shares, so that ``python -m computed.testing.libvirtd`` can
+    change the worker's domains behind its back; kept by a connection of our
+    own, since the node resets when its last connection closes.
+    """
+    try:
+        import libvirt
+
+        from computed.testing.libvirtd import Libvirtd
     except ImportError as exc:
         raise Unavailable(f"libvirt-python is not installed ({exc})") from None
     announce("Starting a private libvirtd (test driver, reached through test+unix://)")
@@ -59,19 +65,34 @@ def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, 
         daemon = stack.enter_context(Libvirtd())
     except RuntimeError as exc:
         raise Unavailable(str(exc).splitlines()[0]) from None
-    # The host's storage pool holds the image root disks are copied from and
-    # a volume that file volumes name; its network takes the interfaces.
-    pool, image, volume, network = "images", "cirros", "conformance-volume", "default"
-    node = daemon.write_node_xml(
-        node_xml(pools={pool: {image: 16 << 20, volume: 1 << 30}}, networks=[network])
-    )
+    uri = daemon.uri_for()
+    keeper = libvirt.open(uri)
+    stack.callback(keeper.close)
+    # The node's pool holds the image root disks are copied from and a volume
+    # that file volumes name; its network "default" takes the interfaces.
+    pool, image, volume, network = "default-pool", "cirros", "conformance-volume", "default"
+    for name, size in ((image, 16 << 20), (volume, 1 << 30)):
+        keeper.storagePoolLookupByName(pool).createXML(
+            f"<volume><name>{name}</name><capacity unit='bytes'>{size}</capacity></volume>", 0
+        )
+    command = f"{shlex.quote(sys.executable)} -m computed.testing.libvirtd --uri {shlex.quote(uri)}"
     return ["kvm-1"], {
         "libvirt": {
-            "host_uris": {"kvm-1": daemon.uri_for(node)},
+            "host_uris": {"kvm-1": uri},
             "storage_pool": pool,
             "iscsi_initiators": {"kvm-1": "iqn.2010-10.org.computed:kvm-1"},
+            # The test driver runs no guest: ports the driver picks, not qemu's.
+            "serial_port_range": "10000:10999",
+            "graphics_port_range": "5900:5999",
         },
-        "conformance": {"network": network, "image": image, "volume_path": f"/{pool}/{volume}"},
+        "conformance": {
+            "network": network,
+            "image": image,
+            "volume_path": f"/{pool}/{volume}",
+            "hypervisor_command": command,
+        },
+        # Events only: the periodic look cannot publish what they miss.
+        "notifications": {"instance_sync_interval": 0},
     }
 
 
@@ -106,6 +127,10 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
     url = dict(item.split("=", 1) for item in line.split()[1:])["pool1"]
     script = ROOT / "tests" / "xapiserver" / "provision.py"
     provision = shlex.join([sys.executable, str(script), "--url", url])
+    hypervisor = shlex.join(
+        [sys.executable, str(script.with_name("hypervisor.py")), "--url", url]
+        + ["--user", DEMO_USER, "--password", DEMO_PASSWORD]
+    )
     return ["xen-1"], {
         "xenapi": {
             "pool_urls": {"pool1": url},
@@ -118,6 +143,7 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
             "image": image,
             "volume_command": provision,
             "volume_extend_command": f"{provision} --extend",
+            "hypervisor_command": hypervisor,
         },
     }
 

@@ -18,7 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-APT_PACKAGES=(rabbitmq-server postgresql pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86)
+APT_PACKAGES=(rabbitmq-server postgresql pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils)
 PYTHON=${PYTHON:-python3}
 VENV="$ROOT/.venv"
 STAMP="$VENV/.bootstrap-stamp"

@@ -9,6 +9,7 @@ happens at each step, and stops everything it started.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,6 @@ from computed.registry import Registry  # noqa: E402
 from computed.testing.broker import RabbitMQBroker  # noqa: E402
 from computed.testing.notifications import NotificationCollector  # noqa: E402
 from computed.testing.workers import WorkerProcess, console_command, write_config  # noqa: E402
-from drivers.fake._store import FileStore  # noqa: E402
 from rpcapi import ComputeAPI, InstanceEvent, InstanceEventListener  # noqa: E402
 from tests.peers import PEERS, Unavailable  # noqa: E402
 
@@ -142,7 +142,7 @@ def run(stack: ExitStack, workdir: str) -> None:
     walkthrough(api, collector, [h for hosts in fleet.values() for h in hosts])
     devices(api, collector, {d: hosts[0] for d, hosts in fleet.items()}, offers)
     images_and_consoles(api, collector, {d: hosts[0] for d, hosts in fleet.items()}, offers)
-    events(conf, api, workdir, fleet)
+    events(conf, api, fleet, offers)
 
     driver = "libvirt" if "libvirt" in workers else "fake"
     restart_under_load(api, collector, workers[driver], fleet[driver][0])
@@ -400,14 +400,15 @@ def images_and_consoles(
 def events(
     conf: cfg.ConfigOpts,
     api: ComputeAPI,
-    workdir: str,
     fleet: dict[str, list[str]],
+    offers: dict[str, dict[str, Any]],
 ) -> None:
     """Changes nobody asked for, made on the hypervisor itself, heard by the scheduler.
 
-    On the fake hypervisor, whose state lives outside its worker. (libvirt's
-    test driver keeps a domain in the connection that made it, so another
-    connection cannot stop it behind the worker's back.)
+    On one host per driver whose peer can change an instance behind its
+    worker's back (the conformance suite's ``hypervisor_command``): the guest
+    shuts itself down. libvirt and xenapi workers hear it from their
+    hypervisor's events, the others at their next look.
     """
     step("Scheduler: changes on the hypervisor that no operation made arrive as events")
     heard: list[InstanceEvent] = []
@@ -421,29 +422,32 @@ def events(
 
     listener = InstanceEventListener(conf, on_event, pool="demo-scheduler").start()
     try:
-        changes = []
-        if "fake" in fleet:
-            host = fleet["fake"][0]
+        for driver, hosts in fleet.items():
+            command = offers.get(driver, {}).get("hypervisor_command")
+            if not command:
+                show(f"{hosts[0]}: nothing here changes a {driver} instance behind its worker")
+                continue
+            host = hosts[0]
             made = _spawned(api, host, "oob")
-            store = FileStore(f"{workdir}/fake-state")
-            store.attach(host)
-            with store.changing(host) as instances:  # the guest shuts itself down
-                instances[made].power_state = "stopped"
-            changes.append((host, made, "the fake guest shut itself down"))
-        for host, made, what in changes:
+            done = subprocess.run(
+                [*shlex.split(command), "stop", host, made], capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                show(f"{host}: could not stop the guest: {done.stderr.strip()[-200:]}")
+                continue
             with arrived:
                 found = arrived.wait_for(
                     lambda m=made: any(e.payload.uuid == m for e in heard), timeout=60
                 )
             event = next((e for e in heard if e.payload.uuid == made), None)
             if not found or event is None:
-                show(f"{host}: {what}: no event within 60 s")
-                continue
-            payload = event.payload
-            show(
-                f"{host}: {what}: {event.event_type} {payload.old_state} -> "
-                f"{payload.new_state} (seen by {payload.source})"
-            )
+                show(f"{host}: the guest shut itself down: no event within 60 s")
+            else:
+                payload = event.payload
+                show(
+                    f"{host}: the guest shut itself down: {event.event_type} "
+                    f"{payload.old_state} -> {payload.new_state} (seen by {payload.source})"
+                )
             api.destroy(None, host, made)
     finally:
         listener.stop()

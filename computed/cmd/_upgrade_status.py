@@ -12,39 +12,69 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
+from cliff.formatters import table
 from oslo_config import cfg
 
 from computed import version
+from computed.cmd import _base
 from computed.conf import upgrade_levels
 from computed.registry import Registry
 from computed.registry.api import utcnow
 from rpcapi import _pins
 from rpcapi._resolver import HostResolver
 
-__all__ = ["add_parser"]
+__all__ = ["ShowUpgradeStatus"]
+
+#: The report's two tables, drawn as every listing of computedctl draws its own.
+_TABLES = table.TableFormatter()
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "upgrade-status",
-        help="versions, per-host caps and backported/refused counters of a rolling upgrade",
-    )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(handler=_upgrade_status)
+class ShowUpgradeStatus(_base.Command):
+    """Show versions, per-host caps and backported/refused counters of a rolling upgrade."""
 
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        _TABLES.add_argument_group(parser)
+        return parser
 
-def _upgrade_status(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
-    upgrade_levels.register_opts(conf)
-    report = _report(conf)
-    if args.json:
-        json.dump(report, sys.stdout, indent=2, sort_keys=True)
-        print()
-        return
-    _print(report)
+    def take_action(self, parsed_args: argparse.Namespace) -> None:
+        upgrade_levels.register_opts(self.conf)
+        report = _report(self.conf)
+        if parsed_args.json:
+            json.dump(report, self.app.stdout, indent=2, sort_keys=True)
+            self.app.stdout.write("\n")
+            return
+        self._print(report, parsed_args)
+
+    def _print(self, report: dict[str, Any], parsed_args: argparse.Namespace) -> None:
+        out = self.app.stdout
+        out.write(
+            f"[upgrade_levels] compute = {report['pin']}; clients of this release speak "
+            f"{report['client_version']}"
+            + (
+                f"; minimum_worker_version = {report['minimum_worker_version']}"
+                if report["minimum_worker_version"]
+                else ""
+            )
+            + "\n\n"
+        )
+        worker_columns = ("worker", "driver", "status", "rpc_version", "serves_from")
+        _TABLES.emit_list(
+            worker_columns,
+            [
+                (w["id"], w["driver"], w["status"], w["rpc_version"], w["rpc_min_version"])
+                for w in report["workers"]
+            ],
+            out,
+            parsed_args,
+        )
+        out.write("\n")
+        host_columns = ("host", "cap", "version", "sent", "backported", "refused", "workers")
+        _TABLES.emit_list(host_columns, _host_rows(report["hosts"]), out, parsed_args)
 
 
 def _report(conf: cfg.ConfigOpts) -> dict[str, Any]:
@@ -115,32 +145,17 @@ class _Snapshot(HostResolver):
                 self._by_host.setdefault(host, []).append(worker)
 
 
-def _print(report: dict[str, Any]) -> None:
-    print(
-        f"[upgrade_levels] compute = {report['pin']}; clients of this release speak "
-        f"{report['client_version']}"
-        + (
-            f"; minimum_worker_version = {report['minimum_worker_version']}"
-            if report["minimum_worker_version"]
-            else ""
-        )
-    )
-    print()
-    rows = [
-        (w["id"], w["driver"], w["status"], w["rpc_version"], w["rpc_min_version"])
-        for w in report["workers"]
-    ]
-    _table(("WORKER", "DRIVER", "STATUS", "RPC", "SERVES FROM"), rows)
-    print()
-    host_rows: list[tuple[str, ...]] = []
-    for host in report["hosts"]:
+def _host_rows(hosts: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """One row per host and version it was sent; the host's own cells on its first row."""
+    rows: list[tuple[str, ...]] = []
+    for host in hosts:
         workers = ", ".join(
             f"{w['id']} {w['rpc_version']} ({w['status']})" for w in host["workers"]
         )
         versions = sorted(host["counts"], key=version.parse) or ["-"]
         for i, rpc_version in enumerate(versions):
             totals = host["counts"].get(rpc_version, {})
-            host_rows.append(
+            rows.append(
                 (
                     host["host"] if i == 0 else "",
                     (host["cap"] or "-") if i == 0 else "",
@@ -151,16 +166,4 @@ def _print(report: dict[str, Any]) -> None:
                     workers if i == 0 else "",
                 )
             )
-    _table(("HOST", "CAP", "VERSION", "SENT", "BACKPORTED", "REFUSED", "WORKERS"), host_rows)
-    if not report["hosts"]:
-        print("No host is registered yet.")
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    for row in (header, *rows):
-        print(
-            "  ".join(
-                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
-            ).rstrip()
-        )
+    return rows

@@ -16,6 +16,7 @@ from computed.conf import (
     client,
     conformance,
     listener,
+    metrics,
     notifications,
     registry,
     upgrade_levels,
@@ -27,7 +28,16 @@ __all__ = ["CONF", "MODULES", "register_all"]
 CONF = cfg.CONF
 
 #: The project's option modules, each with register_opts() and list_opts().
-MODULES = (worker, listener, registry, client, notifications, conformance, upgrade_levels)
+MODULES = (
+    worker,
+    listener,
+    registry,
+    client,
+    notifications,
+    conformance,
+    upgrade_levels,
+    metrics,
+)
 
 
 def register_all(conf: cfg.ConfigOpts) -> None:

@@ -6,6 +6,10 @@
   (three by default) clustered, for failover tests.
 * :class:`~computed.testing.postgres.PostgreSQLServer`: a private PostgreSQL
   cluster on 127.0.0.1, likewise.
+* :func:`~computed.testing.tls.make_certificates`: a CA of the test's own
+  with a server certificate for 127.0.0.1 and localhost, for a broker that
+  speaks TLS only (``RabbitMQBroker(tls=...)``); imported from its module,
+  since it needs ``cryptography``.
 
 They need the server packages installed (``tools/bootstrap.sh`` installs them
 on Debian) and work as root (switching to the ``rabbitmq``/``postgres`` users)

@@ -171,6 +171,33 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
         return False
 
 
+#: The kernel's codes of TCP socket states in /proc/<pid>/net/tcp.
+TCP_ESTABLISHED = "01"
+TCP_LISTEN = "0A"
+
+
+def tcp_sockets(pid: int) -> list[tuple[str, int, int]]:
+    """The TCP sockets process ``pid`` holds: (state, local port, remote port), from /proc."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    sockets = []
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as lines:
+            next(lines)  # the header
+            for line in lines:
+                fields = line.split()
+                if fields[9] in inodes:
+                    local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+                    sockets.append((fields[3], local, remote))
+    return sockets
+
+
 def port_bindable(port: int, host: str = LOOPBACK) -> bool:
     """True if a listening socket could bind ``host:port`` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

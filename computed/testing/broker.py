@@ -10,6 +10,9 @@ node, or a cluster of several.
         transport_url = cluster.url     # rabbit://guest:guest@127.0.0.1:<p0>,...:<p2>/
         cluster.nodes[0].kill()         # clients fail over to the next host
 
+    with RabbitMQBroker(tls=make_certificates(tmp)) as broker:
+        transport_url = broker.url      # a TLS listener only, on broker.port
+
 Every broker picks its own free ports at :meth:`RabbitMQBroker.start` (AMQP,
 Erlang distribution, and an epmd of its own through ``ERL_EPMD_PORT``), so
 several brokers can run side by side, next to a system RabbitMQ, without
@@ -44,15 +47,19 @@ import re
 import secrets
 import shutil
 import signal
+import ssl
 import string
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from computed.testing import _procs, _server
+
+if TYPE_CHECKING:
+    from computed.testing.tls import TLSFiles
 
 __all__ = ["RabbitMQBroker", "RabbitMQCluster"]
 
@@ -183,16 +190,32 @@ class RabbitMQBroker(_Management, _server.PrivateServer):
     :param epmd_port: the port of an epmd already listening on 127.0.0.1 for
         the node to register with, as the nodes of a :class:`RabbitMQCluster`
         share one (default: the broker starts an epmd of its own).
+    :param tls: the CA, certificate and key to serve with
+        (:func:`computed.testing.tls.make_certificates`): the node then has
+        a TLS listener on :attr:`port` and no plain AMQP listener at all.
+        Clients need ``[oslo_messaging_rabbit] ssl`` (and ``ssl_ca_file``
+        for this CA); :attr:`url` carries neither.
+    :param require_client_cert: with ``tls``, refuse clients that present
+        no certificate signed by its CA (mutual TLS).
     """
 
     def __init__(
-        self, workdir: str | None = None, name: str | None = None, *, epmd_port: int | None = None
+        self,
+        workdir: str | None = None,
+        name: str | None = None,
+        *,
+        epmd_port: int | None = None,
+        tls: TLSFiles | None = None,
+        require_client_cert: bool = False,
     ) -> None:
         self.name = _node_name(name)
         self.node = f"{self.name}@localhost"
         super().__init__(workdir, f"RabbitMQ node {self.node}", f"rabbitmq-{self.name}-")
         self._user = _procs.service_user("rabbitmq")
         self._shared_epmd = epmd_port
+        #: The TLS files the node serves with, or None for plain AMQP.
+        self.tls = tls
+        self._require_client_cert = require_client_cert
         self._ports: tuple[int, int, int] | None = None  # amqp, dist, epmd
         self._env: dict[str, str] = {}
         self._bin = ""
@@ -204,7 +227,7 @@ class RabbitMQBroker(_Management, _server.PrivateServer):
 
     @property
     def port(self) -> int:
-        """The AMQP port on 127.0.0.1."""
+        """The AMQP port on 127.0.0.1 (AMQP over TLS only, with ``tls``)."""
         return self._require_ports()[0]
 
     @property
@@ -359,8 +382,8 @@ class RabbitMQBroker(_Management, _server.PrivateServer):
         os.makedirs(self._path("mnesia"))
         os.makedirs(self._path("log"))
         with open(self._path("rabbitmq.conf"), "w", encoding="utf-8") as fh:
+            fh.write(self._listeners())
             fh.write(
-                f"listeners.tcp.default = {_procs.LOOPBACK}:{self.port}\n"
                 "log.console = false\n"
                 "log.file.level = info\n"
                 # a nearly full CI disk must not make the broker block publishers
@@ -371,6 +394,32 @@ class RabbitMQBroker(_Management, _server.PrivateServer):
         # an empty env file so /etc/rabbitmq/rabbitmq-env.conf is not read
         open(self._path("rabbitmq-env.conf"), "w", encoding="utf-8").close()
         _procs.chown_tree(self.directory, self._user)
+
+    def _listeners(self) -> str:
+        """The configuration of the node's one AMQP listener, plain or TLS.
+
+        The TLS files are copied into the node's directory, where its user
+        can read them whoever owns the originals.
+        """
+        address = f"{_procs.LOOPBACK}:{self.port}"
+        if self.tls is None:
+            return f"listeners.tcp.default = {address}\n"
+        os.makedirs(self._path("tls"))
+        copies = {
+            key: shutil.copyfile(path, self._path("tls", f"{key}.pem"))
+            for key, path in (
+                ("cacertfile", self.tls.ca_file),
+                ("certfile", self.tls.cert_file),
+                ("keyfile", self.tls.key_file),
+            )
+        }
+        return (
+            "listeners.tcp = none\n"
+            f"listeners.ssl.default = {address}\n"
+            + "".join(f"ssl_options.{key} = {path}\n" for key, path in copies.items())
+            + "ssl_options.verify = verify_peer\n"
+            + f"ssl_options.fail_if_no_peer_cert = {str(self._require_client_cert).lower()}\n"
+        )
 
     def _make_env(self) -> dict[str, str]:
         env = _base_env(self._user)
@@ -476,7 +525,7 @@ class RabbitMQBroker(_Management, _server.PrivateServer):
         import kombu  # a dependency of the package; imported late to keep imports cheap
 
         connection_class: Any = kombu.Connection  # type: ignore[attr-defined]  # untyped
-        conn = connection_class(self.amqp_url, connect_timeout=5)
+        conn = connection_class(self.amqp_url, connect_timeout=5, ssl=self._client_ssl())
         try:
             conn.ensure_connection(
                 max_retries=max(1, int(deadline - time.monotonic()) * 5),
@@ -489,6 +538,15 @@ class RabbitMQBroker(_Management, _server.PrivateServer):
             raise self._failure(f"no AMQP connection to {self.amqp_url}: {exc!r}") from exc
         finally:
             conn.release()
+
+    def _client_ssl(self) -> dict[str, Any] | bool:
+        """kombu's ``ssl`` for a client of this node that trusts its CA."""
+        if self.tls is None:
+            return False
+        options: dict[str, Any] = {"ca_certs": self.tls.ca_file, "cert_reqs": ssl.CERT_REQUIRED}
+        if self._require_client_cert:
+            options.update(certfile=self.tls.client_cert_file, keyfile=self.tls.client_key_file)
+        return options
 
     def _beam(self) -> int | None:
         """The process id of the node's Erlang VM, while it runs."""

@@ -25,6 +25,13 @@ user :data:`DAEMON_USER` (created by :meth:`Libvirtd.start` with ``useradd
 the socket. A session-mode libvirtd as root would be a system daemon in
 disguise, and qemu:///session guests should not run as root.
 
+Run as a program, it changes a domain behind its worker's back, as a guest
+or an administrator would (the conformance suite's ``[conformance]
+hypervisor_command`` for the libvirt driver)::
+
+    python -m computed.testing.libvirtd --uri URI stop HOST UUID    # the guest shuts down
+    python -m computed.testing.libvirtd --uri URI delete HOST UUID  # removed out of band
+
 Two things about the test driver that tests must allow for:
 
 * ``test+unix:///default`` keeps its domains in the daemon only while at
@@ -36,6 +43,7 @@ Two things about the test driver that tests must allow for:
 
 from __future__ import annotations
 
+import argparse
 import glob
 import logging
 import os
@@ -44,6 +52,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote
@@ -316,15 +325,17 @@ class Libvirtd(_server.PrivateServer):
         self._stop_spawned()
 
     def _stop_spawned(self) -> None:
-        """Stop the daemons libvirtd spawned in the background (virtlogd, ...).
+        """Stop the daemons libvirtd spawned in the background (virtlogd, ...),
+        and the qemu guests it left running (a stopped libvirtd leaves them be).
 
-        They left our process group to become daemons; their pid files in our
-        runtime directory say who they are.
+        They left our process group; their pid files in our runtime directory
+        say who they are.
         """
         if self._dir is None:
             return
-        pattern = os.path.join(self._dir, "run", "libvirt", "*.pid")
-        for pid_file in glob.glob(pattern):
+        run = os.path.join(self._dir, "run", "libvirt")
+        guests = glob.glob(os.path.join(run, "qemu", "run", "*.pid"))
+        for pid_file in [*guests, *glob.glob(os.path.join(run, "*.pid"))]:
             pid = _procs.read_pid(pid_file)
             if pid is None or not _procs.pid_alive(pid) or not self._ours(pid):
                 continue
@@ -333,14 +344,56 @@ class Libvirtd(_server.PrivateServer):
                 _procs.signal_pid(pid, signal.SIGKILL)
 
     def _ours(self, pid: int) -> bool:
-        """True if process ``pid`` runs with our runtime directory in its environment."""
+        """True if process ``pid`` runs with our runtime directory in its environment,
+        or names our directory in its command line (a guest, whose environment
+        libvirt makes anew)."""
         marker = f"XDG_RUNTIME_DIR={os.path.join(self.directory, 'run')}".encode()
         try:
             with open(f"/proc/{pid}/environ", "rb") as fh:
-                return marker in fh.read().split(b"\0")
+                if marker in fh.read().split(b"\0"):
+                    return True
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                return f"{self.directory}/".encode() in fh.read()
         except OSError:
             return False
 
 
 def _gone(pid: int) -> Callable[[], bool]:
     return lambda: not _procs.pid_alive(pid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stop or remove a domain through its own libvirt connection (see the module's doc)."""
+    import libvirt
+
+    parser = argparse.ArgumentParser(
+        prog="python -m computed.testing.libvirtd",
+        description="Change a domain behind its worker's back, as a guest or an administrator would.",
+    )
+    parser.add_argument("--uri", required=True, help="the libvirt URI the host's worker uses")
+    parser.add_argument("action", choices=["stop", "delete"])
+    parser.add_argument("host", help="the compute host (for messages: the URI says where)")
+    parser.add_argument("uuid")
+    args = parser.parse_args(argv)
+    libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
+    try:
+        conn = libvirt.open(args.uri)
+        try:
+            dom = conn.lookupByUUIDString(args.uuid)
+            if args.action == "stop":
+                dom.shutdown()  # the guest powers off (the test driver's does at once)
+            else:
+                if dom.isActive():
+                    dom.destroy()
+                if dom.isPersistent():
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+        finally:
+            conn.close()
+    except libvirt.libvirtError as exc:
+        print(f"{args.action} {args.uuid} on {args.host}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,6 +23,8 @@ def _group() -> cfg.OptGroup:
     )
 
 
+_PORT_RANGE = r"^[0-9]{1,5}:[0-9]{1,5}$"
+
 libvirt_opts = [
     cfg.StrOpt(
         "connection_uri",
@@ -58,9 +60,11 @@ libvirt_opts = [
         help="Name of the libvirt storage pool holding images and instance disks. A "
         "root disk is a copy of the pool's volume named like the instance's image, "
         "grown to the root disk's size; an ephemeral disk is a new raw volume of the "
-        "pool. Each host reports the pool's capacity as its disk, in GiB. Unset: the "
-        "host reports 0 GiB of disk, a root disk is only recorded (disk_gb and image "
-        "are not acted on) and a spawn with ephemeral disks is refused.",
+        "pool, and so is the root disk of an instance given disk_gb but no image. "
+        "Snapshots are kept in the pool as volumes, and so are rescue disks. Each host "
+        "reports the pool's capacity as its disk, in GiB. Unset: the host reports 0 GiB "
+        "of disk, a root disk is only recorded (disk_gb and image are not acted on), a "
+        "spawn with ephemeral disks is refused, and so are snapshots and rescues.",
     ),
     cfg.StrOpt(
         "nfs_mount_point_base",
@@ -85,6 +89,44 @@ libvirt_opts = [
         "(only the first ':' separates them). A host missing here uses the "
         "InitiatorName of /etc/iscsi/initiatorname.iscsi when its libvirt URI is "
         "local (no host name in it), else it reports no initiator.",
+    ),
+    cfg.StrOpt(
+        "console_listen",
+        default="127.0.0.1",
+        help="Address on the hypervisor host that the display and the TCP serial "
+        "console of a new instance listen on, and that a console proxy is told "
+        "to connect to. A wildcard (0.0.0.0 or ::) listens everywhere; the proxy "
+        "is then told the host name in the libvirt URI, or the one libvirt "
+        "reports for a local URI.",
+    ),
+    cfg.StrOpt(
+        "serial_port_range",
+        default="",
+        regex=f"({_PORT_RANGE})|^$",
+        help="TCP ports for the serial consoles of new instances, as low:high "
+        "(inclusive), for example 10000:20000. Each new instance takes the "
+        "lowest port no domain of the host uses. Empty: the serial console is a "
+        "pseudo-terminal on the hypervisor host, offered as protocol pty.",
+    ),
+    cfg.StrOpt(
+        "graphics_port_range",
+        default="",
+        regex=f"({_PORT_RANGE})|^$",
+        help="TCP ports for the displays of new instances, as low:high (inclusive), "
+        "for example 5900:5999; each new instance takes the lowest port no domain of "
+        "the host uses. Empty: libvirt picks a free port each time the domain starts "
+        "(autoport), which a hypervisor running no guest (libvirt's test driver) "
+        "never does.",
+    ),
+    cfg.StrOpt(
+        "graphics_type",
+        default="vnc",
+        choices=[
+            ("vnc", "a VNC display, port chosen by libvirt"),
+            ("spice", "a SPICE display, port chosen by libvirt"),
+            ("none", "no display: get_graphical_console is unsupported for new instances"),
+        ],
+        help="The display a new instance gets, listening on console_listen.",
     ),
 ]
 

@@ -17,7 +17,12 @@ driver as boot hints, for guests without a disk image:
 The devices (contract 1.2) are built by :mod:`~drivers.libvirt.devices` and
 placed here; the metadata also keeps a :class:`~drivers.libvirt.devices.DiskRecord`
 per disk, for what libvirt has no field for. When any disk has a boot order,
-the domain boots by those orders instead of ``<boot dev='hd'/>``.
+the domain boots by those orders instead of ``<boot dev='hd'/>``. The
+consoles (contract 1.3) come from :mod:`~drivers.libvirt.consoles`.
+
+While an instance is rescued (contract 1.3) the metadata also holds the
+domain's own definition, which unrescue defines again: that it is there is
+what makes the instance rescued, for any worker that looks.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "BOOT_KERNEL",
     "StoredMetadata",
     "domain_xml",
+    "metadata_element",
     "metadata_text",
     "parse_metadata",
 ]
@@ -63,6 +69,8 @@ class StoredMetadata:
     items: dict[str, str] = field(default_factory=dict)
     #: By a local disk's device name or a volume's id.
     disks: dict[str, DiskRecord] = field(default_factory=dict)
+    #: The domain's own definition (XML) while it is rescued, else None.
+    rescue: str | None = None
 
     def with_disk(self, record: DiskRecord) -> StoredMetadata:
         return replace(self, disks={**self.disks, record.key: record})
@@ -76,11 +84,14 @@ def domain_xml(
     domain_type: str,
     devices: Sequence[ET.Element] = (),
     disks: Sequence[DiskRecord] = (),
+    consoles: Sequence[ET.Element] | None = None,
 ) -> str:
     """The persistent definition of ``spec`` as a ``domain_type`` domain.
 
     :param devices: the ``<disk>`` and ``<interface>`` elements to add.
     :param disks: what to remember of those disks.
+    :param consoles: the ``<serial>``, ``<console>`` and ``<graphics>``
+        elements; None for a serial console on a pseudo-terminal only.
 
     :raises computed.exception.InvalidRequest: if a text field holds characters
         XML cannot carry, or a boot hint is not an absolute path.
@@ -108,14 +119,22 @@ def domain_xml(
         ET.SubElement(domain, event).text = action
     element = ET.SubElement(domain, "devices")
     element.extend(devices)
-    ET.SubElement(element, "serial", type="pty")
-    ET.SubElement(element, "console", type="pty")
+    if consoles is None:
+        ET.SubElement(element, "serial", type="pty")
+        ET.SubElement(element, "console", type="pty")
+    else:
+        element.extend(consoles)
     return ET.tostring(domain, encoding="unicode")
 
 
 def metadata_text(stored: StoredMetadata) -> str:
     """The metadata element for ``virDomain.setMetadata`` (which adds the namespace)."""
     return ET.tostring(_instance(stored, None), encoding="unicode")
+
+
+def metadata_element(stored: StoredMetadata) -> ET.Element:
+    """The metadata element in the driver's namespace, to place in a domain's XML."""
+    return _instance(stored, _NS)
 
 
 def parse_metadata(text: str) -> StoredMetadata:
@@ -131,6 +150,7 @@ def parse_metadata(text: str) -> StoredMetadata:
         return found if found is not None else root.find(f"{{{_NS}}}{tag}")
 
     name, disk, image, items = find("name"), find("disk_gb"), find("image"), find("metadata")
+    rescue = find("rescue")
     stored_items: dict[str, str] = {}
     if items is not None:
         for item in items:
@@ -152,6 +172,7 @@ def parse_metadata(text: str) -> StoredMetadata:
         image=image.text if image is not None else None,
         items=stored_items,
         disks=records,
+        rescue=(rescue.text or "") if rescue is not None else None,
     )
 
 
@@ -194,6 +215,8 @@ def _instance(stored: StoredMetadata, namespace: str | None) -> ET.Element:
             if record.image is not None:
                 attributes["image"] = record.image
             ET.SubElement(disks, tag("disk"), attributes)
+    if stored.rescue is not None:
+        ET.SubElement(instance, tag("rescue")).text = stored.rescue
     return instance
 
 

@@ -8,7 +8,9 @@ thread. It must be registered before the first connection is opened.
 A :class:`HostConnection` opens its connection lazily, registers a close
 callback and a lifecycle-event callback on it, and hands it out until it
 drops (libvirtd restarted, network gone, keepalive timed out): the next
-:meth:`HostConnection.get` then opens a fresh one.
+:meth:`HostConnection.get` then opens a fresh one. One told to
+:meth:`~HostConnection.keep_open` does so by itself, retrying with a
+growing delay, so that events keep coming when no call comes to reopen it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ LOG = logging.getLogger(__name__)
 #: libvirt closes a remote connection as dead.
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
+
+#: Seconds before the first and between the last attempts to reopen a dropped
+#: connection kept open (the delay doubles from one to the other).
+REOPEN_FIRST_DELAY = 1.0
+REOPEN_MAX_DELAY = 30.0
 
 _loop_lock = threading.Lock()
 _loop_thread: threading.Thread | None = None
@@ -113,6 +120,9 @@ class HostConnection:
         self._event_id: int | None = None
         self._generation = 0
         self._dropped = False
+        self._on_reopen: Callable[[libvirt.virConnect], None] | None = None
+        self._closing = threading.Event()
+        self._reopening = threading.Lock()
 
     def get(self) -> libvirt.virConnect:
         """The open connection, opened (again) if it is missing or dropped.
@@ -136,8 +146,16 @@ class HostConnection:
             if conn is self._conn:
                 self._dropped = True
 
+    def keep_open(self, on_reopen: Callable[[libvirt.virConnect], None]) -> None:
+        """Reopen the connection by itself whenever it drops, until :meth:`close`;
+        then call ``on_reopen`` with the new connection (what changed meanwhile
+        came with no event)."""
+        self._on_reopen = on_reopen
+        self._closing.clear()
+
     def close(self) -> None:
         """Close the connection, if open; a later :meth:`get` opens a new one."""
+        self._closing.set()
         with self._lock:
             self._close_locked()
 
@@ -200,6 +218,28 @@ class HostConnection:
                 redact(self.uri),
                 reason,
             )
+            if self._on_reopen is not None and self._reopening.acquire(blocking=False):
+                threading.Thread(
+                    target=self._reopen, name=f"libvirt-reopen-{self.host}", daemon=True
+                ).start()
+
+    def _reopen(self) -> None:
+        """Open the dropped connection again, retrying until it opens or :meth:`close`."""
+        try:
+            delay = REOPEN_FIRST_DELAY
+            while not self._closing.wait(delay):
+                try:
+                    conn = self.get()
+                except exception.DriverError as exc:
+                    LOG.info("Host %s still unreachable: %s", self.host, exc)
+                    delay = min(delay * 2, REOPEN_MAX_DELAY)
+                    continue
+                on_reopen = self._on_reopen
+                if on_reopen is not None:
+                    on_reopen(conn)
+                return
+        finally:
+            self._reopening.release()
 
     def _lifecycle(
         self,

@@ -100,9 +100,9 @@ class DeviceOps:
     def describe(
         self, dom: libvirt.virDomain, stored: config.StoredMetadata
     ) -> tuple[list[BlockDevice], list[NetworkInterface]]:
-        """The devices of ``dom``'s persistent definition."""
-        persistent = _persistent(dom)
-        return devices.read_disks(persistent, stored.disks), devices.read_interfaces(persistent)
+        """The devices of ``dom``'s persistent definition, or of its own while it is rescued."""
+        own = ET.fromstring(stored.rescue) if stored.rescue is not None else _persistent(dom)
+        return devices.read_disks(own, stored.disks), devices.read_interfaces(own)
 
     # Spawn -----------------------------------------------------------------
 
@@ -177,12 +177,16 @@ class DeviceOps:
     def _disks_of(self, spec: InstanceSpec) -> list[BlockDevice]:
         if spec.block_devices:
             return list(spec.block_devices)
-        if spec.image is None:
+        # A spec of 1.1 and before: the root disk is image and disk_gb; without
+        # an image, a blank disk of disk_gb where the host has a pool to make it.
+        if spec.image is not None:
+            root = BlockDevice(
+                kind=DeviceKind.IMAGE, boot_index=0, size_gb=spec.disk_gb, image=spec.image
+            )
+        elif spec.disk_gb and self._conf.libvirt.storage_pool:
+            root = BlockDevice(kind=DeviceKind.BLANK, boot_index=0, size_gb=spec.disk_gb)
+        else:
             return []
-        # A spec of 1.1 and before: the root disk is image and disk_gb.
-        root = BlockDevice(
-            kind=DeviceKind.IMAGE, boot_index=0, size_gb=spec.disk_gb, image=spec.image
-        )
         root.obj_set_defaults()
         return [root]
 

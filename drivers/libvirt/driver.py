@@ -9,8 +9,10 @@ out dead (libvirtd restarted since the last call), and has its libvirt
 errors mapped onto the project's (:mod:`~drivers.libvirt.errors`).
 
 Lifecycle events are logged, and passed to listeners added with
-:meth:`LibvirtDriver.add_event_listener`. State is always read from libvirt,
-never from a cache, so a missed event cannot make the driver wrong.
+:meth:`LibvirtDriver.add_event_listener`; :meth:`LibvirtDriver.watch_instances`
+is one such listener, telling the worker which instance changed. State is
+always read from libvirt, never from a cache, so a missed event cannot make
+the driver wrong.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from oslo_config import cfg
 
 from computed.objects import (
+    ConsoleConnection,
     HostResources,
+    ImageRef,
     InstanceInfo,
     InstanceSpec,
     NetworkInterface,
@@ -55,8 +59,15 @@ class LibvirtDriver(base.TransitionDriver):
     """Serves each host through its own libvirt connection (``[libvirt]`` options)."""
 
     name = errors.DRIVER
-    version = "1.2"
-    operations = frozenset(base.OPERATIONS_1_0 + ("get_volume_connector",) + base.DEVICE_OPERATIONS)
+    version = "1.3"
+    operations = frozenset(
+        base.OPERATIONS_1_0
+        + ("get_volume_connector",)
+        + base.DEVICE_OPERATIONS
+        + base.IMAGE_OPERATIONS
+        + base.RESCUE_OPERATIONS
+        + base.CONSOLE_OPERATIONS
+    )
     features = frozenset(
         {
             "reboot.soft",
@@ -178,6 +189,53 @@ class LibvirtDriver(base.TransitionDriver):
             lambda conn: self._vmops.detach_interface(conn, host, uuid, port_id),
         )
 
+    # Images, rescue and consoles (1.3) -------------------------------------
+
+    def snapshot(self, host: str, uuid: str, image_name: str, progress: base.Progress) -> ImageRef:
+        return self._call(
+            host,
+            "snapshot",
+            uuid,
+            lambda conn: self._vmops.snapshot(conn, host, uuid, image_name, progress),
+        )
+
+    def delete_image(self, host: str, image_id: str) -> None:
+        self._call(
+            host,
+            "delete_image",
+            None,
+            lambda conn: self._vmops.delete_image(conn, host, image_id),
+        )
+
+    def rescue(self, host: str, uuid: str, rescue_image: str | None) -> InstanceInfo:
+        return self._call(
+            host,
+            "rescue",
+            uuid,
+            lambda conn: self._vmops.rescue(conn, host, uuid, rescue_image),
+        )
+
+    def unrescue(self, host: str, uuid: str) -> InstanceInfo:
+        return self._call(
+            host, "unrescue", uuid, lambda conn: self._vmops.unrescue(conn, host, uuid)
+        )
+
+    def get_serial_console(self, host: str, uuid: str) -> ConsoleConnection:
+        return self._call(
+            host,
+            "get_serial_console",
+            uuid,
+            lambda conn: self._vmops.get_serial_console(conn, host, uuid),
+        )
+
+    def get_graphical_console(self, host: str, uuid: str) -> ConsoleConnection:
+        return self._call(
+            host,
+            "get_graphical_console",
+            uuid,
+            lambda conn: self._vmops.get_graphical_console(conn, host, uuid),
+        )
+
     # Host -----------------------------------------------------------------
 
     def get_host_resources(self, host: str) -> HostResources:
@@ -196,6 +254,30 @@ class LibvirtDriver(base.TransitionDriver):
         """
         with self._lock:
             self._listeners.append(listener)
+
+    def watch_instances(self, host: str, changed: Callable[[str], None]) -> None:
+        """Tell ``changed`` the UUID of every domain of ``host`` a lifecycle event names.
+
+        The events come on the host's connection, registered again each time
+        it is opened; a dropped connection is reopened at once, and every
+        domain then reported changed, since what changed meanwhile came with
+        no event.
+        """
+
+        def listener(event: LifecycleEvent) -> None:
+            if event.host == host:
+                changed(event.uuid)
+
+        def reopened(conn: libvirt.virConnect) -> None:
+            # Whatever changed while the connection was down came with no event.
+            try:
+                for dom in conn.listAllDomains(0):
+                    changed(dom.UUIDString())
+            except libvirt.libvirtError as exc:
+                LOG.warning("Host %s: cannot list its domains after reconnecting: %s", host, exc)
+
+        self.add_event_listener(listener)
+        self._hosts[host].keep_open(reopened)
 
     def remove_event_listener(self, listener: EventListener) -> None:
         with self._lock:

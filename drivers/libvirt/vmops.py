@@ -28,6 +28,24 @@ The devices of contract 1.2 are :mod:`~drivers.libvirt.deviceops`'
 business; here each device operation finds the domain and checks that its
 devices may change (:func:`drivers.base.check_device_state`).
 
+Contract 1.3:
+
+=====================  ====================================================
+operation              libvirt
+=====================  ====================================================
+snapshot               ``suspend`` of a running domain, ``storageVolCreateXMLFrom``
+                       of its root disk into the pool, ``resume``
+                       (:mod:`~drivers.libvirt.imageops`)
+delete_image           ``storageVolDelete``
+rescue                 ``createXMLFrom`` of the rescue image, ``destroy`` if
+                       active, ``defineXML`` of the rescue definition
+                       (:mod:`~drivers.libvirt.rescue`), ``create``
+unrescue               ``destroy``, ``defineXML`` of the definition kept in
+                       the metadata, ``create``; the rescue disk is deleted
+get_serial_console,    the running domain's XML (:mod:`~drivers.libvirt.consoles`)
+get_graphical_console
+=====================  ====================================================
+
 libvirt errors other than those handled here propagate as libvirtError; the
 driver maps them at its boundary.
 """
@@ -35,16 +53,21 @@ driver maps them at its boundary.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import libvirt
 from oslo_config import cfg
 
 from computed import exception
 from computed.objects import (
+    ConsoleConnection,
+    DeviceKind,
+    ImageRef,
     InstanceInfo,
     InstanceSpec,
     NetworkInterface,
@@ -53,8 +76,9 @@ from computed.objects import (
     VolumeConnector,
 )
 from drivers import base
-from drivers.libvirt import config, constants, errors, hostops
+from drivers.libvirt import config, consoles, constants, errors, hostops, rescue
 from drivers.libvirt.deviceops import DeviceOps, stored_metadata
+from drivers.libvirt.imageops import ImageOps
 
 __all__ = ["VMOps"]
 
@@ -70,6 +94,7 @@ _UNDEFINE_MORE = libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
 _REFUSED = frozenset(
     {libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED, libvirt.VIR_ERR_NO_SUPPORT}
 )
+_DEFINITION = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 
 Action = Callable[[libvirt.virDomain, "_Observed"], None]
 
@@ -89,6 +114,9 @@ class VMOps:
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self._conf = conf
         self._devices = DeviceOps(conf)
+        self._images = ImageOps(conf)
+        # Held from choosing a serial console port to defining the domain that takes it.
+        self._define_lock = threading.Lock()
         self._actions: dict[str, Action] = {
             "power_on": self._power_on,
             "power_off": self._power_off,
@@ -109,7 +137,11 @@ class VMOps:
         domain_type = hostops.domain_type(conn, self._conf.libvirt.virt_type)
         made = self._devices.for_spawn(conn, host, spec)
         try:
-            dom = conn.defineXML(config.domain_xml(spec, domain_type, made.elements, made.records))
+            with self._define_lock:
+                devices = self._consoles(conn, host)
+                dom = conn.defineXML(
+                    config.domain_xml(spec, domain_type, made.elements, made.records, devices)
+                )
         except BaseException:
             made.undo()
             raise
@@ -185,7 +217,7 @@ class VMOps:
             uuid=dom.UUIDString(),
             name=stored.name if stored.name else dom.name(),
             host=host,
-            power_state=_observe(dom, state).power_state,
+            power_state=_observe(dom, state, stored).power_state,
             vcpus=vcpus,
             memory_mb=max_memory_kib // 1024,
             disk_gb=stored.disk_gb,
@@ -249,6 +281,159 @@ class VMOps:
         dom = _lookup(conn, host, uuid)
         base.check_device_state(operation, uuid, _observe(dom).power_state)
         return dom
+
+    # Images, rescue and consoles (1.3) -------------------------------------
+
+    def snapshot(
+        self,
+        conn: libvirt.virConnect,
+        host: str,
+        uuid: str,
+        image_name: str,
+        progress: base.Progress,
+    ) -> ImageRef:
+        """Copy the root disk into an image, pausing a running domain meanwhile.
+
+        The copy of a paused guest's disk is crash-consistent, as if it lost
+        power; qemu has flushed what the guest wrote when it pauses.
+        """
+        found = self._images.find(conn, host, uuid, image_name)
+        if found is not None:
+            return found  # whatever became of the instance since
+        dom = _lookup(conn, host, uuid)
+        seen = _observe(dom)
+        base.check_state("snapshot", uuid, seen.power_state, base.SNAPSHOT_STATES)
+        root = rescue.root_disk(_definition(dom))
+        path = rescue.source_path(root) if root is not None else None
+        if path is None:
+            raise exception.UnsupportedOperation(
+                operation="snapshot",
+                driver=errors.DRIVER,
+                host=host,
+                detail=f"instance {uuid} has no local root disk to copy",
+            )
+        pause = seen.power_state == PowerState.RUNNING
+        if pause:
+            dom.suspend()
+        try:
+            return self._images.take(conn, host, uuid, image_name, path, progress)
+        finally:
+            if pause:
+                dom.resume()
+
+    def delete_image(self, conn: libvirt.virConnect, host: str, image_id: str) -> None:
+        self._images.delete(conn, host, image_id)
+
+    def rescue(
+        self, conn: libvirt.virConnect, host: str, uuid: str, rescue_image: str | None
+    ) -> InstanceInfo:
+        dom = _lookup(conn, host, uuid)
+        stored = stored_metadata(dom)
+        seen = _observe(dom, stored=stored)
+        if not base.plan_transition("rescue", uuid, seen.power_state):
+            if not seen.active:
+                dom.create()  # a rescue stopped half-way, or the rescue system shut down
+            return self.info(dom, host)
+        image = rescue_image or stored.image or _root_image(stored)
+        if image is None:
+            raise exception.InvalidRequest(
+                operation="rescue",
+                reason=f"instance {uuid} was built from no image (booted from a volume): "
+                "name a rescue image",
+            )
+        text = dom.XMLDesc(_DEFINITION)
+        path = self._images.rescue_disk(conn, host, uuid, image)
+        try:
+            if seen.active:
+                _force_off(dom)
+            dom = conn.defineXML(rescue.definition(ET.fromstring(text), text, path, stored))
+            dom.create()
+        except BaseException:
+            self._restore(conn, host, uuid, text, seen.active)
+            raise
+        LOG.info("Host %s: %s rescued from image %r", host, uuid, image)
+        return self.info(dom, host)
+
+    def unrescue(self, conn: libvirt.virConnect, host: str, uuid: str) -> InstanceInfo:
+        dom = _lookup(conn, host, uuid)
+        stored = stored_metadata(dom)
+        if not base.plan_transition("unrescue", uuid, _observe(dom, stored=stored).power_state):
+            return self.info(dom, host)
+        assert stored.rescue is not None  # what makes it rescued
+        if dom.isActive():
+            _force_off(dom)
+        dom = conn.defineXML(stored.rescue)
+        self._images.remove_rescue_disk(conn, host, uuid)
+        dom.create()
+        LOG.info("Host %s: %s unrescued", host, uuid)
+        return self.info(dom, host)
+
+    def get_serial_console(
+        self, conn: libvirt.virConnect, host: str, uuid: str
+    ) -> ConsoleConnection:
+        dom = self._with_console(conn, host, uuid, "get_serial_console")
+        live = ET.fromstring(dom.XMLDesc(0))
+        return consoles.serial_console(uuid, host, live, lambda: _hypervisor_address(conn))
+
+    def get_graphical_console(
+        self, conn: libvirt.virConnect, host: str, uuid: str
+    ) -> ConsoleConnection:
+        dom = self._with_console(conn, host, uuid, "get_graphical_console")
+        live = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))  # with the password
+        return consoles.graphical_console(uuid, host, live, lambda: _hypervisor_address(conn))
+
+    def _with_console(
+        self, conn: libvirt.virConnect, host: str, uuid: str, operation: str
+    ) -> libvirt.virDomain:
+        dom = _lookup(conn, host, uuid)
+        base.check_state(operation, uuid, _observe(dom).power_state, base.CONSOLE_STATES)
+        return dom
+
+    def _consoles(self, conn: libvirt.virConnect, host: str) -> list[ET.Element]:
+        """The console devices of a new domain, with free ports of the configured ranges."""
+        opts = self._conf.libvirt
+        used: set[int] = set()
+        if opts.serial_port_range or opts.graphics_port_range:
+            used = consoles.used_ports(
+                ET.fromstring(dom.XMLDesc(0)) for dom in conn.listAllDomains(0)
+            )
+
+        def take(option: str) -> int | None:
+            limits = consoles.port_range(opts[option])
+            if limits is None:
+                return None
+            port = consoles.free_port(*limits, used)
+            if port is None:
+                raise exception.DriverError(
+                    driver=errors.DRIVER,
+                    host=host,
+                    reason=f"every port of {option} {opts[option]} is taken",
+                )
+            used.add(port)
+            return port
+
+        serial_port = take("serial_port_range")
+        graphics_port = None
+        if opts.graphics_type in consoles.GRAPHICS_PROTOCOLS:
+            graphics_port = take("graphics_port_range")
+        return consoles.elements(
+            opts.console_listen, serial_port, opts.graphics_type, graphics_port
+        )
+
+    def _restore(
+        self, conn: libvirt.virConnect, host: str, uuid: str, text: str, start: bool
+    ) -> None:
+        """Put back the instance a rescue failed on, as it was (best effort)."""
+        try:
+            dom = conn.lookupByUUIDString(uuid)
+            if dom.isActive():
+                _force_off(dom)
+            dom = conn.defineXML(text)
+            self._images.remove_rescue_disk(conn, host, uuid)
+            if start:
+                dom.create()
+        except libvirt.libvirtError as exc:
+            LOG.warning("Host %s: could not restore %s after a failed rescue: %s", host, uuid, exc)
 
     # Actions --------------------------------------------------------------
 
@@ -321,12 +506,34 @@ def _find(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain | None:
         raise
 
 
-def _observe(dom: libvirt.virDomain, state: int | None = None) -> _Observed:
+def _observe(
+    dom: libvirt.virDomain, state: int | None = None, stored: config.StoredMetadata | None = None
+) -> _Observed:
     if state is None:
         state = dom.state(0)[0]
     active = bool(dom.isActive())
+    if (stored or stored_metadata(dom)).rescue is not None:
+        # Whatever the rescue system does, the instance is rescued until unrescued.
+        return _Observed(state, active, PowerState.RESCUED)
     managed_save = state == libvirt.VIR_DOMAIN_SHUTOFF and bool(dom.hasManagedSaveImage(0))
     return _Observed(state, active, constants.power_state(state, active, managed_save))
+
+
+def _definition(dom: libvirt.virDomain) -> ET.Element:
+    return ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+
+def _root_image(stored: config.StoredMetadata) -> str | None:
+    """The image the instance's root disk was made from, if any."""
+    return next(
+        (r.image for r in stored.disks.values() if r.kind == DeviceKind.IMAGE and r.image), None
+    )
+
+
+def _hypervisor_address(conn: libvirt.virConnect) -> str:
+    """The hypervisor host's name: from a remote URI, else as libvirt reports it."""
+    remote: str | None = urlsplit(conn.getURI()).hostname
+    return remote or str(conn.getHostname())
 
 
 def _force_off(dom: libvirt.virDomain) -> None:

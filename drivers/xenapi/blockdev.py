@@ -31,7 +31,14 @@ from drivers.xenapi.conf import Target
 from drivers.xenapi.session import PoolSession
 from drivers.xenapi.volumeops import VolumeOps
 
-__all__ = ["DiskBuilder", "default_sr", "uses_template_disks"]
+__all__ = [
+    "DiskBuilder",
+    "clone",
+    "default_sr",
+    "destroy_quietly",
+    "find_image",
+    "uses_template_disks",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -75,14 +82,14 @@ class DiskBuilder:
         self, session: PoolSession, target: Target, vm: str, spec: InstanceSpec, slot: int
     ) -> None:
         image, size = spec.image, spec.disk_gb * _GiB
-        source, record = _find_image(session, image)
+        source, record = find_image(session, "spawn", image)
         if int(record["virtual_size"]) > size:
             raise exception.InvalidRequest(
                 operation="spawn",
                 reason=f"image {image!r} is {int(record['virtual_size']) / _GiB:g} GiB, "
                 f"more than the root disk's {spec.disk_gb} GiB",
             )
-        vdi = _clone(session, source)
+        vdi = clone(session, source)
         other = {constants.OTHER_CONFIG_KIND: DeviceKind.IMAGE, constants.OTHER_CONFIG_IMAGE: image}
         try:
             session.call("VDI.set_name_label", vdi, f"{constants.name_label(spec.uuid)} root")
@@ -91,7 +98,7 @@ class DiskBuilder:
                 session.run_task("VDI.resize", vdi, str(size))
             devices.create_vbd(session, vm, vdi, slot, bootable=True, other_config=other)
         except BaseException:
-            _destroy_quietly(session, vdi)
+            destroy_quietly(session, vdi)
             raise
 
     def disk(
@@ -121,7 +128,7 @@ class DiskBuilder:
         try:
             return devices.create_vbd(session, vm, vdi, slot, bootable=False, other_config=other)
         except BaseException:
-            _destroy_quietly(session, vdi)
+            destroy_quietly(session, vdi)
             raise
 
     def volume(
@@ -162,17 +169,22 @@ def _slot_for(device: BlockDevice, reserved: set[int]) -> int:
     )
 
 
-def _find_image(session: PoolSession, image: str) -> tuple[str, dict[str, Any]]:
+def find_image(session: PoolSession, operation: str, image: str) -> tuple[str, dict[str, Any]]:
+    """The image VDI named ``image`` and its record.
+
+    :raises computed.exception.InvalidRequest: if the pool has none.
+    """
     for vdi in session.call("VDI.get_by_name_label", image):
         record = session.call("VDI.get_record", vdi)
         if constants.OTHER_CONFIG_KIND not in record["other_config"]:
             return str(vdi), record  # an image, not an instance's disk
     raise exception.InvalidRequest(
-        operation="spawn", reason=f"the pool has no image VDI named {image!r}"
+        operation=operation, reason=f"the pool has no image VDI named {image!r}"
     )
 
 
-def _clone(session: PoolSession, source: str) -> str:
+def clone(session: PoolSession, source: str) -> str:
+    """A new VDI with ``source``'s content: cloned, or copied into the default SR."""
     try:
         return str(session.run_task("VDI.clone", source, {}))
     except XenAPI.Failure as exc:
@@ -181,7 +193,7 @@ def _clone(session: PoolSession, source: str) -> str:
     return str(session.run_task("VDI.copy", source, default_sr(session)))
 
 
-def _destroy_quietly(session: PoolSession, vdi: str) -> None:
+def destroy_quietly(session: PoolSession, vdi: str) -> None:
     try:
         session.run_task("VDI.destroy", vdi)
     except (XenAPI.Failure, errors.PoolUnavailable) as exc:

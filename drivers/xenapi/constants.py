@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from computed.objects import PowerState
 
 __all__ = [
@@ -18,10 +20,15 @@ __all__ = [
     "OTHER_CONFIG_VOLUME_ID",
     "OSVOL",
     "OTHER_CONFIG_NAME",
+    "OTHER_CONFIG_RESCUE",
+    "OTHER_CONFIG_RESCUE_OF",
     "OTHER_CONFIG_UUID",
+    "RESCUE_BLOCKED",
     "XAPI_HALTED",
+    "instance_state",
     "name_label",
     "power_state",
+    "rescue_name_label",
 ]
 
 #: The driver's name, in the errors it raises and the capabilities it reports.
@@ -54,6 +61,16 @@ OSVOL = "osvol"
 OTHER_CONFIG_PORT_ID = "computed_port_id"
 OTHER_CONFIG_NETWORK = "computed_network"
 
+#: A rescued instance's VM carries the rescue VM's uuid under this key (the
+#: rescued state lives in the pool, not in the worker); the rescue VM names
+#: the instance it rescues under the other.
+OTHER_CONFIG_RESCUE = "computed_rescue"
+OTHER_CONFIG_RESCUE_OF = "computed_rescue_of"
+#: The operations blocked on a rescued instance's VM (``blocked_operations``),
+#: so that nobody starts it while the rescue VM uses its disk, as nova's
+#: "bootlock" did.
+RESCUE_BLOCKED = ("start", "start_on")
+
 XAPI_HALTED = "Halted"
 
 _POWER_STATES: dict[str, str] = {
@@ -70,6 +87,19 @@ _LOWER_POWER_STATES = {key.lower(): value for key, value in _POWER_STATES.items(
 def name_label(uuid: str) -> str:
     """The ``name_label`` of the VM this driver makes for instance ``uuid``."""
     return f"{NAME_LABEL_PREFIX}{uuid}"
+
+
+def rescue_name_label(uuid: str) -> str:
+    """The ``name_label`` of the VM that boots instance ``uuid``'s rescue image."""
+    return f"{name_label(uuid)}-rescue"
+
+
+def instance_state(record: dict[str, Any]) -> str:
+    """The contract's power state of the instance whose VM record is ``record``:
+    ``rescued`` while it is marked so, else its VM's power state."""
+    if OTHER_CONFIG_RESCUE in record["other_config"]:
+        return PowerState.RESCUED
+    return power_state(record["power_state"])
 
 
 def power_state(xapi_state: str) -> str:

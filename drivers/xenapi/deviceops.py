@@ -211,7 +211,7 @@ class DeviceOps:
 def _changeable(record: dict[str, Any], uuid: str, operation: str) -> bool:
     """Whether the VM runs; refused outside running and stopped. Called once the
     operation is known not to be a repeat, which succeeds in any state."""
-    state = constants.power_state(record["power_state"])
+    state = constants.instance_state(record)
     base.check_device_state(operation, uuid, state)
     return state == PowerState.RUNNING
 

@@ -34,6 +34,7 @@ __all__ = [
     "find_vbd",
     "interfaces",
     "plug",
+    "root_vbd",
     "slot_of",
     "unplug",
 ]
@@ -126,6 +127,15 @@ def find_vbd(
     for vbd in record["VBDs"]:
         vbd_record = session.call("VBD.get_record", vbd)
         if vbd_record["other_config"].get(key) == value:
+            return str(vbd), vbd_record
+    return None
+
+
+def root_vbd(session: PoolSession, record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The VM's bootable disk VBD, with its record (None if it has none)."""
+    for vbd in record["VBDs"]:
+        vbd_record = session.call("VBD.get_record", vbd)
+        if vbd_record["type"] == "Disk" and vbd_record["bootable"] and not vbd_record["empty"]:
             return str(vbd), vbd_record
     return None
 

@@ -2,6 +2,8 @@
 
 A thin façade: :mod:`~drivers.xenapi.vmops` runs the instance operations,
 :mod:`~drivers.xenapi.deviceops` the volume and interface operations,
+:mod:`~drivers.xenapi.imageops` snapshots and consoles,
+:mod:`~drivers.xenapi.rescueops` rescue,
 :mod:`~drivers.xenapi.hostops` the host queries, each given the served
 host's pool session from :mod:`~drivers.xenapi.session` and its
 :class:`~drivers.xenapi.conf.Target`. Here every call has its xapi failures
@@ -9,6 +11,8 @@ mapped onto the project's (:mod:`~drivers.xenapi.errors`).
 
 Compute hosts sharing a pool share one session: the worker logs in once per
 pool, not once per host. State is always read from xapi, never cached.
+Each host watched for events has a session of its own, on a thread of its
+own (:mod:`~drivers.xenapi.watcher`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from oslo_config import cfg
 
 from computed import exception
 from computed.objects import (
+    ConsoleConnection,
     HostResources,
+    ImageRef,
     InstanceInfo,
     InstanceSpec,
     NetworkInterface,
@@ -41,9 +47,12 @@ from drivers.xenapi.blockdev import DiskBuilder
 from drivers.xenapi.conf import Target
 from drivers.xenapi.deviceops import DeviceOps
 from drivers.xenapi.hostops import HostOps
+from drivers.xenapi.imageops import ImageOps
+from drivers.xenapi.rescueops import RescueOps
 from drivers.xenapi.session import PoolSession
 from drivers.xenapi.vmops import VMOps, resolve_host
 from drivers.xenapi.volumeops import VolumeOps
+from drivers.xenapi.watcher import VMWatcher
 
 __all__ = ["XenAPIDriver"]
 
@@ -65,7 +74,15 @@ class XenAPIDriver(base.TransitionDriver):
 
     name = constants.DRIVER
     version = "1.0"
-    operations = frozenset(base.OPERATIONS_1_0 + ("get_volume_connector",) + base.DEVICE_OPERATIONS)
+    # No get_serial_console: xapi offers API clients no serial console.
+    operations = frozenset(
+        base.OPERATIONS_1_0
+        + ("get_volume_connector",)
+        + base.DEVICE_OPERATIONS
+        + base.IMAGE_OPERATIONS
+        + base.RESCUE_OPERATIONS
+        + ("get_graphical_console",)
+    )
     features = frozenset(
         {
             "reboot.soft",
@@ -86,11 +103,14 @@ class XenAPIDriver(base.TransitionDriver):
         builder = DiskBuilder(self._volumeops)
         self._vmops = VMOps(conf.xenapi.template, builder, self._volumeops)
         self._deviceops = DeviceOps(self._vmops, self._volumeops, builder)
+        self._imageops = ImageOps(self._vmops)
+        self._rescueops = RescueOps(self._vmops)
         self._hostops = HostOps()
         self._hosts = ServedHosts[_Served, Exception](
             self.name, (XenAPI.Failure, errors.PoolUnavailable), self._translate
         )
         self._sessions: dict[str, PoolSession] = {}  # by pool
+        self._watchers: dict[str, VMWatcher] = {}  # by compute host
         self._lock = threading.Lock()
 
     @classmethod
@@ -117,6 +137,10 @@ class XenAPIDriver(base.TransitionDriver):
         LOG.info("Host %s served by %s", host, description)
 
     def cleanup_host(self, host: str) -> None:
+        with self._lock:
+            watcher = self._watchers.pop(host, None)
+        if watcher is not None:
+            watcher.stop()
         with self._lock:
             served = self._hosts.release(host)
             pool = served.target.pool if served is not None else None
@@ -189,7 +213,50 @@ class XenAPIDriver(base.TransitionDriver):
             lambda s, t: self._deviceops.detach_interface(s, t, uuid, port_id),
         )
 
+    # Images, rescue and consoles (contract 1.3) ------------------------------
+
+    def snapshot(self, host: str, uuid: str, image_name: str, progress: base.Progress) -> ImageRef:
+        return self._call(
+            host,
+            "snapshot",
+            uuid,
+            lambda s, t: self._imageops.snapshot(s, t, uuid, image_name, progress),
+        )
+
+    def delete_image(self, host: str, image_id: str) -> None:
+        self._call(
+            host, "delete_image", None, lambda s, t: self._imageops.delete_image(s, t, image_id)
+        )
+
+    def rescue(self, host: str, uuid: str, rescue_image: str | None) -> InstanceInfo:
+        return self._call(
+            host, "rescue", uuid, lambda s, t: self._rescueops.rescue(s, t, uuid, rescue_image)
+        )
+
+    def unrescue(self, host: str, uuid: str) -> InstanceInfo:
+        return self._call(host, "unrescue", uuid, lambda s, t: self._rescueops.unrescue(s, t, uuid))
+
+    def get_graphical_console(self, host: str, uuid: str) -> ConsoleConnection:
+        return self._call(
+            host,
+            "get_graphical_console",
+            uuid,
+            lambda s, t: self._imageops.graphical_console(s, t, uuid),
+        )
+
     # Host -----------------------------------------------------------------
+
+    def watch_instances(self, host: str, changed: Callable[[str], None]) -> None:
+        """Follow the host's VMs with xapi's ``event.from`` on a thread and a session
+        of their own, until :meth:`cleanup_host`."""
+        served = self._hosts[host]
+        watcher = VMWatcher(served.session.config, host, changed)
+        with self._lock:
+            old = self._watchers.pop(host, None)
+            self._watchers[host] = watcher
+        if old is not None:
+            old.stop()
+        watcher.start()
 
     def get_host_resources(self, host: str) -> HostResources:
         def resources(session: PoolSession, target: Target) -> HostResources:

@@ -11,10 +11,14 @@ xapi code                          project exception
 =================================  ===========================================
 HANDLE_INVALID (of a VM)           InstanceNotFound
 VM_BAD_POWER_STATE                 InvalidPowerState, worded by plan_transition
+VM_BAD_POWER_STATE (other ops)     InvalidPowerState, allowed the states the
+                                   contract gives the operation (devices,
+                                   snapshot, consoles)
 VM_IS_TEMPLATE                     InvalidRequest
 SESSION_AUTHENTICATION_FAILED      DriverError naming the pool and the user
 MESSAGE_METHOD_UNKNOWN             UnsupportedOperation
-VM_BAD_POWER_STATE (device op)     InvalidPowerState, allowed running, stopped
+SR_OPERATION_NOT_SUPPORTED         UnsupportedOperation (snapshot: the disk's SR
+(snapshot)                         cannot snapshot, e.g. an iSCSI volume)
 DEVICE_ALREADY_EXISTS              DeviceConflict (a VBD or VIF slot is taken)
 VDI_IN_USE (attaching)             DeviceConflict (the volume is in use elsewhere)
 INVALID_DEVICE, MAC_INVALID        InvalidRequest
@@ -34,11 +38,13 @@ __all__ = [
     "DEVICE_ALREADY_ATTACHED",
     "DEVICE_ALREADY_DETACHED",
     "DEVICE_ALREADY_EXISTS",
+    "EVENT_FROM_TOKEN_PARSE_FAILURE",
     "HANDLE_INVALID",
     "UUID_INVALID",
     "PoolUnavailable",
     "MESSAGE_METHOD_UNKNOWN",
     "SESSION_AUTHENTICATION_FAILED",
+    "SR_OPERATION_NOT_SUPPORTED",
     "VM_BAD_POWER_STATE",
     "VM_IS_TEMPLATE",
     "code_of",
@@ -58,6 +64,14 @@ VM_BAD_POWER_STATE = "VM_BAD_POWER_STATE"
 VM_IS_TEMPLATE = "VM_IS_TEMPLATE"
 SESSION_AUTHENTICATION_FAILED = "SESSION_AUTHENTICATION_FAILED"
 MESSAGE_METHOD_UNKNOWN = "MESSAGE_METHOD_UNKNOWN"
+SR_OPERATION_NOT_SUPPORTED = "SR_OPERATION_NOT_SUPPORTED"
+EVENT_FROM_TOKEN_PARSE_FAILURE = "EVENT_FROM_TOKEN_PARSE_FAILURE"
+#: The states operations outside the transition table run in.
+_STATE_BOUND: dict[str, frozenset[str]] = {
+    **dict.fromkeys(base.DEVICE_OPERATIONS, base.DEVICE_STATES),
+    "snapshot": base.SNAPSHOT_STATES,
+    **dict.fromkeys(base.CONSOLE_OPERATIONS, base.CONSOLE_STATES),
+}
 
 
 class PoolUnavailable(Exception):
@@ -71,6 +85,13 @@ class PoolUnavailable(Exception):
     def __init__(self, reason: str, code: str = "POOL_UNAVAILABLE") -> None:
         super().__init__(reason)
         self.code = code
+
+
+def _allowed_states(operation: str) -> frozenset[str] | None:
+    """The power states ``operation`` runs in, if the contract bounds them."""
+    if operation in base.TRANSITIONS:
+        return base.TRANSITIONS[operation].allowed
+    return _STATE_BOUND.get(operation)
 
 
 def code_of(exc: Any) -> str:
@@ -115,17 +136,11 @@ def translate(
     params = params_of(exc)
     if code == HANDLE_INVALID and uuid is not None and params[:1] == ["VM"]:
         return exception.InstanceNotFound(uuid=uuid, host=host)
-    if code == VM_BAD_POWER_STATE and uuid is not None and operation in base.TRANSITIONS:
+    allowed = _allowed_states(operation)
+    if code == VM_BAD_POWER_STATE and uuid is not None and allowed is not None:
         state = constants.power_state(params[2]) if len(params) > 2 else "unknown"
-        allowed = ", ".join(sorted(base.TRANSITIONS[operation].allowed))
         return exception.InvalidPowerState(
-            uuid=uuid, operation=operation, state=state, allowed=allowed
-        )
-    if code == VM_BAD_POWER_STATE and uuid is not None and operation in base.DEVICE_OPERATIONS:
-        state = constants.power_state(params[2]) if len(params) > 2 else "unknown"
-        allowed = ", ".join(sorted(base.DEVICE_STATES))
-        return exception.InvalidPowerState(
-            uuid=uuid, operation=operation, state=state, allowed=allowed
+            uuid=uuid, operation=operation, state=state, allowed=", ".join(sorted(allowed))
         )
     if code == DEVICE_ALREADY_EXISTS or (code == VDI_IN_USE and operation in _ATTACHING):
         taken = f"slot {params[0]}" if code == DEVICE_ALREADY_EXISTS else "the volume"
@@ -154,7 +169,9 @@ def translate(
             error_code=code,
             error_params=params[:1],
         )
-    if code == MESSAGE_METHOD_UNKNOWN:
+    if code == MESSAGE_METHOD_UNKNOWN or (
+        code == SR_OPERATION_NOT_SUPPORTED and operation == "snapshot"
+    ):
         return exception.UnsupportedOperation(
             operation=operation,
             driver=constants.DRIVER,

@@ -21,10 +21,12 @@ from __future__ import annotations
 import functools
 import http.client
 import logging
+import socket
 import ssl
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from typing import Any
 from xml.parsers.expat import ExpatError
 
@@ -105,6 +107,16 @@ class _Transport(xmlrpc.client.Transport):
         self._connection = host, conn
         return conn
 
+    def interrupt(self) -> None:
+        """Cut the connection under a request in progress, from another thread."""
+        conn = self._connection[1]
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+
 
 def _ssl_context(config: PoolConfig) -> ssl.SSLContext | None:
     if not config.url.lower().startswith("https:"):
@@ -152,22 +164,41 @@ class PoolSession:
                 self._drop_connection()
                 raise self._unavailable(method, exc) from exc
 
-    def run_task(self, method: str, *args: Any) -> Any:
+    def run_task(
+        self, method: str, *args: Any, progress: Callable[[float], None] | None = None
+    ) -> Any:
         """Run ``method`` as an xapi task (``Async.<method>``) and return its result.
 
         The pool's lock is held only for each request, not while the task runs.
         A task still running after ``[xenapi] task_timeout`` is cancelled.
 
+        :param progress: called with the task's ``progress`` (0.0 to 1.0) each
+            time it is seen to advance.
         :raises XenAPI.Failure: the task's error, as if the call had failed.
         """
         task = self.call(f"Async.{method}", *args)
         try:
-            return self._wait(method, task)
+            return self._wait(method, task, progress)
         finally:
             try:
                 self.call("task.destroy", task)
             except (XenAPI.Failure, errors.PoolUnavailable) as exc:
                 LOG.debug("pool %s: could not destroy task of %s: %s", self.name, method, exc)
+
+    @property
+    def ref(self) -> str:
+        """The session's own reference (logging in first if need be): a secret, as
+        good as the password while the session lives."""
+        with self._lock:
+            client = self._client or self._login()
+            return str(client._session)
+
+    def interrupt(self) -> None:
+        """Cut the connection under a request in progress (:meth:`call` in another
+        thread then raises PoolUnavailable); the next request reconnects."""
+        transport = self._transport
+        if transport is not None:
+            transport.interrupt()
 
     def close(self) -> None:
         """Log out (best effort) and close the connection."""
@@ -206,12 +237,16 @@ class PoolSession:
         if self._transport is not None:
             self._transport.close()
 
-    def _wait(self, method: str, task: str) -> Any:
+    def _wait(self, method: str, task: str, progress: Callable[[float], None] | None) -> Any:
         deadline = time.monotonic() + self.config.task_timeout
         delay = _POLL_FIRST
+        done = 0.0
         while True:
             record = self.call("task.get_record", task)
             status = record["status"]
+            if progress is not None and float(record["progress"]) > done:
+                done = float(record["progress"])
+                progress(done)
             if status == "success":
                 return _decode_result(record["result"])
             if status in ("failure", "cancelled"):

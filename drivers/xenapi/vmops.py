@@ -15,7 +15,8 @@ spawn         ``VM.clone`` of ``[xenapi] template``, then ``set_memory_limits``,
               image or a boot volume), ``set_is_a_template false``, the
               spec's disks and interfaces (:mod:`~drivers.xenapi.blockdev`),
               and ``VM.start_on`` the compute host's xapi host
-destroy       ``VM.hard_shutdown`` unless Halted, ``VDI.destroy`` of each disk
+destroy       the rescue VM first, if rescued (:mod:`~drivers.xenapi.rescueops`);
+              ``VM.hard_shutdown`` unless Halted, ``VDI.destroy`` of each disk
               (found through the VM's VBDs) no other VM uses, volumes
               excepted, ``VM.destroy``, then the volumes' SRs are forgotten
 power_on      ``VM.start_on`` the compute host's xapi host
@@ -30,6 +31,10 @@ reboot soft   ``VM.clean_reboot`` (needs PV drivers in the guest; without
 reboot hard   ``VM.hard_reboot``
 ============  =========================================================
 
+Every operation reads the instance's state with
+:func:`~drivers.xenapi.constants.instance_state`, so a rescued instance
+refuses them all but destroy and the queries.
+
 A VM is this driver's if its ``other_config`` has ``computed_uuid``; it is
 named ``computed-<uuid>`` (see :mod:`~drivers.xenapi.constants`) and belongs
 to the compute host named by ``other_config:computed_host``. xapi failures
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from typing import Any
 
 import XenAPI
@@ -54,7 +60,7 @@ from drivers.xenapi.conf import Target
 from drivers.xenapi.session import PoolSession
 from drivers.xenapi.volumeops import VolumeOps
 
-__all__ = ["VMOps", "resolve_host"]
+__all__ = ["VMOps", "resolve_host", "vm_records"]
 
 LOG = logging.getLogger(__name__)
 
@@ -110,7 +116,7 @@ class VMOps:
         if found is not None:
             return self.info(session, target, found[1])
         host_ref = resolve_host(session, target)
-        template = self._find_template(session, target)
+        template = self.find_template(session, target)
         vm = session.run_task("VM.clone", template, constants.name_label(spec.uuid))
         try:
             self._configure(session, vm, spec, target, host_ref)
@@ -122,7 +128,7 @@ class VMOps:
             session.run_task("VM.start_on", vm, host_ref, False, False)
         except BaseException:
             # Leave nothing behind, so that spawning again starts afresh.
-            self._remove_quietly(session, vm, spec.uuid)
+            self.remove_quietly(session, vm, spec.uuid)
             raise
         LOG.info("Host %s: spawned %s as VM %s in pool %s", target.host, spec.uuid, vm, target.pool)
         return self.info(session, target, session.call("VM.get_record", vm))
@@ -133,7 +139,10 @@ class VMOps:
             return
         vm, record = found
         try:
-            self._remove(session, vm, record)
+            rescue = self.find_rescue(session, target, uuid)
+            if rescue is not None:
+                self.remove(session, *rescue)
+            self.remove(session, vm, record)
         except XenAPI.Failure as exc:
             if errors.code_of(exc) != errors.HANDLE_INVALID:
                 raise  # else it went away meanwhile: gone either way
@@ -156,7 +165,7 @@ class VMOps:
     ) -> InstanceInfo:
         """Apply the lifecycle ``operation`` (a key of :data:`drivers.base.TRANSITIONS`)."""
         vm, record = self.get(session, target, uuid)
-        state = constants.power_state(record["power_state"])
+        state = constants.instance_state(record)
         if base.plan_transition(operation, uuid, state):
             message, on_host = _ACTIONS[operation]
             args = (resolve_host(session, target), False, False) if on_host else ()
@@ -177,13 +186,8 @@ class VMOps:
 
         A template left by a spawn that died half-way is removed, not returned.
         """
-        for vm in session.call("VM.get_by_name_label", constants.name_label(uuid)):
-            try:
-                record = session.call("VM.get_record", vm)
-            except XenAPI.Failure as exc:
-                if errors.code_of(exc) == errors.HANDLE_INVALID:
-                    continue  # destroyed meanwhile
-                raise
+        found = session.call("VM.get_by_name_label", constants.name_label(uuid))
+        for vm, record in vm_records(session, found):
             other = record["other_config"]
             if other.get(constants.OTHER_CONFIG_UUID) != uuid:
                 continue  # someone else's VM with our kind of name
@@ -193,7 +197,7 @@ class VMOps:
                 LOG.warning(
                     "Host %s: removing %s, left half-built by a failed spawn", target.host, uuid
                 )
-                self._remove_quietly(session, vm, uuid)
+                self.remove_quietly(session, vm, uuid)
                 continue
             return vm, record
         return None
@@ -208,7 +212,12 @@ class VMOps:
             raise exception.InstanceNotFound(uuid=uuid, host=target.host)
         return found
 
-    def _find_template(self, session: PoolSession, target: Target) -> str:
+    @property
+    def template(self) -> str:
+        """The ``name_label`` of the template instances are cloned from."""
+        return self._template
+
+    def find_template(self, session: PoolSession, target: Target) -> str:
         for ref in session.call("VM.get_by_name_label", self._template):
             if session.call("VM.get_is_a_template", ref):
                 return str(ref)
@@ -224,15 +233,7 @@ class VMOps:
     ) -> None:
         memory = str(spec.memory_mb * _MiB)  # int64 travels as a string
         session.call("VM.set_memory_limits", vm, memory, memory, memory, memory)
-        current = int(session.call("VM.get_VCPUs_at_startup", vm))
-        vcpus = str(spec.vcpus)
-        # VCPUs_at_startup may never exceed VCPUs_max: order the two setters.
-        if spec.vcpus >= current:
-            session.call("VM.set_VCPUs_max", vm, vcpus)
-            session.call("VM.set_VCPUs_at_startup", vm, vcpus)
-        else:
-            session.call("VM.set_VCPUs_at_startup", vm, vcpus)
-            session.call("VM.set_VCPUs_max", vm, vcpus)
+        self.set_vcpus(session, vm, spec.vcpus)
         session.call("VM.set_name_description", vm, spec.name)
         session.call("VM.set_affinity", vm, host_ref)
         other = dict(session.call("VM.get_other_config", vm))
@@ -250,7 +251,22 @@ class VMOps:
             other["disks"] = _sized_disks(other.get("disks", ""), spec.disk_gb * _GiB)
         session.call("VM.set_other_config", vm, other)
 
-    def _remove(self, session: PoolSession, vm: str, record: dict[str, Any]) -> None:
+    def find_rescue(
+        self, session: PoolSession, target: Target, uuid: str
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The VM booting instance ``uuid``'s rescue image, and its record, or None."""
+        found = session.call("VM.get_by_name_label", constants.rescue_name_label(uuid))
+        for vm, record in vm_records(session, found):
+            other = record["other_config"]
+            if (
+                other.get(constants.OTHER_CONFIG_RESCUE_OF) == uuid
+                and other.get(constants.OTHER_CONFIG_HOST) == target.host
+            ):
+                return str(vm), record
+        return None
+
+    def remove(self, session: PoolSession, vm: str, record: dict[str, Any]) -> None:
+        """Halt the VM, destroy the disks no other VM uses (volumes excepted), then the VM."""
         if record["power_state"] != constants.XAPI_HALTED:
             try:
                 session.run_task("VM.hard_shutdown", vm)
@@ -286,9 +302,23 @@ class VMOps:
                 LOG.info("Keeping VDI %s: another VM uses it", vdi)
         return disks
 
-    def _remove_quietly(self, session: PoolSession, vm: str, uuid: str) -> None:
+    @staticmethod
+    def set_vcpus(session: PoolSession, vm: str, count: int) -> None:
+        """Give the halted VM ``count`` VCPUs at startup and at most."""
+        current = int(session.call("VM.get_VCPUs_at_startup", vm))
+        vcpus = str(count)
+        # VCPUs_at_startup may never exceed VCPUs_max: order the two setters.
+        if count >= current:
+            session.call("VM.set_VCPUs_max", vm, vcpus)
+            session.call("VM.set_VCPUs_at_startup", vm, vcpus)
+        else:
+            session.call("VM.set_VCPUs_at_startup", vm, vcpus)
+            session.call("VM.set_VCPUs_max", vm, vcpus)
+
+    def remove_quietly(self, session: PoolSession, vm: str, uuid: str) -> None:
+        """:meth:`remove`, logging a failure instead of raising it (cleaning up after one)."""
         try:
-            self._remove(session, vm, session.call("VM.get_record", vm))
+            self.remove(session, vm, session.call("VM.get_record", vm))
         except (XenAPI.Failure, errors.PoolUnavailable) as exc:
             LOG.warning("Could not remove VM %s of instance %s: %s", vm, uuid, exc)
 
@@ -325,13 +355,25 @@ class VMOps:
             uuid=other[constants.OTHER_CONFIG_UUID],
             name=other.get(constants.OTHER_CONFIG_NAME) or record["name_label"],
             host=target.host,
-            power_state=constants.power_state(record["power_state"]),
+            power_state=constants.instance_state(record),
             vcpus=int(record["VCPUs_at_startup"]),
             memory_mb=int(record["memory_static_max"]) // _MiB,
             disk_gb=_int(other.get(constants.OTHER_CONFIG_DISK_GB)),
             block_devices=devices.block_devices(session, record),
             network_interfaces=devices.interfaces(session, record),
         )
+
+
+def vm_records(session: PoolSession, refs: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The records of the VMs ``refs``, those destroyed meanwhile left out."""
+    for vm in refs:
+        try:
+            record = session.call("VM.get_record", vm)
+        except XenAPI.Failure as exc:
+            if errors.code_of(exc) == errors.HANDLE_INVALID:
+                continue
+            raise
+        yield str(vm), record
 
 
 def _ours(record: dict[str, Any]) -> bool:

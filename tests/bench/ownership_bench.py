@@ -25,6 +25,7 @@ from oslo_config import cfg
 from computed import conf as computed_conf
 from computed import rpc
 from computed.registry import Registry
+from computed.testing import _procs
 from computed.testing.broker import RabbitMQBroker
 from computed.testing.workers import WorkerProcess
 from rpcapi import ComputeAPI
@@ -60,21 +61,11 @@ def _process(pid: int, broker_port: int, idle_s: float = 10.0) -> dict[str, Any]
         for line in open(f"/proc/{pid}/status").read().splitlines()
         if ":" in line
     )
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    connections = 0
-    for table in ("tcp", "tcp6"):
-        for line in open(f"/proc/{pid}/net/{table}").read().splitlines()[1:]:
-            fields = line.split()
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            if remote_port == broker_port and fields[3] == "01" and fields[9] in inodes:
-                connections += 1
+    connections = sum(
+        1
+        for state, _, remote_port in _procs.tcp_sockets(pid)
+        if state == _procs.TCP_ESTABLISHED and remote_port == broker_port
+    )
 
     def cpu_s() -> float:
         fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()

@@ -117,6 +117,8 @@ def apply(driver: base.ComputeDriver, host: str, uuid: str, operation: str) -> I
     """Call the lifecycle operation a key of :data:`drivers.base.TRANSITIONS` names."""
     if operation.startswith("reboot."):
         return driver.reboot(host, uuid, operation.split(".", 1)[1])
+    if operation == "rescue":
+        return driver.rescue(host, uuid, None)  # from the instance's own image
     return getattr(driver, operation)(host, uuid)  # type: ignore[no-any-return]
 
 

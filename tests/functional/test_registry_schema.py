@@ -10,6 +10,7 @@ And the migrations this release ships must themselves be expand-only.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import textwrap
@@ -127,13 +128,17 @@ def test_a_worker_starts_and_serves_on_a_later_release_schema(
     ctl = tmp_path / "ctl.conf"
     ctl.write_text(f"[registry]\nconnection = {deployment.registry_url}\n")
     shown = subprocess.run(
-        [*console_command("computedctl"), "--config-file", str(ctl), "db", "version"],
+        [*console_command("computedctl"), "--config-file", str(ctl), "db", "version", "-f", "json"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
-    assert "current 9001 (newer than this release" in shown, shown
+    assert json.loads(shown) == {
+        "current": "9001",
+        "newest": migration.head_revision(),
+        "state": "newer than this release: migrated by a later one",
+    }
 
 
 def test_a_worker_refuses_to_start_on_a_contracted_schema(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from oslo_config import cfg
 
 from drivers.libvirt import conf as libvirt_conf
@@ -56,4 +57,15 @@ def test_list_opts_names_the_group() -> None:
         "nfs_mount_point_base",
         "connector_ips",
         "iscsi_initiators",
+        "console_listen",
+        "serial_port_range",
+        "graphics_port_range",
+        "graphics_type",
     }
+
+
+@pytest.mark.parametrize("text", ["10000", "1:2:3", "a:b", "10000-20000"])
+def test_a_serial_port_range_is_low_colon_high(text: str) -> None:
+    conf = make()
+    with pytest.raises(ValueError):
+        conf.set_override("serial_port_range", text, "libvirt")

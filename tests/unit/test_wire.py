@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from typing import Any
 
@@ -123,3 +124,50 @@ def test_host_queues_are_declared_as_oslo_messaging_declares_them() -> None:
     classic = _wire.host_queue(conf, "compute", "h1")
     assert not classic.durable and not classic.exchange.durable
     assert classic.queue_arguments == {}
+
+
+def _wire_conf(**rabbit: Any) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    conf.register_opts([cfg.FloatOpt("broker_connect_timeout", default=10.0)])
+    _wire.register_opts(conf)
+    conf([], default_config_files=[])
+    for name, value in rabbit.items():
+        conf.set_override(name, value, group="oslo_messaging_rabbit")
+    return conf
+
+
+def test_connections_are_plain_unless_tls_is_asked_for() -> None:
+    conn = _wire.connection(_wire_conf(), "rabbit://u:p@broker:5672/", "test")
+    assert conn.ssl is False
+    assert conn.connect_timeout == 10.0
+    assert _wire.connection(_wire_conf(), None, "test", connect_timeout=2.5).connect_timeout == 2.5
+
+
+def test_tls_from_the_options_verifies_the_ca_and_the_hosts_name() -> None:
+    conf = _wire_conf(
+        ssl=True, ssl_ca_file="/ca.pem", ssl_cert_file="/c.pem", ssl_key_file="/k.pem"
+    )
+    conn = _wire.connection(conf, "rabbit://u:p@broker.example:5671/", "test")
+    assert conn.ssl == {
+        "ca_certs": "/ca.pem",
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": "broker.example",
+        "certfile": "/c.pem",
+        "keyfile": "/k.pem",
+    }
+
+
+def test_tls_with_several_hosts_leaves_the_name_to_kombu() -> None:
+    conf = _wire_conf(ssl=True, ssl_ca_file="/ca.pem")
+    conn = _wire.connection(conf, "rabbit://u:p@b1:5671,u:p@b2:5671/", "test")
+    # None, present: kombu fills in the host it connects to, as for oslo.messaging
+    assert "server_hostname" in conn.ssl and conn.ssl["server_hostname"] is None
+
+
+def test_the_urls_query_overrides_the_options_as_for_oslo_messaging() -> None:
+    url = "rabbit://u:p@broker:5671/?ssl=1&ssl_ca_file=/q.pem&ssl_version=tlsv1_2"
+    conn = _wire.connection(_wire_conf(ssl_ca_file="/ca.pem"), url, "test")
+    assert conn.ssl["ca_certs"] == "/q.pem"
+    assert conn.ssl["ssl_version"] == ssl.PROTOCOL_TLSv1_2
+    assert _wire.connection(_wire_conf(), "rabbit://broker/?ssl=1", "test").ssl is True
+    assert _wire.connection(_wire_conf(ssl=True), "rabbit://broker/?ssl=0", "test").ssl is False

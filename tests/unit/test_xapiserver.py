@@ -22,6 +22,7 @@ from tests.xapiserver import (  # noqa: E402
     HostSpec,
     PoolSpec,
     XapiTestServer,
+    hypervisor,
     make_self_signed_cert,
     provision,
 )
@@ -1068,3 +1069,118 @@ def test_provision_makes_and_grows_a_volume_on_the_array(server, x, capsys):
     assert "INVALID_VALUE" in capsys.readouterr().err
     x.PBD.unplug(pbd)
     x.SR.forget(sr)
+
+
+def test_hypervisor_stops_and_deletes_an_instance_behind_its_back(server, x, capsys):
+    vm = new_vm(x, "computed-inst-1")
+    x.VM.set_other_config(vm, {"computed_uuid": "inst-1", "computed_host": "c1"})
+    x.VM.start(vm, False, False)
+    (disk,) = [x.VBD.get_VDI(v) for v in x.VM.get_VBDs(vm)]
+    args = ["--url", server.url_for("alpha"), "--user", USER, "--password", PASSWORD]
+    assert hypervisor.main([*args, "stop", "c1", "inst-1"]) == 0
+    assert x.VM.get_power_state(vm) == "Halted"
+    assert hypervisor.main([*args, "stop", "c2", "inst-1"]) == 1  # not c2's
+    assert "no VM of instance" in capsys.readouterr().err
+    x.VM.start(vm, False, False)
+    assert hypervisor.main([*args, "delete", "c1", "inst-1"]) == 0
+    assert x.VM.get_by_name_label("computed-inst-1") == []
+    assert disk not in x.VDI.get_all()
+    sessions = server.pool("alpha").sessions.values()
+    assert "hypervisor" not in [s.originator for s in sessions]  # logged out each time
+
+
+# ---------------------------------------------------------------- snapshots, consoles
+
+
+def task_value(x, task):
+    """The value a finished task's ``result`` carries."""
+    record = wait_task(x, task)
+    assert record["status"] == "success", record["error_info"]
+    body = f"<methodResponse><params><param>{record['result']}</param></params></methodResponse>"
+    return xmlrpc.client.loads(body)[0][0]
+
+
+@pytest.mark.parametrize("state", ["Halted", "Running", "Paused", "Suspended"])
+def test_snapshot_from_every_power_state(x, state):
+    vm = vm_in_state(x, state)
+    (disk,) = [x.VBD.get_VDI(v) for v in x.VM.get_VBDs(vm)]
+    snapshot = task_value(x, x.Async.VM.snapshot(vm, f"snap-{state}"))
+    record = x.VM.get_record(snapshot)
+    assert (record["is_a_snapshot"], record["is_a_template"], record["snapshot_of"]) == (
+        True,
+        True,
+        vm,
+    )
+    assert (record["name_label"], record["power_state"]) == (f"snap-{state}", "Halted")
+    assert x.VM.get_snapshots(vm) == [snapshot]
+    assert x.VM.get_power_state(vm) == state  # as it was
+    (vbd,) = record["VBDs"]
+    copy = x.VDI.get_record(x.VBD.get_VDI(vbd))
+    assert (copy["is_a_snapshot"], copy["snapshot_of"]) == (True, disk)
+    assert x.VDI.get_snapshots(disk) == [x.VBD.get_VDI(vbd)]
+    assert "snapshot" in x.VM.get_allowed_operations(vm)
+    assert failure_of(x.VM.start, snapshot, False, False) == ["VM_IS_SNAPSHOT", snapshot, "start"]
+    assert x.VM.get_allowed_operations(snapshot) == ["copy", "clone", "export", "destroy"]
+    x.VDI.destroy(x.VBD.get_VDI(vbd))
+    x.VM.destroy(snapshot)  # a snapshot is a template that may go
+    assert x.VM.get_snapshots(vm) == [] and x.VDI.get_snapshots(disk) == []
+
+
+def test_snapshot_ignores_the_vdis_asked_and_takes_two_or_three_parameters(x):
+    vm = new_vm(x, "two-disks")
+    data = new_vdi(x, "data")
+    x.VBD.create(vbd_record(vm, data, "1"))
+    both = x.VM.snapshot(vm, "both")
+    assert len(x.VM.get_VBDs(both)) == 2
+    root_only = x.VM.snapshot(vm, "root only", [data])
+    (vbd,) = x.VM.get_VBDs(root_only)
+    assert x.VBD.get_userdevice(vbd) == "0"
+    assert failure_of(x.VM.snapshot, vm)[:1] == ["MESSAGE_PARAMETER_COUNT_MISMATCH"]
+
+
+def test_snapshot_task_advances_and_can_be_held(server, x):
+    vm = new_vm(x, "held")
+    hold = server.hold_progress("VM.snapshot", 0.6, pool="alpha")
+    task = x.Async.VM.snapshot(vm, "held")
+    assert hold.reached.wait(10)
+    record = x.task.get_record(task)
+    assert (record["status"], record["progress"]) == ("pending", 0.6)
+    assert x.VM.get_current_operations(vm) == {task: "snapshot"}
+    hold.release()
+    assert x.VM.get_is_a_snapshot(task_value(x, task))
+    assert x.task.get_progress(task) == 1.0
+
+
+def test_snapshot_of_a_disk_whose_sr_cannot(server, x):
+    vm = new_vm(x, "on-iscsi")
+    iqn = "iqn.2024-01.org.example:snap"
+    server.add_iscsi_lun(iqn, "198.51.100.30", 0, GiB, pool="alpha")
+    sr, pbd, _ = introduce(x, "iscsi", {"target": "198.51.100.30", "targetIQN": iqn})
+    x.PBD.plug(pbd)
+    x.SR.scan(sr)
+    (lun,) = x.SR.get_VDIs(sr)
+    x.VBD.create(vbd_record(vm, lun, "1"))
+    task = x.Async.VM.snapshot(vm, "refused")
+    record = wait_task(x, task)
+    assert (record["status"], record["error_info"]) == (
+        "failure",
+        ["SR_OPERATION_NOT_SUPPORTED", sr],
+    )
+    assert x.VM.get_snapshots(vm) == []
+    assert x.VM.get_is_a_snapshot(x.VM.snapshot(vm, "without it", [lun]))
+
+
+def test_a_running_vm_has_a_vnc_console(x):
+    vm = new_vm(x, "console")
+    assert x.VM.get_consoles(vm) == []
+    x.VM.start(vm, False, False)
+    (console,) = x.VM.get_consoles(vm)
+    record = x.console.get_record(console)
+    host = x.host.get_record(x.VM.get_resident_on(vm))
+    assert (record["protocol"], record["VM"]) == ("rfb", vm)
+    assert record["location"] == f"https://{host['address']}/console?uuid={record['uuid']}"
+    x.VM.pause(vm)
+    assert x.VM.get_consoles(vm) == [console]
+    x.VM.hard_shutdown(vm)
+    assert x.VM.get_consoles(vm) == []
+    assert failure_of(x.console.get_record, console) == ["HANDLE_INVALID", "console", console]

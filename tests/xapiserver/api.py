@@ -46,12 +46,16 @@ class Method:
     self_faults: bool = False
 
 
+# VM messages with parameters added since, which take their default when left out.
+_VM_OPTIONAL = {"snapshot": 1}  # ignore_vdis, an empty set by default
+
 # VM messages whose handler applies injected faults itself (inside
 # vm_operation, while the VM shows the operation in current_operations).
 _SELF_FAULTING = {
     "destroy",
     "clone",
     "copy",
+    "snapshot",
     "provision",
     "start",
     "start_on",
@@ -179,7 +183,12 @@ def build_methods() -> dict[str, Method]:
         _generic(cls, table)
     for name, (params, handler, async_ok) in methods.VM_HANDLERS.items():
         table[f"VM.{name}"] = Method(
-            f"VM.{name}", params, handler, async_ok=async_ok, self_faults=name in _SELF_FAULTING
+            f"VM.{name}",
+            params,
+            handler,
+            async_ok=async_ok,
+            optional=_VM_OPTIONAL.get(name, 0),
+            self_faults=name in _SELF_FAULTING,
         )
     for name, (params, handler, async_ok) in methods.OTHER_HANDLERS.items():
         table[name] = Method(name, params, handler, async_ok=async_ok)

@@ -80,6 +80,18 @@ def vm_copy(call: Call, ref: str, new_name: str, sr: str) -> str:
         return vmops.clone(call.pool, ref, vm, new_name, sr)
 
 
+def vm_snapshot(call: Call, ref: str, new_name: str, ignore_vdis: list[str] | None = None) -> str:
+    """The disks are copied while the task advances (``PoolState.copy_progress``)."""
+    ignore = [str(v) for v in ignore_vdis or ()]
+    pool = call.pool
+    with vmops.vm_operation(call, ref, "snapshot") as vm:
+        for vdi in vmops.disks(pool, vm):
+            if vdi not in ignore:
+                storage.assert_capability(pool, pool.get("VDI", vdi)["SR"], "VDI_SNAPSHOT")
+        pool.copy_progress(call)
+        return vmops.snapshot(pool, ref, pool.get("VM", ref), new_name, ignore)
+
+
 def _start(call: Call, ref: str, paused: bool, force: bool) -> None:
     with vmops.vm_operation(call, ref, "start") as vm:
         vmops.boot(call.pool, ref, vm, None, paused)
@@ -212,6 +224,11 @@ VM_HANDLERS: dict[str, tuple[tuple[tuple[str, str], ...], Callable[..., Any], bo
     "destroy": ((("self", "ref"),), _vm_destroy, True),
     "clone": ((("vm", "ref"), ("new_name", "string")), vm_clone, True),
     "copy": ((("vm", "ref"), ("new_name", "string"), ("sr", "ref")), vm_copy, True),
+    "snapshot": (
+        (("vm", "ref"), ("new_name", "string"), ("ignore_vdis", "set")),
+        vm_snapshot,
+        True,
+    ),
     "provision": ((("vm", "ref"),), _lifecycle("provision", vmops.provision), True),
     "start": ((("vm", "ref"), ("start_paused", "bool"), ("force", "bool")), _start, True),
     "start_on": (
@@ -337,6 +354,7 @@ def vdi_destroy(call: Call, ref: str) -> None:
             pool.link("VM", pool.get("VBD", vbd_ref)["VM"], "VBDs", vbd_ref, add=False)
             pool.remove("VBD", vbd_ref)
         pool.link("SR", vdi["SR"], "VDIs", ref, add=False)
+        pool.link("VDI", vdi["snapshot_of"], "snapshots", ref, add=False)
         pool.remove("VDI", ref)
 
 

@@ -32,6 +32,7 @@ CLASSES = (
     "network",
     "VIF",
     "task",
+    "console",
 )
 
 VM_ACTIONS_NORMAL = "enum:destroy|restart"
@@ -409,6 +410,16 @@ def task_record() -> dict[str, Any]:
     }
 
 
+def console_record() -> dict[str, Any]:
+    return {
+        "uuid": "",
+        "protocol": "rfb",
+        "location": "",
+        "VM": NULL_REF,
+        "other_config": {},
+    }
+
+
 def host_record() -> dict[str, Any]:
     return {
         "uuid": "",
@@ -657,6 +668,7 @@ DEFAULTS = {
     "PBD": pbd_record,
     "network": network_record,
     "VM_guest_metrics": guest_metrics_record,
+    "console": console_record,
 }
 
 # Plain setters other classes offer (set_<field>), beyond VM's.
@@ -701,6 +713,7 @@ SIMPLE_SETTERS: dict[str, tuple[str, ...]] = {
     "host_metrics": ("other_config",),
     "host_cpu": ("other_config",),
     "VM_guest_metrics": ("other_config",),
+    "console": ("other_config",),
 }
 FIELD_KINDS: dict[str, dict[str, str]] = {
     "VM": VM_FIELD_KINDS,

@@ -22,7 +22,7 @@ from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from . import storage
 from .api import Dispatcher
-from .state import Fault, PoolSpec, PoolState
+from .state import Fault, PoolSpec, PoolState, ProgressHold
 
 
 def make_self_signed_cert(directory: str | os.PathLike[str]) -> tuple[str, str]:
@@ -323,6 +323,16 @@ class XapiTestServer:
     def clear_faults(self, pool: str | None = None) -> None:
         for p in [self.pool(pool)] if pool else self.pools.values():
             p.clear_faults()
+
+    def hold_progress(self, method: str, at: float, pool: str | None = None) -> ProgressHold:
+        """Stop tasks of ``method`` (e.g. ``"VM.snapshot"``) once their progress
+        reaches ``at`` (0 to 1), until ``release()``; ``reached`` is set then."""
+        return self.pool(pool).hold(method, at)
+
+    def set_copy_time(self, seconds: float, pool: str | None = None) -> None:
+        """How long a disk copy (``VM.snapshot``) takes, its task advancing meanwhile."""
+        for p in [self.pool(pool)] if pool else self.pools.values():
+            p.copy_time = seconds
 
     def set_vm_power_state(self, vm_ref: str, state: str, pool: str | None = None) -> None:
         """Simulate a guest-side power change (crash, poweroff from inside...)."""

@@ -28,6 +28,8 @@ from .wire import NULL_REF, new_ref, new_uuid, now
 
 DEFAULT_HOST_MEMORY = 16 * GiB
 DEFAULT_DOM0_MEMORY = 1 * GiB
+DEFAULT_COPY_TIME = 0.2
+COPY_STEPS = 5
 DEFAULT_DISKS = (
     '<provision><disk device="0" size="{size}" sr="" bootable="true" type="system"/></provision>'
 )
@@ -93,6 +95,26 @@ class Fault:
 
 
 @dataclass
+class ProgressHold:
+    """Stops tasks of ``method`` once they reach ``at`` (0 to 1) until released.
+
+    ``reached`` is set when a task stops there; the task stays pending, its
+    VM operation in progress, until :meth:`release`.
+    """
+
+    method: str
+    at: float
+    changed: threading.Condition
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: bool = False
+
+    def release(self) -> None:
+        with self.changed:
+            self.released = True
+            self.changed.notify_all()
+
+
+@dataclass
 class Obj:
     cls: str
     ref: str
@@ -118,6 +140,9 @@ class PoolState:
         self.sessions: dict[str, Session] = {}
         self.faults: list[Fault] = []
         self.views: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {}
+        self.holds: list[ProgressHold] = []
+        #: Seconds a disk copy (VM.snapshot) takes, its task advancing meanwhile.
+        self.copy_time = DEFAULT_COPY_TIME
         self.domid_counter = 0
         self.pool_ref = NULL_REF
         self.master_ref = NULL_REF
@@ -281,6 +306,35 @@ class PoolState:
                     status="cancelled" if cancelled else "failure", error_info=list(error)
                 )
             self.update("task", ref, **changes)
+
+    def copy_progress(self, call: Call) -> None:
+        """Spend ``copy_time`` copying for ``call``, its task's ``progress`` rising in
+        ``COPY_STEPS`` steps. Called with the lock held; waiting releases it.
+
+        A hold on the message stops it where asked; a ``task.cancel`` meanwhile
+        ends it with ``TASK_CANCELLED``.
+        """
+        if call.task is None:
+            return
+        for step in range(1, COPY_STEPS):
+            deadline = time.monotonic() + self.copy_time / COPY_STEPS
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.changed.wait(remaining)
+            if self.get("task", call.task)["status"] == "cancelling":
+                raise XapiError("TASK_CANCELLED", call.task)
+            fraction = step / COPY_STEPS
+            self.update("task", call.task, progress=fraction)
+            for hold in self.holds:
+                if hold.method == call.method and fraction >= hold.at and not hold.released:
+                    hold.reached.set()
+                    while not hold.released:
+                        self.changed.wait()
+
+    def hold(self, method: str, at: float) -> ProgressHold:
+        with self.lock:
+            hold = ProgressHold(method, at, self.changed)
+            self.holds.append(hold)
+            return hold
 
     # ------------------------------------------------------------ faults
 

@@ -42,9 +42,9 @@ from .wire import new_uuid
 
 #: SM capabilities of the SR types modelled.
 CAPABILITIES: dict[str, frozenset[str]] = {
-    "lvm": frozenset({"VDI_CREATE", "VDI_DELETE", "VDI_RESIZE", "VDI_CLONE"}),
+    "lvm": frozenset({"VDI_CREATE", "VDI_DELETE", "VDI_RESIZE", "VDI_CLONE", "VDI_SNAPSHOT"}),
     "iscsi": frozenset({"VDI_INTRODUCE"}),
-    "nfs": frozenset({"VDI_CREATE", "VDI_DELETE", "VDI_RESIZE", "VDI_CLONE"}),
+    "nfs": frozenset({"VDI_CREATE", "VDI_DELETE", "VDI_RESIZE", "VDI_CLONE", "VDI_SNAPSHOT"}),
 }
 #: SR_BACKEND_FAILURE codes and descriptions (sm's XE_SR_ERRORCODES.xml).
 ISCSI_LOGIN = (68, "ISCSI login failed - check access settings for the initiator on the storage")

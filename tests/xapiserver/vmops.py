@@ -4,7 +4,8 @@ The checks and their order follow ``check_operation_error`` in
 ocaml/xapi/xapi_vm_lifecycle.ml: blocked operations, then the power state
 (``VM_BAD_POWER_STATE [vm, expected, actual]`` with lower-case names joined by
 ", "), then operations in progress, then templates (``VM_IS_TEMPLATE [vm,
-op]``), then provision of a non-template, then the control domain.
+op]``), then snapshots (``VM_IS_SNAPSHOT [vm, op]``), then provision of a
+non-template, then the control domain.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ POWER_ALLOWED: dict[str, tuple[str, ...]] = {
     "changing_dynamic_range": ("Halted", "Running"),
     "clone": ("Halted",),
     "copy": ("Halted",),
+    "snapshot": ALL_STATES,
     "destroy": ("Halted", "Suspended"),
     "export": ("Halted", "Suspended"),
     "hard_reboot": ("Paused", "Running"),
@@ -65,11 +67,16 @@ TEMPLATE_ALLOWED = frozenset(
         "provision",
     }
 )
+#: What a snapshot VM allows (check_snapshot); the rest is VM_IS_SNAPSHOT [vm, op].
+SNAPSHOT_ALLOWED = frozenset(
+    {"revert", "clone", "copy", "export", "destroy", "hard_shutdown", "metadata_export"}
+)
 DOM0_ALLOWED = frozenset({"changing_dynamic_range", "start", "metadata_export"})
 # Operations listed in VM.allowed_operations (the ones this server models).
 LISTED_OPS = (
     "copy",
     "clone",
+    "snapshot",
     "start",
     "start_on",
     "pause",
@@ -125,6 +132,8 @@ def operation_error(ref: str, vm: dict[str, Any], op: str) -> XapiError | None:
         ).lower() in ("1", "true")
         if op not in TEMPLATE_ALLOWED and not (op == "destroy" and not default):
             return XapiError(E.VM_IS_TEMPLATE, ref, op)
+    if vm["is_a_snapshot"] and op not in SNAPSHOT_ALLOWED:
+        return XapiError(E.VM_IS_SNAPSHOT, ref, op)
     if op == "provision" and not vm["is_a_template"]:
         return XapiError(E.ONLY_PROVISION_TEMPLATE)
     if vm["is_control_domain"] and op not in DOM0_ALLOWED:
@@ -211,6 +220,27 @@ def _attach_devices(pool: PoolState, vm: dict[str, Any], attached: bool) -> None
             pool.update("VIF", vif_ref, currently_attached=attached)
 
 
+def _open_console(pool: PoolState, ref: str, vm: dict[str, Any], host: str) -> None:
+    """The domain's RFB console, served by the host it runs on: xapi_xenops.ml makes
+    one for each console xenopsd reports, at ``https://<host address>/console?uuid=<uuid>``."""
+    if vm["consoles"]:
+        return
+    uuid = new_uuid()
+    location = f"https://{pool.get('host', host)['address']}/console?uuid={uuid}"
+    console = pool.add(
+        "console", {"uuid": uuid, "protocol": "rfb", "location": location, "VM": ref}
+    )
+    pool.link("VM", ref, "consoles", console)
+
+
+def _close_consoles(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
+    """The domain is gone, and its consoles with it."""
+    for console in list(vm["consoles"]):
+        if pool.exists("console", console):
+            pool.remove("console", console)
+        pool.link("VM", ref, "consoles", console, add=False)
+
+
 def _set_metrics(pool: PoolState, vm: dict[str, Any], **changes: Any) -> None:
     if pool.exists("VM_metrics", vm["metrics"]):
         pool.update("VM_metrics", vm["metrics"], last_updated=now(), **changes)
@@ -233,6 +263,7 @@ def boot(pool: PoolState, ref: str, vm: dict[str, Any], host_ref: str | None, pa
         pool.link("host", old_host, "resident_VMs", ref, add=False)
     pool.link("host", host, "resident_VMs", ref)
     _attach_devices(pool, vm, True)
+    _open_console(pool, ref, vm, host)
     _set_metrics(
         pool,
         vm,
@@ -250,6 +281,7 @@ def halt(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
     pool.link("host", vm["resident_on"], "resident_VMs", ref, add=False)
     pool.update("VM", ref, power_state="Halted", resident_on=NULL_REF, domid=-1, memory_target=0)
     _attach_devices(pool, vm, False)
+    _close_consoles(pool, ref, vm)
     _set_metrics(pool, vm, memory_actual=0, VCPUs_number=0, state=[])
 
 
@@ -287,6 +319,7 @@ def suspend(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
         memory_target=0,
     )
     _attach_devices(pool, vm, False)
+    _close_consoles(pool, ref, vm)
     _set_metrics(pool, vm, memory_actual=0, state=[])
 
 
@@ -343,6 +376,32 @@ def new_vbd(pool: PoolState, fields: dict[str, Any]) -> str:
 
 def clone(pool: PoolState, ref: str, vm: dict[str, Any], new_name: str, sr: str | None) -> str:
     """VM.clone (sr None) / VM.copy: a Halted copy with copies of its disks."""
+    return _duplicate_vm(pool, ref, vm, new_name, sr, None)
+
+
+def snapshot(
+    pool: PoolState, ref: str, vm: dict[str, Any], new_name: str, ignore: list[str]
+) -> str:
+    """VM.snapshot (xapi_vm_snapshot.ml): a Halted template, ``is_a_snapshot`` and
+    ``snapshot_of`` the VM, with a snapshot of each disk not in ``ignore`` (each
+    VDI ``is_a_snapshot`` and ``snapshot_of`` its disk) and the VM's VIFs, MACs kept.
+
+    The caller has checked that every disk's SR can snapshot.
+    """
+    taken = _duplicate_vm(pool, ref, vm, new_name, None, set(ignore))
+    pool.link("VM", ref, "snapshots", taken)
+    return taken
+
+
+def _duplicate_vm(
+    pool: PoolState,
+    ref: str,
+    vm: dict[str, Any],
+    new_name: str,
+    sr: str | None,
+    ignore: set[str] | None,
+) -> str:
+    """A Halted copy of ``vm`` and its devices; a snapshot of it unless ``ignore`` is None."""
     fields = copy.deepcopy(vm)
     for key in ("uuid", "allowed_operations", "current_operations", "metrics"):
         fields.pop(key, None)
@@ -369,23 +428,23 @@ def clone(pool: PoolState, ref: str, vm: dict[str, Any], new_name: str, sr: str 
         guest_metrics=NULL_REF,
         parent=NULL_REF,
     )
-    new_ref = new_vm(pool, fields)
+    taking = ignore is not None
+    if taking:
+        fields.update(is_a_snapshot=True, is_a_template=True, snapshot_of=ref, snapshot_time=now())
+    copy_ref = new_vm(pool, fields)
     for vbd_ref in list(vm["VBDs"]):
         vbd = pool.get("VBD", vbd_ref)
         vdi_ref = vbd["VDI"]
+        if taking and vdi_ref in (ignore or ()):
+            continue
         if not vbd["empty"] and pool.exists("VDI", vdi_ref):
-            vdi = copy.deepcopy(pool.get("VDI", vdi_ref))
-            for key in ("uuid", "VBDs", "location", "current_operations"):
-                vdi.pop(key, None)
-            if sr is not None and pool.exists("SR", sr):
-                vdi["SR"] = sr
-            vdi_ref = new_vdi(pool, vdi)
+            vdi_ref = _duplicate_vdi(pool, vdi_ref, sr, taking)
         vbd_fields = {
             k: v
             for k, v in copy.deepcopy(vbd).items()
-            if k not in ("uuid", "currently_attached", "current_operations")
+            if k not in ("uuid", "currently_attached", "current_operations", "device")
         }
-        vbd_fields.update(VM=new_ref, VDI=vdi_ref)
+        vbd_fields.update(VM=copy_ref, VDI=vdi_ref)
         new_vbd(pool, vbd_fields)
     for vif_ref in list(vm["VIFs"]):
         vif = {
@@ -393,9 +452,31 @@ def clone(pool: PoolState, ref: str, vm: dict[str, Any], new_name: str, sr: str 
             for k, v in copy.deepcopy(pool.get("VIF", vif_ref)).items()
             if k not in ("uuid", "currently_attached", "current_operations")
         }
-        vif.update(VM=new_ref, MAC=_random_mac())
+        vif.update(VM=copy_ref)
+        if not taking:
+            vif["MAC"] = _random_mac()
         new_vif(pool, vif)
-    return new_ref
+    return copy_ref
+
+
+def _duplicate_vdi(pool: PoolState, vdi_ref: str, sr: str | None, taking: bool) -> str:
+    vdi = copy.deepcopy(pool.get("VDI", vdi_ref))
+    for key in ("uuid", "VBDs", "location", "current_operations", "snapshots"):
+        vdi.pop(key, None)
+    if sr is not None and pool.exists("SR", sr):
+        vdi["SR"] = sr
+    if taking:
+        vdi.update(is_a_snapshot=True, snapshot_of=vdi_ref, snapshot_time=now())
+    copy_ref = new_vdi(pool, vdi)
+    if taking:
+        pool.link("VDI", vdi_ref, "snapshots", copy_ref)
+    return copy_ref
+
+
+def disks(pool: PoolState, vm: dict[str, Any]) -> list[str]:
+    """The VDIs of the VM's VBDs (empty drives left out)."""
+    vbds = (pool.get("VBD", r) for r in vm["VBDs"] if pool.exists("VBD", r))
+    return [v["VDI"] for v in vbds if not v["empty"] and pool.exists("VDI", v["VDI"])]
 
 
 def new_vif(pool: PoolState, fields: dict[str, Any]) -> str:
@@ -460,6 +541,9 @@ def destroy(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:
         if pool.exists("VIF", vif_ref):
             pool.link("network", pool.get("VIF", vif_ref)["network"], "VIFs", vif_ref, add=False)
             pool.remove("VIF", vif_ref)
+    _close_consoles(pool, ref, vm)
+    # snapshots is the other end of snapshot_of: xapi's database keeps it so.
+    pool.link("VM", vm["snapshot_of"], "snapshots", ref, add=False)
     for cls, fld in (("VM_metrics", "metrics"), ("VM_guest_metrics", "guest_metrics")):
         if pool.exists(cls, vm[fld]):
             pool.remove(cls, vm[fld])

@@ -70,22 +70,31 @@ def test_broken_driver_is_reported_with_the_failing_check_ids(deployment: Deploy
     assert report["failing"] == broken.EXPECTED_FAILURES, output
     assert report["tier"] == "partial"
     # Rated per group: its bugs are in the lifecycle and host groups; it
-    # claims no console, volume or interface operation.
+    # claims no console, volume, interface, image or rescue operation.
     assert {g: r["result"] for g, r in report["groups"].items()} == {
         "lifecycle": "partial",
         "host": "partial",
         "console": "not claimed",
         "volumes": "not claimed",
         "interfaces": "not claimed",
+        "images": "not claimed",
+        "rescue": "not claimed",
     }
     assert "volumes     not claimed" in output
     for check_id in broken.EXPECTED_FAILURES:
         assert f"FAIL  {check_id}" in output
     junit = (deployment.workdir / "report.xml").read_text()
     assert junit.count("<failure ") == len(broken.EXPECTED_FAILURES)
-    table = _ctl(deployment, "tiers").splitlines()
-    assert table[1].split()[:3] == ["broken", "0.0.1", "partial"]
-    assert table[1].split()[-1] == ",".join(broken.EXPECTED_FAILURES)
+    columns = ("-c", "driver", "-c", "driver_version", "-c", "tier", "-c", "failing")
+    rows = json.loads(_ctl(deployment, "tiers", "-f", "json", *columns))
+    assert rows == [
+        {
+            "driver": "broken",
+            "driver_version": "0.0.1",
+            "tier": "partial",
+            "failing": broken.EXPECTED_FAILURES,
+        }
+    ]
     workers = json.loads(_ctl(deployment, "workers", "--json"))
     assert [(w["id"], w["tier"]) for w in workers] == [("bad", "partial")]
 

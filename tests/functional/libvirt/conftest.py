@@ -7,14 +7,17 @@ Needs libvirt-python and the libvirt daemon packages (``libvirt-daemon``,
 from __future__ import annotations
 
 import threading
+import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from oslo_config import cfg
 
+from computed.objects import InstanceStatePayload
 from computed.testing import libvirtd as libvirtd_mod
 from computed.testing.libvirtd import Libvirtd
+from rpcapi import InstanceEvent, InstanceEventListener
 from tests.functional import _drivers
 
 if TYPE_CHECKING:
@@ -132,3 +135,40 @@ class Events:
             found = match()
             assert found is not None
             return found
+
+
+class StateEvents:
+    """The instance events a scheduler hears; :meth:`wait` for those of one instance."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.heard: list[InstanceEvent] = []
+
+    def __call__(self, event: InstanceEvent) -> None:
+        if isinstance(event.payload, InstanceStatePayload):
+            with self._cond:
+                self.heard.append(event)
+                self._cond.notify_all()
+
+    def about(self, uuid: str) -> list[tuple[str, str | None, str | None, str]]:
+        return [
+            (e.event_type, e.payload.old_state, e.payload.new_state, e.payload.source)
+            for e in self.heard
+            if e.payload.uuid == uuid
+        ]
+
+    def wait(self, uuid: str, count: int, timeout: float = 30) -> list[Any]:
+        with self._cond:
+            arrived = self._cond.wait_for(lambda: len(self.about(uuid)) >= count, timeout)
+            assert arrived, f"{count} events about {uuid} within {timeout} s; heard {self.heard}"
+            return self.about(uuid)
+
+
+@pytest.fixture
+def state_events(conf: cfg.ConfigOpts) -> Iterator[StateEvents]:
+    """The instance events a scheduler listening to the test broker hears."""
+    heard = StateEvents()
+    listener = InstanceEventListener(conf, heard, pool=f"events-{uuidlib.uuid4().hex[:6]}")
+    listener.start()
+    yield heard
+    listener.stop()

@@ -5,21 +5,28 @@ Debian's packages (``apt-get download``, cached in :data:`CACHE`). Its
 ``/init`` loads the ACPI button, evdev and virtio modules, powers off when
 the power button is pressed, and says ``computed-guest: ready`` on the
 serial console every second, followed by what it sees of its devices
-(``computed-guest: devices vda:<serial>:<sectors> eth0:<mac> .``), which the
-tests read through libvirt's console stream.
+(``computed-guest: devices vda:<serial>:<sectors> eth0:<mac> .``) and the
+first letters and digits of each disk's first 8 bytes (``computed-guest:
+labels vda:ROOTDISK .``), which the tests read through libvirt's console
+stream. A line holding ``poweroff`` typed on the serial console makes it
+power itself off.
 
 Needs qemu-system-x86 and apt access to a Debian mirror (or a filled
-cache); skipped otherwise. About 40 s: each boot takes some 10 s under TCG.
+cache); skipped otherwise. About 100 s: each boot takes some 10 s under TCG.
 """
 
 from __future__ import annotations
 
+import filecmp
 import io
+import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
@@ -41,10 +48,10 @@ from computed.testing.libvirtd import Libvirtd
 
 libvirt = pytest.importorskip("libvirt")
 
-from drivers.libvirt import config, devices  # noqa: E402
+from drivers.libvirt import config, connection, devices  # noqa: E402
 from drivers.libvirt.driver import LibvirtDriver  # noqa: E402
 
-from .conftest import Events  # noqa: E402
+from .conftest import Events, StateEvents  # noqa: E402
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.libvirt_guest]
 
@@ -84,7 +91,19 @@ devices() {
   done
   echo "$line ."
 }
-while true; do echo "computed-guest: ready"; devices; $B sleep 1; done
+labels() {
+  line="computed-guest: labels"
+  for d in /sys/block/vd*; do
+    [ -e "$d" ] && line="$line ${d##*/}:$($B head -c 8 /dev/${d##*/} | $B tr -dc A-Za-z0-9)"
+  done
+  echo "$line ."
+}
+while true; do
+  echo "computed-guest: ready"; devices; labels
+  if read -t 1 command; then
+    case "$command" in *poweroff*) $B poweroff -f ;; esac
+  fi
+done
 """
 
 #: The kernel modules /init loads, by their path under the kernel's drivers.
@@ -102,7 +121,7 @@ MODULES = {
     "virtio_net": "drivers/net/virtio_net.ko",
 }
 #: Bumped whenever INIT or MODULES change, so that a cached guest is rebuilt.
-GUEST_VERSION = 2
+GUEST_VERSION = 3
 
 
 # Building the guest ---------------------------------------------------------------------
@@ -211,12 +230,16 @@ def wait_ready(conn: Any, uuid: str, timeout: float = BOOT_TIMEOUT) -> None:
 
 
 def guest_devices(
-    conn: Any, uuid: str, wanted: Callable[[dict[str, str]], bool], timeout: float = 60
+    conn: Any,
+    uuid: str,
+    wanted: Callable[[dict[str, str]], bool],
+    timeout: float = 60,
+    line_kind: str = "devices",
 ) -> dict[str, str]:
-    """Read the guest's console until its device line satisfies ``wanted``.
+    """Read the guest's console until its ``line_kind`` line satisfies ``wanted``.
 
-    :returns: what the guest sees: ``{"vdb": "<serial>:<512-byte sectors>",
-        "eth0": "<mac>"}``.
+    :returns: what the guest sees: for ``devices``, ``{"vdb": "<serial>:<512-byte
+        sectors>", "eth0": "<mac>"}``; for ``labels``, ``{"vda": "<label>"}``.
     """
     dom = conn.lookupByUUIDString(uuid)
     stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
@@ -233,7 +256,7 @@ def guest_devices(
             *lines, pending = (pending + data).split(b"\n")
             for line in lines:
                 words = line.decode(errors="replace").split()
-                if words[:2] != ["computed-guest:", "devices"] or words[-1:] != ["."]:
+                if words[:2] != ["computed-guest:", line_kind] or words[-1:] != ["."]:
                     continue
                 last = dict(word.split(":", 1) for word in words[2:-1])
                 if wanted(last):
@@ -442,5 +465,195 @@ def test_a_real_guest_sees_a_hot_plugged_interface(
         driver.detach_interface(HOST, spec.uuid, "port-1")
         guest_devices(observer, spec.uuid, lambda d: "eth0" not in d)
         driver.destroy(HOST, spec.uuid)
+    finally:
+        observer.close()
+
+
+# Contract 1.3 ------------------------------------------------------------------------------
+
+GIB = 1024 * MIB
+POOL = "guest-images"
+
+
+def observe(uri: str) -> Any:
+    """An observer's connection, opened once libvirt's event loop runs: a console
+    stream of a connection opened before it never flows."""
+    connection.start_event_loop()
+    return libvirt.open(uri)
+
+
+def guest_pool(conn: Any, daemon: Libvirtd, images: dict[str, tuple[int, bytes]]) -> Any:
+    """A directory pool of the daemon's, holding ``images``: name -> (size, first bytes)."""
+    directory = Path(daemon.directory, "pool")
+    directory.mkdir()
+    owner = pwd.getpwnam(daemon.user)
+    os.chown(directory, owner.pw_uid, owner.pw_gid)  # qemu runs as the daemon's user
+    pool = conn.storagePoolDefineXML(
+        f"<pool type='dir'><name>{POOL}</name><target><path>{directory}</path></target></pool>",
+        0,
+    )
+    pool.create(0)
+    for name, (size, label) in images.items():
+        vol = pool.createXML(
+            f"<volume><name>{name}</name><capacity unit='bytes'>{size}</capacity>"
+            "<target><format type='raw'/></target></volume>",
+            0,
+        )
+        with open(vol.path(), "r+b") as disk:
+            disk.write(label)
+    pool.refresh(0)
+    return pool
+
+
+class Terminal:
+    """A pty serial console opened as a person's terminal would: what is typed goes
+    to the guest, and what the guest writes is read (else its console stalls)."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        self.output = b""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def type(self, text: bytes) -> None:
+        os.write(self._fd, text)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self._fd, 4096)
+            except OSError:  # EIO: the hypervisor closed its side
+                return
+            if not data:
+                return
+            self.output += data
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._reader.join(30)  # until the guest's side closes
+        os.close(self._fd)
+
+
+def test_a_real_guest_powering_itself_off_is_an_event(
+    deployment: Any, own_daemon: Libvirtd, guest_boot: dict[str, str], state_events: StateEvents
+) -> None:
+    """``poweroff`` typed on the serial console the worker reports: the guest stops,
+    and libvirt's event makes the worker publish it (its periodic look is off)."""
+    uri = own_daemon.uri_for(driver="qemu")
+    deployment.start_worker(
+        [HOST],
+        "guest-events",
+        DEFAULT={"driver": "libvirt"},
+        libvirt={"host_uris": {HOST: uri}, "virt_type": "qemu"},
+        notifications={"instance_sync_interval": 0},
+    )
+    api = deployment.api()
+    spec = InstanceSpec(
+        uuid=str(uuidlib.uuid4()), name="quitter", vcpus=1, memory_mb=256, metadata=guest_boot
+    )
+    observer = observe(uri)
+    try:
+        assert api.spawn(None, HOST, spec).power_state == PowerState.RUNNING
+        wait_ready(observer, spec.uuid)
+        console = api.get_serial_console(None, HOST, spec.uuid)
+        assert console.protocol == "pty"
+        with Terminal(console.path) as terminal:
+            terminal.type(b"poweroff\n")
+            assert state_events.wait(spec.uuid, 1, timeout=60) == [
+                ("instance.power_state.update", "running", "stopped", "hypervisor")
+            ]
+        assert b"Power down" in terminal.output
+        assert api.get_info(None, HOST, spec.uuid).power_state == PowerState.STOPPED
+        api.destroy(None, HOST, spec.uuid)
+    finally:
+        observer.close()
+
+
+def test_a_real_guest_snapshotted_rescued_and_reached(
+    own_daemon: Libvirtd, make_driver: Callable[..., LibvirtDriver], guest_boot: dict[str, str]
+) -> None:
+    """Its display speaks VNC; a snapshot copies its disk; a rescue boots the rescue
+    image with the guest's own disk second, as the guest itself sees it."""
+    uri = own_daemon.uri_for(driver="qemu")
+    observer = observe(uri)
+    try:
+        guest_pool(
+            observer,
+            own_daemon,
+            {"base": (64 * MIB, b"ROOTDISK"), "fixer": (32 * MIB, b"RESCUEME")},
+        )
+        driver = make_driver(uri, host=HOST, virt_type="qemu", storage_pool=POOL)
+        spec = InstanceSpec(
+            uuid=str(uuidlib.uuid4()),
+            name="patient",
+            vcpus=1,
+            memory_mb=256,
+            metadata=guest_boot,
+            block_devices=[BlockDevice(kind="image", image="base", size_gb=1, boot_index=0)],
+        )
+        spec.validate()
+        uuid = spec.uuid
+        info = driver.spawn(HOST, spec)
+        labels = guest_devices(observer, uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
+        assert labels == {"vda": "ROOTDISK"}
+
+        # Its consoles: a VNC server answers at the display's address; the serial
+        # console is the pty the guest writes to.
+        display = driver.get_graphical_console(HOST, uuid)
+        assert (display.protocol, display.host) == ("vnc", "127.0.0.1")
+        with socket.create_connection((display.host, display.port), timeout=30) as vnc:
+            assert vnc.recv(12).startswith(b"RFB ")
+        serial = driver.get_serial_console(HOST, uuid)
+        assert serial.protocol == "pty" and os.path.exists(serial.path)
+
+        # A snapshot of the running guest: paused for the copy, running after it.
+        progress: list[int] = []
+        running = driver.snapshot(HOST, uuid, "while running", progress.append)
+        assert progress[0] == 0 and progress[-1] == 100 and progress == sorted(progress)
+        assert driver.get_info(HOST, uuid).power_state == PowerState.RUNNING
+        assert os.path.getsize(running.location) == GIB
+        with open(running.location, "rb") as image:
+            assert image.read(8) == b"ROOTDISK"
+
+        # Rescued: the rescue image is vda and boots, the guest's disk is vdb.
+        rescued = driver.rescue(HOST, uuid, "fixer")
+        assert rescued.power_state == PowerState.RESCUED
+        assert rescued.block_devices == info.block_devices  # its own, as ever
+        seen = guest_devices(observer, uuid, lambda d: "vdb" in d, BOOT_TIMEOUT, "labels")
+        assert seen == {"vda": "RESCUEME", "vdb": "ROOTDISK"}
+        sizes = guest_devices(observer, uuid, lambda d: "vdb" in d)
+        assert sizes == {"vda": f":{32 * MIB // 512}", "vdb": f":{GIB // 512}"}
+        assert driver.get_serial_console(HOST, uuid).protocol == "pty"
+
+        # Unrescued: its own disk again, alone.
+        assert driver.unrescue(HOST, uuid) == info
+        seen = guest_devices(observer, uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
+        assert seen == {"vda": "ROOTDISK"}
+
+        # A snapshot of the stopped guest is its disk, byte for byte.
+        assert driver.power_off(HOST, uuid).power_state == PowerState.STOPPED
+        stopped = driver.snapshot(HOST, uuid, "while stopped", progress.append)
+        root = observer.lookupByUUIDString(uuid).XMLDesc(0)
+        root_path = ET.fromstring(root).find("devices/disk/source").get("file")
+        assert filecmp.cmp(root_path, stopped.location, shallow=False)
+        if shutil.which("qemu-img"):
+            described = json.loads(
+                subprocess.run(
+                    ["qemu-img", "info", "--output=json", stopped.location],
+                    capture_output=True,
+                    check=True,
+                    text=True,
+                ).stdout
+            )
+            assert (described["format"], described["virtual-size"]) == ("raw", GIB)
+
+        # The images outlive the instance, until deleted.
+        driver.destroy(HOST, uuid)
+        assert os.path.exists(running.location) and os.path.exists(stopped.location)
+        for image_ref in (running, stopped):
+            driver.delete_image(HOST, image_ref.image_id)
+            assert not os.path.exists(image_ref.location)
     finally:
         observer.close()

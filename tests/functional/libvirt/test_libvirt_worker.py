@@ -1,7 +1,8 @@
 """Smoke test: a ``computed --driver libvirt`` worker, a real broker, a real libvirtd.
 
 The shared conformance suite covers the contract over the bus; this only
-shows the libvirt driver loads through its entry point and serves calls.
+shows the libvirt driver loads through its entry point and serves calls,
+and that libvirt's lifecycle events reach a scheduler as instance events.
 Skipped where the ``libvirt`` entry point is not installed.
 """
 
@@ -16,6 +17,8 @@ from computed import exception
 from computed.objects import InstanceSpec, NetworkInterface, VolumeConnection
 from computed.testing.libvirtd import Libvirtd
 from tests.functional import _drivers
+
+from .conftest import StateEvents
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -98,3 +101,31 @@ def test_worker_serves_devices_over_the_bus(deployment: Any, daemon: Libvirtd, v
     with pytest.raises(exception.InvalidPowerState):  # the test driver has no hot-plug
         api.attach_volume(None, "kvm1", uuid, connection)
     api.destroy(None, "kvm1", uuid)
+
+
+def test_changes_on_the_hypervisor_arrive_as_events(
+    deployment: Any, daemon: Libvirtd, virt: Any, state_events: StateEvents
+) -> None:
+    """Another libvirt client pauses, then destroys, a domain: libvirt's events make
+    the worker publish both at once (its periodic look is off)."""
+    worker = deployment.start_worker(
+        ["kvm1"],
+        "events",
+        DEFAULT={"driver": "libvirt"},
+        libvirt={"host_uris": {"kvm1": daemon.uri_for()}},
+        notifications={"instance_sync_interval": 0},
+    )
+    assert worker is not None
+    api = deployment.api()
+    uuid = str(uuidlib.uuid4())
+    api.spawn(None, "kvm1", InstanceSpec(uuid=uuid, name="watched", vcpus=1, memory_mb=128))
+    api.get_info(None, "kvm1", uuid)  # known to the worker as running, by its own operation
+
+    virt.lookupByUUIDString(uuid).suspend()
+    assert state_events.wait(uuid, 1) == [
+        ("instance.power_state.update", "running", "paused", "hypervisor")
+    ]
+    dom = virt.lookupByUUIDString(uuid)
+    dom.undefine()  # still there, transient, until destroyed: no state to report in between
+    dom.destroy()
+    assert state_events.wait(uuid, 2)[1:] == [("instance.delete", "paused", None, "hypervisor")]
