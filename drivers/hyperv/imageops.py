@@ -26,7 +26,8 @@ driver also finds the images it spawns from: the image id is
 ``<instance uuid>-<name, filesystem-safe>-<16 hex digits of its SHA-256>``,
 so the same (instance, name) always gives the same file, which is how a
 snapshot repeated (by this worker or another that took the host over) finds
-the image it made, even after the instance is gone. It is also a name
+the image it made, before it looks at the instance, even after the instance
+is gone. It is also a name
 ``spawn`` and ``rescue`` accept as an image.
 
 An instance spawned with neither an image nor a boot device has no root
@@ -89,14 +90,18 @@ class ImageOps:
     def snapshot(
         self, client: HostClient, host: str, uuid: str, name: str, progress: base.Progress
     ) -> ImageRef:
-        vm = self._vmops.settled(client, host, uuid, "snapshot")
-        base.check_state("snapshot", uuid, vm.power_state, base.SNAPSHOT_STATES)
-        progress(0)
+        try:
+            ident = image_id(ps.guid(uuid), name)
+        except ValueError as exc:
+            raise exception.InstanceNotFound(uuid=uuid, host=host) from exc
         vhd_dir = self._vmops.vhd_dir(client, host)
-        ident = image_id(vm.uuid, name)
         path = dev.image_path(vhd_dir, ident, "snapshot")
+        # An image the instance has is returned as it is, whatever became of the instance.
         made = self._find(client, path)
         if made is None:
+            vm = self._vmops.settled(client, host, uuid, "snapshot")
+            base.check_state("snapshot", uuid, vm.power_state, base.SNAPSHOT_STATES)
+            progress(0)
             staging = dev.disk_path(vhd_dir, uuid, f"image-{ident[-16:]}")
             if vm.root is not None:
                 made = self._take(client, vm, name, path, staging, progress)
@@ -107,7 +112,7 @@ class ImageOps:
         return ImageRef(
             image_id=ident,
             name=name,
-            instance_uuid=vm.uuid,
+            instance_uuid=ps.guid(uuid),
             host=host,
             location=str(made.get("Path") or path),
             disk_format=DISK_FORMAT,

@@ -56,8 +56,7 @@ class RescueOps:
         if image is None:
             raise exception.InvalidRequest(
                 operation="rescue",
-                reason=f"instance {uuid} has no image to boot a rescue from (it boots from a "
-                "volume, or has no root disk): name a rescue image",
+                reason=f"instance {uuid} has no image to boot a rescue from: name a rescue image",
             )
         vhd_dir = self._vmops.vhd_dir(client, host)
         parent = dev.image_path(vhd_dir, image, "rescue")

@@ -21,7 +21,6 @@ import pytest
 
 from computed import exception
 from computed.objects import PowerState
-from drivers import base
 from drivers.hyperv import powershell as ps
 from drivers.hyperv.driver import HyperVDriver
 from drivers.hyperv.vmops import encode_notes
@@ -145,12 +144,8 @@ def test_the_driver_serves_the_configured_hosts_only(driver: HyperVDriver) -> No
 # Lifecycle: the same outcome as the fake driver from every power state ---------------
 
 
-#: Rescue needs an image and takes one more argument: tests of its own (test_hyperv_images.py).
-LIFECYCLE_KEYS = [key for key in _drivers.TRANSITION_KEYS if key not in base.RESCUE_OPERATIONS]
-
-
 @pytest.mark.parametrize("state", list(_drivers.REACH))
-@pytest.mark.parametrize("operation", LIFECYCLE_KEYS)
+@pytest.mark.parametrize("operation", _drivers.TRANSITION_KEYS)
 def test_lifecycle_matches_the_fake_driver(
     driver: HyperVDriver, server: WinRMTestServer, state: str, operation: str
 ) -> None:

@@ -134,9 +134,12 @@ def test_an_image_outlives_its_instance_and_boots_another(
     driver.destroy(HOST, spec.uuid)
     host = seeded.host(HOST)
     assert host.vhd(image.location) is not None
-    # Taking it again after the instance is gone is refused as a missing instance...
+    # Taken again after the instance is gone, it is still the instance's image; a new
+    # one of a missing instance is refused...
+    again = driver.snapshot(HOST, spec.uuid, "golden", Progress())
+    assert (again.image_id, again.location) == (image.image_id, image.location)
     with pytest.raises(exception.InstanceNotFound):
-        driver.snapshot(HOST, spec.uuid, "golden", Progress())
+        driver.snapshot(HOST, spec.uuid, "silver", Progress())
     # ... and its id is an image name spawn takes.
     clone = new_spec("clone", image=image.image_id, disk_gb=4)
     assert driver.spawn(HOST, clone).power_state == PowerState.RUNNING
