@@ -38,7 +38,11 @@ def _image_name(label: str) -> str:
 
 @contextlib.contextmanager
 def _snapshot(ctx: SuiteContext, info: InstanceInfo, label: str) -> Iterator[ImageRef]:
-    """Snapshot the instance; delete the image afterwards if the driver can."""
+    """Snapshot the instance; delete the image afterwards if the driver can.
+
+    The instances snapshotted are made from ``[conformance] image``: what a
+    snapshot copies is a root disk.
+    """
     name = _image_name(label)
     image = ctx.api.snapshot(None, ctx.host, info.uuid, name)
     assert image is not None
@@ -99,7 +103,7 @@ def _devices(info: InstanceInfo) -> _Listing:
 )
 def _snapshot_call(ctx: SuiteContext) -> None:
     ctx.require("snapshot", "get_info")
-    with ctx.instance("snapshot") as info, _snapshot(ctx, info, "call"):
+    with ctx.instance("snapshot", image=ctx.image) as info, _snapshot(ctx, info, "call"):
         state = ctx.api.get_info(None, ctx.host, info.uuid).power_state
         expect(state == PowerState.RUNNING, f"after the snapshot the instance is {state}")
 
@@ -107,7 +111,7 @@ def _snapshot_call(ctx: SuiteContext) -> None:
 def _snapshot_from(state: str) -> Check:
     def run(ctx: SuiteContext) -> None:
         ctx.require("snapshot", "get_info")
-        with ctx.instance(f"snapshot-{state}", state) as info:
+        with ctx.instance(f"snapshot-{state}", state, image=ctx.image) as info:
             if state in base.SNAPSHOT_STATES:
                 with _snapshot(ctx, info, state):
                     pass
@@ -146,7 +150,10 @@ IMAGE_CHECKS.extend(
 )
 def _snapshot_twice(ctx: SuiteContext) -> None:
     ctx.require("snapshot")
-    with ctx.instance("snapshottwice") as info, _snapshot(ctx, info, "twice") as first:
+    with (
+        ctx.instance("snapshottwice", image=ctx.image) as info,
+        _snapshot(ctx, info, "twice") as first,
+    ):
         again = ctx.api.snapshot(None, ctx.host, info.uuid, first.name)
         assert again is not None
         expect(
@@ -179,7 +186,7 @@ def _snapshot_missing(ctx: SuiteContext) -> None:
 def _snapshot_progress(ctx: SuiteContext) -> None:
     ctx.require("snapshot")
     collector = ctx.require_notifications()
-    with ctx.instance("snapshotcast") as info:
+    with ctx.instance("snapshotcast", image=ctx.image) as info:
         name = _image_name("cast")
         ctxt = context.RequestContext()
         ctx.api.snapshot(ctxt, ctx.host, info.uuid, name, cast=True)
@@ -225,7 +232,7 @@ def _snapshot_progress(ctx: SuiteContext) -> None:
 )
 def _delete_image(ctx: SuiteContext) -> None:
     ctx.require("snapshot", "delete_image")
-    with ctx.instance("deleteimage") as info:
+    with ctx.instance("deleteimage", image=ctx.image) as info:
         name = _image_name("delete")
         image = ctx.api.snapshot(None, ctx.host, info.uuid, name)
         assert image is not None
