@@ -33,7 +33,6 @@ def test_scale_bench_runs_and_cleans_up(tmp_path: Path) -> None:
     assert results["client"]["route_us"]["resolutions"] == 100
     takeover = results["takeover"]
     assert takeover["hosts_moved"] > 0
-    assert takeover["answered_by_another_owner"] == 0
     # Every worker it started is gone: none still names its directory.
     leftover = subprocess.run(
         ["pgrep", "-f", results["workdir"]], capture_output=True, text=True
