@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import select
 import subprocess
 import sys
 import threading
@@ -40,6 +39,8 @@ from tests.bench.stacks import (
     REPO_ROOT,
     CastResult,
     child_env,
+    start_ready_server,
+    stop_server,
     tail,
     terminate,
 )
@@ -98,24 +99,12 @@ class NamekoStack:
     def start(self, timeout: float = 60.0) -> NamekoStack:
         from nameko.standalone.events import event_dispatcher
 
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.bench.nameko_server",
-                    "--url",
-                    self.config["AMQP_URI"],
-                ],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                cwd=REPO_ROOT,
-                env=child_env(),
-            )
-        assert self._proc.stdout is not None
-        ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
-        if (self._proc.stdout.readline() if ready else b"").strip() != b"ready":
-            raise RuntimeError(f"the nameko service did not start:\n{tail(self.log_path)}")
+        self._proc = start_ready_server(
+            [sys.executable, "-m", "tests.bench.nameko_server", "--url", self.config["AMQP_URI"]],
+            self.log_path,
+            "the nameko service",
+            timeout,
+        )
         self._dispatch = event_dispatcher(self.config)
         return self
 
@@ -152,9 +141,7 @@ class NamekoStack:
                 except Exception:  # noqa: BLE001 - the broker may be gone already
                     pass
         finally:
-            terminate(self._proc)
-            if self._proc is not None and self._proc.stdout is not None:
-                self._proc.stdout.close()
+            stop_server(self._proc)
 
 
 class CeleryStack:

@@ -218,6 +218,7 @@ class Scale:
             f"{args.candidates} candidate(s) each, {args.queues} queues"
         )
         started = time.monotonic()
+        registered_at: dict[str, float] = {}
         self.cleanup.callback(self._stop_workers)
         for worker_id in layout.worker_ids:
             options = _worker_options(
@@ -228,9 +229,9 @@ class Scale:
             if args.start == "in-turn":
                 remaining = args.ready_timeout - (time.monotonic() - started)
                 worker.wait_registered(timeout=max(remaining, 1.0))
+                registered_at[worker_id] = time.monotonic() - started
         live = set(layout.worker_ids)
         expected = layout.owners(live)
-        registered_at: dict[str, float] = {}
 
         def all_up() -> bool:
             self._restart_failed(started)

@@ -82,6 +82,33 @@ def terminate(proc: subprocess.Popen[Any] | None, timeout: float = 30.0) -> int 
     return proc.wait()
 
 
+def start_ready_server(
+    command: list[str], log_path: str, what: str, timeout: float
+) -> subprocess.Popen[bytes]:
+    """Start a server that prints ``ready`` on stdout once it consumes, and wait for it.
+
+    :raises RuntimeError: with the end of its log, once the process is gone, if
+        it did not say ``ready`` within ``timeout`` seconds.
+    """
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log, cwd=REPO_ROOT, env=child_env()
+        )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if (proc.stdout.readline() if ready else b"").strip() != b"ready":
+        stop_server(proc)
+        raise RuntimeError(f"{what} did not start:\n{tail(log_path)}")
+    return proc
+
+
+def stop_server(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server :func:`start_ready_server` started."""
+    terminate(proc)
+    if proc is not None and proc.stdout is not None:
+        proc.stdout.close()
+
+
 def tail(path: str, lines: int = 30) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
@@ -117,28 +144,16 @@ class BareStack:
         return self._proc.pid if self._proc else None
 
     def start(self, timeout: float = 60.0) -> BareStack:
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [
-                    *_launcher("tests.bench.bare_server", self.profile_dir, self.name),
-                    "--url",
-                    self.url,
-                    "--topic",
-                    self.topic,
-                    "--server",
-                    self.server,
-                    *(["--quorum"] if self.quorum else []),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                cwd=REPO_ROOT,
-                env=child_env(),
-            )
-        assert self._proc.stdout is not None
-        ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
-        line = self._proc.stdout.readline() if ready else b""
-        if line.strip() != b"ready":
-            raise RuntimeError(f"bare server did not start:\n{tail(self.log_path)}")
+        self._proc = start_ready_server(
+            [
+                *_launcher("tests.bench.bare_server", self.profile_dir, self.name),
+                *("--url", self.url, "--topic", self.topic, "--server", self.server),
+                *(["--quorum"] if self.quorum else []),
+            ],
+            self.log_path,
+            "the bare server",
+            timeout,
+        )
         self._transport = messaging.get_rpc_transport(cfg.CONF, url=self.url)
         client = messaging.get_rpc_client(self._transport, messaging.Target(topic=self.topic))
         self._cctxt = client.prepare(server=self.server, timeout=60)
@@ -171,9 +186,7 @@ class BareStack:
             if transport is not None:
                 transport.cleanup()
         finally:
-            terminate(self._proc)
-            if self._proc is not None and self._proc.stdout is not None:
-                self._proc.stdout.close()
+            stop_server(self._proc)
 
 
 class FullStack:
