@@ -35,6 +35,7 @@ working).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -227,8 +228,12 @@ class Scale:
             worker = self.workers[worker_id] = WorkerProcess(self.workdir, options, name=worker_id)
             worker.start(wait=False)
             if args.start == "in-turn":
-                remaining = args.ready_timeout - (time.monotonic() - started)
-                worker.wait_registered(timeout=max(remaining, 1.0))
+                _wait(
+                    functools.partial(self._up, worker, started),
+                    args.ready_timeout - (time.monotonic() - started),
+                    f"{worker_id} up",
+                    0.2,
+                )
                 registered_at[worker_id] = time.monotonic() - started
         live = set(layout.worker_ids)
         expected = layout.owners(live)
@@ -276,6 +281,15 @@ class Scale:
         return all(
             host in owners and owners[host].worker_id == owner for host, owner in expected.items()
         )
+
+    def _up(self, worker: Any, started: float) -> bool:
+        """Whether ``worker`` is registered up (started again if it exited)."""
+        import sqlalchemy as sa
+
+        self._restart_failed(started)
+        with self.registry.engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT id, state, pid FROM workers"))
+            return any(tuple(row) == (worker.worker_id, "up", worker.pid) for row in rows)
 
     def _one_consumer_each(self) -> bool:
         consumers = self.broker.consumers()
