@@ -1,9 +1,12 @@
 """Bare oslo.messaging against the full computed stack, in alternating rounds on one broker.
 
 Everything runs on one private RabbitMQ (``computed.testing.RabbitMQBroker``)
-started and stopped here. Both servers stay up for the whole run; the rounds
-alternate which stack goes first, so machine noise lands on both alike, and
-the report gives the median over rounds. Nothing here passes or fails on speed.
+started and stopped here. All servers stay up for the whole run; the rounds
+rotate which stack goes first, so machine noise lands on all alike, and
+the report gives the median over rounds. When the ``bench`` extra is
+installed, nameko and Celery (:mod:`tests.bench.peers`) run in the same
+rounds on the same broker, and their ratios to bare oslo.messaging are
+printed beside the full stack's. Nothing here passes or fails on speed.
 """
 
 from __future__ import annotations
@@ -75,6 +78,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("quorum", "classic"),
         default="quorum",
         help="queue type for both stacks: quorum (the default, docs/delivery.md) or classic",
+    )
+    parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="leave out nameko and Celery even when the bench extra is installed",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     parser.add_argument(
@@ -155,13 +163,22 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, A
                 "min": min(values) if values else None,
                 "max": max(values) if values else None,
             }
-        bare, full = entry["bare"]["median"], entry["full"]["median"]
-        if bare and full:
-            entry["slowdown"] = full / bare if kind == "lower" else bare / full
-        else:
-            entry["slowdown"] = None
+        bare = entry["bare"]["median"]
+        entry["ratio"] = {
+            stack: _ratio(bare, entry[stack]["median"], kind)
+            for stack in results
+            if stack != "bare"
+        }
+        entry["slowdown"] = entry["ratio"].get("full")
         summary[key] = entry
     return summary
+
+
+def _ratio(bare: float | None, other: float | None, kind: str) -> float | None:
+    """How much slower ``other`` is than bare: >1 is slower, whichever way the metric goes."""
+    if not bare or not other or bare != bare or other != other:  # missing or NaN
+        return None
+    return other / bare if kind == "lower" else bare / other
 
 
 def render(
@@ -212,9 +229,47 @@ def render(
                 )
             if r["casts_errors"]:
                 problems.append(f"{stack} round {i}: {r['casts_errors']} casts ended in error")
+    lines += render_peers(args, env, summary, results)
     if problems:
         lines += ["", "notes:"] + [f"  {p}" for p in problems]
     return "\n".join(lines)
+
+
+def render_peers(
+    args: argparse.Namespace,
+    env: dict[str, Any],
+    summary: dict[str, dict[str, Any]],
+    results: dict[str, list[dict[str, Any]]],
+) -> list[str]:
+    """The peers' medians and their ratios to bare oslo.messaging, beside the full stack's."""
+    stacks = ["full", *(s for s in results if s not in ("bare", "full"))]
+    lines = [""]
+    if len(stacks) > 1:
+        lines.append(
+            "peers, same broker, same rounds: median (ratio to bare oslo.messaging, "
+            ">1.00x = slower than bare); their queues are classic, whatever --queues says"
+        )
+        names = {"full": "computed (full)"}
+        names.update({p: f"{p} {v}" for p, v in env["peers"].items()})
+        header = f"{'metric':<32}" + "".join(f" {names[s]:>22}" for s in stacks)
+        lines += [header, "-" * len(header)]
+        for key, label, _kind in METRICS:
+            entry = summary[key]
+            cells = []
+            for stack in stacks:
+                ratio = entry["ratio"].get(stack)
+                value = _fmt(entry[stack]["median"])
+                cells.append(f"{value} ({ratio:.2f}x)" if ratio else value)
+            lines.append(
+                f"{label.format(threads=args.threads):<32}" + "".join(f" {c:>22}" for c in cells)
+            )
+        lines.append(
+            "nameko casts: events (persistent, publisher confirms); celery: threads pool, "
+            "rpc:// results, casts are tasks that ignore their result"
+        )
+    for peer, why in env["peers_skipped"].items():
+        lines.append(f"{peer}: {why}: skipped")
+    return lines if len(lines) > 1 else []
 
 
 def _progress(message: str) -> None:
@@ -234,10 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     from oslo_config import cfg
 
     from computed.testing.broker import RabbitMQBroker
-    from tests.bench import measure
+    from tests.bench import measure, peers
     from tests.bench.stacks import BareStack, FullStack
 
     env = environment()
+    if args.no_peers:
+        env["peers"], env["peers_skipped"] = {}, {p: "left out (--no-peers)" for p in peers.STACKS}
+    else:
+        env["peers"], env["peers_skipped"] = peers.available()
     results: dict[str, list[dict[str, Any]]] = {"bare": [], "full": []}
     profile_text = ""
     profile_dir = os.path.abspath(args.cprofile) if args.cprofile else None
@@ -274,10 +333,18 @@ def main(argv: list[str] | None = None) -> int:
             )
             cleanup.callback(full.stop)
             full.start()
-            stacks = {"bare": bare, "full": full}
+            stacks: dict[str, Any] = {"bare": bare, "full": full}
+            for name in env["peers"]:
+                _progress(f"starting the {name} peer")
+                peer = peers.STACKS[name](broker.amqp_url, workdir)
+                cleanup.callback(peer.stop)
+                stacks[name] = peer.start()
+                results[name] = []
 
+            names = list(stacks)
             for r in range(args.rounds):
-                order = ("bare", "full") if r % 2 == 0 else ("full", "bare")
+                # Each stack goes first in turn; with two, that alternates them.
+                order = names[r % len(names) :] + names[: r % len(names)]
                 for name in order:
                     res = measure.run_round(
                         stacks[name],

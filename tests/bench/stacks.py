@@ -51,7 +51,7 @@ class CastResult:
         return self.completed >= self.sent
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + path if path else "")
@@ -67,7 +67,7 @@ def _launcher(module: str, profile_dir: str | None, name: str) -> list[str]:
     return [sys.executable, "-m", "tests.bench.cprofiled", "--out", out, module]
 
 
-def _terminate(proc: subprocess.Popen[Any] | None, timeout: float = 30.0) -> int | None:
+def terminate(proc: subprocess.Popen[Any] | None, timeout: float = 30.0) -> int | None:
     """SIGTERM, wait, then SIGKILL: the process is gone when this returns."""
     if proc is None:
         return None
@@ -82,7 +82,34 @@ def _terminate(proc: subprocess.Popen[Any] | None, timeout: float = 30.0) -> int
     return proc.wait()
 
 
-def _tail(path: str, lines: int = 30) -> str:
+def start_ready_server(
+    command: list[str], log_path: str, what: str, timeout: float
+) -> subprocess.Popen[bytes]:
+    """Start a server that prints ``ready`` on stdout once it consumes, and wait for it.
+
+    :raises RuntimeError: with the end of its log, once the process is gone, if
+        it did not say ``ready`` within ``timeout`` seconds.
+    """
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log, cwd=REPO_ROOT, env=child_env()
+        )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if (proc.stdout.readline() if ready else b"").strip() != b"ready":
+        stop_server(proc)
+        raise RuntimeError(f"{what} did not start:\n{tail(log_path)}")
+    return proc
+
+
+def stop_server(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server :func:`start_ready_server` started."""
+    terminate(proc)
+    if proc is not None and proc.stdout is not None:
+        proc.stdout.close()
+
+
+def tail(path: str, lines: int = 30) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             return "".join(fh.readlines()[-lines:])
@@ -117,28 +144,16 @@ class BareStack:
         return self._proc.pid if self._proc else None
 
     def start(self, timeout: float = 60.0) -> BareStack:
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [
-                    *_launcher("tests.bench.bare_server", self.profile_dir, self.name),
-                    "--url",
-                    self.url,
-                    "--topic",
-                    self.topic,
-                    "--server",
-                    self.server,
-                    *(["--quorum"] if self.quorum else []),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                cwd=REPO_ROOT,
-                env=_child_env(),
-            )
-        assert self._proc.stdout is not None
-        ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
-        line = self._proc.stdout.readline() if ready else b""
-        if line.strip() != b"ready":
-            raise RuntimeError(f"bare server did not start:\n{_tail(self.log_path)}")
+        self._proc = start_ready_server(
+            [
+                *_launcher("tests.bench.bare_server", self.profile_dir, self.name),
+                *("--url", self.url, "--topic", self.topic, "--server", self.server),
+                *(["--quorum"] if self.quorum else []),
+            ],
+            self.log_path,
+            "the bare server",
+            timeout,
+        )
         self._transport = messaging.get_rpc_transport(cfg.CONF, url=self.url)
         client = messaging.get_rpc_client(self._transport, messaging.Target(topic=self.topic))
         self._cctxt = client.prepare(server=self.server, timeout=60)
@@ -171,9 +186,7 @@ class BareStack:
             if transport is not None:
                 transport.cleanup()
         finally:
-            _terminate(self._proc)
-            if self._proc is not None and self._proc.stdout is not None:
-                self._proc.stdout.close()
+            stop_server(self._proc)
 
 
 class FullStack:
@@ -226,7 +239,7 @@ class FullStack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,
-                env=_child_env(),
+                env=child_env(),
             )
         self._api = ComputeAPI()
         self._ctxt = oslo_context.RequestContext()
@@ -234,7 +247,7 @@ class FullStack:
         while True:
             if self._proc.poll() is not None:
                 raise RuntimeError(
-                    f"computed exited with {self._proc.returncode}:\n{_tail(self.log_path)}"
+                    f"computed exited with {self._proc.returncode}:\n{tail(self.log_path)}"
                 )
             try:
                 self._api.ping(self._ctxt, self.host)
@@ -244,7 +257,7 @@ class FullStack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f"computed did not serve {self.host} within {timeout:.0f} s:\n"
-                        f"{_tail(self.log_path)}"
+                        f"{tail(self.log_path)}"
                     ) from None
                 time.sleep(0.2)
         # Listen for outcomes before the first cast, so none is missed.
@@ -263,11 +276,11 @@ class FullStack:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 cwd=REPO_ROOT,
-                env=_child_env(),
+                env=child_env(),
             )
         if self._read_listener(timeout) != ["ready"]:
             raise RuntimeError(
-                f"the outcome listener did not start:\n{_tail(self.listener_log_path)}"
+                f"the outcome listener did not start:\n{tail(self.listener_log_path)}"
             )
         for i in range(self.n_instances):
             spec = InstanceSpec(uuid=str(uuid.uuid4()), name=f"bench-{i}", vcpus=1, memory_mb=128)
@@ -319,7 +332,7 @@ class FullStack:
                 try:
                     listener.wait(15)
                 except subprocess.TimeoutExpired:
-                    _terminate(listener)
+                    terminate(listener)
                 if listener.stdout is not None:
                     listener.stdout.close()
         finally:
@@ -327,4 +340,4 @@ class FullStack:
                 if self._api is not None:
                     self._api.cleanup()
             finally:
-                _terminate(self._proc, timeout=60.0)
+                terminate(self._proc, timeout=60.0)
