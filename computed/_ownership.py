@@ -48,32 +48,46 @@ def owner(host: str, candidate_ids: Iterable[str]) -> str | None:
 def assignment(
     workers: Iterable[WorkerRecord], down_time: float, now: datetime.datetime
 ) -> dict[str, tuple[str | None, list[str]]]:
-    """``{host: (owner, candidates)}`` over every host some worker declares."""
-    workers = list(workers)
-    result: dict[str, tuple[str | None, list[str]]] = {}
-    pools: dict[str, set[tuple[str, str]]] = {}
+    """``{host: (owner, candidates)}`` over every host some worker declares.
+
+    Each host's candidates are those of the first of its pools (in order)
+    that has a live one. One pass over the declarations, not one per host.
+    """
+    declared: dict[str, dict[tuple[str, str], list[str]]] = {}
     for worker in workers:
+        alive = worker.is_alive(down_time, now)
         for host in worker.hosts:
-            pools.setdefault(host, set()).add(worker.pool)
-    for host, host_pools in sorted(pools.items()):
-        ids: list[str] = []
-        for pool in sorted(host_pools):
-            ids = candidates(host, pool, workers, down_time, now)
-            if ids:
+            ids = declared.setdefault(host, {}).setdefault(worker.pool, [])
+            if alive:
+                ids.append(worker.id)
+    result: dict[str, tuple[str | None, list[str]]] = {}
+    for host, by_pool in sorted(declared.items()):
+        live: list[str] = []
+        for pool in sorted(by_pool):
+            live = sorted(by_pool[pool])
+            if live:
                 break
-        result[host] = (owner(host, ids), ids)
+        result[host] = (owner(host, live), live)
     return result
 
 
 def owned_by(
     me: WorkerRecord, workers: Iterable[WorkerRecord], down_time: float, now: datetime.datetime
 ) -> set[str]:
-    """The hosts ``me`` owns, given the registry's ``workers`` (``me`` counted as live)."""
-    others = [w for w in workers if w.id != me.id]
+    """The hosts ``me`` owns, given the registry's ``workers`` (``me`` counted as live).
+
+    Linear in the hosts ``me`` declares times the workers of its pool: each
+    other worker's hosts are looked up in a set, not scanned.
+    """
+    rivals = [
+        (w.id, frozenset(w.hosts))
+        for w in workers
+        if w.id != me.id and w.pool == me.pool and w.is_alive(down_time, now)
+    ]
     return {
         host
         for host in me.hosts
-        if owner(host, [me.id, *candidates(host, me.pool, others, down_time, now)]) == me.id
+        if owner(host, [me.id, *(i for i, hosts in rivals if host in hosts)]) == me.id
     }
 
 

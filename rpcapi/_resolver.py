@@ -59,6 +59,8 @@ class HostResolver:
         self._required = TIERS.index(required_tier)
         self._lock = threading.Lock()
         self._by_host: dict[str, list[WorkerRecord]] = {}
+        #: The workers that declare some host, once each.
+        self._workers: list[WorkerRecord] = []
         self._tiers: dict[tuple[str, str], str] = {}
         self._owners: dict[str, str | None] = {}
         self._read_at = float("-inf")
@@ -110,6 +112,7 @@ class HostResolver:
                 for host in worker.hosts:
                     by_host.setdefault(host, []).append(worker)
             self._by_host = by_host
+            self._workers = [w for w in workers if w.hosts]
             self._tiers = tiers
             self._owners = owners
             self._read_at = time.monotonic()
@@ -221,15 +224,10 @@ class HostResolver:
     def stable_until(self) -> datetime.datetime:
         """The first moment a worker in the copy may count as down (heartbeat + down time)."""
         limit = datetime.timedelta(seconds=self._down_time)
-        beats = [w.heartbeat_at for ws in self._by_host.values() for w in ws if w.heartbeat_at]
+        beats = [w.heartbeat_at for w in self._workers if w.heartbeat_at]
         return min(beats) + limit if beats else datetime.datetime.min
 
     def live_workers(self) -> list[WorkerRecord]:
         """Every live worker of the deployment, once each."""
         now = utcnow()
-        seen: dict[str, WorkerRecord] = {}
-        for workers in self._by_host.values():
-            for worker in workers:
-                if worker.is_alive(self._down_time, now):
-                    seen[worker.id] = worker
-        return list(seen.values())
+        return [w for w in self._workers if w.is_alive(self._down_time, now)]

@@ -22,7 +22,9 @@ from tests.peers import PEERS, Unavailable
 
 from ..conftest import DOWN_TIME, Deployment
 
-pytestmark = pytest.mark.conformance
+#: A run of the whole suite over the bus: on the WinRM peer, every check is
+#: a few PowerShell round trips, several minutes on a busy two-core machine.
+pytestmark = [pytest.mark.conformance, pytest.mark.timeout(900)]
 
 
 def run_conformance(
