@@ -196,9 +196,15 @@ class Worker:
                     self._record(), workers, self.conf.registry.down_time, utcnow()
                 )
             self._release(sorted(set(self._managers) - wanted))
+            kept = sorted(wanted & set(self._managers))
             taken = sorted(wanted - set(self._managers))
             if taken:
                 self._take(taken, workers)
+            # The record of a host served all along can say otherwise: a
+            # worker that started beside this one, before it saw it, may
+            # have claimed the host, then given it back. Said again, it
+            # costs a read of the rows; only a wrong one is written.
+            self.registry.claim_hosts(self.worker_id, dict.fromkeys(kept, "rebalance"))
             self._reconcile_orphans(workers)
 
     def _take(self, hosts: list[str], workers: list[WorkerRecord]) -> None:

@@ -9,9 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from computed.registry import models
-from computed.registry._db import Database, utcnow
+from computed.registry._db import Database, chunks, utcnow
 
 __all__ = ["Ownership", "HostOwnerRecord", "MoveRecord"]
+
+#: Rows per INSERT: well under SQLite's limit on bound parameters.
+_HOSTS_PER_STATEMENT = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,17 +56,21 @@ class Ownership(Database):
             return
         now = utcnow()
         with self._transaction() as session:
-            rows = {
-                row.host: row
-                for row in session.scalars(
-                    sa.select(models.HostOwner).where(models.HostOwner.host.in_(list(reasons)))
-                )
-            }
+            rows = self._owner_rows(session, list(reasons))
+            missing = sorted(set(reasons) - set(rows))
+            if missing:
+                # Rows of hosts nobody has claimed yet, skipping those another
+                # worker inserts at the same moment (workers starting
+                # together); each row is then updated like any other.
+                for chunk in chunks(missing, _HOSTS_PER_STATEMENT):
+                    session.execute(
+                        self._insert_new(models.HostOwner)
+                        .values([{"host": host, "since": now} for host in chunk])
+                        .on_conflict_do_nothing(index_elements=["host"])
+                    )
+                rows.update(self._owner_rows(session, missing))
             for host, reason in sorted(reasons.items()):
-                row = rows.get(host)
-                if row is None:
-                    row = models.HostOwner(host=host, since=now)
-                    session.add(row)
+                row = rows[host]
                 if row.worker_id == worker_id:
                     continue
                 previous = row.worker_id or row.previous_worker_id
@@ -80,6 +87,14 @@ class Ownership(Database):
                             moved_at=now,
                         )
                     )
+
+    @staticmethod
+    def _owner_rows(session: Any, hosts: list[str]) -> dict[str, models.HostOwner]:
+        rows: dict[str, models.HostOwner] = {}
+        for chunk in chunks(hosts, _HOSTS_PER_STATEMENT):
+            query = sa.select(models.HostOwner).where(models.HostOwner.host.in_(chunk))
+            rows.update((row.host, row) for row in session.scalars(query))
+        return rows
 
     def claim_host(self, host: str, worker_id: str, reason: str) -> None:
         self.claim_hosts(worker_id, {host: reason})

@@ -372,3 +372,25 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
     )
     assert reconciled() <= {s.uuid for s in specs}, reconciled()
     registry.close()
+
+
+def test_a_worker_puts_right_a_record_another_worker_left_empty(deployment: Deployment) -> None:
+    """Workers starting together: one that had not yet seen another claimed a host
+    the other already served, then gave it back, leaving the record with no
+    owner. The worker serving the host says so again at its next heartbeat,
+    and the client, which routes by the record, reaches it."""
+    deployment.start_worker(["fix-1"], "w1")
+    registry = Registry(deployment.registry_url)
+
+    def owner() -> str | None:
+        record = registry.list_owners().get("fix-1")
+        return record.worker_id if record is not None else None
+
+    wait_until(lambda: owner() == "w1", 30, "the first claim")
+    registry.claim_hosts("early", {"fix-1": "rebalance"})
+    registry.release_hosts(["fix-1"], "early")
+    assert owner() is None
+
+    wait_until(lambda: owner() == "w1", HEARTBEAT_INTERVAL * 4 + 10, "the record put right")
+    assert deployment.api().ping(None, "fix-1").worker_id == "w1"
+    registry.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -89,3 +90,37 @@ def test_worker_and_client_share_a_postgresql_registry(deployment: Deployment, p
 def test_journal(pg_url: str, check: Callable[[str], None]) -> None:
     """The journal's checks of ``tests/unit/test_registry_journal.py``, on PostgreSQL."""
     check(pg_url)
+
+
+def test_workers_claiming_the_same_new_hosts_at_once_all_succeed(pg_url: str) -> None:
+    """Workers starting together claim hosts nobody has claimed yet, at the same
+    moment: each claim succeeds (none fails on the key another one inserts),
+    and each host ends with exactly one of them as its owner."""
+    setup = Registry(pg_url)
+    setup.migrate()
+    hosts = [f"new-{i}" for i in range(600)]
+    claimants = [Registry(pg_url) for _ in range(4)]
+    start = threading.Barrier(len(claimants))
+    errors: list[BaseException] = []
+
+    def claim(registry: Registry, worker_id: str) -> None:
+        start.wait(30)
+        try:
+            registry.claim_hosts(worker_id, dict.fromkeys(hosts, "rebalance"))
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=claim, args=(registry, f"w{i}"))
+        for i, registry in enumerate(claimants)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    owners = setup.list_owners()
+    assert sorted(owners) == sorted(hosts)
+    assert {o.worker_id for o in owners.values()} <= {f"w{i}" for i in range(4)}
+    for registry in (setup, *claimants):
+        registry.close()
