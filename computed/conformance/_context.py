@@ -9,7 +9,7 @@ import random
 import shlex
 import subprocess
 import uuid as uuidlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from oslo_context import context
@@ -28,7 +28,7 @@ from computed.testing.notifications import Notification, NotificationCollector
 from drivers import base
 from rpcapi import ComputeAPI
 
-__all__ = ["CheckFailed", "CheckSkipped", "SuiteContext", "REACH"]
+__all__ = ["CheckFailed", "CheckSkipped", "SuiteContext", "REACH", "expect", "expect_error"]
 
 #: The operation that brings a running instance into each state.
 REACH = {
@@ -51,6 +51,31 @@ class CheckSkipped(Exception):
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise CheckFailed(message)
+
+
+def expect_error(
+    error: type[exception.ComputedError],
+    what: str,
+    call: Callable[[], object],
+    passes_through: Callable[[exception.ComputedError], bool] = lambda exc: False,
+) -> exception.ComputedError:
+    """The ``error`` that ``call()`` raises.
+
+    :param passes_through: which other errors of the project are raised as
+        they are, for the check to handle, rather than failing it.
+    :raises CheckFailed: if ``call()`` succeeds or raises another error.
+    """
+    try:
+        call()
+    except error as exc:
+        return exc
+    except exception.ComputedError as exc:
+        if passes_through(exc):
+            raise
+        raise CheckFailed(
+            f"{what} raised {type(exc).__name__}, not {error.__name__}: {exc}"
+        ) from None
+    raise CheckFailed(f"{what} succeeded; expected {error.__name__}")
 
 
 class SuiteContext:

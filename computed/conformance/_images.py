@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from oslo_context import context
 
 from computed import exception
 from computed.conformance._check import Check, registrar
-from computed.conformance._context import CheckFailed, SuiteContext, expect
+from computed.conformance._context import SuiteContext, expect, expect_error
 from computed.objects import ConsoleConnection, ImageRef, InstanceInfo, PowerState
 from computed.objects.image import CONSOLE_PROTOCOLS
 from drivers import base
@@ -65,20 +65,6 @@ def _check_image(ctx: SuiteContext, image: ImageRef, uuid: str, name: str) -> No
     expect(bool(image.disk_format), "the image has an empty disk_format")
 
 
-def _expect_error(
-    error: type[exception.ComputedError], what: str, call: Callable[[], object]
-) -> exception.ComputedError:
-    try:
-        call()
-    except error as exc:
-        return exc
-    except exception.ComputedError as exc:
-        raise CheckFailed(
-            f"{what} raised {type(exc).__name__}, not {error.__name__}: {exc}"
-        ) from None
-    raise CheckFailed(f"{what} succeeded; expected {error.__name__}")
-
-
 _Listing = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
 
@@ -116,7 +102,7 @@ def _snapshot_from(state: str) -> Check:
                 with _snapshot(ctx, info, state):
                     pass
             else:
-                exc = _expect_error(
+                exc = expect_error(
                     exception.InvalidPowerState,
                     f"a snapshot of a {state} instance",
                     functools.partial(
@@ -170,7 +156,7 @@ def _snapshot_twice(ctx: SuiteContext) -> None:
 )
 def _snapshot_missing(ctx: SuiteContext) -> None:
     ctx.require("snapshot")
-    _expect_error(
+    expect_error(
         exception.InstanceNotFound,
         "a snapshot of a missing instance",
         functools.partial(ctx.api.snapshot, None, ctx.host, str(uuidlib.uuid4()), _image_name("x")),
@@ -274,7 +260,7 @@ def _rescue_devices(ctx: SuiteContext) -> None:
             f"a rescued instance reports {_devices(current)}, not its own devices {before}",
         )
         if ctx.supports("attach_interface"):
-            _expect_error(
+            expect_error(
                 exception.InvalidPowerState,
                 "attaching an interface to a rescued instance",
                 functools.partial(ctx.api.attach_interface, None, ctx.host, info.uuid, ctx.vif()),
@@ -311,7 +297,7 @@ def _rescue_destroy(ctx: SuiteContext) -> None:
     with ctx.instance("rescuedestroy", image=ctx.image) as info:
         ctx.api.rescue(None, ctx.host, info.uuid)
         ctx.api.destroy(None, ctx.host, info.uuid)
-        _expect_error(
+        expect_error(
             exception.InstanceNotFound,
             "get_info of a destroyed rescued instance",
             functools.partial(ctx.api.get_info, None, ctx.host, info.uuid),
@@ -324,7 +310,7 @@ def _rescue_destroy(ctx: SuiteContext) -> None:
 def _rescue_missing(ctx: SuiteContext) -> None:
     ctx.require("rescue", "unrescue")
     for operation in ("rescue", "unrescue"):
-        _expect_error(
+        expect_error(
             exception.InstanceNotFound,
             f"{operation} of a missing instance",
             functools.partial(getattr(ctx.api, operation), None, ctx.host, str(uuidlib.uuid4())),
@@ -352,7 +338,7 @@ def _console_check(kind: str) -> Check:
                 console.path is not None or (console.host is not None and console.port is not None),
                 "the console has neither a host and port nor a path",
             )
-        _expect_error(
+        expect_error(
             exception.InstanceNotFound,
             f"{operation} of a missing instance",
             functools.partial(getattr(ctx.api, operation), None, ctx.host, str(uuidlib.uuid4())),
@@ -373,7 +359,7 @@ def _console_stopped(kind: str) -> Check:
     def run(ctx: SuiteContext) -> None:
         ctx.require(operation)
         with ctx.instance(f"{kind}stopped", PowerState.STOPPED) as info:
-            _expect_error(
+            expect_error(
                 exception.InvalidPowerState,
                 f"{operation} of a stopped instance",
                 functools.partial(getattr(ctx.api, operation), None, ctx.host, info.uuid),
