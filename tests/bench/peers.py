@@ -34,11 +34,10 @@ from importlib import metadata
 from typing import Any
 
 from tests.bench.stacks import (
-    BARE_POLL_INTERVAL,
-    CAST_BATCH_GUARD,
     REPO_ROOT,
     CastResult,
     child_env,
+    count_until,
     start_ready_server,
     stop_server,
     tail,
@@ -67,17 +66,6 @@ def available() -> tuple[dict[str, str], dict[str, str]]:
             continue
         found[name] = metadata.version(dist)
     return found, missing
-
-
-def _count_until(count: Any, base: int, n: int, sent: float) -> int:
-    """Poll the server's ``count`` until it reached ``base + n`` (or the guard ran out)."""
-    done = base
-    while time.perf_counter() - sent < CAST_BATCH_GUARD:
-        done = count()
-        if done >= base + n:
-            break
-        time.sleep(BARE_POLL_INTERVAL)
-    return done - base
 
 
 class NamekoStack:
@@ -130,7 +118,7 @@ class NamekoStack:
         for i in range(n):
             dispatch(NAMEKO_SOURCE, "work", {"n": i})
         sent = time.perf_counter()
-        done = _count_until(service.count, base, n, sent)
+        done = count_until(service.count, base, n, sent)
         return CastResult(n, done, 0, sent - start, time.perf_counter() - start)
 
     def stop(self) -> None:
@@ -227,7 +215,7 @@ class CeleryStack:
         for i in range(n):
             send("bench.work", kwargs={"n": i}, ignore_result=True)
         sent = time.perf_counter()
-        done = _count_until(lambda: self._task("bench.count"), base, n, sent)
+        done = count_until(lambda: self._task("bench.count"), base, n, sent)
         return CastResult(n, done, 0, sent - start, time.perf_counter() - start)
 
     def stop(self) -> None:

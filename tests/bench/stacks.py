@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import oslo_messaging as messaging
@@ -165,20 +166,13 @@ class BareStack:
     def casts(self, n: int) -> CastResult:
         cctxt = self._cctxt
         base = cctxt.call({}, "count")
-        target = base + n
         start = time.perf_counter()
         for i in range(n):
             cctxt.cast({}, "work", n=i)
         sent = time.perf_counter()
-        done = base
-        deadline = sent + CAST_BATCH_GUARD
-        while time.perf_counter() < deadline:
-            done = cctxt.call({}, "count")
-            if done >= target:
-                break
-            time.sleep(BARE_POLL_INTERVAL)
+        done = count_until(lambda: cctxt.call({}, "count"), base, n, sent)
         end = time.perf_counter()
-        return CastResult(n, done - base, 0, sent - start, end - start)
+        return CastResult(n, done, 0, sent - start, end - start)
 
     def stop(self) -> None:
         transport, self._transport = self._transport, None
@@ -187,6 +181,18 @@ class BareStack:
                 transport.cleanup()
         finally:
             stop_server(self._proc)
+
+
+def count_until(count: Callable[[], int], base: int, n: int, sent: float) -> int:
+    """Poll a server's ``count`` of casts processed until it reaches ``base + n``, or
+    :data:`CAST_BATCH_GUARD` seconds after ``sent`` pass; how many it processed."""
+    done = base
+    while time.perf_counter() - sent < CAST_BATCH_GUARD:
+        done = count()
+        if done >= base + n:
+            break
+        time.sleep(BARE_POLL_INTERVAL)
+    return done - base
 
 
 class FullStack:
