@@ -208,14 +208,6 @@ class InstanceInfo(ComputedObject):
             primitive.pop("block_devices", None)
             primitive.pop("network_interfaces", None)
 
-    def obj_load_attr(self, attrname: str) -> None:
-        # A driver that builds no devices, or a host older than 1.2, reports none.
-        if attrname in ("block_devices", "network_interfaces"):
-            self.assign(**{attrname: []})
-            self.obj_reset_changes([attrname])
-            return
-        super().obj_load_attr(attrname)
-
     def volume(self, volume_id: str) -> BlockDevice | None:
         """The attached volume ``volume_id``, if any."""
         for device in self.block_devices if self.obj_attr_is_set("block_devices") else ():
