@@ -81,8 +81,6 @@ class Instance:
     console: list[str] = dataclasses.field(default_factory=list)
     #: The image the instance was built from (None: booted from a volume).
     image: str | None = None
-    #: While rescued: the image the instance booted from instead of its own disk.
-    rescue_image: str | None = None
     block_devices: list[Disk] = dataclasses.field(default_factory=list)
     network_interfaces: list[Port] = dataclasses.field(default_factory=list)
 

@@ -16,7 +16,7 @@ without their connection info, interfaces as tap devices on the networks
 Images (contract 1.3) are kept beside the instances, by id, and outlive
 them; a snapshot takes ``[fake] snapshot_delay`` seconds, reporting its
 progress in quarters. A rescue boots the rescue image with the root disk as
-a second disk, as the console log shows. Consoles are addresses on the
+a second disk, which only the console log shows. Consoles are addresses on the
 host (``[fake] console_host``) with ports derived from the instance's
 UUID: the fake hypervisor names them, but nothing listens there.
 """
@@ -225,7 +225,7 @@ class FakeDriver(base.TransitionDriver):
                     operation="rescue",
                     reason=f"instance {uuid} has no image to boot a rescue from: name a rescue image",
                 )
-            instance.power_state, instance.rescue_image = PowerState.RESCUED, image
+            instance.power_state = PowerState.RESCUED
             root = next((d for d in instance.block_devices if d.boot_index == 0), None)
             instance.log(
                 f"rescue: booting {image}, with {root.device_name if root else 'vda'} as the second disk"
@@ -236,7 +236,7 @@ class FakeDriver(base.TransitionDriver):
         with self._changing(host) as instances:
             instance = _find(instances, host, uuid)
             if base.plan_transition("unrescue", uuid, instance.power_state):
-                instance.power_state, instance.rescue_image = PowerState.RUNNING, None
+                instance.power_state = PowerState.RUNNING
                 instance.log("unrescue: booting from the instance's own disk")
                 _boot_log(instance)
             return self._info(host, instance)
