@@ -11,12 +11,26 @@ from __future__ import annotations
 
 from computed.conformance._check import Check, registrar
 from computed.conformance._context import CheckFailed, SuiteContext, expect
-from computed.objects import PowerState
+from computed.objects import InstanceStatePayload, PowerState
+from computed.testing.notifications import NotificationCollector
 
 __all__ = ["EVENT_CHECKS"]
 
 EVENT_CHECKS: list[Check] = []
 check = registrar(EVENT_CHECKS)
+
+
+def _published(
+    ctx: SuiteContext, collector: NotificationCollector, uuid: str, event_type: str
+) -> InstanceStatePayload:
+    """The payload of the ``event_type`` change of ``uuid``, once the worker publishes it.
+
+    :raises CheckFailed: if it does not within the notification timeout.
+    """
+    try:
+        return collector.change_of(uuid, event_type, ctx.notification_timeout).payload
+    except TimeoutError as exc:
+        raise CheckFailed(str(exc)) from None
 
 
 @check(
@@ -29,13 +43,7 @@ def _stopped(ctx: SuiteContext) -> None:
     collector = ctx.require_notifications()
     with ctx.instance("selfstop") as info:
         ctx.behind_the_back("stop", ctx.host, info.uuid)
-        try:
-            change = collector.change_of(
-                info.uuid, "instance.power_state.update", ctx.notification_timeout
-            )
-        except TimeoutError as exc:
-            raise CheckFailed(str(exc)) from None
-        payload = change.payload
+        payload = _published(ctx, collector, info.uuid, "instance.power_state.update")
         expect(
             (payload.old_state, payload.new_state) == (PowerState.RUNNING, PowerState.STOPPED),
             f"the change says {payload.old_state} -> {payload.new_state}",
@@ -56,10 +64,7 @@ def _deleted(ctx: SuiteContext) -> None:
     collector = ctx.require_notifications()
     with ctx.instance("oobdelete") as info:
         ctx.behind_the_back("delete", ctx.host, info.uuid)
-        try:
-            change = collector.change_of(info.uuid, "instance.delete", ctx.notification_timeout)
-        except TimeoutError as exc:
-            raise CheckFailed(str(exc)) from None
-        expect(change.payload.new_state is None, f"instance.delete says {change.payload.new_state}")
+        payload = _published(ctx, collector, info.uuid, "instance.delete")
+        expect(payload.new_state is None, f"instance.delete says {payload.new_state}")
         listed = [i.uuid for i in ctx.api.list_instances(None, ctx.host)]
         expect(info.uuid not in listed, "the removed instance is still listed")
