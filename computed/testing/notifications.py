@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import oslo_messaging as messaging
 
@@ -14,6 +14,8 @@ from computed import rpc
 from computed.objects import ComputedObjectSerializer, InstanceActionPayload, InstanceStatePayload
 
 __all__ = ["Notification", "NotificationCollector", "StateChange"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -96,35 +98,48 @@ class NotificationCollector:
 
         :raises TimeoutError: listing what did arrive.
         """
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for event in self._events:
-                    if predicate(event):
-                        return event
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    seen = [e.event_type for e in self._events[-20:]]
-                    raise TimeoutError(
-                        f"no matching notification in {timeout} s; last seen: {seen}"
-                    )
-                self._changed.wait(remaining)
+
+        def missing(events: list[Notification]) -> str:
+            seen = [e.event_type for e in events[-20:]]
+            return f"no matching notification in {timeout} s; last seen: {seen}"
+
+        return self._first(self._events, predicate, timeout, missing)
 
     def change_of(self, uuid: str, event_type: str, timeout: float = 30.0) -> StateChange:
         """The first ``event_type`` change of instance ``uuid``, waiting up to ``timeout`` seconds.
 
         :raises TimeoutError: listing the changes that did arrive for it.
         """
+
+        def missing(changes: list[StateChange]) -> str:
+            seen = [c.event_type for c in changes if c.payload.uuid == uuid]
+            return f"no {event_type} of {uuid} in {timeout} s; seen: {seen}"
+
+        return self._first(
+            self._changes,
+            lambda c: c.event_type == event_type and c.payload.uuid == uuid,
+            timeout,
+            missing,
+        )
+
+    def _first(
+        self,
+        kept: list[_T],
+        predicate: Callable[[_T], bool],
+        timeout: float,
+        missing: Callable[[list[_T]], str],
+    ) -> _T:
+        """The first of ``kept`` (a list the listener appends to) matching ``predicate``,
+        waiting up to ``timeout`` seconds; else TimeoutError saying what is ``missing``."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                for change in self._changes:
-                    if change.event_type == event_type and change.payload.uuid == uuid:
-                        return change
+                for item in kept:
+                    if predicate(item):
+                        return item
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    seen = [c.event_type for c in self._changes if c.payload.uuid == uuid]
-                    raise TimeoutError(f"no {event_type} of {uuid} in {timeout} s; seen: {seen}")
+                    raise TimeoutError(missing(kept))
                 self._changed.wait(remaining)
 
     def for_request(self, request_id: str, event_type: str, timeout: float = 30.0) -> Notification:
