@@ -107,16 +107,20 @@ class HostResolver:
                 owners = {h: o.worker_id for h, o in self._registry.list_owners().items()}
             except exception.RegistryError:  # a schema older than host ownership
                 owners = {}
-            by_host: dict[str, list[WorkerRecord]] = {}
-            for worker in workers:
-                for host in worker.hosts:
-                    by_host.setdefault(host, []).append(worker)
-            self._by_host = by_host
-            self._workers = [w for w in workers if w.hosts]
+            self._index(workers)
             self._tiers = tiers
             self._owners = owners
             self._read_at = time.monotonic()
             self.generation += 1
+
+    def _index(self, workers: list[WorkerRecord]) -> None:
+        """Keep the registry's ``workers`` by host, and once each."""
+        by_host: dict[str, list[WorkerRecord]] = {}
+        for worker in workers:
+            for host in worker.hosts:
+                by_host.setdefault(host, []).append(worker)
+        self._by_host = by_host
+        self._workers = [w for w in workers if w.hosts]
 
     def _live(self, host: str) -> list[WorkerRecord]:
         now = utcnow()

@@ -139,11 +139,7 @@ class _Snapshot(HostResolver):
 
     def __init__(self, workers: list[Any], down_time: float) -> None:
         self._down_time = down_time
-        self._workers = [w for w in workers if w.hosts]
-        self._by_host = {}
-        for worker in workers:
-            for host in worker.hosts:
-                self._by_host.setdefault(host, []).append(worker)
+        self._index(workers)
 
 
 def _host_rows(hosts: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
