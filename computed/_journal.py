@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, NamedTuple
 
-from computed.objects import InstanceSpec
+from computed.objects import ComputedObject
 from computed.registry import Registry
 from computed.registry.api import (
     JOURNAL_RECEIVED,
@@ -289,14 +289,20 @@ class Journal:
 
 
 def encode_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Checked arguments as JSON values: each versioned object as its primitive."""
     return {
-        name: value.obj_to_primitive() if isinstance(value, InstanceSpec) else value
+        name: value.obj_to_primitive() if isinstance(value, ComputedObject) else value
         for name, value in arguments.items()
     }
 
 
 def decode_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments :func:`encode_arguments` encoded, with their objects rebuilt."""
     return {
-        name: InstanceSpec.obj_from_primitive(value) if name == "instance" else value
+        name: ComputedObject.obj_from_primitive(value) if _is_object(value) else value
         for name, value in arguments.items()
     }
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict) and f"{ComputedObject.OBJ_SERIAL_NAMESPACE}.name" in value
