@@ -24,6 +24,11 @@ __all__ = [
     "HostUnavailable",
     "HostTimeout",
     "OperationInterrupted",
+    "MigrationError",
+    "MigrationPreCheckFailed",
+    "MigrationAborted",
+    "MigrationNotFound",
+    "InvalidMigrationState",
     "RPCError",
     "BrokerUnavailable",
     "DriverError",
@@ -119,6 +124,35 @@ class OperationInterrupted(ComputedError):
         "%(operation)s of instance %(uuid)s on host %(host)s was interrupted when worker "
         "%(worker)s stopped, and is not repeated: %(reason)s"
     )
+
+
+class MigrationError(ComputedError):
+    """A move of an instance failed; ``reason`` says where the instance is now."""
+
+    _msg_fmt = "%(migration)s failed: %(reason)s"
+    expected = True
+
+
+class MigrationPreCheckFailed(MigrationError):
+    """The destination cannot take the instance (capacity, CPU, networks, its driver)."""
+
+    _msg_fmt = "Host %(host)s cannot take instance %(uuid)s: %(reason)s"
+
+
+class MigrationAborted(MigrationError):
+    """A live migration stopped on request; the instance runs on its source."""
+
+    _msg_fmt = "Live migration %(migration)s of instance %(uuid)s was aborted: %(reason)s"
+
+
+class MigrationNotFound(ComputedError):
+    _msg_fmt = "Migration %(migration)s is not in the registry."
+    expected = True
+
+
+class InvalidMigrationState(ComputedError):
+    _msg_fmt = "Cannot %(operation)s migration %(migration)s: it is %(status)s, and %(operation)s needs %(allowed)s."
+    expected = True
 
 
 class RPCError(ComputedError):

@@ -42,6 +42,7 @@ from computed.objects import (
     InstanceInfo,
     InstanceInfoList,
     InstanceSpec,
+    Migration,
     NetworkInterface,
     PingResult,
     VolumeConnection,
@@ -58,8 +59,10 @@ __all__ = [
     "operation_of",
     "PREVIOUS_MAJOR_PROXIES",
     "REPEATABLE_OPERATIONS",
+    "SOURCE_STEPS",
     "endpoints",
     "reconcile",
+    "clean_up_evacuated",
     "sync_instances",
     "watching",
 ]
@@ -71,6 +74,20 @@ REPEATABLE_OPERATIONS = frozenset(
     {"spawn", "destroy", "power_on", "power_off", "pause", "unpause", "suspend", "resume"}
     | set(base.DEVICE_OPERATIONS)
     | {"snapshot", "rescue", "unrescue"}
+    | set(base.MIGRATION_OPERATIONS)
+    | set(base.LIVE_MIGRATION_OPERATIONS)
+    | set(base.EVACUATION_OPERATIONS)
+) - {"check_migration_destination", "abort_live_migration"}
+
+#: Steps of a move that run on its source host; the others run on its destination.
+SOURCE_STEPS = frozenset(
+    {
+        "migrate_disk_and_power_off",
+        "confirm_migration",
+        "finish_revert_migration",
+        "live_migration",
+        "abort_live_migration",
+    }
 )
 
 #: A long operation's progress is published in steps of this many percent.
@@ -134,10 +151,7 @@ class Operation:
 
     def instance_uuid(self, arguments: dict[str, Any]) -> str | None:
         """The UUID of the instance that checked ``arguments`` act on, if any."""
-        if "instance" in arguments:
-            return str(arguments["instance"].uuid)
-        uuid = arguments.get("uuid")
-        return uuid if isinstance(uuid, str) else None
+        return _instance_uuid(arguments)
 
 
 def operation_of(endpoint: object, method: str) -> Operation | None:
@@ -306,6 +320,70 @@ class ComputeManager:
             self._driver.get_graphical_console(self._host, uuid),
         )
 
+    # Moving instances (1.4) -----------------------------------------------------
+    #
+    # Each step gets the whole Migration and acts on its own side of it; all
+    # but the check and the abort are journaled and repeatable (idempotent by
+    # migration id). docs/migration.md describes the orchestration.
+
+    @_operation()
+    def check_migration_destination(self, ctxt: Any, migration: Migration) -> dict[str, str]:
+        return _data(
+            "check_migration_destination",
+            self._driver.check_migration_destination(self._host, migration),
+        )
+
+    @_operation(lifecycle=True)
+    def migrate_disk_and_power_off(self, ctxt: Any, migration: Migration) -> dict[str, str]:
+        return _data(
+            "migrate_disk_and_power_off",
+            self._driver.migrate_disk_and_power_off(self._host, migration.instance_uuid, migration),
+        )
+
+    @_operation(lifecycle=True)
+    def finish_migration(self, ctxt: Any, migration: Migration) -> InstanceInfo:
+        return self._driver.finish_migration(self._host, migration)
+
+    @_operation(lifecycle=True)
+    def confirm_migration(self, ctxt: Any, migration: Migration) -> None:
+        self._driver.confirm_migration(self._host, migration)
+
+    @_operation(lifecycle=True)
+    def revert_migration(self, ctxt: Any, migration: Migration) -> None:
+        self._driver.revert_migration(self._host, migration)
+
+    @_operation(lifecycle=True)
+    def finish_revert_migration(self, ctxt: Any, migration: Migration) -> InstanceInfo:
+        return self._driver.finish_revert_migration(self._host, migration)
+
+    @_operation(lifecycle=True)
+    def pre_live_migration(self, ctxt: Any, migration: Migration) -> dict[str, str]:
+        return _data("pre_live_migration", self._driver.pre_live_migration(self._host, migration))
+
+    @_operation(lifecycle=True)
+    def live_migration(self, ctxt: Any, migration: Migration) -> None:
+        uuid = migration.instance_uuid
+        progress = _ProgressReport(self._notifier, ctxt, self._host, "live_migration", uuid)
+        self._driver.live_migration(self._host, uuid, migration, progress)
+        progress(100)
+
+    @_operation(lifecycle=True)
+    def post_live_migration_at_destination(self, ctxt: Any, migration: Migration) -> InstanceInfo:
+        return self._driver.post_live_migration_at_destination(self._host, migration)
+
+    @_operation(lifecycle=True)
+    def rollback_live_migration_at_destination(self, ctxt: Any, migration: Migration) -> None:
+        self._driver.rollback_live_migration_at_destination(self._host, migration)
+
+    @_operation()
+    def abort_live_migration(self, ctxt: Any, migration: Migration) -> None:
+        # Not under the instance's lock: the live migration it stops holds it.
+        self._driver.abort_live_migration(self._host, migration.instance_uuid, migration)
+
+    @_operation(lifecycle=True)
+    def evacuate(self, ctxt: Any, migration: Migration) -> InstanceInfo:
+        return self._driver.evacuate(self._host, migration)
+
     # Queries ------------------------------------------------------------------
 
     @_operation()
@@ -384,6 +462,8 @@ class ComputeManager:
                 raise exception.UnsupportedOperation(
                     operation=f"reboot.{reboot_type}", driver=self._driver.name, host=self._host
                 )
+        if "migration" in arguments:
+            self._check_migration(operation, arguments["migration"])
         if "image_name" in arguments:
             check_image_name(operation, arguments["image_name"])
         for name in ("image_id", "rescue_image"):
@@ -428,6 +508,22 @@ class ComputeManager:
                     f"got {_brief(size)}",
                 )
 
+    def _check_migration(self, operation: str, migration: Any) -> None:
+        """A step of a move must be of a valid Migration, and sent to its own side of it."""
+        if not isinstance(migration, Migration):
+            raise exception.InvalidRequest(
+                operation=operation,
+                reason=f"migration must be a Migration object, got {_brief(migration)}",
+            )
+        migration.validate(operation)
+        side = "source_host" if operation in SOURCE_STEPS else "dest_host"
+        if getattr(migration, side) != self._host:
+            raise exception.InvalidRequest(
+                operation=operation,
+                reason=f"{operation} runs on the {side.split('_')[0]} of "
+                f"{migration.describe()}, not on {self._host}",
+            )
+
     def _check_spawn_features(self, spec: InstanceSpec) -> None:
         """Refuse a spawn whose devices the driver does not build, before it runs."""
         needed = set()
@@ -446,7 +542,8 @@ class ComputeManager:
     def _run_lifecycle(
         self, operation: str, func: Callable[..., Any], ctxt: Any, arguments: dict[str, Any]
     ) -> Any:
-        uuid = arguments["instance"].uuid if operation == "spawn" else arguments["uuid"]
+        uuid = _instance_uuid(arguments)
+        assert uuid is not None
         with self._locks.hold(uuid):
             if self._journal is not None:
                 ticket = self._journal.begin(
@@ -673,6 +770,35 @@ def _fail(manager: ComputeManager, ctxt: Any, entry: JournalRecord, error: Excep
     return "failed"
 
 
+def clean_up_evacuated(manager: ComputeManager, migration: Migration) -> bool:
+    """Remove from ``manager``'s host an instance evacuated from it while it was down.
+
+    Not a method: every public method of the manager is an RPC endpoint.
+
+    The worker that next serves an evacuated instance's old host calls this
+    for each completed evacuation from it, as nova's compute does on start:
+    the instance runs on the evacuation's destination, and must not on two
+    hosts. Only an instance the host still lists is destroyed.
+
+    :returns: whether the instance was there and is gone now.
+    """
+    uuid = migration.instance_uuid
+    with manager._locks.hold(uuid):
+        listed = {info.uuid for info in manager._driver.list_instances(manager._host)}
+        if uuid not in listed:
+            return False
+        LOG.info(
+            "Destroying instance %s on %s: it was evacuated to %s (migration %s)",
+            uuid,
+            manager._host,
+            migration.dest_host,
+            migration.id,
+        )
+        manager._driver.destroy(manager._host, uuid)
+        manager._note_state(uuid, None)
+        return True
+
+
 def sync_instances(manager: ComputeManager, only: str | None = None, source: str = "poll") -> int:
     """Publish what changed on ``manager``'s host since the last look that no
     operation of this worker made: ``instance.power_state.update`` (old and
@@ -729,6 +855,25 @@ class _ProgressReport:
                 return
             self._published = step
         self._notifier.emit_progress(self._ctxt, self._host, self._operation, self._uuid, percent)
+
+
+def _instance_uuid(arguments: dict[str, Any]) -> str | None:
+    """The UUID of the instance that checked ``arguments`` act on, if any."""
+    if "instance" in arguments:
+        return str(arguments["instance"].uuid)
+    if "migration" in arguments:
+        return str(arguments["migration"].instance_uuid)
+    uuid = arguments.get("uuid")
+    return uuid if isinstance(uuid, str) else None
+
+
+def _data(operation: str, data: Any) -> dict[str, str]:
+    """A step's hand-over data, checked: strings only, as the Migration carries it."""
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise TypeError(f"{operation} returned {_brief(data)}, not a dict of strings")
+    return data
 
 
 def _console(operation: str, kind: str, console: Any) -> ConsoleConnection:

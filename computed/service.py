@@ -35,9 +35,10 @@ from computed._watcher import InstanceWatcher
 from computed.conf import metrics as metrics_conf
 from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
-from computed.manager import ComputeManager, endpoints, reconcile
+from computed.manager import ComputeManager, clean_up_evacuated, endpoints, reconcile
 from computed.metrics import WorkerMetrics, WorkerState
 from computed.notifications import NotificationPublisher, OutcomeNotifier
+from computed.objects import Migration, MigrationKind, MigrationStatus
 from computed.registry import Registry, WorkerRecord
 from computed.registry.api import STATE_DRAINING, STATE_STOPPED, utcnow
 from drivers.base import ComputeDriver
@@ -239,6 +240,40 @@ class Worker:
         if self._watcher is not None:
             self._watcher.hosts_changed()
         LOG.info("Worker %s now serves %s", self.worker_id, ", ".join(served))
+        evacuated = [
+            record.migration
+            for record in self.registry.list_migrations(
+                kind=MigrationKind.EVACUATION, statuses={MigrationStatus.COMPLETED}
+            )
+            if record.migration.source_host in managers
+        ]
+        if evacuated:
+            threading.Thread(
+                target=self._clean_up_evacuated, args=(evacuated,), name="evacuated", daemon=True
+            ).start()
+
+    def _clean_up_evacuated(self, evacuated: list[Migration]) -> None:
+        """Remove the instances evacuated from hosts this worker has just taken."""
+        assert self.registry is not None
+        for migration in evacuated:
+            manager = self._managers.get(migration.source_host)
+            if manager is None:
+                continue
+            try:
+                clean_up_evacuated(manager, migration)
+                self.registry.update_migration(
+                    migration.id,
+                    MigrationStatus.CLEANED,
+                    expect={MigrationStatus.COMPLETED},
+                    operation="clean up",
+                )
+            except Exception as exc:
+                LOG.warning(
+                    "Could not remove instance %s, evacuated from %s: %s",
+                    migration.instance_uuid,
+                    migration.source_host,
+                    exc,
+                )
 
     def _release(self, hosts: list[str]) -> None:
         """Stop consuming these hosts in the background, letting running operations finish."""

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: The newest version of the compute RPC contract this code speaks.
-RPC_API_VERSION = "1.3"
+RPC_API_VERSION = "1.4"
 
 #: The oldest version this code still serves: the start of the current major,
 #: or, for one release after a major bump, the start of the previous major
@@ -55,6 +55,14 @@ VERSION_HISTORY: tuple[tuple[str, str], ...] = (
         "power state rescued (InstanceInfo 1.2, InstanceActionPayload 1.1 with progress "
         "and image, InstanceStatePayload 1.1)",
     ),
+    (
+        "1.4",
+        "Moving instances: added check_migration_destination, migrate_disk_and_power_off, "
+        "finish_migration, confirm_migration, revert_migration, finish_revert_migration, "
+        "pre_live_migration, live_migration, post_live_migration_at_destination, "
+        "rollback_live_migration_at_destination, abort_live_migration, evacuate "
+        "(Migration 1.0, Flavor 1.0)",
+    ),
 )
 
 #: Release names operators may use as a pin, mapped to the version they speak.
@@ -63,6 +71,7 @@ VERSION_ALIASES: dict[str, str] = {
     "beta": "1.1",
     "gamma": "1.2",
     "delta": "1.3",
+    "epsilon": "1.4",
 }
 
 #: The version that introduced each method of the contract.
@@ -94,6 +103,18 @@ METHOD_VERSIONS: dict[str, str] = {
     "unrescue": "1.3",
     "get_serial_console": "1.3",
     "get_graphical_console": "1.3",
+    "check_migration_destination": "1.4",
+    "migrate_disk_and_power_off": "1.4",
+    "finish_migration": "1.4",
+    "confirm_migration": "1.4",
+    "revert_migration": "1.4",
+    "finish_revert_migration": "1.4",
+    "pre_live_migration": "1.4",
+    "live_migration": "1.4",
+    "post_live_migration_at_destination": "1.4",
+    "rollback_live_migration_at_destination": "1.4",
+    "abort_live_migration": "1.4",
+    "evacuate": "1.4",
 }
 
 #: Arguments added to a method after the version that introduced it:
@@ -152,6 +173,24 @@ OBJECT_VERSIONS: dict[str, dict[str, str]] = {
         "InstanceInfoList": "1.2",
         "InstanceSpec": "1.2",
         "InstanceStatePayload": "1.1",
+        "NetworkInterface": "1.0",
+        "PingResult": "1.0",
+        "VolumeConnection": "1.0",
+        "VolumeConnector": "1.0",
+    },
+    "1.4": {
+        "BlockDevice": "1.0",
+        "ConsoleConnection": "1.0",
+        "Flavor": "1.0",
+        "HostCapabilities": "1.0",
+        "HostResources": "1.0",
+        "ImageRef": "1.0",
+        "InstanceActionPayload": "1.1",
+        "InstanceInfo": "1.2",
+        "InstanceInfoList": "1.2",
+        "InstanceSpec": "1.2",
+        "InstanceStatePayload": "1.1",
+        "Migration": "1.0",
         "NetworkInterface": "1.0",
         "PingResult": "1.0",
         "VolumeConnection": "1.0",

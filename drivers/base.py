@@ -61,6 +61,26 @@ Semantics every driver honours (the fake driver is their executable form):
     console of an instance in :data:`CONSOLE_STATES`
     (:class:`~computed.objects.ConsoleConnection`); an instance without
     such a console raises UnsupportedOperation.
+* Moving instances (contract 1.4; ``docs/migration.md``): every step gets
+  the :class:`~computed.objects.Migration` it belongs to and is idempotent
+  by its id: a step run again (after its worker died) finds its work done
+  and returns what it returned the first time. The orchestrator calls, on
+  the destination, :meth:`ComputeDriver.check_migration_destination` first,
+  then either the cold steps (:meth:`~ComputeDriver.migrate_disk_and_power_off`
+  on the source, :meth:`~ComputeDriver.finish_migration` on the destination,
+  then :meth:`~ComputeDriver.confirm_migration` on the source or
+  :meth:`~ComputeDriver.revert_migration` on the destination and
+  :meth:`~ComputeDriver.finish_revert_migration` on the source), the live
+  ones (:meth:`~ComputeDriver.pre_live_migration` on the destination,
+  :meth:`~ComputeDriver.live_migration` on the source,
+  :meth:`~ComputeDriver.post_live_migration_at_destination` or
+  :meth:`~ComputeDriver.rollback_live_migration_at_destination` on the
+  destination) or :meth:`~ComputeDriver.evacuate` on the destination. A
+  resize is a cold migration whose source and destination are one host.
+  At every moment between steps the instance is on exactly one host as
+  far as ``get_info`` and ``list_instances`` say: the source until the
+  destination's finishing step returns, the destination after it. The
+  source's copy, kept for a revert, is not listed.
 """
 
 from __future__ import annotations
@@ -79,6 +99,7 @@ from computed.objects import (
     ImageRef,
     InstanceInfo,
     InstanceSpec,
+    Migration,
     NetworkInterface,
     PowerState,
     VolumeConnection,
@@ -103,6 +124,11 @@ __all__ = [
     "IMAGE_OPERATIONS",
     "RESCUE_OPERATIONS",
     "CONSOLE_OPERATIONS",
+    "MIGRATION_OPERATIONS",
+    "LIVE_MIGRATION_OPERATIONS",
+    "EVACUATION_OPERATIONS",
+    "COLD_MIGRATION_STATES",
+    "LIVE_MIGRATION_STATES",
     "OPERATION_GROUPS",
     "Progress",
     "plan_transition",
@@ -190,6 +216,29 @@ RESCUE_OPERATIONS = ("rescue", "unrescue")
 #: Operations of contract 1.3 that say where an instance's consoles are.
 CONSOLE_OPERATIONS = ("get_serial_console", "get_graphical_console")
 
+#: Operations of contract 1.4 that resize an instance or move it, stopped, to
+#: another host (the destination's check comes first in every move).
+MIGRATION_OPERATIONS = (
+    "check_migration_destination",
+    "migrate_disk_and_power_off",
+    "finish_migration",
+    "confirm_migration",
+    "revert_migration",
+    "finish_revert_migration",
+)
+
+#: Operations of contract 1.4 that move a running instance to another host.
+LIVE_MIGRATION_OPERATIONS = (
+    "pre_live_migration",
+    "live_migration",
+    "post_live_migration_at_destination",
+    "rollback_live_migration_at_destination",
+    "abort_live_migration",
+)
+
+#: Operations of contract 1.4 that rebuild an instance of a dead host elsewhere.
+EVACUATION_OPERATIONS = ("evacuate",)
+
 #: Every operation of the contract (see ``computed.version.METHOD_VERSIONS``).
 ALL_OPERATIONS = (
     OPERATIONS_1_0
@@ -198,6 +247,9 @@ ALL_OPERATIONS = (
     + IMAGE_OPERATIONS
     + RESCUE_OPERATIONS
     + CONSOLE_OPERATIONS
+    + MIGRATION_OPERATIONS
+    + LIVE_MIGRATION_OPERATIONS
+    + EVACUATION_OPERATIONS
 )
 
 #: The operations by group, each rated on its own by the conformance suite:
@@ -210,6 +262,9 @@ OPERATION_GROUPS: dict[str, tuple[str, ...]] = {
     "interfaces": ("attach_interface", "detach_interface"),
     "images": IMAGE_OPERATIONS,
     "rescue": RESCUE_OPERATIONS,
+    "migration": MIGRATION_OPERATIONS,
+    "live_migration": ("check_migration_destination",) + LIVE_MIGRATION_OPERATIONS,
+    "evacuation": ("check_migration_destination",) + EVACUATION_OPERATIONS,
 }
 
 #: Every feature a driver may declare. ``spawn.*`` say which parts of an
@@ -235,6 +290,14 @@ SNAPSHOT_STATES = frozenset({PowerState.RUNNING, PowerState.STOPPED, PowerState.
 
 #: The power states in which an instance has a console to reach.
 CONSOLE_STATES = frozenset({PowerState.RUNNING, PowerState.PAUSED, PowerState.RESCUED})
+
+
+#: The power states from which an instance is resized or migrated cold; it
+#: ends in the same state on its destination.
+COLD_MIGRATION_STATES = frozenset({PowerState.RUNNING, PowerState.STOPPED})
+
+#: The power states from which an instance is migrated live.
+LIVE_MIGRATION_STATES = frozenset({PowerState.RUNNING, PowerState.PAUSED})
 
 
 def plan_transition(operation: str, uuid: str, state: str) -> bool:
@@ -449,6 +512,118 @@ class ComputeDriver(abc.ABC):
         raise exception.UnsupportedOperation(
             operation="get_graphical_console", driver=self.name, host=host
         )
+
+    # Moving instances (1.4) -------------------------------------------------
+    #
+    # Each step is idempotent by migration.id (see the module's docstring).
+
+    def check_migration_destination(self, host: str, migration: Migration) -> dict[str, str]:
+        """On the destination: whether ``host`` can take the instance (networks its
+        interfaces need, for a live migration a compatible CPU and hypervisor);
+        return what the source needs to reach it (``dest_data``), or {}.
+
+        Free resources are the worker's business, checked before this.
+
+        :raises computed.exception.MigrationPreCheckFailed: saying why not.
+        """
+        raise exception.UnsupportedOperation(
+            operation="check_migration_destination", driver=self.name, host=host
+        )
+
+    def migrate_disk_and_power_off(
+        self, host: str, uuid: str, migration: Migration
+    ) -> dict[str, str]:
+        """On the source: stop the instance (from :data:`COLD_MIGRATION_STATES`) and
+        make its disks available to the destination (``migration.dest_data`` says
+        where it is); return what :meth:`finish_migration` needs (``source_data``).
+
+        The instance stays listed on the source, stopped, until the destination
+        finishes.
+        """
+        raise exception.UnsupportedOperation(
+            operation="migrate_disk_and_power_off", driver=self.name, host=host
+        )
+
+    def finish_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        """On the destination: build the instance from what the source handed over, at
+        ``migration.flavor``, with its devices, in ``migration.power_state``.
+
+        From here the destination lists it and the source does not; the source
+        keeps its copy, unlisted, until :meth:`confirm_migration` or
+        :meth:`finish_revert_migration`. On one host (a resize) the instance is
+        resized in place, its old size kept for a revert.
+        """
+        return self._unsupported(host, "finish_migration")
+
+    def confirm_migration(self, host: str, migration: Migration) -> None:
+        """On the source: remove the copy kept for a revert; succeed if it is gone."""
+        raise exception.UnsupportedOperation(
+            operation="confirm_migration", driver=self.name, host=host
+        )
+
+    def revert_migration(self, host: str, migration: Migration) -> None:
+        """On the destination: remove the instance built by :meth:`finish_migration`;
+        succeed if it is gone. On one host (a resize) this does nothing: the
+        source's step puts the old size back."""
+        raise exception.UnsupportedOperation(
+            operation="revert_migration", driver=self.name, host=host
+        )
+
+    def finish_revert_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        """On the source: bring the instance back as it was before the migration
+        (``migration.old_flavor``, ``migration.instance.power_state``), listed again.
+        An instance never stopped by :meth:`migrate_disk_and_power_off` is returned as it is."""
+        return self._unsupported(host, "finish_revert_migration")
+
+    def pre_live_migration(self, host: str, migration: Migration) -> dict[str, str]:
+        """On the destination: prepare to receive the running instance (its disks'
+        targets, its networks); return more ``dest_data`` for the source, or {}.
+        Undone by :meth:`rollback_live_migration_at_destination`."""
+        raise exception.UnsupportedOperation(
+            operation="pre_live_migration", driver=self.name, host=host
+        )
+
+    def live_migration(
+        self, host: str, uuid: str, migration: Migration, progress: Progress
+    ) -> None:
+        """On the source: move the running instance to ``migration.dest_host`` and
+        return once it runs there and no longer on ``host``.
+
+        Call ``progress(percent)`` as memory (and disks) are copied. A
+        failure leaves the instance running on the source. Run again after the
+        instance has left, it returns at once.
+
+        :raises computed.exception.MigrationAborted: if :meth:`abort_live_migration` stopped it.
+        """
+        raise exception.UnsupportedOperation(
+            operation="live_migration", driver=self.name, host=host
+        )
+
+    def post_live_migration_at_destination(self, host: str, migration: Migration) -> InstanceInfo:
+        """On the destination: finish taking the instance in; return it as it runs here."""
+        return self._unsupported(host, "post_live_migration_at_destination")
+
+    def rollback_live_migration_at_destination(self, host: str, migration: Migration) -> None:
+        """On the destination: undo :meth:`pre_live_migration` (and anything a failed
+        migration left) after a failure or an abort; succeed if there is nothing."""
+        raise exception.UnsupportedOperation(
+            operation="rollback_live_migration_at_destination", driver=self.name, host=host
+        )
+
+    def abort_live_migration(self, host: str, uuid: str, migration: Migration) -> None:
+        """On the source: stop the live migration in progress, if any; the
+        instance keeps running on the source. Called while :meth:`live_migration`
+        runs (on another thread); succeed if no migration is in progress."""
+        raise exception.UnsupportedOperation(
+            operation="abort_live_migration", driver=self.name, host=host
+        )
+
+    def evacuate(self, host: str, migration: Migration) -> InstanceInfo:
+        """On the destination: rebuild the instance of a dead host from
+        ``migration.spec`` (from its disks, where the backend shares them with the
+        source host, else from its image), in ``migration.power_state``.
+        Idempotent by instance UUID, like a spawn."""
+        return self._unsupported(host, "evacuate")
 
     # Host ----------------------------------------------------------------
 

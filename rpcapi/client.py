@@ -29,6 +29,7 @@ from computed.objects import (
     ImageRef,
     InstanceInfo,
     InstanceSpec,
+    Migration,
     NetworkInterface,
     PingResult,
     VolumeConnection,
@@ -41,6 +42,7 @@ from rpcapi._counters import CallCounters
 from rpcapi._link import BrokerLink, Message, SendPool
 from rpcapi._metrics import ClientMetrics
 from rpcapi._resolver import HostResolver
+from rpcapi.migration import Migrations
 
 __all__ = ["ComputeAPI"]
 
@@ -111,6 +113,13 @@ class ComputeAPI:
     * 1.3 - Images, rescue and consoles: added snapshot, delete_image,
       rescue, unrescue, get_serial_console, get_graphical_console; power
       state rescued (InstanceInfo 1.2; an older caller sees running).
+    * 1.4 - Moving instances: the steps of a resize, a cold or live
+      migration and an evacuation (check_migration_destination,
+      migrate_disk_and_power_off, finish_migration, confirm_migration,
+      revert_migration, finish_revert_migration, pre_live_migration,
+      live_migration, post_live_migration_at_destination,
+      rollback_live_migration_at_destination, abort_live_migration,
+      evacuate), each taking a Migration 1.0; :attr:`migrations` runs them.
     """
 
     VERSION_ALIASES = version.VERSION_ALIASES
@@ -159,6 +168,8 @@ class ComputeAPI:
         #: The registry of this client's Prometheus metrics (docs/operations.md).
         self.metrics_registry = metrics_registry or CollectorRegistry(auto_describe=True)
         self._metrics = ClientMetrics(self.metrics_registry)
+        #: Whole resizes, migrations and evacuations (:class:`rpcapi.migration.Migrations`).
+        self.migrations = Migrations(self, self._registry, conf.registry.down_time)
 
     # Instance lifecycle ------------------------------------------------------
 
@@ -364,6 +375,89 @@ class ComputeAPI:
             ConsoleConnection, self._call(ctxt, host, "get_graphical_console", uuid=uuid)
         )
 
+    # Moving instances (1.4) -----------------------------------------------------
+    #
+    # The steps of a move, each on one host. A scheduler does not call them
+    # one by one: ``self.migrations`` (rpcapi.migration.Migrations) runs a
+    # whole resize, migration or evacuation, records it and recovers it.
+    # Each step is idempotent by migration id; a host older than 1.4 raises
+    # UnsupportedVersion at once (can_send_migrations).
+
+    def check_migration_destination(
+        self, ctxt: Any, host: str, migration: Migration
+    ) -> dict[str, str]:
+        """On the destination: whether it can take the instance; its hand-over data."""
+        return dict(
+            self._call(ctxt, host, "check_migration_destination", long=True, migration=migration)
+        )
+
+    def migrate_disk_and_power_off(
+        self, ctxt: Any, host: str, migration: Migration
+    ) -> dict[str, str]:
+        """On the source: stop the instance and hand its disks over."""
+        return dict(
+            self._call(ctxt, host, "migrate_disk_and_power_off", long=True, migration=migration)
+        )
+
+    def finish_migration(self, ctxt: Any, host: str, migration: Migration) -> InstanceInfo:
+        """On the destination: build the instance from what the source handed over."""
+        return typing.cast(
+            InstanceInfo, self._call(ctxt, host, "finish_migration", long=True, migration=migration)
+        )
+
+    def confirm_migration(self, ctxt: Any, host: str, migration: Migration) -> None:
+        """On the source: remove the copy kept for a revert."""
+        self._call(ctxt, host, "confirm_migration", long=True, migration=migration)
+
+    def revert_migration(self, ctxt: Any, host: str, migration: Migration) -> None:
+        """On the destination: remove what finish_migration built."""
+        self._call(ctxt, host, "revert_migration", long=True, migration=migration)
+
+    def finish_revert_migration(self, ctxt: Any, host: str, migration: Migration) -> InstanceInfo:
+        """On the source: bring the instance back as it was."""
+        return typing.cast(
+            InstanceInfo,
+            self._call(ctxt, host, "finish_revert_migration", long=True, migration=migration),
+        )
+
+    def pre_live_migration(self, ctxt: Any, host: str, migration: Migration) -> dict[str, str]:
+        """On the destination: prepare to receive the running instance."""
+        return dict(self._call(ctxt, host, "pre_live_migration", long=True, migration=migration))
+
+    def live_migration(self, ctxt: Any, host: str, migration: Migration) -> None:
+        """On the source: move the running instance; publishes
+        ``instance.live_migration.progress``."""
+        self._call(ctxt, host, "live_migration", long=True, migration=migration)
+
+    def post_live_migration_at_destination(
+        self, ctxt: Any, host: str, migration: Migration
+    ) -> InstanceInfo:
+        """On the destination: finish taking the instance in."""
+        return typing.cast(
+            InstanceInfo,
+            self._call(
+                ctxt, host, "post_live_migration_at_destination", long=True, migration=migration
+            ),
+        )
+
+    def rollback_live_migration_at_destination(
+        self, ctxt: Any, host: str, migration: Migration
+    ) -> None:
+        """On the destination: undo the preparation after a failure or an abort."""
+        self._call(
+            ctxt, host, "rollback_live_migration_at_destination", long=True, migration=migration
+        )
+
+    def abort_live_migration(self, ctxt: Any, host: str, migration: Migration) -> None:
+        """On the source: stop the live migration in progress."""
+        self._call(ctxt, host, "abort_live_migration", migration=migration)
+
+    def evacuate(self, ctxt: Any, host: str, migration: Migration) -> InstanceInfo:
+        """On the destination: rebuild the instance of a dead host."""
+        return typing.cast(
+            InstanceInfo, self._call(ctxt, host, "evacuate", long=True, migration=migration)
+        )
+
     # Queries ------------------------------------------------------------------
 
     def get_console_output(
@@ -424,6 +518,10 @@ class ComputeAPI:
     def can_send_consoles(self, host: str) -> bool:
         """Whether ``host`` takes ``get_serial_console`` and ``get_graphical_console`` (1.3)."""
         return self.can_send_version(host, version.METHOD_VERSIONS["get_serial_console"])
+
+    def can_send_migrations(self, host: str) -> bool:
+        """Whether ``host`` takes the steps of a resize, migration and evacuation (1.4)."""
+        return self.can_send_version(host, version.METHOD_VERSIONS["finish_migration"])
 
     def can_send_devices(self, host: str) -> bool:
         """Whether ``host`` takes the device operations and a spawn with devices (1.2)."""

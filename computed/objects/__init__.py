@@ -19,6 +19,7 @@ from computed.objects.fields import PowerState
 from computed.objects.host import HostCapabilities, HostResources, PingResult
 from computed.objects.image import ConsoleConnection, ConsoleKind, ImageRef
 from computed.objects.instance import InstanceInfo, InstanceInfoList, InstanceSpec
+from computed.objects.migration import Flavor, Migration, MigrationKind, MigrationStatus
 from computed.objects.notification import InstanceActionPayload, InstanceStatePayload
 
 __all__ = [
@@ -39,6 +40,10 @@ __all__ = [
     "InstanceInfoList",
     "InstanceSpec",
     "InstanceStatePayload",
+    "Flavor",
+    "Migration",
+    "MigrationKind",
+    "MigrationStatus",
     "PingResult",
     "PowerState",
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "HostMove",
     "JournalEntry",
     "JournalMessage",
+    "InstanceMigration",
 ]
 
 
@@ -164,3 +165,21 @@ class JournalMessage(Base):
     finished_at: Mapped[datetime.datetime | None] = mapped_column(
         DateTime, nullable=True, index=True
     )
+
+
+class InstanceMigration(Base):
+    """One move of an instance (``computed.objects.Migration``) and where it stands."""
+
+    __tablename__ = "instance_migrations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source_host: Mapped[str] = mapped_column(String(255), index=True)
+    dest_host: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    #: The Migration object as its JSON primitive.
+    migration: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime)

@@ -12,7 +12,9 @@ the process, gone with it, which is the default and the fastest.
 Both stores offer the same two transactions on a host's table of instances:
 :meth:`Store.reading` to look, :meth:`Store.changing` to change. The driver
 changes instances only inside :meth:`Store.changing`, so it behaves the same
-over either store.
+over either store. A move between two hosts changes both at once, in
+:meth:`Store.changing_hosts`; it needs both hosts in one store (one
+directory, or one worker's memory), which :attr:`Store.backend` names.
 """
 
 from __future__ import annotations
@@ -31,7 +33,17 @@ from urllib.parse import quote
 
 from computed.objects import InstanceSpec
 
-__all__ = ["Disk", "Port", "Instance", "Image", "Store", "MemoryStore", "FileStore", "StoreError"]
+__all__ = [
+    "Disk",
+    "Port",
+    "Instance",
+    "Image",
+    "Held",
+    "Store",
+    "MemoryStore",
+    "FileStore",
+    "StoreError",
+]
 
 
 class StoreError(Exception):
@@ -150,9 +162,36 @@ class Image:
     size_bytes: int
 
 
-#: The tables a host's state holds: its instances by UUID, its images by id.
+@dataclasses.dataclass
+class Held:
+    """What a host keeps for a move in progress, by migration id (not listed as an instance).
+
+    ``source``: the instance as it was before a resize or cold migration,
+    for a revert (``finished`` once the destination built its copy);
+    ``incoming``: a destination's preparation for a live migration.
+    """
+
+    migration_id: str
+    role: str
+    instance: Instance | None = None
+    finished: bool = False
+
+    @classmethod
+    def load(cls, saved: dict[str, Any]) -> Held:
+        instance = saved.get("instance")
+        return cls(
+            migration_id=saved["migration_id"],
+            role=saved["role"],
+            instance=Instance.load(dict(instance)) if instance is not None else None,
+            finished=bool(saved.get("finished", False)),
+        )
+
+
+#: The tables a host's state holds: its instances by UUID, its images by id,
+#: what it holds for moves in progress by migration id.
 INSTANCES = "instances"
 IMAGES = "images"
+MOVES = "moves"
 
 
 def _load_image(saved: dict[str, Any]) -> Image:
@@ -163,7 +202,11 @@ def _load_image(saved: dict[str, Any]) -> Image:
 _TABLES: dict[str, Callable[[dict[str, Any]], Any]] = {
     INSTANCES: Instance.load,
     IMAGES: _load_image,
+    MOVES: Held.load,
 }
+
+#: Every table of each host of a transaction: ``{host: {table: rows}}``.
+Tables = dict[str, dict[str, dict[str, Any]]]
 
 
 class Store(abc.ABC):
@@ -192,6 +235,18 @@ class Store(abc.ABC):
         block still keeps what it changed before raising.
         """
 
+    @abc.abstractmethod
+    def changing_hosts(self, hosts: list[str]) -> contextlib.AbstractContextManager[Tables]:
+        """Every table of several hosts, changed in one transaction, like :meth:`changing`.
+
+        :raises StoreError: if a host is not in this store (see :attr:`backend`).
+        """
+
+    @property
+    @abc.abstractmethod
+    def backend(self) -> str:
+        """Which store this is: two hosts of one backend can move instances between them."""
+
 
 class MemoryStore(Store):
     """Instances in the worker's memory, one table per host."""
@@ -213,6 +268,18 @@ class MemoryStore(Store):
     def changing(self, host: str, table: str = INSTANCES) -> Iterator[dict[str, Any]]:
         with self._lock:
             yield self._hosts[host][table]
+
+    @contextlib.contextmanager
+    def changing_hosts(self, hosts: list[str]) -> Iterator[Tables]:
+        with self._lock:
+            missing = [host for host in hosts if host not in self._hosts]
+            if missing:
+                raise StoreError(f"host {missing[0]} is not kept in this worker's memory")
+            yield {host: self._hosts[host] for host in hosts}
+
+    @property
+    def backend(self) -> str:
+        return f"memory of process {os.getpid()} ({id(self):#x})"
 
 
 class FileStore(Store):
@@ -250,6 +317,22 @@ class FileStore(Store):
                 yield tables[table]
             finally:
                 self._save(host, tables)
+
+    @contextlib.contextmanager
+    def changing_hosts(self, hosts: list[str]) -> Iterator[Tables]:
+        with contextlib.ExitStack() as locks:
+            for host in sorted(set(hosts)):  # one order everywhere: no deadlock
+                locks.enter_context(self._locked(host))
+            tables = {host: self._load(host) for host in hosts}
+            try:
+                yield tables
+            finally:
+                for host, each in tables.items():
+                    self._save(host, each)
+
+    @property
+    def backend(self) -> str:
+        return f"directory {self.directory.resolve()}"
 
     def _path(self, host: str, suffix: str) -> Path:
         # Quoted, so that any host name is one file name inside the directory.

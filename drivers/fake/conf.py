@@ -36,6 +36,13 @@ fake_opts = [
         help="Seconds each snapshot takes, reported as progress in quarters, to exercise "
         "long operations. 0 means immediate.",
     ),
+    cfg.FloatOpt(
+        "live_migration_delay",
+        default=0.0,
+        min=0.0,
+        help="Seconds each live migration takes, reported as progress in quarters and "
+        "abortable between them. 0 means immediate.",
+    ),
     cfg.HostAddressOpt(
         "console_host",
         default="127.0.0.1",

@@ -19,13 +19,23 @@ progress in quarters. A rescue boots the rescue image with the root disk as
 a second disk, which only the console log shows. Consoles are addresses on the
 host (``[fake] console_host``) with ports derived from the instance's
 UUID: the fake hypervisor names them, but nothing listens there.
+
+Moves (contract 1.4) go between hosts of one store (one ``[fake]
+state_dir``, or one worker's memory): the source keeps its copy of a
+migrated instance in its ``moves`` table until the move is confirmed or
+reverted, and a live migration takes ``[fake] live_migration_delay``
+seconds, reporting its progress in quarters, and can be aborted between
+quarters. An evacuation finds the instance in the dead host's table (the
+store is their shared storage) or builds it from its spec.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import sys
+import threading
 import time
 import uuid as uuid_module
 from collections.abc import Callable, Iterator, Mapping
@@ -42,6 +52,7 @@ from computed.objects import (
     ImageRef,
     InstanceInfo,
     InstanceSpec,
+    Migration,
     NetworkInterface,
     PowerState,
     VolumeConnection,
@@ -54,12 +65,15 @@ from drivers.fake import conf as fake_conf
 from drivers.fake._store import (
     IMAGES,
     INSTANCES,
+    MOVES,
     FileStore,
+    Held,
     Image,
     Instance,
     MemoryStore,
     Store,
     StoreError,
+    Tables,
 )
 
 #: Plans a device change on an instance, given the host's instances (see _devices).
@@ -85,6 +99,9 @@ class FakeDriver(base.TransitionDriver):
             self.name, (StoreError,), self._store_error
         )
         self._ip = netutils.get_my_ipv4()
+        #: Migration ids whose live migration was asked to stop.
+        self._aborts: set[str] = set()
+        self._aborts_lock = threading.Lock()
 
     @classmethod
     def register_opts(cls, conf: cfg.ConfigOpts) -> None:
@@ -247,6 +264,216 @@ class FakeDriver(base.TransitionDriver):
     def get_graphical_console(self, host: str, uuid: str) -> ConsoleConnection:
         return self._console(host, uuid, ConsoleKind.GRAPHICAL, "vnc", 5900)
 
+    # Moving instances --------------------------------------------------------
+
+    def check_migration_destination(self, host: str, migration: Migration) -> dict[str, str]:
+        with self._reading(host) as instances:
+            present = migration.instance_uuid in instances
+        with self._reading(host, MOVES) as moves:
+            ours = migration.id in moves
+        if present and not ours and migration.kind != "resize":
+            raise exception.MigrationPreCheckFailed(
+                host=host,
+                uuid=migration.instance_uuid,
+                reason="an instance with that UUID is already there",
+            )
+        info = migration.instance
+        networks = set(self.conf.fake.networks)
+        wanted = info.network_interfaces if info is not None else []
+        if migration.spec is not None:
+            wanted = migration.spec.network_interfaces
+        missing = sorted({vif.network for vif in wanted} - networks)
+        if missing:
+            raise exception.MigrationPreCheckFailed(
+                host=host,
+                uuid=migration.instance_uuid,
+                reason=f"it has no network {', '.join(missing)} ([fake] networks)",
+            )
+        return {"backend": self._hosts[host].backend}
+
+    def migrate_disk_and_power_off(
+        self, host: str, uuid: str, migration: Migration
+    ) -> dict[str, str]:
+        self._check_backend(host, migration)
+        with self._reading(host, MOVES) as moves:
+            if migration.id in moves:
+                return {"held": migration.id}
+        with self._reading(host) as instances:
+            state = _find(instances, host, uuid).power_state
+        base.check_state("migrate_disk_and_power_off", uuid, state, base.COLD_MIGRATION_STATES)
+        self._delay(self.conf.fake.action_delay)
+        with self._changing_hosts(host) as tables:
+            instances, moves = tables[host][INSTANCES], tables[host][MOVES]
+            if migration.id not in moves:
+                instance = _find(instances, host, uuid)
+                base.check_state(
+                    "migrate_disk_and_power_off",
+                    uuid,
+                    instance.power_state,
+                    base.COLD_MIGRATION_STATES,
+                )
+                moves[migration.id] = Held(migration.id, "source", _copy(instance))
+                instance.power_state = PowerState.STOPPED
+                instance.log(f"{migration.kind}: stopped, disks handed to {migration.dest_host}")
+        return {"held": migration.id}
+
+    def finish_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        source, uuid = migration.source_host, migration.instance_uuid
+        self._delay(self.conf.fake.action_delay)
+        with self._changing_hosts(host, source) as tables:
+            held = tables[source][MOVES].get(migration.id)
+            arrived = tables[host][INSTANCES].get(uuid)
+            if held is None or held.finished:
+                if arrived is None:
+                    raise exception.InstanceNotFound(uuid=uuid, host=host)
+                return self._info(host, arrived)
+            instance = tables[source][INSTANCES].pop(uuid, None) or _copy(held.instance)
+            _resize(instance, migration)
+            instance.power_state = migration.power_state
+            if not migration.same_host:
+                _devices.check_macs(host, tables[host][INSTANCES], instance)
+            tables[host][INSTANCES][uuid] = instance
+            held.finished = True
+            instance.log(f"{migration.kind}: now on {host}, {migration.flavor}")
+            if instance.power_state == PowerState.RUNNING:
+                _boot_log(instance)
+            return self._info(host, instance)
+
+    def confirm_migration(self, host: str, migration: Migration) -> None:
+        with self._changing(host, MOVES) as moves:
+            moves.pop(migration.id, None)
+
+    def revert_migration(self, host: str, migration: Migration) -> None:
+        if migration.same_host:
+            return
+        source, uuid = migration.source_host, migration.instance_uuid
+        with self._changing_hosts(host, source) as tables:
+            held = tables[source][MOVES].get(migration.id)
+            if held is not None and held.finished:
+                # Only the copy this move built: never an instance it did not bring.
+                tables[host][INSTANCES].pop(uuid, None)
+                held.finished = False
+
+    def finish_revert_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        uuid = migration.instance_uuid
+        with self._changing_hosts(host) as tables:
+            instances, moves = tables[host][INSTANCES], tables[host][MOVES]
+            held = moves.pop(migration.id, None)
+            if held is not None and held.instance is not None:
+                instance = instances[uuid] = _copy(held.instance)
+                instance.log(f"{migration.kind} reverted: back to {migration.old_flavor}")
+                if instance.power_state == PowerState.RUNNING:
+                    _boot_log(instance)
+            return self._info(host, _find(instances, host, uuid))
+
+    def pre_live_migration(self, host: str, migration: Migration) -> dict[str, str]:
+        with self._changing(host, MOVES) as moves:
+            moves.setdefault(migration.id, Held(migration.id, "incoming"))
+        return {}
+
+    def live_migration(
+        self, host: str, uuid: str, migration: Migration, progress: base.Progress
+    ) -> None:
+        self._check_backend(host, migration)
+        dest = migration.dest_host
+        with self._changing_hosts(host, dest) as tables:
+            if uuid not in tables[host][INSTANCES] and uuid in tables[dest][INSTANCES]:
+                return  # it has left already
+            state = _find(tables[host][INSTANCES], host, uuid).power_state
+            base.check_state("live_migration", uuid, state, base.LIVE_MIGRATION_STATES)
+        for quarter in range(4):
+            self._check_abort(migration)
+            progress(quarter * 25)
+            self._delay(self.conf.fake.live_migration_delay / 4)
+        self._check_abort(migration)
+        with self._changing_hosts(host, dest) as tables:
+            if migration.id not in tables[dest][MOVES]:
+                raise exception.MigrationError(
+                    migration=migration.describe(), reason=f"{dest} is not prepared for it"
+                )
+            instance = _find(tables[host][INSTANCES], host, uuid)
+            _devices.check_macs(dest, tables[dest][INSTANCES], instance)
+            del tables[host][INSTANCES][uuid]
+            tables[dest][INSTANCES][uuid] = instance
+            del tables[dest][MOVES][migration.id]
+            instance.log(f"live migration: from {host} to {dest}, {instance.power_state}")
+        with self._aborts_lock:
+            self._aborts.discard(migration.id)
+
+    def post_live_migration_at_destination(self, host: str, migration: Migration) -> InstanceInfo:
+        with self._reading(host) as instances:
+            return self._info(host, _find(instances, host, migration.instance_uuid))
+
+    def rollback_live_migration_at_destination(self, host: str, migration: Migration) -> None:
+        with self._changing(host, MOVES) as moves:
+            moves.pop(migration.id, None)
+        with self._aborts_lock:
+            self._aborts.discard(migration.id)
+
+    def abort_live_migration(self, host: str, uuid: str, migration: Migration) -> None:
+        self._hosts[host]  # a host this worker does not serve is an error
+        with self._aborts_lock:
+            self._aborts.add(migration.id)
+
+    def evacuate(self, host: str, migration: Migration) -> InstanceInfo:
+        spec, source = migration.spec, migration.source_host
+        uuid = migration.instance_uuid
+        with self._reading(host) as instances:
+            if uuid in instances:
+                return self._info(host, instances[uuid])
+        self._delay(self.conf.fake.spawn_delay)
+        store = self._hosts[host]
+        with self._store_errors(host), store.changing_hosts([source, host]) as tables:
+            instances = tables[host][INSTANCES]
+            if uuid in instances:
+                return self._info(host, instances[uuid])
+            on_source = tables[source][INSTANCES].get(uuid)
+            if on_source is not None:  # the store is the hosts' shared storage
+                instance = _copy(on_source)
+                instance.log(f"evacuated from {source}: its disks, on shared storage")
+            else:
+                instance = Instance.from_spec(spec, PowerState.RUNNING)
+                instance.block_devices = _devices.disks_of(spec)
+                instance.network_interfaces = _devices.ports_of(spec, host, self.conf.fake.networks)
+                instance.log(f"evacuated from {source}: rebuilt from its image")
+            _devices.check_macs(host, instances, instance)
+            instance.power_state = migration.power_state
+            if instance.power_state == PowerState.RUNNING:
+                _boot_log(instance)
+            instances[uuid] = instance
+            return self._info(host, instance)
+
+    def _check_backend(self, host: str, migration: Migration) -> None:
+        """Both hosts of a move must be in this store: it is what carries the disks."""
+        mine = self._hosts[host].backend
+        theirs = migration.dest_data.get("backend")
+        if theirs != mine:
+            raise exception.MigrationPreCheckFailed(
+                host=migration.dest_host,
+                uuid=migration.instance_uuid,
+                reason=f"its fake hypervisor keeps instances in {theirs}, {host}'s in {mine}: "
+                "fake hosts move instances only within one [fake] state_dir",
+            )
+
+    def _check_abort(self, migration: Migration) -> None:
+        with self._aborts_lock:
+            aborted = migration.id in self._aborts
+            self._aborts.discard(migration.id)
+        if aborted:
+            raise exception.MigrationAborted(
+                migration=migration.id,
+                uuid=migration.instance_uuid,
+                reason="asked to stop; the instance runs on its source",
+            )
+
+    @contextlib.contextmanager
+    def _changing_hosts(self, served: str, *others: str) -> Iterator[Tables]:
+        """Every table of ``served`` (a host of this worker) and ``others``, in one transaction."""
+        hosts = [served, *others]
+        store = self._hosts[served]
+        with self._store_errors(hosts[0]), store.changing_hosts(list(hosts)) as tables:
+            yield tables
+
     # Host ------------------------------------------------------------------
 
     def get_host_resources(self, host: str) -> HostResources:
@@ -379,6 +606,22 @@ def _find(instances: Mapping[str, Instance], host: str, uuid: str) -> Instance:
     if instance is None:
         raise exception.InstanceNotFound(uuid=uuid, host=host)
     return instance
+
+
+def _copy(instance: Instance | None) -> Instance:
+    """A copy of an instance's record, to keep or to move."""
+    assert instance is not None
+    return Instance.load(dataclasses.asdict(instance))
+
+
+def _resize(instance: Instance, migration: Migration) -> None:
+    """Give the instance the migration's flavor; its root disk grows with it."""
+    flavor = migration.flavor
+    instance.vcpus, instance.memory_mb = flavor.vcpus, flavor.memory_mb
+    instance.disk_gb = flavor.disk_gb
+    for disk in instance.block_devices:
+        if disk.boot_index == 0 and disk.volume_id is None and disk.size_gb is not None:
+            disk.size_gb = max(disk.size_gb, flavor.disk_gb)
 
 
 def _boot_log(instance: Instance) -> None:

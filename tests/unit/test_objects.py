@@ -23,6 +23,7 @@ from computed.objects.base import ComputedObjectRegistry
 _EXPECTED_FINGERPRINTS = {
     "BlockDevice": "1.0-7015ae0e361eca63ddb59a4628252c30",
     "ConsoleConnection": "1.0-3922fdedeb82ca3927ab6fcf79cbd2cc",
+    "Flavor": "1.0-b52b224d58e9cc0405218c17ea0aa492",
     "HostCapabilities": "1.0-0f40a2258079d07f500d7e7433d75c55",
     "HostResources": "1.0-b80763915e1eaaf5defa27ee2e117722",
     "ImageRef": "1.0-a748150097811fbbcf215832bdbe227b",
@@ -31,6 +32,7 @@ _EXPECTED_FINGERPRINTS = {
     "InstanceInfoList": "1.2-6cf6fc8bc8ff8f8eeb8b5b3d3db6637f",
     "InstanceSpec": "1.2-5203f9617b281b4cc793973488f92c47",
     "InstanceStatePayload": "1.1-25426b200fa62bca8dc95c4ae04f5b53",
+    "Migration": "1.0-d4e4ee71bb1c2531ba574769f3d69fde",
     "NetworkInterface": "1.0-fd5b9723a254ecf40119656757065fa4",
     "PingResult": "1.0-c3f601bc5e211c90bf2e7deab53412ea",
     "VolumeConnection": "1.0-7389ef148ee88ed3e26857a9ce11ecc7",
