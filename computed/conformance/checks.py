@@ -20,6 +20,7 @@ from computed.conformance._context import CheckFailed, CheckSkipped, SuiteContex
 from computed.conformance._devices import DEVICE_CHECKS
 from computed.conformance._events import EVENT_CHECKS
 from computed.conformance._images import IMAGE_CHECKS
+from computed.conformance._migration import MIGRATION_CHECKS
 from computed.objects import PowerState
 from drivers import base
 
@@ -500,6 +501,11 @@ CHECKS.extend(DEVICE_CHECKS)
 # Images, rescue and consoles (contract 1.3) -------------------------------------------
 
 CHECKS.extend(IMAGE_CHECKS)
+
+
+# Moving instances (contract 1.4) ------------------------------------------------------
+
+CHECKS.extend(MIGRATION_CHECKS)
 
 
 # Changes no operation made ----------------------------------------------------------

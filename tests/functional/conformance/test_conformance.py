@@ -98,9 +98,16 @@ def test_in_tree_driver_is_conformant(
         in_memory = store.get("fake", {}).get("state_dir") == ""
         if in_memory:  # nothing outside the worker to change behind its back
             suite_options.pop("hypervisor_command")
-        deployment.start_worker(
-            hosts, worker_id=f"cf-{driver}", DEFAULT={"driver": driver}, **options, **store
-        )
+        # One worker per host, so that moves go between worker processes; the
+        # fake in memory needs both hosts in one process (its one store).
+        for n, served in enumerate([hosts] if in_memory else [[host] for host in hosts]):
+            deployment.start_worker(
+                served,
+                worker_id=f"cf-{driver}-{n}",
+                DEFAULT={"driver": driver},
+                **options,
+                **store,
+            )
         status, report, output = run_conformance(
             deployment, hosts, "--record", conformance=suite_options
         )
