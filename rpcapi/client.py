@@ -16,7 +16,7 @@ from oslo_config import cfg
 from oslo_context import context as oslo_context
 from prometheus_client.registry import CollectorRegistry
 
-from computed import exception, version
+from computed import exception, rpc, version
 from computed.conf import client as client_conf
 from computed.conf import conformance as conformance_conf
 from computed.conf import registry as registry_conf
@@ -146,6 +146,7 @@ class ComputeAPI:
         self._conf = conf = conf or cfg.CONF
         for module in (client_conf, registry_conf, worker_conf, conformance_conf, upgrade_conf):
             module.register_opts(conf)
+        rpc.set_defaults(conf)  # transport_url and the rabbit options it reads
         _pins.parse_pin(conf.upgrade_levels.compute)  # a bad pin is a ConfigError now
         _warn_if_takeover_outlasts_calls(conf)
         self._registry = registry or Registry(conf.registry.connection)

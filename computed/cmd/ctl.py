@@ -1,4 +1,4 @@
-"""``computedctl``: the operator's view of workers and hosts, and registry upkeep.
+"""``computedctl``: the operator's view of workers, hosts and moves, and registry upkeep.
 
 ::
 
@@ -15,6 +15,12 @@
     computedctl tiers                   each driver version's tier, from recorded conformance runs
     computedctl upgrade-status [--json] versions, per-host caps, backported/refused counts
     computedctl upgrade check [--json]  can the deployment take this release? (exit 0, 1, 2)
+    computedctl migration list [--host H] [--instance UUID] [--active]
+    computedctl migration show ID       a move's hosts, sizes, status and error
+    computedctl migration confirm ID    keep a finished resize or cold migration
+    computedctl migration revert ID     undo it: back on the source as it was
+    computedctl migration abort ID      stop a live migration in progress
+    computedctl migration recover ID    take up a move whose orchestrator stopped
     computedctl help [COMMAND]
 
 The command line is cliff's, as python-openstackclient's is: the commands

@@ -9,6 +9,7 @@ lists after each move: never the instance on both hosts, never on neither.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +27,7 @@ from computed.objects import (
 )
 from computed.registry import Registry
 from computed.testing.notifications import NotificationCollector
+from computed.testing.workers import console_command, write_config
 from rpcapi import ComputeAPI
 
 from .conftest import Deployment, wait_until
@@ -322,6 +324,50 @@ def test_an_evacuation_is_refused_while_the_source_lives_and_its_return_removes_
     finally:
         registry.close()
     assert _where(api, uuid) == {"h2": PowerState.RUNNING}
+
+
+def _ctl(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
+    config = write_config(
+        str(deployment.workdir / "ctl.conf"),
+        {
+            "DEFAULT": {"transport_url": deployment.broker.url},
+            "registry": {"connection": deployment.registry_url},
+            "conformance": {"required_tier": "untested"},
+        },
+    )
+    command = [*console_command("computedctl"), "--config-file", config, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_computedctl_lists_moves_and_confirms_or_reverts_them(
+    deployment: Deployment, new_uuid: Callable[[], str]
+) -> None:
+    api = _two_hosts(deployment)
+    kept, undone = new_uuid(), new_uuid()
+    api.spawn(None, "h1", _spec(kept))
+    api.spawn(None, "h1", _spec(undone, network_interfaces=[]))
+    first = api.migrations.migrate(None, "h1", "h2", kept)
+    second = api.migrations.migrate(None, "h1", "h2", undone)
+
+    listed = json.loads(_ctl(deployment, "migration", "list", "--active", "--json").stdout)
+    assert [(m["id"], m["kind"], m["status"]) for m in listed] == [
+        (second.id, "cold", "finished"),
+        (first.id, "cold", "finished"),
+    ]
+    confirmed = _ctl(deployment, "migration", "confirm", first.id)
+    reverted = _ctl(deployment, "migration", "revert", second.id)
+
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert confirmed.stdout.strip().endswith(": confirmed")
+    assert reverted.returncode == 0, reverted.stderr
+    assert _where(api, kept) == {"h2": PowerState.RUNNING}
+    assert _where(api, undone) == {"h1": PowerState.RUNNING}
+    shown = _ctl(deployment, "migration", "show", second.id, "-f", "value", "-c", "status")
+    assert shown.stdout.strip() == "reverted"
+    missing = _ctl(deployment, "migration", "confirm", new_uuid())
+    assert missing.returncode != 0
+    assert "is not in the registry" in missing.stderr
+    assert _ctl(deployment, "migration", "list", "--active", "--json").stdout.strip() == "[]"
 
 
 def _capture(
