@@ -49,7 +49,13 @@ from oslo_context import context
 from packaging.requirements import Requirement
 
 from computed import exception, version
-from computed.objects import BlockDevice, InstanceSpec, NetworkInterface, VolumeConnection
+from computed.objects import (
+    BlockDevice,
+    Flavor,
+    InstanceSpec,
+    NetworkInterface,
+    VolumeConnection,
+)
 from computed.registry import Registry
 from computed.testing.notifications import NotificationCollector
 from computed.testing.workers import WorkerProcess, console_command
@@ -188,6 +194,10 @@ class _Log:
     devices: int = 0
     #: snapshots taken
     images: int = 0
+    #: resizes refused at once because the host spoke a version without moves
+    refused_moves: int = 0
+    #: resizes made and confirmed
+    resized: int = 0
     calls: int = 0
     #: seconds of the slowest round (a ping, three calls, two casts)
     slowest: float = 0.0
@@ -239,6 +249,15 @@ def _one_round(api: _RecordingAPI, host: str, log: _Log) -> None:
         assert image is not None and (image.name, image.instance_uuid) == ("rolling", spec.uuid)
         log.images += 1
     log.calls += 3
+    try:
+        record = api.migrations.resize(None, host, spec.uuid, Flavor(vcpus=2, memory_mb=128))
+    except exception.UnsupportedVersion:
+        log.refused_moves += 1  # refused before anything was recorded
+        assert api.migrations.list(instance_uuid=spec.uuid) == []
+    else:
+        api.migrations.confirm(None, record.id)
+        assert api.get_info(None, host, spec.uuid).vcpus == 2
+        log.resized += 1
     ctxt = context.RequestContext()
     cast_spec = InstanceSpec(
         uuid=str(uuid.uuid4()), name="cast", vcpus=1, memory_mb=64, description="cast"
@@ -370,6 +389,7 @@ def test_rolling_upgrade_from_the_previous_release(
     )
     assert all(v == version.RPC_API_VERSION for _, h, v, _, _ in log.pings if h == current_host)
     assert log.consoles and log.refused and log.devices and log.images
+    assert log.refused_moves and log.resized
 
     # The operator's view: versions, caps and the client's counters.
     api.call_counts()
@@ -385,7 +405,8 @@ def test_rolling_upgrade_from_the_previous_release(
         f"\nrolling upgrade: {duration:.1f} s, {log.calls} calls, {len(log.casts)} casts, "
         f"{log.consoles} console reads, {log.devices} spawns and attaches with devices, "
         f"{log.images} snapshots at {version.RPC_API_VERSION}, {log.refused} snapshots "
-        f"refused at {OLD_RPC_VERSION}, "
+        f"refused at {OLD_RPC_VERSION}, {log.resized} resizes and {log.refused_moves} "
+        f"refused, "
         f"0 failures, 0 hosts skipped, an old worker restarted mid-upgrade; slowest round "
         f"{log.slowest:.1f} s; {len(log.spawned)} instances spawned by casts, none forgotten"
     )
