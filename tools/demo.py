@@ -34,6 +34,7 @@ from computed import exception, rpc  # noqa: E402
 from computed.conf.conformance import DEFAULT_IMAGE, DEFAULT_NETWORK  # noqa: E402
 from computed.conformance._context import new_volume  # noqa: E402
 from computed.objects import (  # noqa: E402
+    Flavor,
     InstanceSpec,
     NetworkInterface,
 )
@@ -84,7 +85,7 @@ def run(stack: ExitStack, workdir: str) -> None:
         broker = stack.enter_context(RabbitMQBroker())
     show(f"transport_url = rabbit://guest:***@127.0.0.1:{broker.port}/")
 
-    workers = {}
+    workers: dict[str, list[WorkerProcess]] = {}
     fleet: dict[str, list[str]] = {}
     #: Per driver: what its hosts offer the device steps (a network, an image,
     #: how to make a volume), as the conformance suite is told.
@@ -96,13 +97,15 @@ def run(stack: ExitStack, workdir: str) -> None:
             step(f"Skipping the {driver} worker: {exc}")
             continue
         offers[driver] = extra.pop("conformance", {})
-        with timed(f"Starting a {driver} worker for {', '.join(hosts)}"):
-            options = _worker_options(broker, registry_url, driver, hosts, workdir)
-            for group, values in extra.items():
-                options.setdefault(group, {}).update(values)
-            worker = WorkerProcess(workdir, options, name=f"{driver}-worker")
-            stack.callback(_stop_worker, worker)
-            workers[driver] = worker.start()
+        # One worker per host: a move between two hosts goes between two processes.
+        for n, host in enumerate(hosts, 1):
+            with timed(f"Starting {driver} worker {n} for {host}"):
+                options = _worker_options(broker, registry_url, driver, [host], workdir, n)
+                for group, values in extra.items():
+                    options.setdefault(group, {}).update(values)
+                worker = WorkerProcess(workdir, options, name=f"{driver}-worker-{n}")
+                stack.callback(_stop_worker, worker)
+                workers.setdefault(driver, []).append(worker.start())
         fleet[driver] = hosts
 
     conf = _client_conf(broker.url)
@@ -143,13 +146,15 @@ def run(stack: ExitStack, workdir: str) -> None:
     devices(api, collector, {d: hosts[0] for d, hosts in fleet.items()}, offers)
     images_and_consoles(api, collector, {d: hosts[0] for d, hosts in fleet.items()}, offers)
     events(conf, api, fleet, offers)
+    moves(api, collector, fleet, offers)
 
     driver = "libvirt" if "libvirt" in workers else "fake"
-    restart_under_load(api, collector, workers[driver], fleet[driver][0])
+    restart_under_load(api, collector, workers[driver][0], fleet[driver][0])
 
     step("Stopping the workers with SIGTERM (they drain, deregister and exit 0)")
-    for driver, worker in workers.items():
-        show(f"{driver}-worker exited with status {worker.terminate()}")
+    for each in workers.values():
+        for worker in each:
+            show(f"{worker.name} exited with status {worker.terminate()}")
     _computedctl(workdir, registry_url, "workers")
 
 
@@ -453,6 +458,119 @@ def events(
         listener.stop()
 
 
+def moves(
+    api: ComputeAPI,
+    collector: NotificationCollector,
+    fleet: dict[str, list[str]],
+    offers: dict[str, dict[str, Any]],
+) -> None:
+    """Contract 1.4 between the first two hosts of each driver, each served by its own
+    worker: a live migration while a client keeps looking the instance up, then a cold
+    migration back, a resize reverted, and an evacuation refused while the host lives."""
+    step("Scheduler: moving instances (contract 1.4) between hosts served by different workers")
+    for driver, hosts in fleet.items():
+        if len(hosts) < 2:
+            show(f"{hosts[0]}: the only {driver} host here; nothing to move to")
+            continue
+        source, dest = hosts[:2]
+        operations = set(api.get_capabilities(None, source).operations)
+        if "live_migration" not in operations:
+            show(f"{source}: the {driver} driver does not migrate instances live")
+            continue
+        spec = InstanceSpec(
+            uuid=str(uuid.uuid4()),
+            name=f"{source}-mover",
+            vcpus=1,
+            memory_mb=512,
+            disk_gb=1,
+            image=offers.get(driver, {}).get("image", DEFAULT_IMAGE),
+        )
+        api.spawn(None, source, spec)
+        looks = _keep_looking(api, spec.uuid, (source, dest))
+        ctxt = context.RequestContext()
+        started = time.monotonic()
+        record = api.migrations.live_migrate(ctxt, source, dest, spec.uuid)
+        took = time.monotonic() - started
+        seen = looks.stop()
+        collector.for_request(ctxt.request_id, "instance.live_migration.end")
+        progress = [
+            e.payload.progress
+            for e in collector.events
+            if e.payload.request_id == ctxt.request_id
+            and e.event_type == "instance.live_migration.progress"
+        ]
+        show(
+            f"{source} -> {dest}: live migration {record.status} in {took:.1f} s, "
+            f"progress {progress}"
+        )
+        show(f"a client looked the instance up {len(seen)} times meanwhile: {_summary(seen)}")
+        if "finish_migration" in operations:
+            cold = api.migrations.migrate(None, dest, source, spec.uuid)
+            api.migrations.confirm(None, cold.id)
+            show(f"{dest} -> {source}: cold migration {cold.status}, then confirmed")
+            bigger = Flavor(vcpus=2, memory_mb=1024, disk_gb=2)
+            resize = api.migrations.resize(None, source, spec.uuid, bigger)
+            grown = api.get_info(None, source, spec.uuid)
+            api.migrations.revert(None, resize.id)
+            back = api.get_info(None, source, spec.uuid)
+            show(
+                f"{source}: resized to {grown.vcpus} vCPU/{grown.memory_mb} MiB, reverted to "
+                f"{back.vcpus} vCPU/{back.memory_mb} MiB"
+            )
+        home = source if _where(api, spec.uuid, (source, dest)) == source else dest
+        other = dest if home == source else source
+        try:
+            api.migrations.evacuate(None, home, other, spec)
+        except exception.InvalidRequest as exc:
+            show(f"evacuate from {home} while it lives: {type(exc).__name__}: {exc}")
+        api.destroy(None, home, spec.uuid)
+
+
+class _keep_looking:
+    """A client that keeps asking which host runs an instance, until stopped."""
+
+    def __init__(self, api: ComputeAPI, uuid: str, hosts: tuple[str, ...]) -> None:
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(api, uuid, hosts), name="looker", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, api: ComputeAPI, uuid: str, hosts: tuple[str, ...]) -> None:
+        while not self._stop.is_set():
+            self.seen.append(_where(api, uuid, hosts))
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(30)
+        return self.seen
+
+
+def _where(api: ComputeAPI, uuid: str, hosts: tuple[str, ...]) -> str:
+    """``host:state`` of the host running the instance, or what went wrong."""
+    for host in hosts:
+        try:
+            info = api.get_info(None, host, uuid)
+        except exception.InstanceNotFound:
+            continue
+        except exception.ComputedError as exc:
+            return f"error: {type(exc).__name__}"
+        return f"{host}:{info.power_state}" if info.power_state != "running" else host
+    return "nowhere"
+
+
+def _summary(seen: list[str]) -> str:
+    """``host-1 x12 -> host-2 x30``: each run of one answer, in order."""
+    runs: list[tuple[str, int]] = []
+    for answer in seen:
+        if runs and runs[-1][0] == answer:
+            runs[-1] = (answer, runs[-1][1] + 1)
+        else:
+            runs.append((answer, 1))
+    return " -> ".join(f"{answer} x{count}" for answer, count in runs) or "no answer"
+
+
 def _spawned(api: ComputeAPI, host: str, name: str) -> str:
     spec = InstanceSpec(uuid=str(uuid.uuid4()), name=f"{host}-{name}", vcpus=1, memory_mb=512)
     info = api.spawn(None, host, spec)
@@ -474,14 +592,19 @@ def _listing(info: Any) -> str:
 
 
 def _worker_options(
-    broker: RabbitMQBroker, registry_url: str, driver: str, hosts: list[str], workdir: str
+    broker: RabbitMQBroker,
+    registry_url: str,
+    driver: str,
+    hosts: list[str],
+    workdir: str,
+    number: int,
 ) -> dict[str, dict[str, Any]]:
     options: dict[str, dict[str, Any]] = {
         "DEFAULT": {
             "transport_url": broker.url,
             "driver": driver,
             "hosts": hosts,
-            "worker_id": f"demo-{driver}",
+            "worker_id": f"demo-{driver}-{number}",
             "heartbeat_interval": 2,
         },
         "registry": {"connection": registry_url, "down_time": 10},
@@ -489,7 +612,8 @@ def _worker_options(
         "notifications": {"instance_sync_interval": 2},
     }
     if driver == "fake":  # a fake hypervisor outside the worker, changed by hand below
-        options["fake"] = {"state_dir": f"{workdir}/fake-state"}
+        # Its live migrations take 2 s, for the client looking on to see.
+        options["fake"] = {"state_dir": f"{workdir}/fake-state", "live_migration_delay": 2}
     return options
 
 
