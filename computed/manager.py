@@ -335,7 +335,7 @@ class ComputeManager:
             driver=driver.name,
             driver_version=driver.version,
             support_tier=driver.support_tier.value,
-            operations=sorted(driver.operations),
+            operations=sorted(driver.operations | set(base.ALWAYS_SERVED)),
             features=sorted(driver.features),
         )
 
@@ -352,7 +352,7 @@ class ComputeManager:
 
     def _check(self, operation: str, arguments: dict[str, Any]) -> None:
         """Validate arguments and support before anything reaches the driver."""
-        if operation not in ("get_capabilities", "ping") and not self._driver.supports(operation):
+        if operation not in base.ALWAYS_SERVED and not self._driver.supports(operation):
             raise exception.UnsupportedOperation(
                 operation=operation, driver=self._driver.name, host=self._host
             )
