@@ -9,9 +9,18 @@ once, but operations on different instances may run concurrently.
 
 Semantics every driver honours (the fake driver is their executable form):
 
-* Operations are idempotent by instance UUID: spawning an existing UUID
-  returns that instance without making a second one; destroying a missing
-  instance succeeds.
+* Operations are idempotent by instance UUID on a host: spawning a UUID
+  that exists on the host returns that instance exactly as it is (its power
+  state, shape and devices untouched, whatever the new spec says) without
+  making a second one; destroying a missing instance succeeds. Idempotency
+  is per host, not global: the same UUID spawned on another host is another
+  instance there (a migration's destination is one), and destroying it
+  there leaves the first.
+* Every operation on an instance of a UUID the host does not have raises
+  :class:`~computed.exception.InstanceNotFound` naming the UUID and the
+  host, except destroy, which succeeds.
+* A host's resources follow its instances: a spawn adds its vCPUs and
+  memory to the host's use and its instance count, destroy takes them back.
 * :data:`TRANSITIONS` says which power states each lifecycle operation
   starts from and where it leads. An operation whose target state already
   holds is a no-op that succeeds; one started from any other state raises
