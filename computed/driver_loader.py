@@ -25,6 +25,9 @@ def available_drivers() -> list[str]:
 def load_driver(name: str | None, conf: cfg.ConfigOpts) -> ComputeDriver:
     """Import the named driver, register its options and instantiate it.
 
+    The class's :attr:`~drivers.base.ComputeDriver.name` must be ``name``,
+    the entry point's.
+
     :raises computed.exception.DriverLoadError: naming the driver and the cause.
     """
     if not name:
@@ -55,6 +58,15 @@ def load_driver(name: str | None, conf: cfg.ConfigOpts) -> ComputeDriver:
     if not (isinstance(driver_class, type) and issubclass(driver_class, ComputeDriver)):
         raise exception.DriverLoadError(
             driver=name, reason=f"{driver_class!r} is not a drivers.base.ComputeDriver subclass"
+        )
+    if driver_class.name != name:
+        # The registry, capabilities, tiers and ping all know a driver by
+        # its name; two names for one driver would split its records.
+        raise exception.DriverLoadError(
+            driver=name,
+            reason=f"its class {driver_class.__module__}.{driver_class.__qualname__} is named "
+            f"{driver_class.name!r}: a driver's name must be its entry-point name "
+            f"(set name = {name!r}, or register the entry point as {driver_class.name!r})",
         )
     try:
         driver_class.register_opts(conf)

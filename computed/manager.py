@@ -30,6 +30,7 @@ from oslo_utils import uuidutils
 from computed import exception, notifications, version
 from computed._journal import Journal, Ticket, decode_arguments, take_receipt
 from computed._locks import KeyedLocks
+from computed._returns import check_return, declared_return
 from computed.metrics import NOT_MEASURED, OperationMetrics
 from computed.notifications import OutcomeNotifier
 from computed.objects import (
@@ -287,8 +288,6 @@ class ComputeManager:
     def snapshot(self, ctxt: Any, uuid: str, image_name: str) -> ImageRef:
         progress = _ProgressReport(self._notifier, ctxt, self._host, "snapshot", uuid)
         image = self._driver.snapshot(self._host, uuid, image_name, progress)
-        if not isinstance(image, ImageRef):
-            raise TypeError(f"snapshot returned {type(image).__name__}, not an ImageRef")
         progress(100)
         return image
 
@@ -414,7 +413,7 @@ class ComputeManager:
             driver=driver.name,
             driver_version=driver.version,
             support_tier=driver.support_tier.value,
-            operations=sorted(driver.operations),
+            operations=sorted(driver.operations | set(base.ALWAYS_SERVED)),
             features=sorted(driver.features),
         )
 
@@ -431,7 +430,7 @@ class ComputeManager:
 
     def _check(self, operation: str, arguments: dict[str, Any]) -> None:
         """Validate arguments and support before anything reaches the driver."""
-        if operation not in ("get_capabilities", "ping") and not self._driver.supports(operation):
+        if operation not in base.ALWAYS_SERVED and not self._driver.supports(operation):
             raise exception.UnsupportedOperation(
                 operation=operation, driver=self._driver.name, host=self._host
             )
@@ -675,9 +674,10 @@ class ComputeManager:
     def _invoke(
         self, operation: str, func: Callable[..., Any], ctxt: Any, arguments: dict[str, Any]
     ) -> Any:
-        """Run the operation; anything but the project's errors becomes DriverError."""
+        """Run the operation; anything but the project's errors becomes DriverError,
+        and so does a result that is not of the operation's declared type."""
         try:
-            return func(self, ctxt, **arguments)
+            result = func(self, ctxt, **arguments)
         except exception.ComputedError:
             raise
         except Exception as exc:
@@ -687,6 +687,7 @@ class ComputeManager:
                 host=self._host,
                 reason=f"{operation}: {type(exc).__name__}: {exc}",
             ) from exc
+        return check_return(self._driver.name, self._host, operation, result, declared_return(func))
 
 
 #: Endpoint classes serving a previous major for one release after a major
@@ -877,13 +878,16 @@ def _data(operation: str, data: Any) -> dict[str, str]:
 
 
 def _console(operation: str, kind: str, console: Any) -> ConsoleConnection:
-    """The driver's console, checked: a console a proxy could not use is the driver's error."""
-    if not isinstance(console, ConsoleConnection):
-        raise TypeError(f"{operation} returned {type(console).__name__}, not a ConsoleConnection")
-    if console.kind != kind:
-        raise ValueError(f"{operation} returned a {console.kind} console")
-    console.validate(operation)
-    return console
+    """The driver's console, checked: a console a proxy could not use is the driver's error.
+
+    Anything but a ConsoleConnection is passed on, for the worker's check of
+    every result to refuse.
+    """
+    if isinstance(console, ConsoleConnection):
+        if console.kind != kind:
+            raise ValueError(f"{operation} returned a {console.kind} console")
+        console.validate(operation)
+    return console  # type: ignore[no-any-return]
 
 
 def _context_dict(ctxt: Any) -> dict[str, Any]:

@@ -9,9 +9,18 @@ once, but operations on different instances may run concurrently.
 
 Semantics every driver honours (the fake driver is their executable form):
 
-* Operations are idempotent by instance UUID: spawning an existing UUID
-  returns that instance without making a second one; destroying a missing
-  instance succeeds.
+* Operations are idempotent by instance UUID on a host: spawning a UUID
+  that exists on the host returns that instance exactly as it is (its power
+  state, shape and devices untouched, whatever the new spec says) without
+  making a second one; destroying a missing instance succeeds. Idempotency
+  is per host, not global: the same UUID spawned on another host is another
+  instance there (a migration's destination is one), and destroying it
+  there leaves the first.
+* Every operation on an instance of a UUID the host does not have raises
+  :class:`~computed.exception.InstanceNotFound` naming the UUID and the
+  host, except destroy, which succeeds.
+* A host's resources follow its instances: a spawn adds its vCPUs and
+  memory to the host's use and its instance count, destroy takes them back.
 * :data:`TRANSITIONS` says which power states each lifecycle operation
   starts from and where it leads. An operation whose target state already
   holds is a no-op that succeeds; one started from any other state raises
@@ -24,7 +33,13 @@ Semantics every driver honours (the fake driver is their executable form):
   do is :class:`~computed.exception.UnsupportedOperation`, and other failures
   are :class:`~computed.exception.DriverError`.
 * :attr:`ComputeDriver.operations` declares what the driver supports; the
-  worker refuses the rest before calling the driver.
+  worker refuses the rest before calling the driver. ``ping`` and
+  ``get_capabilities`` (:data:`ALWAYS_SERVED`) are served whatever it says.
+* :attr:`ComputeDriver.name` is the driver's entry-point name; the worker
+  refuses to start a driver whose class says otherwise.
+* Each method returns what it declares (``InstanceInfo`` from every power
+  and device operation, ``None`` from ``destroy``...); the worker turns any
+  other result into :class:`~computed.exception.DriverError`.
 * Devices (contract 1.2): a spawn builds every block device and interface
   of its spec, or fails without leaving the instance behind. Attaching a
   volume is idempotent by (instance, volume id) and an interface by port
@@ -115,6 +130,7 @@ __all__ = [
     "LIFECYCLE_OPERATIONS",
     "ALL_OPERATIONS",
     "OPERATIONS_1_0",
+    "ALWAYS_SERVED",
     "REBOOT_TYPES",
     "FEATURES",
     "DEVICE_OPERATIONS",
@@ -196,6 +212,12 @@ OPERATIONS_1_0 = LIFECYCLE_OPERATIONS + (
     "get_capabilities",
     "ping",
 )
+
+#: Operations the worker serves for every driver, whatever its
+#: :attr:`ComputeDriver.operations` says: they answer from the worker and the
+#: driver's class attributes, never from the hypervisor, and are how a client
+#: learns what the driver does. Capabilities always list them.
+ALWAYS_SERVED = ("get_capabilities", "ping")
 
 #: Operations that change an instance's devices (contract 1.2); as casts
 #: their outcome is notified like a lifecycle operation's.
@@ -342,11 +364,14 @@ class ComputeDriver(abc.ABC):
     called; the defaults raise UnsupportedOperation.
     """
 
-    #: The entry-point name, as reported in the registry and capabilities.
+    #: The entry-point name, as reported in the registry and capabilities; it
+    #: must equal the name the driver is registered under, or the worker refuses it.
     name: ClassVar[str] = "base"
     #: The driver's own version (its package version, typically).
     version: ClassVar[str] = "0"
     #: The contract operations this driver supports (by default those of 1.0).
+    #: The worker refuses the others before calling the driver, except
+    #: :data:`ALWAYS_SERVED` (ping, get_capabilities), which it always serves.
     operations: ClassVar[frozenset[str]] = frozenset(OPERATIONS_1_0)
     #: Finer-grained abilities, e.g. ``reboot.soft`` and ``reboot.hard``.
     features: ClassVar[frozenset[str]] = frozenset({"reboot.soft", "reboot.hard"})

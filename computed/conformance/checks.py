@@ -21,6 +21,7 @@ from computed.conformance._devices import DEVICE_CHECKS
 from computed.conformance._events import EVENT_CHECKS
 from computed.conformance._images import IMAGE_CHECKS
 from computed.conformance._migration import MIGRATION_CHECKS
+from computed.conformance._semantics import SEMANTIC_CHECKS
 from computed.objects import PowerState
 from drivers import base
 
@@ -491,6 +492,11 @@ def _concurrent_same(ctx: SuiteContext) -> None:
         expect(all(r.power_state == PowerState.RUNNING for r in results), "a racing reboot failed")
         state = ctx.api.get_info(None, ctx.host, info.uuid).power_state
         expect(state == PowerState.RUNNING, f"after racing reboots the instance is {state}")
+
+
+# Semantics across operations: repeated spawns, hosts, missing instances -------------
+
+CHECKS.extend(SEMANTIC_CHECKS)
 
 
 # Devices (contract 1.2) -------------------------------------------------------------

@@ -10,16 +10,30 @@
   with a server certificate for 127.0.0.1 and localhost, for a broker that
   speaks TLS only (``RabbitMQBroker(tls=...)``); imported from its module,
   since it needs ``cryptography``.
+* :class:`~computed.testing.workers.WorkerProcess`: one ``computed`` worker
+  process with its own config and log file.
+* :class:`~computed.testing.notifications.NotificationCollector`: listens to
+  the workers' notifications and waits for the ones a test expects.
+* :mod:`computed.testing.plugin`: the pytest plugin (entry point ``pytest11``)
+  giving a driver's own repository a broker, a worker running its driver and
+  the conformance suite as parametrized tests.
 
 They need the server packages installed (``tools/bootstrap.sh`` installs them
 on Debian) and work as root (switching to the ``rabbitmq``/``postgres`` users)
-or as an ordinary user.  Sibling modules hold the helpers for worker
-processes, notifications and libvirtd.
+or as an ordinary user. ``computed.testing.libvirtd`` runs a private libvirtd.
 """
 
 from __future__ import annotations
 
 from computed.testing.broker import RabbitMQBroker, RabbitMQCluster
+from computed.testing.notifications import NotificationCollector
 from computed.testing.postgres import PostgreSQLServer
+from computed.testing.workers import WorkerProcess
 
-__all__ = ["RabbitMQBroker", "RabbitMQCluster", "PostgreSQLServer"]
+__all__ = [
+    "RabbitMQBroker",
+    "RabbitMQCluster",
+    "PostgreSQLServer",
+    "WorkerProcess",
+    "NotificationCollector",
+]

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import oslo_messaging as messaging
+from oslo_config import cfg
 
 from computed import rpc
 from computed.objects import ComputedObjectSerializer, InstanceActionPayload, InstanceStatePayload
 
-__all__ = ["Notification", "NotificationCollector", "StateChange"]
+__all__ = ["Notification", "NotificationCollector", "StateChange", "collecting"]
 
 _T = TypeVar("_T")
 
@@ -162,3 +165,20 @@ class NotificationCollector:
             elif isinstance(obj, InstanceStatePayload):
                 self._changes.append(StateChange(event_type, publisher_id, obj))
             self._changed.notify_all()
+
+
+@contextlib.contextmanager
+def collecting(conf: cfg.ConfigOpts, prefix: str = "tests") -> Iterator[NotificationCollector]:
+    """A started collector of the notifications on ``conf``'s notification
+    transport and topic, in a listener pool of its own (``prefix`` and a
+    random suffix); stopped, and its transport closed, on leaving."""
+    transport = rpc.get_notification_transport(conf)
+    collector = NotificationCollector(
+        transport, conf.notifications.topic, pool=f"{prefix}-{uuid.uuid4().hex[:8]}"
+    )
+    collector.start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
+        transport.cleanup()

@@ -4,22 +4,27 @@ Two kinds of failure reach here. Transport failures (connection refused,
 timeouts, TLS, HTTP 401, WS-Management faults) become DriverError naming
 the host's endpoint and never the credentials. A script that ran and failed
 becomes a :class:`~drivers.hyperv.powershell.PowerShellError`, which
-:func:`translate` maps by PowerShell's FullyQualifiedErrorId and message:
+:func:`translate` maps by PowerShell's FullyQualifiedErrorId and CategoryInfo,
+never by the message, which Windows words in the host's language:
 
-=====================================  ====================================
-PowerShell                             project
-=====================================  ====================================
-``Hyper-V was unable to find a         InstanceNotFound
-virtual machine ...``
-``InvalidState``                       InvalidPowerState
-``CommandNotFoundException``,          UnsupportedOperation (the host's
-parameter binding errors               Hyper-V module lacks it)
-``InvalidParameter`` during spawn      InvalidRequest
-``unable to find a virtual switch``,   InvalidRequest (the network or the
-``cannot find the file specified``     volume's file is not on the host)
-``InvalidState`` of a device change    InvalidPowerState (see deviceops)
-anything else                          DriverError
-=====================================  ====================================
+==============================================  =============================
+PowerShell (FullyQualifiedErrorId)              project
+==============================================  =============================
+``InvalidParameter,...GetVM``                   InstanceNotFound
+``InvalidState``                                InvalidPowerState
+``CommandNotFoundException``,                   UnsupportedOperation (the
+parameter binding errors                        host's Hyper-V module lacks it)
+``InvalidParameter`` during spawn               InvalidRequest
+``InvalidParameter,...AddVMNetworkAdapter``,    InvalidRequest (the network or
+``ObjectNotFound,...AddVMHardDiskDrive``        the volume's file is not there)
+``InvalidState`` of a device change             InvalidPowerState (see deviceops)
+anything else, or no error record at all        DriverError
+==============================================  =============================
+
+Whether an instance exists never depends on an error record: the driver
+looks its VM up with ``-ErrorAction SilentlyContinue`` (nothing back: no such
+VM), so a host that sends no stderr at all still reports a missing instance
+as InstanceNotFound.
 
 DriverError and UnsupportedOperation also carry PowerShell's error id and
 message as the JSON-safe attributes ``error_id`` and ``detail``.
@@ -40,10 +45,18 @@ from drivers.hyperv.powershell import PowerShellError
 
 __all__ = ["describe_transport_error", "is_not_found", "translate"]
 
-#: Not "unable to find a virtual machine checkpoint": only the VM itself is missing here.
-_NOT_FOUND = "unable to find a virtual machine with"
+_COMMANDS = "Microsoft.HyperV.PowerShell.Commands."
+#: Get-VM's error for an Id it does not know (not Get-VMSnapshot's: only the VM
+#: itself is missing here).
+_NOT_FOUND = f"InvalidParameter,{_COMMANDS}GetVM"
 #: What a caller named that the host does not have: a switch, a volume's file.
-_MISSING_INPUT = ("unable to find a virtual switch", "cannot find the file specified")
+_MISSING_INPUT = frozenset(
+    {
+        f"InvalidParameter,{_COMMANDS}AddVMNetworkAdapter",
+        f"InvalidParameter,{_COMMANDS}NewVM",
+        f"ObjectNotFound,{_COMMANDS}AddVMHardDiskDrive",
+    }
+)
 _UNSUPPORTED_IDS = frozenset(
     {
         "CommandNotFoundException",
@@ -57,8 +70,8 @@ _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>:?\s*")
 
 
 def is_not_found(error: PowerShellError) -> bool:
-    """True if Hyper-V said the VM does not exist."""
-    return _NOT_FOUND in error.message
+    """True if Hyper-V said the VM does not exist (by its error id, in any language)."""
+    return error.error_id == _NOT_FOUND
 
 
 def translate(
@@ -98,7 +111,7 @@ def translate(
         )
     if operation == "spawn" and error.short_id == "InvalidParameter":
         return exception.InvalidRequest(operation="spawn", reason=f"Hyper-V: {error.message}")
-    if any(text in error.message for text in _MISSING_INPUT):
+    if error.error_id in _MISSING_INPUT:
         return exception.InvalidRequest(operation=operation, reason=f"Hyper-V: {error.message}")
     return exception.DriverError(
         driver=DRIVER,

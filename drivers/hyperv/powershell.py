@@ -185,7 +185,15 @@ def list_vms() -> Script:
 
 
 def get_vm(vm_id: str) -> Script:
-    return _script("get_vm", f"Get-VM -Id {quote(guid(vm_id))} | {_SELECT_VM} | {_JSON}")
+    """The VM of that Id, or nothing if there is none: whether it exists never
+    depends on an error message, which a host words in its own language."""
+    # A silenced error still fails the statement, and powershell.exe exits 1
+    # after a failed last statement: exit 0 says an empty answer is one.
+    return _script(
+        "get_vm",
+        f"Get-VM -Id {quote(guid(vm_id))} -ErrorAction SilentlyContinue | {_SELECT_VM} | {_JSON}",
+        "exit 0",
+    )
 
 
 def new_vm(name: str, memory_mb: int, generation: int, vcpus: int, notes: str) -> Script:

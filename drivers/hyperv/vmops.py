@@ -346,8 +346,8 @@ class VMOps:
             own.append(vm.rescue_path)
         try:
             client.run(ps.destroy_vm(vm.vm_id, turn_off=vm.state not in _STOPPED, disks=own))
-        except PowerShellError as exc:
-            if not errors.is_not_found(exc):
+        except PowerShellError:
+            if self._find(client, host, uuid) is not None:
                 raise  # else it went away meanwhile: gone either way
         self._forget(host, uuid)
         LOG.info("Host %s: destroyed %s (Hyper-V VM %s)", host, uuid, vm.vm_id)
@@ -464,13 +464,7 @@ class VMOps:
         with self._lock:
             vm_id = self._ids.get((host, key))
         if vm_id is not None:
-            try:
-                found = client.run(ps.get_vm(vm_id))
-            except PowerShellError as exc:
-                if not errors.is_not_found(exc):
-                    raise
-                found = []
-            for obj in found:
+            for obj in client.run(ps.get_vm(vm_id)):
                 vm = _parse_vm(obj)
                 if _canonical(vm.uuid) == key:
                     return vm

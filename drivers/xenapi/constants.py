@@ -38,13 +38,14 @@ HYPERVISOR_TYPE = "xen"
 #: xapi's null reference.
 NULL_REF = "OpaqueRef:NULL"
 
-#: A VM this driver makes is named this prefix and the instance UUID: the
-#: instance's own name need not be unique, and xapi cannot give a VM a
-#: chosen uuid, so the name is what finds the VM again (``VM.get_by_name_label``).
+#: A VM this driver makes is named this prefix and the instance UUID, for an
+#: administrator to recognise it (the instance's own name need not be
+#: unique). The name is only a label, which may be changed: the driver finds
+#: its VMs by ``other_config`` (:data:`OTHER_CONFIG_UUID`) only.
 NAME_LABEL_PREFIX = "computed-"
 
 #: ``other_config`` keys recording what xapi has no field for. The UUID key
-#: also confirms that a VM found by name really is this driver's.
+#: is what finds an instance's VM, and what makes a VM this driver's.
 OTHER_CONFIG_UUID = "computed_uuid"
 OTHER_CONFIG_HOST = "computed_host"
 OTHER_CONFIG_NAME = "computed_name"

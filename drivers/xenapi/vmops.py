@@ -35,8 +35,9 @@ Every operation reads the instance's state with
 :func:`~drivers.xenapi.constants.instance_state`, so a rescued instance
 refuses them all but destroy and the queries.
 
-A VM is this driver's if its ``other_config`` has ``computed_uuid``; it is
-named ``computed-<uuid>`` (see :mod:`~drivers.xenapi.constants`) and belongs
+A VM is this driver's if its ``other_config`` has ``computed_uuid``, which
+is how it is found (its name, ``computed-<uuid>``, is only a label that an
+administrator may change; see :mod:`~drivers.xenapi.constants`); it belongs
 to the compute host named by ``other_config:computed_host``. xapi failures
 other than those handled here propagate as ``XenAPI.Failure``; the driver
 maps them at its boundary.
@@ -186,12 +187,8 @@ class VMOps:
 
         A template left by a spawn that died half-way is removed, not returned.
         """
-        found = session.call("VM.get_by_name_label", constants.name_label(uuid))
-        for vm, record in vm_records(session, found):
-            other = record["other_config"]
-            if other.get(constants.OTHER_CONFIG_UUID) != uuid:
-                continue  # someone else's VM with our kind of name
-            if other.get(constants.OTHER_CONFIG_HOST) != target.host:
+        for vm, record in _tagged(session, constants.OTHER_CONFIG_UUID, uuid):
+            if record["other_config"].get(constants.OTHER_CONFIG_HOST) != target.host:
                 continue  # another compute host's instance
             if record["is_a_template"]:
                 LOG.warning(
@@ -255,14 +252,9 @@ class VMOps:
         self, session: PoolSession, target: Target, uuid: str
     ) -> tuple[str, dict[str, Any]] | None:
         """The VM booting instance ``uuid``'s rescue image, and its record, or None."""
-        found = session.call("VM.get_by_name_label", constants.rescue_name_label(uuid))
-        for vm, record in vm_records(session, found):
-            other = record["other_config"]
-            if (
-                other.get(constants.OTHER_CONFIG_RESCUE_OF) == uuid
-                and other.get(constants.OTHER_CONFIG_HOST) == target.host
-            ):
-                return str(vm), record
+        for vm, record in _tagged(session, constants.OTHER_CONFIG_RESCUE_OF, uuid):
+            if record["other_config"].get(constants.OTHER_CONFIG_HOST) == target.host:
+                return vm, record
         return None
 
     def remove(self, session: PoolSession, vm: str, record: dict[str, Any]) -> None:
@@ -374,6 +366,22 @@ def vm_records(session: PoolSession, refs: list[str]) -> Iterator[tuple[str, dic
                 continue
             raise
         yield str(vm), record
+
+
+def _tagged(session: PoolSession, key: str, value: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every VM whose ``other_config`` maps ``key`` to ``value``, with its record.
+
+    Instances are found by what the driver wrote in ``other_config``, as
+    :meth:`VMOps.list_instances` lists them, never by ``name_label``: an
+    administrator may rename a VM in XenCenter, and a renamed instance is
+    still that instance.
+    """
+    records = session.call("VM.get_all_records")
+    return [
+        (str(vm), record)
+        for vm, record in records.items()
+        if record["other_config"].get(key) == value
+    ]
 
 
 def _ours(record: dict[str, Any]) -> bool:

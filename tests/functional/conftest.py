@@ -15,7 +15,7 @@ from computed import conf as computed_conf
 from computed import rpc
 from computed.registry import Registry
 from computed.testing.broker import RabbitMQBroker
-from computed.testing.notifications import NotificationCollector
+from computed.testing.notifications import NotificationCollector, collecting
 from computed.testing.workers import WorkerProcess
 from rpcapi import ComputeAPI
 
@@ -150,14 +150,8 @@ def deployment(
 
 @pytest.fixture(scope="session")
 def notifications(conf: cfg.ConfigOpts) -> Iterator[NotificationCollector]:
-    transport = rpc.get_notification_transport(conf)
-    collector = NotificationCollector(
-        transport, conf.notifications.topic, pool=f"tests-{uuid.uuid4().hex[:8]}"
-    )
-    collector.start()
-    yield collector
-    collector.stop()
-    transport.cleanup()
+    with collecting(conf) as collector:
+        yield collector
 
 
 @pytest.fixture

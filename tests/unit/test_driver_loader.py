@@ -12,6 +12,7 @@ from oslo_config import cfg
 
 from computed import exception
 from computed.driver_loader import NAMESPACE, load_driver
+from computed.testing.workers import computed_command, write_config
 from drivers.fake import FakeDriver
 
 
@@ -22,11 +23,15 @@ def plugin_path(tmp_path: Path) -> str:
         "raise ImportError('libfoo.so.1: cannot open shared object file')\n"
     )
     (tmp_path / "notadrv.py").write_text("class NotADriver:\n    pass\n")
+    (tmp_path / "misnameddrv.py").write_text(
+        "from drivers.fake import FakeDriver\n\nclass Driver(FakeDriver):\n    name = 'othername'\n"
+    )
     info = tmp_path / "brokendrv-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokendrv\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
         f"[{NAMESPACE}]\nunimportable = brokendrv:Driver\nnotadriver = notadrv:NotADriver\n"
+        "misnamed = misnameddrv:Driver\n"
     )
     return str(tmp_path)
 
@@ -93,3 +98,32 @@ def test_import_failure_is_reported_with_its_cause(plugin_path: str) -> None:
 def test_a_class_that_is_not_a_driver_is_refused(plugin_path: str) -> None:
     report = _load_elsewhere(plugin_path, "notadriver").splitlines()[1]
     assert "is not a drivers.base.ComputeDriver subclass" in report
+
+
+def test_a_worker_refuses_a_driver_named_otherwise_than_its_entry_point(
+    plugin_path: str, tmp_path: Path
+) -> None:
+    # The whole worker, as an operator starts it: it stops before reaching
+    # the broker or the registry, with one line saying what to change.
+    config = write_config(
+        str(tmp_path / "worker.conf"),
+        {
+            "DEFAULT": {"driver": "misnamed", "hosts": ["h1"], "transport_url": "rabbit://"},
+            "registry": {"connection": f"sqlite:///{tmp_path}/registry.sqlite"},
+        },
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([plugin_path, *sys.path]))
+    done = subprocess.run(
+        [*computed_command(), "--config-file", config],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        "computed: error: Cannot load driver 'misnamed': its class misnameddrv.Driver is named "
+        "'othername': a driver's name must be its entry-point name (set name = 'misnamed', "
+        "or register the entry point as 'othername')"
+    ) in done.stderr
+    assert not (tmp_path / "registry.sqlite").exists()

@@ -191,3 +191,23 @@ def test_a_spawn_needing_a_feature_the_driver_lacks_is_unsupported() -> None:
     spec.block_devices = [BlockDevice(kind="image", boot_index=0, image="cirros", size_gb=1)]
     info = _manager(_Lean).spawn(context.RequestContext(), instance=spec)
     assert info.disk_gb == 1
+
+
+def test_ping_and_capabilities_are_served_whatever_operations_says() -> None:
+    class _Silent(FakeDriver):
+        name = "silent"
+        operations = frozenset({"spawn", "destroy", "get_info", "list_instances"})
+
+    manager = _manager(_Silent)
+    ctxt = context.RequestContext()
+    assert manager.ping(ctxt).driver == "silent"
+    capabilities = manager.get_capabilities(ctxt)
+    assert capabilities.operations == [
+        "destroy",
+        "get_capabilities",
+        "get_info",
+        "list_instances",
+        "ping",
+        "spawn",
+    ]
+    assert isinstance(_refused(manager.get_host_resources), exception.UnsupportedOperation)

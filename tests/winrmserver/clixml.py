@@ -9,6 +9,7 @@ CategoryInfo, FullyQualifiedErrorId) and each rendered line becomes one
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -122,11 +123,25 @@ def _escape(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", control, text)
 
 
-class StderrWriter:
-    """Collects what powershell.exe would serialise to a redirected stderr."""
+#: Messages a Windows host in another language would write (its error ids and
+#: categories stay as they are, as on Windows): each error's text replaced.
+LOCALIZED_MESSAGE = "Der Vorgang konnte nicht abgeschlossen werden (Fehler {n})."
 
-    def __init__(self, width: int | None = 80) -> None:
+
+class StderrWriter:
+    """Collects what powershell.exe would serialise to a redirected stderr.
+
+    :param messages: ``en-US``, the messages as the emulated cmdlets word
+        them; ``de-DE``, every error message in another language, error ids and
+        categories unchanged; ``none``, nothing on stderr at all (a server
+        that sends none).
+    """
+
+    def __init__(self, width: int | None = 80, messages: str = "en-US") -> None:
+        if messages not in ("en-US", "de-DE", "none"):
+            raise ValueError(f"messages is en-US, de-DE or none, not {messages!r}")
         self.width = width
+        self.messages = messages
         self._parts: list[str] = []
         self._progress_refs = 0
 
@@ -145,6 +160,9 @@ class StderrWriter:
         )
 
     def error(self, record: ErrorRecord) -> None:
+        if self.messages == "de-DE":
+            n = len(self._parts) + 1
+            record = dataclasses.replace(record, message=LOCALIZED_MESSAGE.format(n=n))
         for line in record.render(self.width):
             self._parts.append(f'<S S="Error">{_escape(line + chr(13) + chr(10))}</S>')
 
@@ -153,7 +171,7 @@ class StderrWriter:
             self._parts.append(f'<S S="warning">{_escape(line + chr(13) + chr(10))}</S>')
 
     def getvalue(self) -> bytes:
-        if not self._parts:
+        if not self._parts or self.messages == "none":
             return b""
         doc = (
             f'#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="{_NS}">'

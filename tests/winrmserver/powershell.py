@@ -37,6 +37,8 @@ class ShellOptions:
 
     console_width: int | None = 80
     module_progress: bool = True
+    #: How errors reach stderr: ``en-US``, ``de-DE`` or ``none`` (see StderrWriter).
+    error_messages: str = "en-US"
 
 
 def decode_encoded_command(value: str) -> str:
@@ -73,6 +75,7 @@ def run_command_line(
         {**CMDLETS, **DEVICE_CMDLETS, **IMAGE_CMDLETS},
         console_width=options.console_width,
         module_progress=options.module_progress,
+        error_messages=options.error_messages,
     )
     return runtime.run(script)
 

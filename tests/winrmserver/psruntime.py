@@ -139,10 +139,11 @@ class Runtime:
         *,
         console_width: int | None = 80,
         module_progress: bool = True,
+        error_messages: str = "en-US",
     ) -> None:
         self.host = host
         self.cmdlets = cmdlets
-        self.stderr = StderrWriter(console_width)
+        self.stderr = StderrWriter(console_width, error_messages)
         self.module_progress = module_progress
         self.script_text = ""
         self.preferences = {

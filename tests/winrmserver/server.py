@@ -86,6 +86,9 @@ class WinRMTestServer:
         record when a script first uses a Hyper-V cmdlet.
     :param receive_timeouts: Receive operation-timeout faults to send before each
         command's output (pywinrm retries them silently).
+    :param error_messages: ``en-US`` (default), ``de-DE`` for a host whose
+        PowerShell words every error in another language (error ids and
+        categories unchanged), or ``none`` for one that sends no stderr at all.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class WinRMTestServer:
         max_shells_per_user: int = 30,
         receive_chunk_bytes: int = 64 * 1024,
         receive_timeouts: int = 0,
+        error_messages: str = "en-US",
     ) -> None:
         if hosts is None:
             hosts = [HyperVHost()]
@@ -115,7 +119,11 @@ class WinRMTestServer:
         self.bind = bind
         self.port = port
         self.allow_unencrypted = allow_unencrypted
-        self.options = ShellOptions(console_width=console_width, module_progress=module_progress)
+        self.options = ShellOptions(
+            console_width=console_width,
+            module_progress=module_progress,
+            error_messages=error_messages,
+        )
         self.max_shells_per_user = max_shells_per_user
         self.receive_chunk_bytes = receive_chunk_bytes
         self.receive_timeouts = receive_timeouts

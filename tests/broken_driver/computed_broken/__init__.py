@@ -1,3 +1,6 @@
-"""A driver with three deliberate contract violations, for testing the conformance suite."""
+"""Drivers with deliberate contract violations, for testing the conformance suite.
 
-__all__ = ["driver"]
+``driver`` breaks three semantics at once; each of ``variants`` breaks one.
+"""
+
+__all__ = ["driver", "variants"]

@@ -1,7 +1,8 @@
 """Three bugs, each of which one conformance check must name.
 
 * spawn is not idempotent: a repeated UUID makes a second instance
-  (``spawn.idempotent``);
+  (``spawn.idempotent``), running whatever the first one's state
+  (``spawn.existing_unchanged``);
 * destroying a missing instance fails (``destroy.missing``);
 * memory in use is never counted (``host.resources_track_instances``).
 """
@@ -17,7 +18,12 @@ from drivers import base
 __all__ = ["BrokenDriver", "EXPECTED_FAILURES"]
 
 #: The check ids the suite must report for this driver, in the suite's order.
-EXPECTED_FAILURES = ["host.resources_track_instances", "spawn.idempotent", "destroy.missing"]
+EXPECTED_FAILURES = [
+    "host.resources_track_instances",
+    "spawn.idempotent",
+    "destroy.missing",
+    "spawn.existing_unchanged",
+]
 
 
 class BrokenDriver(base.ComputeDriver):

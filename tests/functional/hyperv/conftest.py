@@ -7,6 +7,7 @@ for what of Hyper-V it emulates and from which sources.
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -74,3 +75,18 @@ def make_driver() -> Iterator[DriverFactory]:
 def driver(server: WinRMTestServer, make_driver: DriverFactory) -> HyperVDriver:
     """A driver serving both hosts of ``server`` over NTLM."""
     return make_driver(dict(server.urls))
+
+
+def spawn_then_remove_behind_its_back(driver: HyperVDriver, server: WinRMTestServer) -> str:
+    """Spawn an instance (the driver then remembers its VM's Id), then remove the
+    VM on the host directly; the instance's UUID."""
+    from computed.objects import InstanceSpec
+    from tests.winrmserver import VMState
+
+    spec = InstanceSpec(uuid=str(uuidlib.uuid4()), name="vm", vcpus=1, memory_mb=64)
+    driver.spawn(HOST, spec)
+    host = server.host(HOST)
+    [vm] = host.vms()
+    host.set_state(vm, VMState.Off)
+    host.remove(vm)
+    return str(spec.uuid)

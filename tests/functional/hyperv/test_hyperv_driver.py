@@ -28,7 +28,14 @@ from tests.functional import _drivers
 from tests.functional._drivers import new_spec, outcome
 from tests.winrmserver import MiB, VMState, WinRMTestServer
 
-from .conftest import HOST, OTHER_HOST, PASSWORD, USER, DriverFactory
+from .conftest import (
+    HOST,
+    OTHER_HOST,
+    PASSWORD,
+    USER,
+    DriverFactory,
+    spawn_then_remove_behind_its_back,
+)
 
 pytestmark = pytest.mark.hyperv
 
@@ -233,15 +240,10 @@ def test_destroy_removes_the_vm_and_succeeds_when_missing(
 def test_a_vm_removed_behind_the_drivers_back_is_not_found(
     driver: HyperVDriver, server: WinRMTestServer
 ) -> None:
-    spec = new_spec()
-    driver.spawn(HOST, spec)  # the driver now remembers the VM's Hyper-V Id
-    host = server.host(HOST)
-    [vm] = host.vms()
-    host.set_state(vm, VMState.Off)
-    host.remove(vm)
+    uuid = spawn_then_remove_behind_its_back(driver, server)
     with pytest.raises(exception.InstanceNotFound):
-        driver.get_info(HOST, spec.uuid)
-    driver.destroy(HOST, spec.uuid)
+        driver.get_info(HOST, uuid)
+    driver.destroy(HOST, uuid)
 
 
 # Spawn failures leave nothing behind ------------------------------------------------
