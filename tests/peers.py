@@ -97,7 +97,8 @@ def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, 
 
 
 def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    """The xapi test server (real XML-RPC) standing in for a XenServer pool.
+    """The xapi test server (real XML-RPC) standing in for a XenServer pool of two
+    hosts on shared storage, each a compute host (``xen-1``, ``xen-2``).
 
     The pool has imported the image the conformance suite makes root disks
     from, and its storage array makes the suite's volumes: the provisioning
@@ -108,7 +109,9 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
     import shlex
 
     image, network = "cirros", "Pool-wide network associated with eth0"
-    announce(f"Starting the xapi test server (pool 'pool1' with host 'xs1', image {image!r})")
+    announce(
+        f"Starting the xapi test server (pool 'pool1' with hosts 'xs1' and 'xs2', image {image!r})"
+    )
     line = _start_server(
         stack,
         [
@@ -117,7 +120,7 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
             "--port",
             "0",
             "--pool",
-            f"pool1:{DEMO_USER}:{DEMO_PASSWORD}:xs1",
+            f"pool1:{DEMO_USER}:{DEMO_PASSWORD}:xs1,xs2",
             "--image",
             f"{image}:112",
         ],
@@ -131,10 +134,10 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
         [sys.executable, str(script.with_name("hypervisor.py")), "--url", url]
         + ["--user", DEMO_USER, "--password", DEMO_PASSWORD]
     )
-    return ["xen-1"], {
+    return ["xen-1", "xen-2"], {
         "xenapi": {
             "pool_urls": {"pool1": url},
-            "hosts": {"xen-1": "pool1/xs1"},
+            "hosts": {"xen-1": "pool1/xs1", "xen-2": "pool1/xs2"},
             "username": DEMO_USER,
             "password": DEMO_PASSWORD,
         },

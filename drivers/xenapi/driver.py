@@ -4,6 +4,9 @@ A thin façade: :mod:`~drivers.xenapi.vmops` runs the instance operations,
 :mod:`~drivers.xenapi.deviceops` the volume and interface operations,
 :mod:`~drivers.xenapi.imageops` snapshots and consoles,
 :mod:`~drivers.xenapi.rescueops` rescue,
+:mod:`~drivers.xenapi.moves`, :mod:`~drivers.xenapi.coldops`,
+:mod:`~drivers.xenapi.liveops` and :mod:`~drivers.xenapi.evacuateops`
+moving instances between the hosts of a pool,
 :mod:`~drivers.xenapi.hostops` the host queries, each given the served
 host's pool session from :mod:`~drivers.xenapi.session` and its
 :class:`~drivers.xenapi.conf.Target`. Here every call has its xapi failures
@@ -35,6 +38,7 @@ from computed.objects import (
     ImageRef,
     InstanceInfo,
     InstanceSpec,
+    Migration,
     NetworkInterface,
     VolumeConnection,
     VolumeConnector,
@@ -42,12 +46,15 @@ from computed.objects import (
 from drivers import base
 from drivers._backend import ServedHosts
 from drivers.xenapi import conf as xenapi_conf
-from drivers.xenapi import constants, errors
+from drivers.xenapi import constants, errors, moves
 from drivers.xenapi.blockdev import DiskBuilder
+from drivers.xenapi.coldops import ColdOps
 from drivers.xenapi.conf import Target
 from drivers.xenapi.deviceops import DeviceOps
+from drivers.xenapi.evacuateops import EvacuateOps
 from drivers.xenapi.hostops import HostOps
 from drivers.xenapi.imageops import ImageOps
+from drivers.xenapi.liveops import LiveOps
 from drivers.xenapi.rescueops import RescueOps
 from drivers.xenapi.session import PoolSession
 from drivers.xenapi.vmops import VMOps, resolve_host
@@ -82,6 +89,9 @@ class XenAPIDriver(base.TransitionDriver):
         + base.IMAGE_OPERATIONS
         + base.RESCUE_OPERATIONS
         + ("get_graphical_console",)
+        + base.MIGRATION_OPERATIONS
+        + base.LIVE_MIGRATION_OPERATIONS
+        + base.EVACUATION_OPERATIONS
     )
     features = frozenset(
         {
@@ -106,6 +116,9 @@ class XenAPIDriver(base.TransitionDriver):
         self._imageops = ImageOps(self._vmops)
         self._rescueops = RescueOps(self._vmops)
         self._hostops = HostOps()
+        self._coldops = ColdOps(self._vmops)
+        self._liveops = LiveOps(self._vmops)
+        self._evacuateops = EvacuateOps(self._vmops)
         self._hosts = ServedHosts[_Served, Exception](
             self.name, (XenAPI.Failure, errors.PoolUnavailable), self._translate
         )
@@ -242,6 +255,104 @@ class XenAPIDriver(base.TransitionDriver):
             "get_graphical_console",
             uuid,
             lambda s, t: self._imageops.graphical_console(s, t, uuid),
+        )
+
+    # Moving instances (contract 1.4) -----------------------------------------
+
+    def check_migration_destination(self, host: str, migration: Migration) -> dict[str, str]:
+        return self._call(
+            host,
+            "check_migration_destination",
+            migration.instance_uuid,
+            lambda s, t: moves.check_destination(s, t, migration),
+        )
+
+    def migrate_disk_and_power_off(
+        self, host: str, uuid: str, migration: Migration
+    ) -> dict[str, str]:
+        return self._call(
+            host,
+            "migrate_disk_and_power_off",
+            uuid,
+            lambda s, t: self._coldops.migrate_disk_and_power_off(s, t, uuid, migration),
+        )
+
+    def finish_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._call(
+            host,
+            "finish_migration",
+            migration.instance_uuid,
+            lambda s, t: self._coldops.finish_migration(s, t, migration),
+        )
+
+    def confirm_migration(self, host: str, migration: Migration) -> None:
+        self._call(
+            host,
+            "confirm_migration",
+            migration.instance_uuid,
+            lambda s, t: self._coldops.confirm_migration(s, migration),
+        )
+
+    def revert_migration(self, host: str, migration: Migration) -> None:
+        self._call(
+            host,
+            "revert_migration",
+            migration.instance_uuid,
+            lambda s, t: self._coldops.revert_migration(s, t, migration),
+        )
+
+    def finish_revert_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._call(
+            host,
+            "finish_revert_migration",
+            migration.instance_uuid,
+            lambda s, t: self._coldops.finish_revert_migration(s, t, migration),
+        )
+
+    def pre_live_migration(self, host: str, migration: Migration) -> dict[str, str]:
+        return self._call(
+            host,
+            "pre_live_migration",
+            migration.instance_uuid,
+            lambda s, t: self._liveops.pre_live_migration(s, t, migration),
+        )
+
+    def live_migration(
+        self, host: str, uuid: str, migration: Migration, progress: base.Progress
+    ) -> None:
+        self._call(
+            host,
+            "live_migration",
+            uuid,
+            lambda s, t: self._liveops.live_migration(s, t, uuid, migration, progress),
+        )
+
+    def post_live_migration_at_destination(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._call(
+            host,
+            "post_live_migration_at_destination",
+            migration.instance_uuid,
+            lambda s, t: self._liveops.post_live_migration_at_destination(s, t, migration),
+        )
+
+    def rollback_live_migration_at_destination(self, host: str, migration: Migration) -> None:
+        self._hosts[host]  # a host this worker does not serve is an error
+        self._liveops.rollback_live_migration_at_destination(migration)
+
+    def abort_live_migration(self, host: str, uuid: str, migration: Migration) -> None:
+        self._call(
+            host,
+            "abort_live_migration",
+            uuid,
+            lambda s, t: self._liveops.abort_live_migration(migration),
+        )
+
+    def evacuate(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._call(
+            host,
+            "evacuate",
+            migration.instance_uuid,
+            lambda s, t: self._evacuateops.evacuate(s, t, migration),
         )
 
     # Host -----------------------------------------------------------------

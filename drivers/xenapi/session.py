@@ -165,7 +165,11 @@ class PoolSession:
                 raise self._unavailable(method, exc) from exc
 
     def run_task(
-        self, method: str, *args: Any, progress: Callable[[float], None] | None = None
+        self,
+        method: str,
+        *args: Any,
+        progress: Callable[[float], None] | None = None,
+        started: Callable[[str], None] | None = None,
     ) -> Any:
         """Run ``method`` as an xapi task (``Async.<method>``) and return its result.
 
@@ -174,10 +178,14 @@ class PoolSession:
 
         :param progress: called with the task's ``progress`` (0.0 to 1.0) each
             time it is seen to advance.
+        :param started: called with the task's ref once xapi made it (so that
+            another thread can ``task.cancel`` it).
         :raises XenAPI.Failure: the task's error, as if the call had failed.
         """
         task = self.call(f"Async.{method}", *args)
         try:
+            if started is not None:
+                started(str(task))
             return self._wait(method, task, progress)
         finally:
             try:

@@ -1184,3 +1184,111 @@ def test_a_running_vm_has_a_vnc_console(x):
     x.VM.hard_shutdown(vm)
     assert x.VM.get_consoles(vm) == []
     assert failure_of(x.console.get_record, console) == ["HANDLE_INVALID", "console", console]
+
+
+# ---------------------------------------------------------------- moving VMs
+
+
+def two_hosts(x):
+    return x.host.get_by_name_label("alpha-1")[0], x.host.get_by_name_label("alpha-2")[0]
+
+
+def test_a_pool_of_several_hosts_shares_its_default_storage(x):
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    assert x.SR.get_shared(sr) is True
+    hosts = {x.PBD.get_host(p) for p in x.SR.get_PBDs(sr) if x.PBD.get_currently_attached(p)}
+    assert hosts == set(two_hosts(x))
+
+
+def test_pool_migrate_moves_a_running_vm_as_a_task_with_progress(server, x):
+    first, second = two_hosts(x)
+    vm = new_vm(x, "migrant", memory=256 * 1024 * 1024)
+    x.VM.start_on(vm, first, False, False)
+    domid = x.VM.get_domid(vm)
+    task = x.Async.VM.pool_migrate(vm, second, {"live": "true"})
+    record = wait_task(x, task)
+    assert (record["status"], record["progress"]) == ("success", 1.0)
+    assert x.VM.get_resident_on(vm) == second
+    assert x.VM.get_domid(vm) != domid
+    assert vm in x.host.get_resident_VMs(second) and vm not in x.host.get_resident_VMs(first)
+    console = x.VM.get_consoles(vm)[0]
+    assert x.host.get_address(second) in x.console.get_location(console)
+    reason = "Host is the same as the VM's resident_on"
+    assert failure_of(x.VM.pool_migrate, vm, second, {}) == ["OPERATION_NOT_ALLOWED", reason]
+    x.VM.hard_shutdown(vm)
+    assert failure_of(x.VM.pool_migrate, vm, first, {}) == [
+        "VM_BAD_POWER_STATE",
+        vm,
+        "running",
+        "halted",
+    ]
+    x.VM.destroy(vm)
+
+
+def test_a_cancelled_pool_migrate_leaves_the_vm_where_it_ran(server, x):
+    first, second = two_hosts(x)
+    vm = new_vm(x, "stays", memory=256 * 1024 * 1024)
+    x.VM.start_on(vm, first, False, False)
+    hold = server.hold_progress("VM.pool_migrate", 0.4, pool="alpha")
+    task = x.Async.VM.pool_migrate(vm, second, {"live": "true"})
+    assert hold.reached.wait(5)
+    assert x.VM.get_current_operations(vm) != {}
+    x.task.cancel(task)
+    hold.release()
+    record = wait_task(x, task)
+    assert (record["status"], record["error_info"]) == ("cancelled", ["TASK_CANCELLED", task])
+    assert x.VM.get_resident_on(vm) == first
+    assert x.VM.get_power_state(vm) == "Running"
+    x.VM.hard_shutdown(vm)
+    x.VM.destroy(vm)
+
+
+def test_pool_migrate_needs_the_vms_storage_and_memory_on_the_destination(server, x):
+    first, second = two_hosts(x)
+    vm = new_vm(x, "heavy", memory=40 * GiB)
+    x.VM.start_on(vm, first, False, False)
+    blocker = new_vm(x, "blocker", memory=30 * GiB)
+    x.VM.start_on(blocker, second, False, False)
+    free = x.host.compute_free_memory(second)
+    assert failure_of(x.VM.pool_migrate, vm, second, {}) == [
+        "HOST_NOT_ENOUGH_FREE_MEMORY",
+        str(40 * GiB),
+        free,
+    ]
+    x.VM.hard_shutdown(blocker)
+    sr = x.pool.get_default_SR(x.pool.get_all()[0])
+    (pbd,) = [p for p in x.SR.get_PBDs(sr) if x.PBD.get_host(p) == second]
+    state = server.pool("alpha")
+    state.update("PBD", pbd, currently_attached=False)
+    try:
+        assert failure_of(x.VM.pool_migrate, vm, second, {}) == ["VM_REQUIRES_SR", vm, sr]
+    finally:
+        state.update("PBD", pbd, currently_attached=True)
+    for each in (vm, blocker):
+        x.VM.hard_shutdown(each) if x.VM.get_power_state(each) != "Halted" else None
+        x.VM.destroy(each)
+
+
+def test_a_dead_host_takes_no_vm_and_its_vms_are_reset_only_then(server, session, x):
+    first, second = two_hosts(x)
+    vm = new_vm(x, "orphan", memory=256 * 1024 * 1024)
+    x.VM.start_on(vm, second, False, False)
+    assert failure_of(x.VM.power_state_reset, vm) == ["HOST_IS_LIVE", second]
+    session.testing.set_host_live("alpha-2", False)  # the testing namespace, no session
+    try:
+        assert x.host_metrics.get_live(x.host.get_metrics(second)) is False
+        assert x.host.get_enabled(second) is False
+        assert x.VM.get_power_state(vm) == "Running"  # until someone resets it
+        other = new_vm(x, "elsewhere", memory=256 * 1024 * 1024)
+        assert failure_of(x.VM.start_on, other, second, False, False) == ["HOST_OFFLINE", second]
+        x.VM.start(other, False, False)
+        assert x.VM.get_resident_on(other) == first
+        x.VM.power_state_reset(vm)
+        assert (x.VM.get_power_state(vm), x.VM.get_resident_on(vm)) == ("Halted", "OpaqueRef:NULL")
+        x.VM.start_on(vm, first, False, False)
+        assert failure_of(x.VM.power_state_reset, vm) == ["DOMAIN_EXISTS", vm]
+    finally:
+        server.set_host_live("alpha-2", True, pool="alpha")
+    for each in (vm, other):
+        x.VM.hard_shutdown(each)
+        x.VM.destroy(each)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import devices, methods, records, storage, vmops
+from . import devices, methods, migration, records, storage, vmops
 from . import errors as E
 from .errors import XapiError, failure, success
 from .state import Call, Fault, PoolState
@@ -69,6 +69,7 @@ _SELF_FAULTING = {
     "suspend",
     "resume",
     "resume_on",
+    "pool_migrate",
     "set_is_a_template",
     "set_memory_static_max",
     "set_memory_static_min",
@@ -303,6 +304,10 @@ class Dispatcher:
             return True
         if name == "testing.clear_faults":
             pool.clear_faults()
+            return True
+        if name == "testing.set_host_live":
+            host = migration.host_by_name(pool, str(params[0]))
+            migration.set_host_live(pool, host, bool(params[1]))
             return True
         if name == "testing.set_power_state":
             vmops.set_power_state(pool, str(params[0]), str(params[1]))

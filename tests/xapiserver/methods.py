@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import devices, events, records, storage, vmops
+from . import devices, events, migration, records, storage, vmops
 from . import errors as E
 from .errors import XapiError, field_type_error
 from .state import Call
@@ -110,15 +110,6 @@ def _resume(call: Call, ref: str, paused: bool, force: bool) -> None:
 def _resume_on(call: Call, ref: str, host: str, paused: bool, force: bool) -> None:
     with vmops.vm_operation(call, ref, "resume_on") as vm:
         vmops.resume(call.pool, ref, vm, host, paused)
-
-
-def _power_state_reset(call: Call, ref: str) -> None:
-    with call.pool.lock:
-        vm = call.pool.get("VM", ref)
-        if vm["is_control_domain"]:
-            raise XapiError("CANNOT_RESET_CONTROL_DOMAIN", ref)
-        vmops.halt(call.pool, ref, vm)
-        call.pool.refresh_host_metrics()
 
 
 def _set_is_a_template(call: Call, ref: str, value: bool) -> None:
@@ -258,7 +249,6 @@ VM_HANDLERS: dict[str, tuple[tuple[tuple[str, str], ...], Callable[..., Any], bo
         _resume_on,
         True,
     ),
-    "power_state_reset": ((("vm", "ref"),), _power_state_reset, True),
     "set_is_a_template": ((("self", "ref"), ("value", "bool")), _set_is_a_template, False),
     "set_memory_static_max": (
         (("self", "ref"), ("value", "int")),
@@ -316,6 +306,7 @@ VM_HANDLERS: dict[str, tuple[tuple[tuple[str, str], ...], Callable[..., Any], bo
     "get_allowed_VBD_devices": ((("vm", "ref"),), _allowed_devices("VBDs", 16), False),
     "get_allowed_VIF_devices": ((("vm", "ref"),), _allowed_devices("VIFs", 7), False),
     "get_boot_record": ((("self", "ref"),), lambda call, ref: call.pool.view("VM", ref), False),
+    **migration.HANDLERS,
 }
 
 # ------------------------------------------------------------------ VDI / VBD / VIF

@@ -340,6 +340,14 @@ class XapiTestServer:
 
         set_power_state(self.pool(pool), vm_ref, state)
 
+    def set_host_live(self, host: str, live: bool, pool: str | None = None) -> None:
+        """Stop (or restart) the heartbeat of ``host`` (a name or a ref): xapi then
+        shows it not live and disabled, its VMs still resident on it."""
+        from .migration import host_by_name, set_host_live
+
+        state = self.pool(pool)
+        set_host_live(state, host_by_name(state, host), live)
+
     # ------------------------------------------------------------ storage backends
 
     def add_iscsi_lun(

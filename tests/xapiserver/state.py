@@ -409,12 +409,26 @@ class PoolState:
             host_ref = self._seed_host(hspec, index)
             if index == 0:
                 self.master_ref = host_ref
-        local_pbd = self.add(
-            "PBD",
-            {"host": self.master_ref, "SR": self.default_sr, "currently_attached": True},
-        )
-        self.update("SR", self.default_sr, PBDs=[local_pbd])
-        self.update("host", self.master_ref, PBDs=[local_pbd])
+        # One host: its local storage. Several: the pool's shared storage, which
+        # every host has plugged (what lets a VM move between them).
+        shared = len(spec.hosts) > 1
+        hosts = self.refs("host") if shared else [self.master_ref]
+        pbds = []
+        for host_ref in hosts:
+            pbd = self.add(
+                "PBD", {"host": host_ref, "SR": self.default_sr, "currently_attached": True}
+            )
+            self.update("host", host_ref, PBDs=[pbd])
+            pbds.append(pbd)
+        self.update("SR", self.default_sr, PBDs=pbds)
+        if shared:
+            self.update(
+                "SR",
+                self.default_sr,
+                name_label="Shared storage",
+                shared=True,
+                name_description=f"Shared storage of {spec.name}",
+            )
         self.update(
             "pool",
             self.pool_ref,

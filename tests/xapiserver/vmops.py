@@ -39,6 +39,7 @@ POWER_ALLOWED: dict[str, tuple[str, ...]] = {
     "clean_reboot": ("Running",),
     "clean_shutdown": ("Running",),
     "pause": ("Running",),
+    "pool_migrate": ("Running",),
     "suspend": ("Running",),
     "changing_VCPUs_live": ("Running",),
     "changing_dynamic_range": ("Halted", "Running"),
@@ -88,6 +89,7 @@ LISTED_OPS = (
     "suspend",
     "resume",
     "resume_on",
+    "pool_migrate",
     "export",
     "destroy",
     "provision",
@@ -187,17 +189,35 @@ def vm_operation(call: Call, ref: str, op: str) -> Iterator[dict[str, Any]]:
 # ---------------------------------------------------------------- power ops
 
 
+def host_live(pool: PoolState, host_ref: str) -> bool:
+    """Whether the host's heartbeat is seen (``host_metrics.live``)."""
+    host = pool.get("host", host_ref)
+    metrics = host["metrics"]
+    live = (
+        pool.get("host_metrics", metrics)["live"] if pool.exists("host_metrics", metrics) else True
+    )
+    return bool(live)
+
+
+def assert_live(pool: PoolState, host_ref: str) -> None:
+    """:raises XapiError: ``HOST_OFFLINE [host]`` unless the host is live."""
+    if not host_live(pool, host_ref):
+        raise XapiError(E.HOST_OFFLINE, host_ref)
+
+
 def choose_host(pool: PoolState, vm: dict[str, Any], host_ref: str | None) -> str:
     """A host with room for ``vm`` or HOST_NOT_ENOUGH_FREE_MEMORY [needed, available]."""
     need = pool.vm_memory_need(vm)
     if host_ref is not None:
         pool.get("host", host_ref)
+        assert_live(pool, host_ref)
         candidates = [host_ref]
     else:
         affinity = vm["affinity"]
-        candidates = sorted(
-            pool.refs("host"), key=lambda h: (h != affinity, -pool.host_free_memory(h))
-        )
+        live = [h for h in pool.refs("host") if host_live(pool, h)]
+        if not live:
+            raise XapiError(E.NO_HOSTS_AVAILABLE)
+        candidates = sorted(live, key=lambda h: (h != affinity, -pool.host_free_memory(h)))
     for host in candidates:
         if pool.host_free_memory(host) >= need:
             return host
@@ -272,6 +292,18 @@ def boot(pool: PoolState, ref: str, vm: dict[str, Any], host_ref: str | None, pa
         start_time=now(),
         state=["paused" if paused else "running"],
     )
+
+
+def move_domain(pool: PoolState, ref: str, vm: dict[str, Any], host: str) -> None:
+    """The running domain of ``vm`` now runs on ``host`` (the end of a migration):
+    a new domid there, its console served by that host."""
+    pool.domid_counter += 1
+    pool.link("host", vm["resident_on"], "resident_VMs", ref, add=False)
+    pool.update("VM", ref, resident_on=host, domid=pool.domid_counter)
+    pool.link("host", host, "resident_VMs", ref)
+    _close_consoles(pool, ref, vm)
+    _open_console(pool, ref, vm, host)
+    _set_metrics(pool, vm)
 
 
 def halt(pool: PoolState, ref: str, vm: dict[str, Any]) -> None:

@@ -291,6 +291,9 @@ def test_declared_capabilities() -> None:
             "unrescue",
             "get_graphical_console",
         )
+        + base.MIGRATION_OPERATIONS
+        + base.LIVE_MIGRATION_OPERATIONS
+        + base.EVACUATION_OPERATIONS
     )
     assert "get_serial_console" not in XenAPIDriver.operations  # xapi has none to offer
     assert XenAPIDriver.features == {
