@@ -152,8 +152,9 @@ class Libvirtd(_server.PrivateServer):
 
     start_timeout = 30.0
 
-    def __init__(self, workdir: str | None = None) -> None:
+    def __init__(self, workdir: str | None = None, host_uuid: str | None = None) -> None:
         super().__init__(workdir, "libvirtd", "libvirtd-")
+        self.host_uuid = host_uuid
         self._user: pwd.struct_passwd | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._binary = ""
@@ -270,6 +271,13 @@ class Libvirtd(_server.PrivateServer):
     def _launch(self, timeout: float) -> None:
         for sub in ("home", "run", "config", "cache", "data"):
             os.mkdir(os.path.join(self.directory, sub), 0o700)
+        if self.host_uuid is not None:
+            # Two daemons of one machine otherwise share its UUID (from SMBIOS
+            # or /etc/machine-id), and libvirt refuses to migrate between them.
+            conf_dir = os.path.join(self.directory, "config", "libvirt")
+            os.mkdir(conf_dir, 0o700)
+            with open(os.path.join(conf_dir, "libvirtd.conf"), "w", encoding="utf-8") as fh:
+                fh.write(f'host_uuid = "{self.host_uuid}"\n')
         os.chmod(self.directory, 0o755)
         _procs.chown_tree(self.directory, self._user)
         _procs.check_reachable(self.directory, self._user, "libvirtd")
