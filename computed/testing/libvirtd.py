@@ -31,6 +31,7 @@ hypervisor_command`` for the libvirt driver)::
 
     python -m computed.testing.libvirtd --uri URI stop HOST UUID    # the guest shuts down
     python -m computed.testing.libvirtd --uri URI delete HOST UUID  # removed out of band
+    python -m computed.testing.libvirtd --uri H1=URI1 --uri H2=URI2 stop H2 UUID  # one of several
 
 Two things about the test driver that tests must allow for:
 
@@ -378,14 +379,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m computed.testing.libvirtd",
         description="Change a domain behind its worker's back, as a guest or an administrator would.",
     )
-    parser.add_argument("--uri", required=True, help="the libvirt URI the host's worker uses")
+    parser.add_argument(
+        "--uri",
+        required=True,
+        action="append",
+        help="the libvirt URI the host's worker uses, or HOST=URI, once per host",
+    )
     parser.add_argument("action", choices=["stop", "delete"])
-    parser.add_argument("host", help="the compute host (for messages: the URI says where)")
+    parser.add_argument("host", help="the compute host (which URI, if several are given)")
     parser.add_argument("uuid")
     args = parser.parse_args(argv)
+    uris = dict(
+        item.split("=", 1) if "=" in item.split(":", 1)[0] else ("", item) for item in args.uri
+    )
+    uri = uris.get(args.host) or uris.get("")
+    if uri is None:
+        parser.error(f"no --uri for host {args.host}")
     libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
     try:
-        conn = libvirt.open(args.uri)
+        conn = libvirt.open(uri)
         try:
             dom = conn.lookupByUUIDString(args.uuid)
             if args.action == "stop":
