@@ -47,40 +47,50 @@ def _fake_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any
 
 
 def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    """A private libvirtd (test driver) reached over libvirt's remote protocol.
+    """Two private libvirtds (test driver) reached over libvirt's remote protocol,
+    one per host (``kvm-1``, ``kvm-2``), each with a host UUID of its own.
 
-    Its built-in node (``test+unix:///default``), which every connection to
-    the daemon shares, so that ``python -m computed.testing.libvirtd`` can
-    change the worker's domains behind its back; kept by a connection of our
-    own, since the node resets when its last connection closes.
+    Each serves its built-in node (``test+unix:///default``), which every
+    connection to the daemon shares, so that ``python -m computed.testing.libvirtd``
+    can change the worker's domains behind its back; kept by a connection of
+    our own, since the node resets when its last connection closes. The test
+    driver cannot move an instance between daemons (no volume streams, no
+    migration): the workers claim evacuation only, and the suite's cold and
+    live migration checks are skipped as unsupported.
     """
     try:
+        import uuid
+
         import libvirt
 
         from computed.testing.libvirtd import Libvirtd
     except ImportError as exc:
         raise Unavailable(f"libvirt-python is not installed ({exc})") from None
-    announce("Starting a private libvirtd (test driver, reached through test+unix://)")
-    try:
-        daemon = stack.enter_context(Libvirtd())
-    except RuntimeError as exc:
-        raise Unavailable(str(exc).splitlines()[0]) from None
-    uri = daemon.uri_for()
-    keeper = libvirt.open(uri)
-    stack.callback(keeper.close)
+    hosts = ["kvm-1", "kvm-2"]
+    announce("Starting two private libvirtds (test driver, reached through test+unix://)")
+    uris: dict[str, str] = {}
     # The node's pool holds the image root disks are copied from and a volume
     # that file volumes name; its network "default" takes the interfaces.
     pool, image, volume, network = "default-pool", "cirros", "conformance-volume", "default"
-    for name, size in ((image, 16 << 20), (volume, 1 << 30)):
-        keeper.storagePoolLookupByName(pool).createXML(
-            f"<volume><name>{name}</name><capacity unit='bytes'>{size}</capacity></volume>", 0
-        )
-    command = f"{shlex.quote(sys.executable)} -m computed.testing.libvirtd --uri {shlex.quote(uri)}"
-    return ["kvm-1"], {
+    for host in hosts:
+        try:
+            daemon = stack.enter_context(Libvirtd(host_uuid=str(uuid.uuid4())))
+        except RuntimeError as exc:
+            raise Unavailable(str(exc).splitlines()[0]) from None
+        uris[host] = daemon.uri_for()
+        keeper = libvirt.open(uris[host])
+        stack.callback(keeper.close)
+        for name, size in ((image, 16 << 20), (volume, 1 << 30)):
+            keeper.storagePoolLookupByName(pool).createXML(
+                f"<volume><name>{name}</name><capacity unit='bytes'>{size}</capacity></volume>", 0
+            )
+    targets = " ".join(f"--uri {shlex.quote(f'{host}={uri}')}" for host, uri in uris.items())
+    command = f"{shlex.quote(sys.executable)} -m computed.testing.libvirtd {targets}"
+    return hosts, {
         "libvirt": {
-            "host_uris": {"kvm-1": uri},
+            "host_uris": uris,
             "storage_pool": pool,
-            "iscsi_initiators": {"kvm-1": "iqn.2010-10.org.computed:kvm-1"},
+            "iscsi_initiators": {host: f"iqn.2010-10.org.computed:{host}" for host in hosts},
             # The test driver runs no guest: ports the driver picks, not qemu's.
             "serial_port_range": "10000:10999",
             "graphics_port_range": "5900:5999",

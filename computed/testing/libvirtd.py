@@ -31,6 +31,7 @@ hypervisor_command`` for the libvirt driver)::
 
     python -m computed.testing.libvirtd --uri URI stop HOST UUID    # the guest shuts down
     python -m computed.testing.libvirtd --uri URI delete HOST UUID  # removed out of band
+    python -m computed.testing.libvirtd --uri H1=URI1 --uri H2=URI2 stop H2 UUID  # one of several
 
 Two things about the test driver that tests must allow for:
 
@@ -152,8 +153,9 @@ class Libvirtd(_server.PrivateServer):
 
     start_timeout = 30.0
 
-    def __init__(self, workdir: str | None = None) -> None:
+    def __init__(self, workdir: str | None = None, host_uuid: str | None = None) -> None:
         super().__init__(workdir, "libvirtd", "libvirtd-")
+        self.host_uuid = host_uuid
         self._user: pwd.struct_passwd | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._binary = ""
@@ -270,6 +272,13 @@ class Libvirtd(_server.PrivateServer):
     def _launch(self, timeout: float) -> None:
         for sub in ("home", "run", "config", "cache", "data"):
             os.mkdir(os.path.join(self.directory, sub), 0o700)
+        if self.host_uuid is not None:
+            # Two daemons of one machine otherwise share its UUID (from SMBIOS
+            # or /etc/machine-id), and libvirt refuses to migrate between them.
+            conf_dir = os.path.join(self.directory, "config", "libvirt")
+            os.mkdir(conf_dir, 0o700)
+            with open(os.path.join(conf_dir, "libvirtd.conf"), "w", encoding="utf-8") as fh:
+                fh.write(f'host_uuid = "{self.host_uuid}"\n')
         os.chmod(self.directory, 0o755)
         _procs.chown_tree(self.directory, self._user)
         _procs.check_reachable(self.directory, self._user, "libvirtd")
@@ -370,14 +379,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m computed.testing.libvirtd",
         description="Change a domain behind its worker's back, as a guest or an administrator would.",
     )
-    parser.add_argument("--uri", required=True, help="the libvirt URI the host's worker uses")
+    parser.add_argument(
+        "--uri",
+        required=True,
+        action="append",
+        help="the libvirt URI the host's worker uses, or HOST=URI, once per host",
+    )
     parser.add_argument("action", choices=["stop", "delete"])
-    parser.add_argument("host", help="the compute host (for messages: the URI says where)")
+    parser.add_argument("host", help="the compute host (which URI, if several are given)")
     parser.add_argument("uuid")
     args = parser.parse_args(argv)
+    uris = dict(
+        item.split("=", 1) if "=" in item.split(":", 1)[0] else ("", item) for item in args.uri
+    )
+    uri = uris.get(args.host) or uris.get("")
+    if uri is None:
+        parser.error(f"no --uri for host {args.host}")
     libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
     try:
-        conn = libvirt.open(args.uri)
+        conn = libvirt.open(uri)
         try:
             dom = conn.lookupByUUIDString(args.uuid)
             if args.action == "stop":

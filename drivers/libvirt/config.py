@@ -22,7 +22,10 @@ consoles (contract 1.3) come from :mod:`~drivers.libvirt.consoles`.
 
 While an instance is rescued (contract 1.3) the metadata also holds the
 domain's own definition, which unrescue defines again: that it is there is
-what makes the instance rescued, for any worker that looks.
+what makes the instance rescued, for any worker that looks. Moves (contract
+1.4) keep there the id of the move under way, the definition before a
+resize, and on a domain kept for a revert the UUID of its instance
+(:mod:`~drivers.libvirt.migrationops`).
 """
 
 from __future__ import annotations
@@ -71,6 +74,14 @@ class StoredMetadata:
     disks: dict[str, DiskRecord] = field(default_factory=dict)
     #: The domain's own definition (XML) while it is rescued, else None.
     rescue: str | None = None
+    #: The id of the move (contract 1.4) that stopped this domain on its source,
+    #: or built it on its destination; None once the move is over.
+    migration: str | None = None
+    #: The definition (XML) before a resize, kept for its revert until it is confirmed.
+    previous: str | None = None
+    #: On a domain kept for a revert of a move (not an instance): the
+    #: instance's UUID. Such a domain is never listed.
+    held: str | None = None
 
     def with_disk(self, record: DiskRecord) -> StoredMetadata:
         return replace(self, disks={**self.disks, record.key: record})
@@ -150,7 +161,12 @@ def parse_metadata(text: str) -> StoredMetadata:
         return found if found is not None else root.find(f"{{{_NS}}}{tag}")
 
     name, disk, image, items = find("name"), find("disk_gb"), find("image"), find("metadata")
-    rescue = find("rescue")
+    rescue, migration, previous, held = (
+        find("rescue"),
+        find("migration"),
+        find("previous"),
+        find("held"),
+    )
     stored_items: dict[str, str] = {}
     if items is not None:
         for item in items:
@@ -173,6 +189,9 @@ def parse_metadata(text: str) -> StoredMetadata:
         items=stored_items,
         disks=records,
         rescue=(rescue.text or "") if rescue is not None else None,
+        migration=(migration.text or None) if migration is not None else None,
+        previous=(previous.text or "") if previous is not None else None,
+        held=(held.text or None) if held is not None else None,
     )
 
 
@@ -215,8 +234,10 @@ def _instance(stored: StoredMetadata, namespace: str | None) -> ET.Element:
             if record.image is not None:
                 attributes["image"] = record.image
             ET.SubElement(disks, tag("disk"), attributes)
-    if stored.rescue is not None:
-        ET.SubElement(instance, tag("rescue")).text = stored.rescue
+    for name in ("rescue", "migration", "previous", "held"):
+        value = getattr(stored, name)
+        if value is not None:
+            ET.SubElement(instance, tag(name)).text = value
     return instance
 
 

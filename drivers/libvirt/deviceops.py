@@ -372,6 +372,10 @@ class DeviceOps:
         if element is not None:
             _change(dom, "detach_interface", element, attach=False, same=_same_interface(port_id))
 
+    def check_network(self, conn: libvirt.virConnect, host: str, network: str) -> None:
+        """:raises computed.exception.InvalidRequest: if ``host`` has no such network."""
+        self._is_libvirt_network(conn, host, network, "check_migration_destination")
+
     def _is_libvirt_network(
         self, conn: libvirt.virConnect, host: str, network: str, operation: str
     ) -> bool:

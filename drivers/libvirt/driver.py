@@ -2,6 +2,8 @@
 
 A thin façade: :mod:`~drivers.libvirt.vmops` runs the instance operations
 (with :mod:`~drivers.libvirt.deviceops` for disks, volumes and interfaces),
+:mod:`~drivers.libvirt.migrationops` and :mod:`~drivers.libvirt.liveops`
+the moves of instances,
 :mod:`~drivers.libvirt.hostops` the host queries, each given the served
 host's connection from :mod:`~drivers.libvirt.connection`. Here every call
 gets that connection, is retried once on a fresh one if the old one turns
@@ -36,6 +38,7 @@ from computed.objects import (
     ImageRef,
     InstanceInfo,
     InstanceSpec,
+    Migration,
     NetworkInterface,
     VolumeConnection,
     VolumeConnector,
@@ -46,27 +49,45 @@ from drivers.libvirt import conf as libvirt_conf
 from drivers.libvirt import errors
 from drivers.libvirt.connection import EventListener, HostConnection, LifecycleEvent
 from drivers.libvirt.hostops import HostOps
+from drivers.libvirt.liveops import LiveOps
+from drivers.libvirt.migrationops import MigrationOps
 from drivers.libvirt.vmops import VMOps
 
-__all__ = ["LibvirtDriver"]
+__all__ = ["LibvirtDriver", "TEST_DRIVER_OPERATIONS", "is_test_driver"]
 
 LOG = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+#: What a worker whose hosts are libvirt's test driver claims: that driver
+#: implements no volume stream (``virStorageVolDownload``/``Upload``), no
+#: ``compareCPU`` and no migration (``migrateToURI3`` refuses peer to peer,
+#: ``migrate3`` is unsupported), so its instances cannot move to another
+#: host, cold or live; they can be rebuilt on one (evacuated).
+TEST_DRIVER_OPERATIONS = frozenset(
+    base.OPERATIONS_1_0
+    + ("get_volume_connector",)
+    + base.DEVICE_OPERATIONS
+    + base.IMAGE_OPERATIONS
+    + base.RESCUE_OPERATIONS
+    + base.CONSOLE_OPERATIONS
+    + ("check_migration_destination",)
+    + base.EVACUATION_OPERATIONS
+)
+
+
+def is_test_driver(uri: str) -> bool:
+    """Whether ``uri`` reaches libvirt's test driver (``test:///``, ``test+unix:///``...)."""
+    return uri.partition(":")[0].partition("+")[0] == "test"
 
 
 class LibvirtDriver(base.TransitionDriver):
     """Serves each host through its own libvirt connection (``[libvirt]`` options)."""
 
     name = errors.DRIVER
-    version = "1.3"
-    operations = frozenset(
-        base.OPERATIONS_1_0
-        + ("get_volume_connector",)
-        + base.DEVICE_OPERATIONS
-        + base.IMAGE_OPERATIONS
-        + base.RESCUE_OPERATIONS
-        + base.CONSOLE_OPERATIONS
+    version = "1.4"
+    operations = TEST_DRIVER_OPERATIONS | frozenset(
+        base.MIGRATION_OPERATIONS + base.LIVE_MIGRATION_OPERATIONS
     )
     features = frozenset(
         {
@@ -86,6 +107,11 @@ class LibvirtDriver(base.TransitionDriver):
         super().__init__(conf)
         self._vmops = VMOps(conf)
         self._hostops = HostOps(conf)
+        self._moves = MigrationOps(conf, self._vmops)
+        self._live = LiveOps(conf, self._vmops)
+        if any(is_test_driver(uri) for uri in _configured_uris(conf)):
+            # The worker's claim, narrowed to what its hypervisors can do.
+            setattr(self, "operations", TEST_DRIVER_OPERATIONS)  # noqa: B010
         self._hosts = ServedHosts[HostConnection, libvirt.libvirtError](
             self.name, (libvirt.libvirtError,), errors.translate
         )
@@ -236,6 +262,88 @@ class LibvirtDriver(base.TransitionDriver):
             lambda conn: self._vmops.get_graphical_console(conn, host, uuid),
         )
 
+    # Moving instances (1.4) ------------------------------------------------
+
+    def check_migration_destination(self, host: str, migration: Migration) -> dict[str, str]:
+        return self._move(
+            host, "check_migration_destination", migration, self._moves.check_destination
+        )
+
+    def migrate_disk_and_power_off(
+        self, host: str, uuid: str, migration: Migration
+    ) -> dict[str, str]:
+        return self._call(
+            host,
+            "migrate_disk_and_power_off",
+            uuid,
+            lambda conn: self._moves.migrate_disk_and_power_off(conn, host, uuid, migration),
+        )
+
+    def finish_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._move(host, "finish_migration", migration, self._moves.finish_migration)
+
+    def confirm_migration(self, host: str, migration: Migration) -> None:
+        self._move(host, "confirm_migration", migration, self._moves.confirm_migration)
+
+    def revert_migration(self, host: str, migration: Migration) -> None:
+        self._move(host, "revert_migration", migration, self._moves.revert_migration)
+
+    def finish_revert_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._move(
+            host, "finish_revert_migration", migration, self._moves.finish_revert_migration
+        )
+
+    def pre_live_migration(self, host: str, migration: Migration) -> dict[str, str]:
+        return self._move(host, "pre_live_migration", migration, self._live.pre_live_migration)
+
+    def live_migration(
+        self, host: str, uuid: str, migration: Migration, progress: base.Progress
+    ) -> None:
+        self._call(
+            host,
+            "live_migration",
+            uuid,
+            lambda conn: self._live.live_migration(conn, host, uuid, migration, progress),
+        )
+
+    def post_live_migration_at_destination(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._move(
+            host,
+            "post_live_migration_at_destination",
+            migration,
+            self._live.post_live_migration_at_destination,
+        )
+
+    def rollback_live_migration_at_destination(self, host: str, migration: Migration) -> None:
+        self._move(
+            host,
+            "rollback_live_migration_at_destination",
+            migration,
+            self._live.rollback_live_migration_at_destination,
+        )
+
+    def abort_live_migration(self, host: str, uuid: str, migration: Migration) -> None:
+        self._call(
+            host,
+            "abort_live_migration",
+            uuid,
+            lambda conn: self._live.abort_live_migration(conn, host, uuid, migration),
+        )
+
+    def evacuate(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._move(host, "evacuate", migration, self._moves.evacuate)
+
+    def _move(
+        self,
+        host: str,
+        operation: str,
+        migration: Migration,
+        step: Callable[[libvirt.virConnect, str, Migration], _T],
+    ) -> _T:
+        return self._call(
+            host, operation, migration.instance_uuid, lambda conn: step(conn, host, migration)
+        )
+
     # Host -----------------------------------------------------------------
 
     def get_host_resources(self, host: str) -> HostResources:
@@ -327,3 +435,12 @@ class LibvirtDriver(base.TransitionDriver):
                 listener(event)
             except Exception:
                 LOG.exception("Lifecycle event listener %r failed", listener)
+
+
+def _configured_uris(conf: cfg.ConfigOpts) -> set[str]:
+    """The libvirt URIs the worker's hosts may be reached by."""
+    uris = set(conf.libvirt.host_uris.values())
+    hosts = conf.hosts if "hosts" in conf else []
+    if not hosts or any(h not in conf.libvirt.host_uris for h in hosts):
+        uris.add(conf.libvirt.connection_uri)
+    return uris

@@ -35,7 +35,14 @@ from computed.objects import ImageRef
 from drivers import base
 from drivers.libvirt import errors
 
-__all__ = ["DISK_FORMAT", "IMAGE_PREFIX", "ImageOps", "rescue_volume", "volume_name"]
+__all__ = [
+    "DISK_FORMAT",
+    "IMAGE_PREFIX",
+    "ImageOps",
+    "find_volume",
+    "rescue_volume",
+    "volume_name",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -72,7 +79,7 @@ class ImageOps:
     ) -> ImageRef | None:
         """The image instance ``uuid`` has of ``image_name``, if it has one."""
         pool_name, pool = self._pool(conn, host, "snapshot")
-        vol = _volume(pool, volume_name(uuid, image_name))
+        vol = find_volume(pool, volume_name(uuid, image_name))
         return None if vol is None else _ref(host, uuid, image_name, pool_name, vol)
 
     def take(
@@ -133,7 +140,7 @@ class ImageOps:
             if errors.code_of(exc) != libvirt.VIR_ERR_NO_STORAGE_POOL:
                 raise
             return
-        vol = _volume(pool, name)
+        vol = find_volume(pool, name)
         if vol is not None:
             vol.delete(0)
             LOG.info("Host %s: image %s deleted", host, image_id)
@@ -144,7 +151,7 @@ class ImageOps:
         :raises computed.exception.InvalidRequest: if the pool has no such image.
         """
         pool_name, pool = self._pool(conn, host, "rescue")
-        source = _volume(pool, image)
+        source = find_volume(pool, image)
         if source is None:
             raise exception.InvalidRequest(
                 operation="rescue",
@@ -165,7 +172,7 @@ class ImageOps:
         if not self._conf.libvirt.storage_pool:
             return
         _pool_name, pool = self._pool(conn, host, "unrescue")
-        vol = _volume(pool, rescue_volume(uuid))
+        vol = find_volume(pool, rescue_volume(uuid))
         if vol is not None:
             vol.delete(0)
 
@@ -188,7 +195,7 @@ def rescue_volume(uuid: str) -> str:
     return f"{uuid}-rescue"
 
 
-def _volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol | None:
+def find_volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol | None:
     try:
         return pool.storageVolLookupByName(name)
     except libvirt.libvirtError as exc:

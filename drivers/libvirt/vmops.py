@@ -80,7 +80,7 @@ from drivers.libvirt import config, consoles, constants, errors, hostops, rescue
 from drivers.libvirt.deviceops import DeviceOps, stored_metadata
 from drivers.libvirt.imageops import ImageOps
 
-__all__ = ["VMOps"]
+__all__ = ["Observed", "VMOps", "find_domain", "force_off", "lookup_domain", "observe", "undefine"]
 
 LOG = logging.getLogger(__name__)
 
@@ -96,11 +96,11 @@ _REFUSED = frozenset(
 )
 _DEFINITION = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 
-Action = Callable[[libvirt.virDomain, "_Observed"], None]
+Action = Callable[[libvirt.virDomain, "Observed"], None]
 
 
 @dataclass(frozen=True)
-class _Observed:
+class Observed:
     """A domain's state as libvirt reports it, and in the contract's terms."""
 
     state: int
@@ -131,7 +131,7 @@ class VMOps:
     # Instances ------------------------------------------------------------
 
     def spawn(self, conn: libvirt.virConnect, host: str, spec: InstanceSpec) -> InstanceInfo:
-        dom = _find(conn, spec.uuid)
+        dom = find_domain(conn, spec.uuid)
         if dom is not None:
             return self.info(dom, host)
         domain_type = hostops.domain_type(conn, self._conf.libvirt.virt_type)
@@ -161,13 +161,13 @@ class VMOps:
         return self.info(dom, host)
 
     def destroy(self, conn: libvirt.virConnect, host: str, uuid: str) -> None:
-        dom = _find(conn, uuid)
+        dom = find_domain(conn, uuid)
         if dom is not None:
             try:
                 if dom.isActive():
-                    _force_off(dom)
+                    force_off(dom)
                 if dom.isPersistent():
-                    _undefine(dom)
+                    undefine(dom)
             except libvirt.libvirtError as exc:
                 if errors.code_of(exc) != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
@@ -179,12 +179,14 @@ class VMOps:
         LOG.info("Host %s: destroyed %s", host, uuid)
 
     def get_info(self, conn: libvirt.virConnect, host: str, uuid: str) -> InstanceInfo:
-        return self.info(_lookup(conn, host, uuid), host)
+        return self.info(lookup_domain(conn, host, uuid), host)
 
     def list_instances(self, conn: libvirt.virConnect, host: str) -> list[InstanceInfo]:
         found = []
         for dom in conn.listAllDomains(0):
             try:
+                if stored_metadata(dom).held is not None:
+                    continue  # kept for the revert of a move: not an instance
                 found.append(self.info(dom, host))
             except libvirt.libvirtError as exc:
                 if errors.code_of(exc) != libvirt.VIR_ERR_NO_DOMAIN:
@@ -195,8 +197,8 @@ class VMOps:
         self, conn: libvirt.virConnect, host: str, uuid: str, operation: str
     ) -> InstanceInfo:
         """Apply the lifecycle ``operation`` (a key of :data:`drivers.base.TRANSITIONS`)."""
-        dom = _lookup(conn, host, uuid)
-        seen = _observe(dom)
+        dom = lookup_domain(conn, host, uuid)
+        seen = observe(dom)
         if base.plan_transition(operation, uuid, seen.power_state):
             try:
                 self._actions[operation](dom, seen)
@@ -205,7 +207,7 @@ class VMOps:
                     raise
                 self._recheck(dom, host, uuid, operation, exc)
         elif operation == "power_off" and seen.active:
-            _force_off(dom)  # stopped as the contract sees it, but still shutting down
+            force_off(dom)  # stopped as the contract sees it, but still shutting down
         return self.info(dom, host)
 
     def info(self, dom: libvirt.virDomain, host: str) -> InstanceInfo:
@@ -217,7 +219,7 @@ class VMOps:
             uuid=dom.UUIDString(),
             name=stored.name if stored.name else dom.name(),
             host=host,
-            power_state=_observe(dom, state, stored).power_state,
+            power_state=observe(dom, state, stored).power_state,
             vcpus=vcpus,
             memory_mb=max_memory_kib // 1024,
             disk_gb=stored.disk_gb,
@@ -269,6 +271,10 @@ class VMOps:
         self._devices.detach_interface(dom, port_id)
         return self.info(dom, host)
 
+    def check_network(self, conn: libvirt.virConnect, host: str, network: str) -> None:
+        """:raises computed.exception.InvalidRequest: if ``host`` has no such network."""
+        self._devices.check_network(conn, host, network)
+
     def get_volume_connector(
         self, conn: libvirt.virConnect, host: str, uri: str
     ) -> VolumeConnector:
@@ -278,8 +284,8 @@ class VMOps:
         self, conn: libvirt.virConnect, host: str, uuid: str, operation: str
     ) -> libvirt.virDomain:
         """The domain of ``uuid``, if its devices may change now."""
-        dom = _lookup(conn, host, uuid)
-        base.check_device_state(operation, uuid, _observe(dom).power_state)
+        dom = lookup_domain(conn, host, uuid)
+        base.check_device_state(operation, uuid, observe(dom).power_state)
         return dom
 
     # Images, rescue and consoles (1.3) -------------------------------------
@@ -300,8 +306,8 @@ class VMOps:
         found = self._images.find(conn, host, uuid, image_name)
         if found is not None:
             return found  # whatever became of the instance since
-        dom = _lookup(conn, host, uuid)
-        seen = _observe(dom)
+        dom = lookup_domain(conn, host, uuid)
+        seen = observe(dom)
         base.check_state("snapshot", uuid, seen.power_state, base.SNAPSHOT_STATES)
         root = rescue.root_disk(_definition(dom))
         path = rescue.source_path(root) if root is not None else None
@@ -327,9 +333,9 @@ class VMOps:
     def rescue(
         self, conn: libvirt.virConnect, host: str, uuid: str, rescue_image: str | None
     ) -> InstanceInfo:
-        dom = _lookup(conn, host, uuid)
+        dom = lookup_domain(conn, host, uuid)
         stored = stored_metadata(dom)
-        seen = _observe(dom, stored=stored)
+        seen = observe(dom, stored=stored)
         if not base.plan_transition("rescue", uuid, seen.power_state):
             if not seen.active:
                 dom.create()  # a rescue stopped half-way, or the rescue system shut down
@@ -345,7 +351,7 @@ class VMOps:
         path = self._images.rescue_disk(conn, host, uuid, image)
         try:
             if seen.active:
-                _force_off(dom)
+                force_off(dom)
             dom = conn.defineXML(rescue.definition(ET.fromstring(text), text, path, stored))
             dom.create()
         except BaseException:
@@ -355,13 +361,13 @@ class VMOps:
         return self.info(dom, host)
 
     def unrescue(self, conn: libvirt.virConnect, host: str, uuid: str) -> InstanceInfo:
-        dom = _lookup(conn, host, uuid)
+        dom = lookup_domain(conn, host, uuid)
         stored = stored_metadata(dom)
-        if not base.plan_transition("unrescue", uuid, _observe(dom, stored=stored).power_state):
+        if not base.plan_transition("unrescue", uuid, observe(dom, stored=stored).power_state):
             return self.info(dom, host)
         assert stored.rescue is not None  # what makes it rescued
         if dom.isActive():
-            _force_off(dom)
+            force_off(dom)
         dom = conn.defineXML(stored.rescue)
         self._images.remove_rescue_disk(conn, host, uuid)
         dom.create()
@@ -385,9 +391,20 @@ class VMOps:
     def _with_console(
         self, conn: libvirt.virConnect, host: str, uuid: str, operation: str
     ) -> libvirt.virDomain:
-        dom = _lookup(conn, host, uuid)
-        base.check_state(operation, uuid, _observe(dom).power_state, base.CONSOLE_STATES)
+        dom = lookup_domain(conn, host, uuid)
+        base.check_state(operation, uuid, observe(dom).power_state, base.CONSOLE_STATES)
         return dom
+
+    def define_with_consoles(
+        self,
+        conn: libvirt.virConnect,
+        host: str,
+        build: Callable[[list[ET.Element]], str],
+    ) -> libvirt.virDomain:
+        """Define the domain ``build(console devices)`` makes, its consoles on free ports
+        of the host (a domain brought from another host cannot keep that host's)."""
+        with self._define_lock:
+            return conn.defineXML(build(self._consoles(conn, host)))
 
     def _consoles(self, conn: libvirt.virConnect, host: str) -> list[ET.Element]:
         """The console devices of a new domain, with free ports of the configured ranges."""
@@ -427,7 +444,7 @@ class VMOps:
         try:
             dom = conn.lookupByUUIDString(uuid)
             if dom.isActive():
-                _force_off(dom)
+                force_off(dom)
             dom = conn.defineXML(text)
             self._images.remove_rescue_disk(conn, host, uuid)
             if start:
@@ -437,27 +454,27 @@ class VMOps:
 
     # Actions --------------------------------------------------------------
 
-    def _power_on(self, dom: libvirt.virDomain, seen: _Observed) -> None:
+    def _power_on(self, dom: libvirt.virDomain, seen: Observed) -> None:
         if seen.active:
-            _force_off(dom)  # crashed but kept, or still on its way down
+            force_off(dom)  # crashed but kept, or still on its way down
         dom.create()
 
-    def _power_off(self, dom: libvirt.virDomain, seen: _Observed) -> None:
+    def _power_off(self, dom: libvirt.virDomain, seen: Observed) -> None:
         if not seen.active:
             dom.managedSaveRemove(0)  # suspended: forget the saved memory
             return
         timeout = self._conf.libvirt.shutdown_timeout
         if seen.power_state == PowerState.RUNNING and timeout > 0 and _shut_down(dom, timeout):
             return
-        _force_off(dom)
+        force_off(dom)
 
-    def _resume(self, dom: libvirt.virDomain, seen: _Observed) -> None:
+    def _resume(self, dom: libvirt.virDomain, seen: Observed) -> None:
         if seen.active:
             dom.pMWakeup(0)  # the guest suspended itself to RAM
         else:
             dom.create()  # restores the managed save image
 
-    def _hard_reboot(self, dom: libvirt.virDomain, seen: _Observed) -> None:
+    def _hard_reboot(self, dom: libvirt.virDomain, seen: Observed) -> None:
         try:
             dom.reset(0)
         except libvirt.libvirtError as exc:
@@ -466,7 +483,7 @@ class VMOps:
             dom.destroy()
             dom.create()
             return
-        if _observe(dom).state == libvirt.VIR_DOMAIN_PAUSED:
+        if observe(dom).state == libvirt.VIR_DOMAIN_PAUSED:
             dom.resume()  # a reset keeps the vCPUs stopped
 
     def _recheck(
@@ -478,7 +495,7 @@ class VMOps:
         exc: libvirt.libvirtError,
     ) -> None:
         """libvirt refused ``operation`` for the domain's state: did the state just change?"""
-        now = _observe(dom)
+        now = observe(dom)
         try:
             must_act = base.plan_transition(operation, uuid, now.power_state)
         except exception.InvalidPowerState as refused:
@@ -490,14 +507,14 @@ class VMOps:
         # Otherwise the domain reached the target on its own meanwhile.
 
 
-def _lookup(conn: libvirt.virConnect, host: str, uuid: str) -> libvirt.virDomain:
+def lookup_domain(conn: libvirt.virConnect, host: str, uuid: str) -> libvirt.virDomain:
     try:
         return conn.lookupByUUIDString(uuid)
     except libvirt.libvirtError as exc:
         raise errors.translate(exc, host=host, operation="lookup", uuid=uuid) from exc
 
 
-def _find(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain | None:
+def find_domain(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain | None:
     try:
         return conn.lookupByUUIDString(uuid)
     except libvirt.libvirtError as exc:
@@ -506,17 +523,17 @@ def _find(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain | None:
         raise
 
 
-def _observe(
+def observe(
     dom: libvirt.virDomain, state: int | None = None, stored: config.StoredMetadata | None = None
-) -> _Observed:
+) -> Observed:
     if state is None:
         state = dom.state(0)[0]
     active = bool(dom.isActive())
     if (stored or stored_metadata(dom)).rescue is not None:
         # Whatever the rescue system does, the instance is rescued until unrescued.
-        return _Observed(state, active, PowerState.RESCUED)
+        return Observed(state, active, PowerState.RESCUED)
     managed_save = state == libvirt.VIR_DOMAIN_SHUTOFF and bool(dom.hasManagedSaveImage(0))
-    return _Observed(state, active, constants.power_state(state, active, managed_save))
+    return Observed(state, active, constants.power_state(state, active, managed_save))
 
 
 def _definition(dom: libvirt.virDomain) -> ET.Element:
@@ -536,7 +553,7 @@ def _hypervisor_address(conn: libvirt.virConnect) -> str:
     return remote or str(conn.getHostname())
 
 
-def _force_off(dom: libvirt.virDomain) -> None:
+def force_off(dom: libvirt.virDomain) -> None:
     try:
         dom.destroy()
     except libvirt.libvirtError as exc:
@@ -564,7 +581,7 @@ def _shut_down(dom: libvirt.virDomain, timeout: float) -> bool:
     return True
 
 
-def _undefine(dom: libvirt.virDomain) -> None:
+def undefine(dom: libvirt.virDomain) -> None:
     flags = _UNDEFINE_FLAGS | _UNDEFINE_MORE
     if ET.fromstring(dom.XMLDesc(0)).find("os/nvram") is not None:
         flags |= libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
