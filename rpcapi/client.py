@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import logging
 import threading
+import time
 import typing
 from collections.abc import Iterator
 from typing import Any
@@ -567,7 +568,7 @@ class ComputeAPI:
             timeout = client_opts.long_call_timeout if long else client_opts.call_timeout
             monitor = client_opts.call_timeout if long else None
             message = Message(host, rpc_version, _context(ctxt), method, kwargs)
-            with self._errors(host, method, timeout, rpc_version):
+            with self._errors(host, method, timeout, rpc_version, monitor):
                 return route.link.call(message, timeout, monitor)
 
     def _route(self, host: str) -> _Route:
@@ -624,14 +625,32 @@ class ComputeAPI:
 
     @contextlib.contextmanager
     def _errors(
-        self, host: str, operation: str, timeout: float, rpc_version: str
+        self,
+        host: str,
+        operation: str,
+        timeout: float,
+        rpc_version: str,
+        monitor: float | None = None,
     ) -> Iterator[None]:
-        """Turn oslo.messaging's failures into the project's exceptions."""
+        """Turn oslo.messaging's failures into the project's exceptions.
+
+        :param monitor: a long call's heartbeat timeout: a timeout well before
+            ``timeout`` is the call monitor's, and says the worker went silent.
+        """
+        started = time.monotonic()
         try:
             yield
         except exception.ComputedError as exc:
             raise _local_copy(exc) from None
         except messaging.MessagingTimeout:
+            if monitor is not None and time.monotonic() - started < timeout:
+                raise exception.HostTimeout(
+                    f"Host {host} stopped answering {operation}: no heartbeat from its "
+                    f"worker for {monitor} s (it died or hangs)",
+                    host=host,
+                    operation=operation,
+                    timeout=monitor,
+                ) from None
             raise exception.HostTimeout(host=host, operation=operation, timeout=timeout) from None
         except messaging.RemoteError as exc:
             if exc.exc_type in ("UnsupportedVersion", "NoSuchMethod"):

@@ -292,6 +292,41 @@ def test_a_live_migration_cut_short_by_its_source_workers_death_ends_on_one_host
     assert _where(api, uuid) == {"h2": PowerState.RUNNING}
 
 
+def test_a_cold_migration_cut_short_by_its_destination_workers_death_ends_on_one_host(
+    deployment: Deployment,
+    notifications: NotificationCollector,
+    new_uuid: Callable[[], str],
+    short_calls: None,
+) -> None:
+    deployment.start_worker(["h1"], "w1")
+    second = deployment.start_worker(["h2"], "w2", fake={"action_delay": SLOW_MIGRATION})
+    api = deployment.api()
+    uuid = new_uuid()
+    api.spawn(None, "h1", _spec(uuid))
+    ctxt = context.RequestContext()
+    outcome: list[BaseException | object] = []
+    mover = threading.Thread(
+        target=_capture, args=(outcome, api.migrations.migrate, ctxt, "h1", "h2", uuid)
+    )
+    mover.start()
+    # Killed while it builds the instance: the journal holds finish_migration as started.
+    notifications.for_request(ctxt.request_id, "instance.finish_migration.start", 30)
+    second.kill()
+    deployment.start_worker(["h2"], "w2b")
+    notifications.for_request(ctxt.request_id, "instance.finish_migration.end", 60)
+    mover.join(120)
+    assert len(outcome) == 1
+
+    (record,) = api.migrations.list(instance_uuid=uuid)
+    if isinstance(outcome[0], exception.MigrationError):
+        assert "recover" in str(outcome[0])
+        record = api.migrations.recover(None, record.id)
+    assert record.status == MigrationStatus.FINISHED, (outcome, record)
+    assert _where(api, uuid) == {"h2": PowerState.RUNNING}
+    api.migrations.revert(None, record.id)
+    assert _where(api, uuid) == {"h1": PowerState.RUNNING}
+
+
 def test_an_evacuation_is_refused_while_the_source_lives_and_its_return_removes_the_copy(
     deployment: Deployment, new_uuid: Callable[[], str]
 ) -> None:
