@@ -29,17 +29,20 @@ from typing import Any
 from oslo_config import cfg
 
 from computed import _ownership, _systemd, exception, version
+from computed._claims import HostTracker, Ratios
+from computed._inventory import InventoryPublisher
 from computed._journal import Journal
 from computed._server import Server
 from computed._watcher import InstanceWatcher
+from computed.conf import inventory as inventory_conf
 from computed.conf import metrics as metrics_conf
 from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
-from computed.manager import ComputeManager, endpoints, reconcile
+from computed.manager import ComputeManager, endpoints, reconcile, tracker_of
 from computed.metrics import WorkerMetrics, WorkerState
 from computed.notifications import NotificationPublisher, OutcomeNotifier
 from computed.registry import Registry, WorkerRecord
-from computed.registry.api import STATE_DRAINING, STATE_STOPPED, utcnow
+from computed.registry.api import STATE_DRAINING, STATE_STOPPED, HostInventoryRecord, utcnow
 from drivers.base import ComputeDriver
 
 __all__ = ["Worker"]
@@ -71,6 +74,7 @@ class Worker:
         self._stopped = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._watcher: InstanceWatcher | None = None
+        self._inventory: InventoryPublisher | None = None
         #: Seconds between systemd watchdog pings, when the unit has a watchdog.
         self._watchdog: float | None = None
         #: When the registry last took a heartbeat (time.monotonic()).
@@ -140,7 +144,9 @@ class Worker:
         self._journal = server.journal = Journal(
             self.registry, self.worker_id, os.getpid(), finish_every=_FINISH_EVERY
         )
+        self._inventory = self._inventory_publisher()
         self.rebalance()
+        self._inventory.start()
         self._watcher = InstanceWatcher(
             lambda: dict(self._managers), conf.notifications.instance_sync_interval
         )
@@ -219,6 +225,7 @@ class Worker:
                 self._notifier,
                 self._journal,
                 self.metrics.operations,
+                self._tracker(host),
             )
             for host in hosts
         }
@@ -238,6 +245,10 @@ class Worker:
         self.registry.claim_hosts(self.worker_id, reasons)
         if self._watcher is not None:
             self._watcher.hosts_changed()
+        if self._inventory is not None:
+            self._inventory.read_flags()
+            for host in served:
+                self._inventory.changed(host)
         LOG.info("Worker %s now serves %s", self.worker_id, ", ".join(served))
 
     def _release(self, hosts: list[str]) -> None:
@@ -248,6 +259,8 @@ class Worker:
         server = self._server
         for host in hosts:
             self._managers.pop(host, None)
+        if self._inventory is not None:
+            self._inventory.forget(hosts)
 
         def finish() -> None:
             server.release(hosts)
@@ -323,6 +336,8 @@ class Worker:
             )
         if self._watcher is not None:
             self._watcher.stop()
+        if self._inventory is not None:
+            self._inventory.stop()
         self._set_state(STATE_STOPPED)
         self._stopped.set()
         if self.driver is not None:
@@ -418,6 +433,40 @@ class Worker:
             },
             machine=self.conf.machine,
             pid=os.getpid(),
+        )
+
+    def _inventory_publisher(self) -> InventoryPublisher:
+        """What records this worker's hosts in the registry's inventory (:mod:`computed._inventory`)."""
+        assert self.registry is not None and self.driver is not None
+        record = self._record()
+        inventory_conf.register_opts(self.conf)
+        return InventoryPublisher(
+            self.registry,
+            lambda: {host: tracker_of(m) for host, m in self._managers.items()},
+            HostInventoryRecord(
+                host="",
+                worker_id=self.worker_id,
+                driver=record.driver,
+                driver_version=record.driver_version,
+                support_tier=record.support_tier,
+                capabilities=record.capabilities,
+            ),
+            self.conf.heartbeat_interval,
+            self.conf.inventory_interval,
+        )
+
+    def _tracker(self, host: str) -> HostTracker:
+        """The resources, claims and disabled flag of a host this worker starts serving."""
+        assert self.driver is not None
+        conf = self.conf
+        publisher = self._inventory
+        return HostTracker(
+            host,
+            self.driver,
+            Ratios(
+                conf.cpu_allocation_ratio, conf.ram_allocation_ratio, conf.disk_allocation_ratio
+            ),
+            publisher.changed if publisher is not None else None,
         )
 
     def _beat(self) -> None:

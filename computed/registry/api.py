@@ -4,8 +4,9 @@ Each concern lives in its own module, with its records: workers
 (:mod:`~computed.registry.workers`), host ownership
 (:mod:`~computed.registry.ownership`), the operation journal
 (:mod:`~computed.registry.journal`), conformance runs
-(:mod:`~computed.registry.conformance`) and RPC call counters
-(:mod:`~computed.registry.counters`). Their names are importable from here
+(:mod:`~computed.registry.conformance`), RPC call counters
+(:mod:`~computed.registry.counters`) and the host inventory
+(:mod:`~computed.registry.inventory`). Their names are importable from here
 too.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from computed.registry._db import safe_db_url, utcnow
 from computed.registry.conformance import TIER_UNTESTED, ConformanceRecord, ConformanceRuns
 from computed.registry.counters import CallCount, CallCounters
+from computed.registry.inventory import HostFlag, HostInventoryRecord, Inventory
 from computed.registry.journal import (
     JOURNAL_DONE,
     JOURNAL_FINISHED,
@@ -41,6 +43,8 @@ __all__ = [
     "MoveRecord",
     "JournalRecord",
     "NewJournalEntry",
+    "HostInventoryRecord",
+    "HostFlag",
     "utcnow",
     "safe_db_url",
     "STATE_UP",
@@ -54,7 +58,7 @@ __all__ = [
 ]
 
 
-class Registry(Workers, Ownership, OperationJournal, ConformanceRuns, CallCounters):
+class Registry(Workers, Ownership, OperationJournal, ConformanceRuns, CallCounters, Inventory):
     """The registry database behind one SQLAlchemy engine.
 
     :param url: an SQLAlchemy URL; SQLite files are opened in WAL mode with a
