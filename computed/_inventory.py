@@ -21,7 +21,7 @@ from collections.abc import Callable
 from computed._claims import HostTracker
 from computed.registry import Registry
 from computed.registry._db import utcnow
-from computed.registry.inventory import HostInventoryRecord
+from computed.registry.inventory import ROWS_PER_STATEMENT, HostInventoryRecord
 
 __all__ = ["InventoryPublisher"]
 
@@ -57,8 +57,11 @@ class InventoryPublisher:
         #: What this worker last wrote of each host (the figures, not the time).
         self._written: dict[str, tuple[object, ...]] = {}
         self._thread: threading.Thread | None = None
-        #: Rows written and stamped since the start, for the benchmark and the logs.
-        self.writes = 0
+        #: Statements sent to the registry since the start, and rows they changed
+        #: (written with new figures, or stamped with a new measure time).
+        self.statements = 0
+        self.rows_written = 0
+        self.rows_stamped = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="inventory", daemon=True)
@@ -150,7 +153,11 @@ class InventoryPublisher:
             self._written[record.host] = record.figures()
         if everything and unchanged:
             self._registry.confirm_inventory(str(self._identity.worker_id), unchanged, at)
-        self.writes += len(changed) + (1 if everything and unchanged else 0)
+        self.statements += -(-len(changed) // ROWS_PER_STATEMENT) + (
+            1 if everything and unchanged else 0
+        )
+        self.rows_written += len(changed)
+        self.rows_stamped += len(unchanged) if everything else 0
         return len(changed)
 
     def forget(self, hosts: list[str]) -> None:

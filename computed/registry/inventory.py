@@ -21,10 +21,10 @@ from computed import exception
 from computed.registry import models
 from computed.registry._db import Database, chunks, utcnow
 
-__all__ = ["Inventory", "HostInventoryRecord", "HostFlag"]
+__all__ = ["Inventory", "HostInventoryRecord", "HostFlag", "ROWS_PER_STATEMENT"]
 
 #: Rows per statement: well under SQLite's limit on bound parameters.
-_ROWS_PER_STATEMENT = 200
+ROWS_PER_STATEMENT = 200
 #: The columns a worker writes.
 _MEASURED = (
     "worker_id",
@@ -117,7 +117,7 @@ class Inventory(Database):
         if not rows:
             return 0
         with self._connection() as connection:
-            for chunk in chunks(rows, _ROWS_PER_STATEMENT):
+            for chunk in chunks(rows, ROWS_PER_STATEMENT):
                 insert = self._insert_new(models.HostInventory).values(list(chunk))
                 connection.execute(
                     insert.on_conflict_do_update(
@@ -136,7 +136,7 @@ class Inventory(Database):
             return
         table = models.HostInventory
         with self._connection() as connection:
-            for chunk in chunks(hosts, _ROWS_PER_STATEMENT * 2):
+            for chunk in chunks(hosts, ROWS_PER_STATEMENT * 2):
                 connection.execute(
                     sa.update(table)
                     .where(table.host.in_(chunk), table.worker_id == worker_id)
@@ -148,7 +148,7 @@ class Inventory(Database):
         table = models.HostInventory
         found: dict[str, HostFlag] = {}
         with self._connection() as connection:
-            for chunk in chunks(sorted(hosts), _ROWS_PER_STATEMENT * 2):
+            for chunk in chunks(sorted(hosts), ROWS_PER_STATEMENT * 2):
                 query = sa.select(table.host, table.disabled_reason).where(
                     table.host.in_(chunk), table.disabled.is_(True)
                 )
