@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from computed.conf.conformance import TIERS
 from computed.objects import HostState
+from computed.objects.fleet import RESOURCES, Request, shortfall
 from computed.registry import Registry
 from computed.registry.inventory import HostInventoryRecord
 from rpcapi._resolver import HostResolver
@@ -45,6 +46,7 @@ class Fleet:
             raise ValueError(f"tier must be one of {', '.join(TIERS)}, not {tier!r}")
         wanted = set(hosts) if hosts is not None else None
         needs = tuple(supports)
+        request = Request(vcpus, memory_mb, disk_gb)
         live = self._resolver.live_hosts()
         found = []
         for record in self._registry.list_inventory():
@@ -54,21 +56,32 @@ class Fleet:
                 continue
             if record.disabled and not include_disabled:
                 continue
-            state = host_state(
-                record,
-                record.host in live,
-                self._resolver.recorded_tier(record.driver or "", record.driver_version or ""),
+            if alive is not None and (record.host in live) != alive:
+                continue
+            recorded = self._resolver.recorded_tier(
+                record.driver or "", record.driver_version or ""
             )
-            if alive is not None and state.alive != alive:
+            if tier is not None and TIERS.index(recorded) < TIERS.index(tier):
                 continue
-            if tier is not None and TIERS.index(state.tier) < TIERS.index(tier):
+            declared = {
+                *record.capabilities.get("operations", ()),
+                *record.capabilities.get("features", ()),
+            }
+            if not declared.issuperset(needs):
                 continue
-            if not all(state.supports(name) for name in needs):
+            if request != Request() and shortfall(_figures(record), _ratios(record), request):
                 continue
-            if not state.fits(vcpus, memory_mb, disk_gb):
-                continue
-            found.append(state)
+            # Only what matches becomes an object: building one is most of the cost.
+            found.append(host_state(record, record.host in live, recorded))
         return found
+
+
+def _figures(record: HostInventoryRecord) -> dict[str, int]:
+    return {name: getattr(record, name) or 0 for trio in RESOURCES for name in trio[:2]}
+
+
+def _ratios(record: HostInventoryRecord) -> dict[str, float]:
+    return {trio[2]: getattr(record, trio[2]) or 0.0 for trio in RESOURCES}
 
 
 def host_state(record: HostInventoryRecord, alive: bool, tier: str) -> HostState:
