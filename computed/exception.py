@@ -23,6 +23,8 @@ __all__ = [
     "UnsupportedVersion",
     "HostUnavailable",
     "HostTimeout",
+    "HostDisabled",
+    "InsufficientResources",
     "OperationInterrupted",
     "MigrationError",
     "MigrationPreCheckFailed",
@@ -116,6 +118,27 @@ class HostUnavailable(ComputedError):
 
 class HostTimeout(ComputedError):
     _msg_fmt = "Host %(host)s did not answer %(operation)s within %(timeout)s s."
+    expected = True
+
+
+class HostDisabled(ComputedError):
+    """An operator disabled the host (``computedctl host disable``): it takes no new instance."""
+
+    _msg_fmt = "Host %(host)s is disabled and takes no new instance: %(reason)s"
+    expected = True
+
+
+class InsufficientResources(ComputedError):
+    """What an operation asked of a host exceeds what it has free under its allocation ratio.
+
+    ``free`` is the host's capacity (``total`` times ``ratio``) less what its
+    instances use and what operations in flight have claimed.
+    """
+
+    _msg_fmt = (
+        "Host %(host)s cannot take %(operation)s: %(resource)s requested %(requested)s, "
+        "free %(free)s of %(total)s (allocation ratio %(ratio)s)."
+    )
     expected = True
 
 

@@ -16,6 +16,7 @@ old arguments. ``docs/contract.md`` describes the procedure.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -28,6 +29,7 @@ from oslo_context import context as oslo_context
 from oslo_utils import uuidutils
 
 from computed import exception, notifications, version
+from computed._claims import HostTracker
 from computed._journal import Journal, Ticket, decode_arguments, take_receipt
 from computed._locks import KeyedLocks
 from computed._returns import check_return, declared_return
@@ -65,6 +67,7 @@ __all__ = [
     "reconcile",
     "clean_up_evacuated",
     "sync_instances",
+    "tracker_of",
     "watching",
 ]
 
@@ -198,7 +201,13 @@ class ComputeManager:
         notifier: OutcomeNotifier,
         journal: Journal | None = None,
         metrics: OperationMetrics = NOT_MEASURED,
+        tracker: HostTracker | None = None,
     ) -> None:
+        """
+        :param tracker: the host's resources, claims and disabled flag
+            (:mod:`computed._claims`); by default one with the default
+            allocation ratios that nothing records in the registry.
+        """
         self._host = host
         self._driver = driver
         self._worker_id = worker_id
@@ -215,16 +224,23 @@ class ComputeManager:
         #: While a look reads the hypervisor: what operations settled meanwhile.
         self._settled_meanwhile: dict[str, str | None] | None = None
         self._states_lock = threading.Lock()
+        self._tracker = tracker or HostTracker(host, driver)
 
     # Instance lifecycle ------------------------------------------------------
 
     @_operation(lifecycle=True)
     def spawn(self, ctxt: Any, instance: InstanceSpec) -> InstanceInfo:
-        return self._driver.spawn(self._host, instance)
+        with self._tracker.admit(
+            instance.vcpus, instance.memory_mb, instance.disk_gb, instance.uuid
+        ):
+            return self._driver.spawn(self._host, instance)
 
     @_operation(lifecycle=True)
     def destroy(self, ctxt: Any, uuid: str) -> None:
-        self._driver.destroy(self._host, uuid)
+        try:
+            self._driver.destroy(self._host, uuid)
+        finally:
+            self._resources_changed()
 
     @_operation(lifecycle=True)
     def reboot(self, ctxt: Any, uuid: str, reboot_type: str = "soft") -> InstanceInfo:
@@ -425,6 +441,40 @@ class ComputeManager:
             driver=self._driver.name,
             rpc_version=version.RPC_API_VERSION,
         )
+
+    # What operations that place or remove instances use -------------------------
+
+    def _claim(
+        self, vcpus: int = 0, memory_mb: int = 0, disk_gb: int = 0, operation: str = "spawn"
+    ) -> contextlib.AbstractContextManager[None]:
+        """Claim resources of this host around a driver call::
+
+            with self._claim(vcpus=2, memory_mb=2048, disk_gb=20, operation="resize"):
+                self._driver.<the call that makes or grows the instance>
+
+        See :meth:`computed._claims.HostTracker.claim`: concurrent claims on the
+        host never together exceed its free resources under the allocation ratios;
+        the claim holds until the host is measured after the block ends.
+
+        :raises computed.exception.InsufficientResources: on entry, naming the
+            resource short, requested, free, total and ratio.
+        """
+        return self._tracker.claim(vcpus, memory_mb, disk_gb, operation)
+
+    def _check_host_enabled(self) -> None:
+        """Refuse what would bring a new instance to a host an operator disabled.
+
+        The worker reads the flag from the registry at every heartbeat: a
+        host disabled takes no new instance from the next one on.
+
+        :raises computed.exception.HostDisabled: naming the host and the reason.
+        """
+        self._tracker.check_enabled()
+
+    def _resources_changed(self) -> None:
+        """Say this host's resources changed (an instance made, removed or resized):
+        the worker measures it and records it in the inventory at once, off this thread."""
+        self._tracker.changed()
 
     # --------------------------------------------------------------------------
 
@@ -820,6 +870,11 @@ def sync_instances(manager: ComputeManager, only: str | None = None, source: str
     :returns: how many changes were published.
     """
     return manager._sync_instances(only, source)
+
+
+def tracker_of(manager: ComputeManager) -> HostTracker:
+    """The resources, claims and disabled flag of ``manager``'s host."""
+    return manager._tracker
 
 
 def watching(manager: ComputeManager) -> bool:

@@ -29,18 +29,27 @@ from typing import Any
 from oslo_config import cfg
 
 from computed import _ownership, _systemd, exception, version
+from computed._claims import HostTracker, Ratios
+from computed._inventory import InventoryPublisher
 from computed._journal import Journal
 from computed._server import Server
 from computed._watcher import InstanceWatcher
+from computed.conf import inventory as inventory_conf
 from computed.conf import metrics as metrics_conf
 from computed.conf import upgrade_levels
 from computed.driver_loader import load_driver
-from computed.manager import ComputeManager, clean_up_evacuated, endpoints, reconcile
+from computed.manager import (
+    ComputeManager,
+    clean_up_evacuated,
+    endpoints,
+    reconcile,
+    tracker_of,
+)
 from computed.metrics import WorkerMetrics, WorkerState
 from computed.notifications import NotificationPublisher, OutcomeNotifier
 from computed.objects import Migration, MigrationKind, MigrationStatus
 from computed.registry import Registry, WorkerRecord
-from computed.registry.api import STATE_DRAINING, STATE_STOPPED, utcnow
+from computed.registry.api import STATE_DRAINING, STATE_STOPPED, HostInventoryRecord, utcnow
 from drivers.base import ComputeDriver
 
 __all__ = ["Worker"]
@@ -72,6 +81,7 @@ class Worker:
         self._stopped = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._watcher: InstanceWatcher | None = None
+        self._inventory: InventoryPublisher | None = None
         #: Seconds between systemd watchdog pings, when the unit has a watchdog.
         self._watchdog: float | None = None
         #: When the registry last took a heartbeat (time.monotonic()).
@@ -141,7 +151,9 @@ class Worker:
         self._journal = server.journal = Journal(
             self.registry, self.worker_id, os.getpid(), finish_every=_FINISH_EVERY
         )
+        self._inventory = self._inventory_publisher()
         self.rebalance()
+        self._inventory.start()
         self._watcher = InstanceWatcher(
             lambda: dict(self._managers), conf.notifications.instance_sync_interval
         )
@@ -220,6 +232,7 @@ class Worker:
                 self._notifier,
                 self._journal,
                 self.metrics.operations,
+                self._tracker(host),
             )
             for host in hosts
         }
@@ -239,6 +252,10 @@ class Worker:
         self.registry.claim_hosts(self.worker_id, reasons)
         if self._watcher is not None:
             self._watcher.hosts_changed()
+        if self._inventory is not None:
+            self._inventory.read_flags()
+            for host in served:
+                self._inventory.changed(host)
         LOG.info("Worker %s now serves %s", self.worker_id, ", ".join(served))
         evacuated = [
             record.migration
@@ -283,6 +300,8 @@ class Worker:
         server = self._server
         for host in hosts:
             self._managers.pop(host, None)
+        if self._inventory is not None:
+            self._inventory.forget(hosts)
 
         def finish() -> None:
             server.release(hosts)
@@ -358,6 +377,8 @@ class Worker:
             )
         if self._watcher is not None:
             self._watcher.stop()
+        if self._inventory is not None:
+            self._inventory.stop()
         self._set_state(STATE_STOPPED)
         self._stopped.set()
         if self.driver is not None:
@@ -453,6 +474,40 @@ class Worker:
             },
             machine=self.conf.machine,
             pid=os.getpid(),
+        )
+
+    def _inventory_publisher(self) -> InventoryPublisher:
+        """What records this worker's hosts in the registry's inventory (:mod:`computed._inventory`)."""
+        assert self.registry is not None and self.driver is not None
+        record = self._record()
+        inventory_conf.register_opts(self.conf)
+        return InventoryPublisher(
+            self.registry,
+            lambda: {host: tracker_of(m) for host, m in self._managers.items()},
+            HostInventoryRecord(
+                host="",
+                worker_id=self.worker_id,
+                driver=record.driver,
+                driver_version=record.driver_version,
+                support_tier=record.support_tier,
+                capabilities=record.capabilities,
+            ),
+            self.conf.heartbeat_interval,
+            self.conf.inventory_interval,
+        )
+
+    def _tracker(self, host: str) -> HostTracker:
+        """The resources, claims and disabled flag of a host this worker starts serving."""
+        assert self.driver is not None
+        conf = self.conf
+        publisher = self._inventory
+        return HostTracker(
+            host,
+            self.driver,
+            Ratios(
+                conf.cpu_allocation_ratio, conf.ram_allocation_ratio, conf.disk_allocation_ratio
+            ),
+            publisher.changed if publisher is not None else None,
         )
 
     def _beat(self) -> None:

@@ -97,7 +97,17 @@ class HostResolver:
 
     def tier(self, worker: WorkerRecord) -> str:
         """The tier recorded for the worker's driver version (untested without a run)."""
-        return self._tiers.get((worker.driver, worker.driver_version), TIER_UNTESTED)
+        return self.recorded_tier(worker.driver, worker.driver_version)
+
+    def recorded_tier(self, driver: str, driver_version: str) -> str:
+        """The tier recorded for a driver version (untested without a run)."""
+        return self._tiers.get((driver, driver_version), TIER_UNTESTED)
+
+    def live_hosts(self) -> set[str]:
+        """The hosts some live worker declares, from a copy at most ``ttl`` seconds old."""
+        if time.monotonic() - self._read_at > self._ttl:
+            self.refresh()
+        return {host for worker in self.live_workers() for host in worker.hosts}
 
     def refresh(self) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import oslo_messaging as messaging
@@ -27,6 +27,7 @@ from computed.objects import (
     ConsoleConnection,
     HostCapabilities,
     HostResources,
+    HostState,
     ImageRef,
     InstanceInfo,
     InstanceSpec,
@@ -39,7 +40,9 @@ from computed.objects import (
 from computed.registry import Registry, WorkerRecord
 from computed.registry.api import utcnow
 from rpcapi import _pins
+from rpcapi._bulk import HostResult, for_each_host
 from rpcapi._counters import CallCounters
+from rpcapi._fleet import Fleet
 from rpcapi._link import BrokerLink, Message, SendPool
 from rpcapi._metrics import ClientMetrics
 from rpcapi._resolver import HostResolver
@@ -170,6 +173,7 @@ class ComputeAPI:
         #: The registry of this client's Prometheus metrics (docs/operations.md).
         self.metrics_registry = metrics_registry or CollectorRegistry(auto_describe=True)
         self._metrics = ClientMetrics(self.metrics_registry)
+        self._fleet = Fleet(self._registry, self._resolver)
         #: Whole resizes, migrations and evacuations (:class:`rpcapi.migration.Migrations`).
         self.migrations = Migrations(self, self._registry, conf.registry.down_time)
 
@@ -486,6 +490,78 @@ class ComputeAPI:
 
     def ping(self, ctxt: Any, host: str) -> PingResult:
         return typing.cast(PingResult, self._call(ctxt, host, "ping"))
+
+    # The fleet ------------------------------------------------------------------
+
+    def list_hosts(
+        self,
+        *,
+        driver: str | None = None,
+        tier: str | None = None,
+        supports: Iterable[str] = (),
+        vcpus: int = 0,
+        memory_mb: int = 0,
+        disk_gb: int = 0,
+        alive: bool | None = True,
+        include_disabled: bool = False,
+        hosts: Iterable[str] | None = None,
+    ) -> list[HostState]:
+        """The hosts of the registry's inventory that match, by name; no RPC.
+
+        Each :class:`~computed.objects.HostState` is what the host's worker
+        last measured (``measured_at``: at most ``[DEFAULT] inventory_interval``
+        old while its worker lives, and re-measured after each spawn and
+        destroy). A host never measured is not listed.
+
+        :param driver: only this driver's hosts.
+        :param tier: only hosts whose driver version is rated at least this
+            (``untested``, ``partial``, ``conformant``) by recorded conformance runs.
+        :param supports: operations or features (``rescue``, ``reboot.hard``)
+            the host's driver must declare, all of them.
+        :param vcpus: vCPUs the host must have free under its allocation ratio;
+            likewise ``memory_mb`` (MiB) and ``disk_gb`` (GiB). The host's
+            worker has the last word: a spawn that no longer fits raises
+            InsufficientResources.
+        :param alive: True (the default) for hosts a live worker serves,
+            False for the others, None for both.
+        :param include_disabled: also hosts an operator disabled (they take no new instance).
+        :param hosts: only these hosts.
+        """
+        return self._fleet.list_hosts(
+            driver=driver,
+            tier=tier,
+            supports=supports,
+            vcpus=vcpus,
+            memory_mb=memory_mb,
+            disk_gb=disk_gb,
+            alive=alive,
+            include_disabled=include_disabled,
+            hosts=hosts,
+        )
+
+    def for_each_host(
+        self,
+        ctxt: Any,
+        hosts: Iterable[str],
+        method: str,
+        *args: Any,
+        concurrency: int = 16,
+        **kwargs: Any,
+    ) -> dict[str, HostResult]:
+        """Run ``method`` (``ping``, ``get_host_resources``, ...) on each host,
+        at most ``concurrency`` at a time: ``{host: HostResult}``.
+
+        Each host's result holds its ``value``, or the ``error`` it raised
+        (HostUnavailable, HostTimeout, ...); no error stops the other hosts.
+        Each call keeps its own bound, so the whole takes at most about
+        ``len(hosts) / concurrency`` bounds.
+        """
+        operation = getattr(self, method, None)
+        if method.startswith("_") or not callable(operation):
+            raise ValueError(f"ComputeAPI has no method {method!r}")
+        return for_each_host(
+            lambda host: operation(ctxt, host, *args, **kwargs), hosts, concurrency
+        )
 
     # Versions -----------------------------------------------------------------
 

@@ -84,6 +84,12 @@ def _libvirt_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, 
             keeper.storagePoolLookupByName(pool).createXML(
                 f"<volume><name>{name}</name><capacity unit='bytes'>{size}</capacity></volume>", 0
             )
+        # The node's built-in domain, "test", is given 8 GiB of the node's 3 GiB:
+        # a host over-committed before any worker came, where no spawn could be
+        # claimed. The hosts under test start empty.
+        builtin = keeper.lookupByName("test")
+        builtin.destroy()
+        builtin.undefine()
     targets = " ".join(f"--uri {shlex.quote(f'{host}={uri}')}" for host, uri in uris.items())
     command = f"{shlex.quote(sys.executable)} -m computed.testing.libvirtd {targets}"
     return hosts, {

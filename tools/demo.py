@@ -44,6 +44,7 @@ from computed.testing.notifications import NotificationCollector  # noqa: E402
 from computed.testing.workers import WorkerProcess, console_command, write_config  # noqa: E402
 from rpcapi import ComputeAPI, InstanceEvent, InstanceEventListener  # noqa: E402
 from tests.peers import PEERS, Unavailable  # noqa: E402
+from tools.demo_fleet import fleet as fleet_steps  # noqa: E402
 
 
 def step(text: str) -> None:
@@ -143,6 +144,14 @@ def run(stack: ExitStack, workdir: str) -> None:
     stack.callback(collector.stop)
 
     walkthrough(api, collector, [h for hosts in fleet.values() for h in hosts])
+    fleet_steps(
+        api,
+        [h for hosts in fleet.values() for h in hosts],
+        workers["fake"],
+        step,
+        show,
+        lambda *args: _computedctl(workdir, registry_url, *args),
+    )
     devices(api, collector, {d: hosts[0] for d, hosts in fleet.items()}, offers)
     images_and_consoles(api, collector, {d: hosts[0] for d, hosts in fleet.items()}, offers)
     events(conf, api, fleet, offers)
@@ -173,7 +182,7 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
     for host in hosts:
         for n in (1, 2):
             spec = InstanceSpec(
-                uuid=str(uuid.uuid4()), name=f"{host}-vm{n}", vcpus=2, memory_mb=2048, disk_gb=20
+                uuid=str(uuid.uuid4()), name=f"{host}-vm{n}", vcpus=2, memory_mb=1024, disk_gb=20
             )
             info = api.spawn(None, host, spec)
             assert info is not None
@@ -183,7 +192,7 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
     step("Scheduler: spawn again with the same UUID (idempotent: no second VM)")
     host = hosts[0]
     again = api.spawn(
-        None, host, InstanceSpec(uuid=placed[host][0], name=f"{host}-vm1", vcpus=2, memory_mb=2048)
+        None, host, InstanceSpec(uuid=placed[host][0], name=f"{host}-vm1", vcpus=2, memory_mb=1024)
     )
     show(
         f"{host}: {again.name} is still {again.power_state}; "

@@ -9,6 +9,9 @@
     computedctl worker enable ID
     computedctl worker drain ID         clients hold its hosts' messages; stop it next
     computedctl worker delete ID
+    computedctl host list               each host's inventory: free resources, age, disabled
+    computedctl host disable HOST [--reason TEXT]   it takes no new instance
+    computedctl host enable HOST
     computedctl db sync                 bring the registry schema up to date
     computedctl db version              the schema revision in use
     computedctl drivers                 drivers installed in this environment

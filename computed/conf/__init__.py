@@ -15,6 +15,7 @@ from oslo_config import cfg
 from computed.conf import (
     client,
     conformance,
+    inventory,
     listener,
     metrics,
     notifications,
@@ -30,6 +31,7 @@ CONF = cfg.CONF
 #: The project's option modules, each with register_opts() and list_opts().
 MODULES = (
     worker,
+    inventory,
     listener,
     registry,
     client,

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from computed import exception
 from computed.conformance._check import Check, group_of, registrar
+from computed.conformance._claims import CLAIM_CHECKS
 from computed.conformance._context import CheckFailed, CheckSkipped, SuiteContext, expect
 from computed.conformance._devices import DEVICE_CHECKS
 from computed.conformance._events import EVENT_CHECKS
@@ -517,3 +518,8 @@ CHECKS.extend(MIGRATION_CHECKS)
 # Changes no operation made ----------------------------------------------------------
 
 CHECKS.extend(EVENT_CHECKS)
+
+
+# Claims: a spawn the host has no room for ---------------------------------------------
+
+CHECKS.extend(CLAIM_CHECKS)

@@ -16,6 +16,7 @@ from computed.objects.devices import (
     VolumeConnector,
 )
 from computed.objects.fields import PowerState
+from computed.objects.fleet import HostState
 from computed.objects.host import HostCapabilities, HostResources, PingResult
 from computed.objects.image import ConsoleConnection, ConsoleKind, ImageRef
 from computed.objects.instance import InstanceInfo, InstanceInfoList, InstanceSpec
@@ -35,6 +36,7 @@ __all__ = [
     "ComputedObjectSerializer",
     "HostCapabilities",
     "HostResources",
+    "HostState",
     "InstanceActionPayload",
     "InstanceInfo",
     "InstanceInfoList",

@@ -23,6 +23,10 @@ class ComputedObject(ovo_base.VersionedObject, ovo_base.ComparableVersionedObjec
 
     OBJ_SERIAL_NAMESPACE = "computed_object"
     OBJ_PROJECT_NAMESPACE = "computed"
+    #: Whether the object travels in RPC arguments or results, and so has a
+    #: version in every entry of :data:`computed.version.OBJECT_VERSIONS`.
+    #: The client's own views (HostState, read from the registry) do not.
+    carried_by_rpc = True
 
     if TYPE_CHECKING:  # fields are attributes made at run time from ``fields``
 

@@ -5,7 +5,8 @@ Each concern lives in its own module, with its records: workers
 (:mod:`~computed.registry.ownership`), the operation journal
 (:mod:`~computed.registry.journal`), conformance runs
 (:mod:`~computed.registry.conformance`), RPC call counters
-(:mod:`~computed.registry.counters`) and moves of instances
+(:mod:`~computed.registry.counters`), the host inventory
+(:mod:`~computed.registry.inventory`) and moves of instances
 (:mod:`~computed.registry.instance_migrations`). Their names are importable from here
 too.
 """
@@ -16,6 +17,7 @@ from computed.registry._db import safe_db_url, utcnow
 from computed.registry.conformance import TIER_UNTESTED, ConformanceRecord, ConformanceRuns
 from computed.registry.counters import CallCount, CallCounters
 from computed.registry.instance_migrations import InstanceMigrations, MigrationRecord
+from computed.registry.inventory import HostFlag, HostInventoryRecord, Inventory
 from computed.registry.journal import (
     JOURNAL_DONE,
     JOURNAL_FINISHED,
@@ -44,6 +46,8 @@ __all__ = [
     "MigrationRecord",
     "JournalRecord",
     "NewJournalEntry",
+    "HostInventoryRecord",
+    "HostFlag",
     "utcnow",
     "safe_db_url",
     "STATE_UP",
@@ -58,7 +62,13 @@ __all__ = [
 
 
 class Registry(
-    Workers, Ownership, OperationJournal, ConformanceRuns, CallCounters, InstanceMigrations
+    Workers,
+    Ownership,
+    OperationJournal,
+    ConformanceRuns,
+    CallCounters,
+    Inventory,
+    InstanceMigrations,
 ):
     """The registry database behind one SQLAlchemy engine.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "HostMove",
     "JournalEntry",
     "JournalMessage",
+    "HostInventory",
     "InstanceMigration",
 ]
 
@@ -165,6 +166,42 @@ class JournalMessage(Base):
     finished_at: Mapped[datetime.datetime | None] = mapped_column(
         DateTime, nullable=True, index=True
     )
+
+
+class HostInventory(Base):
+    """One host's resources as its worker last measured them, and the operator's flag.
+
+    The worker that serves the host writes the measure (every column but
+    ``disabled*``); an operator writes ``disabled*`` (``computedctl host
+    disable``), which a row may hold before any worker has measured the host.
+    """
+
+    __tablename__ = "host_inventory"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    worker_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    driver: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    driver_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    support_tier: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: JSON: ``{"operations": [...], "features": [...]}``.
+    capabilities: Mapped[str | None] = mapped_column(Text, nullable=True)
+    hypervisor_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hypervisor_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    vcpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    vcpus_used: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    memory_mb_used: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disk_gb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disk_gb_used: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    instances: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cpu_allocation_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ram_allocation_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    disk_allocation_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: When the worker last measured the host (None: never).
+    measured_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    disabled_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class InstanceMigration(Base):

@@ -29,6 +29,7 @@ def test_fleet_bench_runs(tmp_path: Path) -> None:
     inventory = results["inventory"]
     assert inventory["first_pass"]["rows_written"] == 40
     assert inventory["quiet_pass"]["rows_written"] == 0
+    assert inventory["quiet_pass"]["rows_stamped"] == 40
     assert inventory["tenth_changed_pass"]["rows_written"] == 4
     assert results["list"]["all"]["hosts"] == 40
     assert results["calls"]["failed"] == 0

@@ -17,6 +17,16 @@ _EXAMPLES = [
     exception.UnsupportedOperation(operation="suspend", driver="lean", host="h1"),
     exception.InvalidRequest(operation="spawn", reason="name too long"),
     exception.DriverError(driver="fake", host="h1", reason="boom"),
+    exception.HostDisabled(host="h1", reason="hardware maintenance"),
+    exception.InsufficientResources(
+        host="h1",
+        operation="spawn",
+        resource="memory_mb",
+        requested=4096,
+        free=1024,
+        total=3072,
+        ratio=1.0,
+    ),
 ]
 
 

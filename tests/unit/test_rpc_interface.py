@@ -150,7 +150,15 @@ _RECORDED: dict[str, dict[str, str]] = {
 }
 
 #: Public ComputeAPI methods that are not RPC operations.
-_CLIENT_HELPERS = {"cleanup", "version_cap", "can_send_version", "call_counts"}
+_CLIENT_HELPERS = {
+    "cleanup",
+    "version_cap",
+    "can_send_version",
+    "call_counts",
+    # the fleet: the registry's inventory, and one operation on many hosts
+    "list_hosts",
+    "for_each_host",
+}
 
 _ENDPOINT_SKIP = ("self", "ctxt")
 _CLIENT_SKIP = ("self", "ctxt", "host", "cast")
