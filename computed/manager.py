@@ -21,7 +21,7 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import oslo_messaging as messaging
@@ -343,6 +343,10 @@ class ComputeManager:
 
     @_operation()
     def check_migration_destination(self, ctxt: Any, migration: Migration) -> dict[str, str]:
+        if not migration.same_host:
+            self._check_host_enabled()  # a resize brings nothing new to its host
+        with self._admit_move(migration, "check_migration_destination"):
+            pass  # room now; the step that builds the instance here claims it
         return _data(
             "check_migration_destination",
             self._driver.check_migration_destination(self._host, migration),
@@ -357,34 +361,52 @@ class ComputeManager:
 
     @_operation(lifecycle=True)
     def finish_migration(self, ctxt: Any, migration: Migration) -> InstanceInfo:
-        return self._driver.finish_migration(self._host, migration)
+        with self._admit_move(migration, "finish_migration"):
+            return self._driver.finish_migration(self._host, migration)
 
     @_operation(lifecycle=True)
     def confirm_migration(self, ctxt: Any, migration: Migration) -> None:
-        self._driver.confirm_migration(self._host, migration)
+        try:
+            self._driver.confirm_migration(self._host, migration)
+        finally:
+            self._resources_changed()
 
     @_operation(lifecycle=True)
     def revert_migration(self, ctxt: Any, migration: Migration) -> None:
-        self._driver.revert_migration(self._host, migration)
+        try:
+            self._driver.revert_migration(self._host, migration)
+        finally:
+            self._resources_changed()
 
     @_operation(lifecycle=True)
     def finish_revert_migration(self, ctxt: Any, migration: Migration) -> InstanceInfo:
-        return self._driver.finish_revert_migration(self._host, migration)
+        try:
+            return self._driver.finish_revert_migration(self._host, migration)
+        finally:
+            self._resources_changed()
 
     @_operation(lifecycle=True)
     def pre_live_migration(self, ctxt: Any, migration: Migration) -> dict[str, str]:
-        return _data("pre_live_migration", self._driver.pre_live_migration(self._host, migration))
+        with self._admit_move(migration, "pre_live_migration"):
+            prepared = self._driver.pre_live_migration(self._host, migration)
+        return _data("pre_live_migration", prepared)
 
     @_operation(lifecycle=True)
     def live_migration(self, ctxt: Any, migration: Migration) -> None:
         uuid = migration.instance_uuid
         progress = _ProgressReport(self._notifier, ctxt, self._host, "live_migration", uuid)
-        self._driver.live_migration(self._host, uuid, migration, progress)
+        try:
+            self._driver.live_migration(self._host, uuid, migration, progress)
+        finally:
+            self._resources_changed()
         progress(100)
 
     @_operation(lifecycle=True)
     def post_live_migration_at_destination(self, ctxt: Any, migration: Migration) -> InstanceInfo:
-        return self._driver.post_live_migration_at_destination(self._host, migration)
+        try:
+            return self._driver.post_live_migration_at_destination(self._host, migration)
+        finally:
+            self._resources_changed()
 
     @_operation(lifecycle=True)
     def rollback_live_migration_at_destination(self, ctxt: Any, migration: Migration) -> None:
@@ -397,7 +419,47 @@ class ComputeManager:
 
     @_operation(lifecycle=True)
     def evacuate(self, ctxt: Any, migration: Migration) -> InstanceInfo:
-        return self._driver.evacuate(self._host, migration)
+        self._check_host_enabled()
+        with self._admit_move(migration, "evacuate"):
+            return self._driver.evacuate(self._host, migration)
+
+    @contextlib.contextmanager
+    def _admit_move(self, migration: Migration, operation: str) -> Iterator[None]:
+        """Claim, around a step that brings the instance (or its growth) here, what it needs.
+
+        A resize claims what it adds; any other move its whole size. A step
+        run again after the instance arrived (repeated after a takeover) is
+        admitted without a claim, as a repeated spawn is: it makes nothing.
+
+        :raises computed.exception.InsufficientResources: the host has no room.
+        """
+        old, new = migration.old_flavor, migration.flavor
+        if migration.same_host:
+            vcpus, memory_mb = max(0, new.vcpus - old.vcpus), max(0, new.memory_mb - old.memory_mb)
+            disk_gb = max(0, new.disk_gb - old.disk_gb)
+        else:
+            vcpus, memory_mb, disk_gb = new.vcpus, new.memory_mb, new.disk_gb
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self._claim(vcpus, memory_mb, disk_gb, operation))
+            except exception.InsufficientResources:
+                if not self._arrived(migration):
+                    raise
+            yield
+
+    def _arrived(self, migration: Migration) -> bool:
+        """Whether the instance is here at the migration's size already."""
+        try:
+            info = self._driver.get_info(self._host, migration.instance_uuid)
+        except exception.InstanceNotFound:
+            return False
+        if not migration.same_host:
+            return True
+        flavor = migration.flavor
+        return bool(
+            (info.vcpus, info.memory_mb, info.disk_gb)
+            == (flavor.vcpus, flavor.memory_mb, flavor.disk_gb)
+        )
 
     # Queries ------------------------------------------------------------------
 

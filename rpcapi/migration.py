@@ -18,6 +18,7 @@ recorded in the registry before its first step and after each one. So:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import typing
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from drivers import base
 if typing.TYPE_CHECKING:
     from rpcapi.client import ComputeAPI
 
-__all__ = ["Migrations", "STEP_ATTEMPTS"]
+__all__ = ["Migrations", "MaintenanceReport", "STEP_ATTEMPTS"]
 
 LOG = logging.getLogger(__name__)
 
@@ -219,6 +220,81 @@ class Migrations:
             return self.revert(ctxt, migration_id)
         return self._cold(ctxt, migration, status)
 
+    # Host maintenance ------------------------------------------------------------
+
+    def drain_host(
+        self,
+        ctxt: Any,
+        host: str,
+        reason: str = "maintenance",
+        progress: Callable[[str], None] | None = None,
+    ) -> MaintenanceReport:
+        """Disable ``host`` for new work and move every instance off it.
+
+        Each instance goes to the live host of the same driver with the most
+        free memory that fits it (``ComputeAPI.list_hosts``, which leaves out
+        disabled hosts): live, where it runs and the driver migrates live, else
+        cold (then confirmed). What cannot move (no room, a state no move
+        starts from, a driver that moves nothing, a failed move) is reported,
+        not retried; the host stays disabled (``computedctl host enable``).
+
+        :param progress: called with one line per instance, as it goes.
+        """
+        say = progress or (lambda line: None)
+        self._registry.set_host_disabled(host, True, reason)
+        driver = self._api._route(host).worker.driver
+        operations = set(self._api.get_capabilities(ctxt, host).operations)
+        instances = self._api.list_instances(ctxt, host)
+        report = MaintenanceReport(host)
+        say(f"{host} disabled ({reason}); {len(instances)} instance(s) to move")
+        for n, info in enumerate(instances, 1):
+            where = f"[{n}/{len(instances)}] {info.uuid} ({info.name}, {info.power_state})"
+            try:
+                dest, kind = self._move_off(ctxt, host, driver, operations, info)
+            except exception.ComputedError as exc:
+                report.failed.append((info.uuid, str(exc)))
+                say(f"{where}: not moved: {exc}")
+                continue
+            report.moved.append((info.uuid, dest, kind))
+            say(f"{where}: {kind} migration to {dest} done")
+        say(f"{host}: {len(report.moved)} moved, {len(report.failed)} not moved")
+        return report
+
+    def _move_off(
+        self, ctxt: Any, host: str, driver: str, operations: set[str], info: InstanceInfo
+    ) -> tuple[str, str]:
+        """Move one instance off ``host``; return where to, and how."""
+        live = info.power_state in base.LIVE_MIGRATION_STATES and "live_migration" in operations
+        cold = info.power_state in base.COLD_MIGRATION_STATES and "finish_migration" in operations
+        if not (live or cold):
+            raise exception.UnsupportedOperation(
+                operation=f"moving a {info.power_state} instance", driver=driver, host=host
+            )
+        candidates = [
+            state
+            for state in self._api.list_hosts(
+                driver=driver,
+                supports=["live_migration" if live else "finish_migration"],
+                vcpus=info.vcpus,
+                memory_mb=info.memory_mb,
+                disk_gb=info.disk_gb,
+            )
+            if state.host != host
+        ]
+        if not candidates:
+            raise exception.MigrationPreCheckFailed(
+                host=f"any other {driver} host",
+                uuid=info.uuid,
+                reason="none alive and enabled has room for it",
+            )
+        dest = max(candidates, key=lambda state: state.free("memory_mb") or 0).host
+        if live:
+            self.live_migrate(ctxt, host, dest, info.uuid)
+            return dest, "live"
+        record = self.migrate(ctxt, host, dest, info.uuid)
+        self.confirm(ctxt, record.id)
+        return dest, "cold"
+
     # Records ---------------------------------------------------------------------
 
     def get(self, migration_id: str) -> MigrationRecord:
@@ -378,7 +454,9 @@ class Migrations:
         flavor: Flavor | None = None,
     ) -> Migration:
         """A move of the instance as its source reports it, checked before any step."""
-        operation = "live_migration" if kind == MigrationKind.LIVE else "migrate"
+        operation = {MigrationKind.LIVE: "live_migration", MigrationKind.RESIZE: "resize"}.get(
+            kind, "migrate"
+        )
         self._check_version(source, operation)
         if dest != source:
             self._check_version(dest, operation)
@@ -498,6 +576,17 @@ class Migrations:
             reason = f"{error}; the instance is back on {migration.source_host} as it was"
         self._update(migration, _S.ERROR, error=reason)
         return exception.MigrationError(migration=migration.describe(), reason=reason)
+
+
+@dataclasses.dataclass
+class MaintenanceReport:
+    """What :meth:`Migrations.drain_host` moved, and what it could not."""
+
+    host: str
+    #: (instance uuid, destination, ``live`` or ``cold``)
+    moved: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    #: (instance uuid, why it stayed)
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 def _flavor_of(info: InstanceInfo) -> Flavor:

@@ -1,4 +1,5 @@
-"""``computedctl migration list|show|confirm|revert|abort|recover``: moves of instances.
+"""``computedctl migration list|show|confirm|revert|abort|recover`` and
+``computedctl host maintenance``: moves of instances.
 
 Listing reads the registry; the actions run the move's next steps through
 the client library (``ComputeAPI.migrations``), so ``computedctl`` needs
@@ -26,6 +27,7 @@ __all__ = [
     "RevertMigration",
     "AbortMigration",
     "RecoverMigration",
+    "HostMaintenance",
 ]
 
 _COLUMNS = ("id", "instance_uuid", "kind", "source_host", "dest_host", "status", "updated_at")
@@ -132,6 +134,37 @@ class RecoverMigration(_MigrationAction):
 
     def act(self, api: ComputeAPI, migration_id: str) -> MigrationRecord:
         return api.migrations.recover(None, migration_id)
+
+
+class HostMaintenance(_base.Command):
+    """Disable a host for new work and move its instances to other hosts of its driver.
+
+    Live where an instance runs and the driver migrates live, else cold (and
+    confirmed), each to the host of its driver with the most free memory
+    that fits it. Prints a line per instance as it goes and exits 1 if any
+    could not be moved; the host stays disabled (``computedctl host enable``).
+    """
+
+    def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
+        parser = super().get_parser(prog_name)
+        parser.add_argument("host", metavar="HOST", help="the compute host to empty")
+        parser.add_argument(
+            "--reason", default="maintenance", help="why it is disabled (default: maintenance)"
+        )
+        return parser
+
+    def take_action(self, parsed_args: argparse.Namespace) -> int:
+        def say(line: str) -> None:
+            self.app.stdout.write(line + "\n")
+            self.app.stdout.flush()
+
+        with _client(self) as api:
+            report = api.migrations.drain_host(
+                None, parsed_args.host, parsed_args.reason, progress=say
+            )
+        for uuid, why in report.failed:
+            self.app.stdout.write(f"not moved: {uuid}: {why}\n")
+        return 1 if report.failed else 0
 
 
 @contextlib.contextmanager

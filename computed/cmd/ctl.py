@@ -12,6 +12,7 @@
     computedctl host list               each host's inventory: free resources, age, disabled
     computedctl host disable HOST [--reason TEXT]   it takes no new instance
     computedctl host enable HOST
+    computedctl host maintenance HOST [--reason TEXT]  disable it, move its instances off
     computedctl db sync                 bring the registry schema up to date
     computedctl db version              the schema revision in use
     computedctl drivers                 drivers installed in this environment

@@ -405,6 +405,78 @@ def test_computedctl_lists_moves_and_confirms_or_reverts_them(
     assert _ctl(deployment, "migration", "list", "--active", "--json").stdout.strip() == "[]"
 
 
+def test_a_destination_without_room_or_disabled_refuses_a_move_before_anything_moves(
+    deployment: Deployment, new_uuid: Callable[[], str]
+) -> None:
+    deployment.start_worker(["h1"], "w1")
+    small = deployment.start_worker(["h2"], "w2", fake={"memory_mb": 100})
+    api = deployment.api()
+    uuid = new_uuid()
+    api.spawn(None, "h1", _spec(uuid))
+
+    with pytest.raises(exception.InsufficientResources, match="memory_mb"):
+        api.migrations.live_migrate(None, "h1", "h2", uuid)
+    with pytest.raises(exception.InsufficientResources, match="memory_mb"):
+        api.migrations.migrate(None, "h1", "h2", uuid)
+    # A resize on its own host claims only what it adds.
+    with pytest.raises(exception.InsufficientResources, match="memory_mb"):
+        api.migrations.resize(None, "h1", uuid, Flavor(vcpus=1, memory_mb=1 << 20, disk_gb=1))
+    assert _where(api, uuid) == {"h1": PowerState.RUNNING}
+
+    _ctl(deployment, "host", "disable", "h1", "--reason", "firmware upgrade")
+    small.terminate()
+    deployment.start_worker(["h2"], "w2b")
+    wait_until(
+        lambda: "Host h1 is disabled" in deployment.workers[0].log(), 30, "w1 reading the flag"
+    )
+    with pytest.raises(exception.HostDisabled, match="firmware upgrade"):
+        api.migrations.live_migrate(None, "h2", "h1", _moved_to_h2(api, uuid))
+    statuses = [r.status for r in api.migrations.list(instance_uuid=uuid)]
+    assert statuses == ["error", "completed", "error", "error", "error"]  # newest first
+    assert _where(api, uuid) == {"h2": PowerState.RUNNING}
+
+
+def _moved_to_h2(api: ComputeAPI, uuid: str) -> str:
+    api.migrations.live_migrate(None, "h1", "h2", uuid)
+    return uuid
+
+
+def test_host_maintenance_moves_what_it_can_and_reports_the_rest(
+    deployment: Deployment, new_uuid: Callable[[], str]
+) -> None:
+    deployment.start_worker(["h1"], "w1")
+    deployment.start_worker(["h2"], "w2")
+    deployment.start_worker(["h3"], "w3", fake={"memory_mb": 1024})
+    api = deployment.api()
+    running, stopped, suspended = new_uuid(), new_uuid(), new_uuid()
+    for uuid in (running, stopped, suspended):
+        api.spawn(None, "h1", _spec(uuid, network_interfaces=[]))
+    api.power_off(None, "h1", stopped)
+    api.suspend(None, "h1", suspended)
+    wait_until(
+        lambda: {s.host for s in api.list_hosts()} == {"h1", "h2", "h3"},
+        30,
+        "the three hosts in the inventory",
+    )
+
+    done = _ctl(deployment, "host", "maintenance", "h1", "--reason", "new disks")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "h1 disabled (new disks); 3 instance(s) to move"
+    assert lines[-2] == "h1: 2 moved, 1 not moved"
+    assert lines[-1].startswith(f"not moved: {suspended}: ")
+    assert "suspended" in lines[-1]
+    # Each went where the most memory was free: h2 (the default 256 GiB), not h3.
+    assert _where(api, running, ("h1", "h2", "h3")) == {"h2": PowerState.RUNNING}
+    assert _where(api, stopped, ("h1", "h2", "h3")) == {"h2": PowerState.STOPPED}
+    assert _where(api, suspended, ("h1", "h2", "h3")) == {"h1": PowerState.SUSPENDED}
+    kinds = {r.migration.instance_uuid: (r.migration.kind, r.status) for r in api.migrations.list()}
+    assert kinds == {running: ("live", "completed"), stopped: ("cold", "confirmed")}
+    (h1,) = api.list_hosts(hosts=["h1"], include_disabled=True)
+    assert h1.disabled and h1.disabled_reason == "new disks"
+
+
 def _capture(
     outcome: list[BaseException | object], call: Callable[..., object], *args: Any
 ) -> None:
