@@ -26,8 +26,9 @@ from computed.objects import (
     PowerState,
 )
 from computed.registry import Registry
-from computed.testing.notifications import NotificationCollector
-from computed.testing.workers import console_command, write_config
+from computed.registry.instance_migrations import MigrationRecord
+from computed.testing.notifications import Notification, NotificationCollector
+from computed.testing.workers import WorkerProcess, console_command, write_config
 from rpcapi import ComputeAPI
 
 from .conftest import Deployment, wait_until
@@ -249,6 +250,41 @@ def test_an_aborted_live_migration_leaves_the_instance_running_on_its_source(
     assert json.loads((deployment.fake_state_dir / "h2.json").read_text())["moves"] == {}
 
 
+def _killed_mid_step(
+    deployment: Deployment,
+    notifications: NotificationCollector,
+    move: Callable[[Any], object],
+    victim: WorkerProcess,
+    under_way: Callable[[Notification, str], bool],
+    step: str,
+) -> tuple[BaseException | object, MigrationRecord]:
+    """Run ``move(ctxt)`` in a thread, kill ``victim`` once ``under_way`` says the step
+    is under way, serve its host with a successor, and let the move end.
+
+    :returns: what the move returned or raised, and its record once recovered if
+        the orchestrator gave up on the silent host.
+    """
+    ctxt = context.RequestContext()
+    outcome: list[BaseException | object] = []
+    mover = threading.Thread(target=_capture, args=(outcome, move, ctxt))
+    mover.start()
+    # Killed mid-step: the journal holds the step as started.
+    notifications.wait_for(lambda e: under_way(e, ctxt.request_id), 30)
+    victim.kill()
+    deployment.start_worker(list(victim.options["DEFAULT"]["hosts"]), f"{victim.worker_id}b")
+    # The successor finds the step in its host's journal and runs it again.
+    notifications.for_request(ctxt.request_id, f"instance.{step}.end", 60)
+    mover.join(120)
+    assert len(outcome) == 1
+    (record,) = deployment.api().migrations.list()
+    if isinstance(outcome[0], exception.MigrationError):
+        # The orchestrator gave up on the silent host: recovery takes it up
+        # from its record.
+        assert "recover" in str(outcome[0])
+        record = deployment.api().migrations.recover(None, record.id)
+    return outcome[0], record
+
+
 def test_a_live_migration_cut_short_by_its_source_workers_death_ends_on_one_host(
     deployment: Deployment,
     notifications: NotificationCollector,
@@ -260,34 +296,20 @@ def test_a_live_migration_cut_short_by_its_source_workers_death_ends_on_one_host
     api = deployment.api()
     uuid = new_uuid()
     api.spawn(None, "h1", _spec(uuid))
-    ctxt = context.RequestContext()
-    outcome: list[BaseException | object] = []
-    mover = threading.Thread(
-        target=_capture, args=(outcome, api.migrations.live_migrate, ctxt, "h1", "h2", uuid)
-    )
-    mover.start()
-    # Killed once the copy is under way: the journal holds the step as started.
-    notifications.wait_for(
-        lambda e: (
-            e.payload.request_id == ctxt.request_id
+
+    outcome, record = _killed_mid_step(
+        deployment,
+        notifications,
+        lambda ctxt: api.migrations.live_migrate(ctxt, "h1", "h2", uuid),
+        first,
+        lambda e, request_id: (
+            e.payload.request_id == request_id
             and e.event_type == "instance.live_migration.progress"
             and e.payload.progress == 25
         ),
-        30,
+        "live_migration",
     )
-    first.kill()
-    deployment.start_worker(["h1"], "w1b")
-    # The successor finds the step in h1's journal and runs it again.
-    notifications.for_request(ctxt.request_id, "instance.live_migration.end", 60)
-    mover.join(120)
-    assert len(outcome) == 1
 
-    (record,) = api.migrations.list(instance_uuid=uuid)
-    if isinstance(outcome[0], exception.MigrationError):
-        # The orchestrator gave up on the silent host: recovery finds the
-        # instance gone from its source and completes the move.
-        assert "recover" in str(outcome[0])
-        record = api.migrations.recover(None, record.id)
     assert record.status == MigrationStatus.COMPLETED, (outcome, record)
     assert _where(api, uuid) == {"h2": PowerState.RUNNING}
 
@@ -303,24 +325,18 @@ def test_a_cold_migration_cut_short_by_its_destination_workers_death_ends_on_one
     api = deployment.api()
     uuid = new_uuid()
     api.spawn(None, "h1", _spec(uuid))
-    ctxt = context.RequestContext()
-    outcome: list[BaseException | object] = []
-    mover = threading.Thread(
-        target=_capture, args=(outcome, api.migrations.migrate, ctxt, "h1", "h2", uuid)
-    )
-    mover.start()
-    # Killed while it builds the instance: the journal holds finish_migration as started.
-    notifications.for_request(ctxt.request_id, "instance.finish_migration.start", 30)
-    second.kill()
-    deployment.start_worker(["h2"], "w2b")
-    notifications.for_request(ctxt.request_id, "instance.finish_migration.end", 60)
-    mover.join(120)
-    assert len(outcome) == 1
 
-    (record,) = api.migrations.list(instance_uuid=uuid)
-    if isinstance(outcome[0], exception.MigrationError):
-        assert "recover" in str(outcome[0])
-        record = api.migrations.recover(None, record.id)
+    outcome, record = _killed_mid_step(
+        deployment,
+        notifications,
+        lambda ctxt: api.migrations.migrate(ctxt, "h1", "h2", uuid),
+        second,
+        lambda e, request_id: (
+            e.payload.request_id == request_id and e.event_type == "instance.finish_migration.start"
+        ),
+        "finish_migration",
+    )
+
     assert record.status == MigrationStatus.FINISHED, (outcome, record)
     assert _where(api, uuid) == {"h2": PowerState.RUNNING}
     api.migrations.revert(None, record.id)
