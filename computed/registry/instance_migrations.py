@@ -15,6 +15,7 @@ from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from computed import exception
 from computed.objects import Migration, MigrationStatus
@@ -69,34 +70,47 @@ class InstanceMigrations(Database):
             instance is not over yet (one move at a time per instance).
         """
         now = utcnow()
-        with self._transaction() as session:
-            busy = session.scalars(
-                sa.select(models.InstanceMigration).where(
-                    models.InstanceMigration.instance_uuid == migration.instance_uuid,
-                    models.InstanceMigration.status.not_in(MigrationStatus.FINAL),
-                )
-            ).first()
-            if busy is not None:
-                raise exception.InvalidRequest(
-                    operation=f"{migration.kind} migration",
-                    reason=f"instance {migration.instance_uuid} is already being moved "
-                    f"({busy.kind} migration {busy.id}, {busy.status}); confirm, revert "
-                    f"or recover it first",
-                )
-            row = models.InstanceMigration(
-                id=migration.id,
-                instance_uuid=migration.instance_uuid,
-                kind=migration.kind,
-                source_host=migration.source_host,
-                dest_host=migration.dest_host,
-                status=MigrationStatus.ACCEPTED,
-                migration=json.dumps(migration.obj_to_primitive()),
-                error=None,
-                created_at=now,
-                updated_at=now,
+        try:
+            with self._transaction() as session:
+                busy = self._active(session, migration.instance_uuid)
+                if busy is None:
+                    row = models.InstanceMigration(
+                        id=migration.id,
+                        instance_uuid=migration.instance_uuid,
+                        kind=migration.kind,
+                        source_host=migration.source_host,
+                        dest_host=migration.dest_host,
+                        status=MigrationStatus.ACCEPTED,
+                        migration=json.dumps(migration.obj_to_primitive()),
+                        error=None,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    session.add(row)
+                    return _record(row)
+        except exception.RegistryError as exc:
+            if not isinstance(exc.__cause__, sa.exc.IntegrityError):
+                raise
+            # Another orchestrator recorded a move of the instance meanwhile.
+            with self._transaction() as session:
+                busy = self._active(session, migration.instance_uuid)
+            if busy is None:
+                raise
+        raise exception.InvalidRequest(
+            operation=f"{migration.kind} migration",
+            reason=f"instance {migration.instance_uuid} is already being moved "
+            f"({busy.kind} migration {busy.id}, {busy.status}); confirm, revert "
+            f"or recover it first",
+        )
+
+    @staticmethod
+    def _active(session: orm.Session, instance_uuid: str) -> models.InstanceMigration | None:
+        return session.scalars(
+            sa.select(models.InstanceMigration).where(
+                models.InstanceMigration.instance_uuid == instance_uuid,
+                models.InstanceMigration.status.not_in(MigrationStatus.FINAL),
             )
-            session.add(row)
-            return _record(row)
+        ).first()
 
     def update_migration(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import text as sa_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
@@ -204,10 +205,25 @@ class HostInventory(Base):
     disabled_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+#: A move not over yet: one per instance at most (MigrationStatus.FINAL).
+_ACTIVE_MIGRATION = (
+    "status NOT IN ('confirmed', 'reverted', 'completed', 'aborted', 'cleaned', 'error')"
+)
+
+
 class InstanceMigration(Base):
     """One move of an instance (``computed.objects.Migration``) and where it stands."""
 
     __tablename__ = "instance_migrations"
+    __table_args__ = (
+        Index(
+            "ix_instance_migrations_one_active",
+            "instance_uuid",
+            unique=True,
+            sqlite_where=sa_text(_ACTIVE_MIGRATION),
+            postgresql_where=sa_text(_ACTIVE_MIGRATION),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     instance_uuid: Mapped[str] = mapped_column(String(36), index=True)

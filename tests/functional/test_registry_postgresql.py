@@ -13,7 +13,7 @@ from computed.registry import Registry, WorkerRecord, migration
 from computed.registry.api import STATE_STOPPED
 from computed.testing.postgres import PostgreSQLServer
 from rpcapi import ComputeAPI
-from tests.unit import test_registry_journal
+from tests.unit import test_registry_journal, test_registry_migrations
 from tests.unit.test_registry import schema_differences
 
 from .conftest import Deployment
@@ -89,6 +89,16 @@ def test_worker_and_client_share_a_postgresql_registry(deployment: Deployment, p
 )
 def test_journal(pg_url: str, check: Callable[[str], None]) -> None:
     """The journal's checks of ``tests/unit/test_registry_journal.py``, on PostgreSQL."""
+    check(pg_url)
+
+
+@pytest.mark.parametrize(
+    "check",
+    test_registry_migrations.CHECKS,
+    ids=lambda check: check.__name__[len("check_") :],
+)
+def test_instance_migrations(pg_url: str, check: Callable[[str], None]) -> None:
+    """The checks of ``tests/unit/test_registry_migrations.py``, on PostgreSQL."""
     check(pg_url)
 
 

@@ -16,6 +16,9 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
+#: A move not over yet (MigrationStatus.FINAL, as of this revision).
+ACTIVE = "status NOT IN ('confirmed', 'reverted', 'completed', 'aborted', 'cleaned', 'error')"
+
 
 def upgrade() -> None:
     op.create_table(
@@ -30,4 +33,14 @@ def upgrade() -> None:
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("updated_at", sa.DateTime, nullable=False),
+    )
+    # One move at a time per instance, even when two orchestrators race.
+    active = sa.text(ACTIVE)
+    op.create_index(
+        "ix_instance_migrations_one_active",
+        "instance_migrations",
+        ["instance_uuid"],
+        unique=True,
+        sqlite_where=active,
+        postgresql_where=active,
     )
