@@ -22,6 +22,7 @@ from types import TracebackType
 
 from .auth import CredentialStore
 from .httpd import WinRMHTTPServer, WireRecord
+from .hvmigration import MigrationRules
 from .hyperv import HyperVHost
 from .powershell import ShellOptions
 from .wsman import WSManService
@@ -110,6 +111,10 @@ class WinRMTestServer:
         self.hosts = [h if isinstance(h, HyperVHost) else HyperVHost(h) for h in hosts]
         if not self.hosts or len({h.name.lower() for h in self.hosts}) != len(self.hosts):
             raise ValueError("hosts must be non-empty and uniquely named")
+        # One fabric: Move-VM on any host reaches the others by name.
+        fabric: dict[str, MigrationRules] = {h.name.lower(): h for h in self.hosts}
+        for h in self.hosts:
+            h.fabric = fabric
         self.users = dict(users or {"Administrator": "Password01"})
         self.tls = tls
         self.bind = bind
