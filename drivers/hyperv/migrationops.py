@@ -79,10 +79,10 @@ def _move_of(vm: VM, migration: Migration) -> dict[str, Any] | None:
 
 def _notes(vm: VM, operation: str, move: dict[str, Any] | None, **changes: Any) -> str:
     if vm.stored is None:
-        raise exception.MigrationPreCheckFailed(
-            host="",
-            uuid=vm.uuid,
-            reason=f"Hyper-V VM {vm.vm_id} was not created by the hyperv driver",
+        raise exception.InvalidRequest(
+            operation=operation,
+            reason=f"Hyper-V VM {vm.vm_id} was not created by the hyperv driver; it does not "
+            "move it",
         )
     stored = {k: v for k, v in vm.stored.items() if k != _NOTES_KEY}
     stored.update(changes)

@@ -48,7 +48,7 @@ class SessionPool:
             command_id = protocol.run_command(shell_id, f"powershell -encodedcommand {encoded}")
             response = winrm.Response(protocol.get_command_output(shell_id, command_id))
             protocol.cleanup_command(shell_id, command_id)
-            protocol.close_shell(shell_id)
+            protocol.close_shell(shell_id, close_session=False)
         except Exception:
             self._discard(session)
             raise

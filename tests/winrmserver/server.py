@@ -146,6 +146,11 @@ class WinRMTestServer:
         """Shells created and not yet deleted on a host (a leak detector)."""
         return self._services[self.host(name).name].open_shells()
 
+    def drop_connections(self) -> None:
+        """Close every open client connection, as a host whose WinRM service restarts does."""
+        for server in self._servers:
+            server.close_connections()
+
     @property
     def wire_log(self) -> list[WireRecord]:
         """Every request received so far (all hosts), oldest first."""
