@@ -168,18 +168,24 @@ def _xenapi_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
 
 
 def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, Any]]:
-    """The WS-Management test server (NTLM, encrypted) standing in for a Hyper-V host.
+    """The WS-Management test server (NTLM, encrypted) standing in for two Hyper-V hosts.
 
-    The host has a virtual switch ``public`` and the base image ``cirros``
-    where the driver looks for images (``_base`` under its
-    VirtualHardDiskPath); the suite's volumes are VHDX files made on it over
-    WinRM, as a storage administrator would (tests/winrmserver/provision.py),
-    and its instances are stopped or removed behind the worker's back over
-    WinRM too (tests/winrmserver/outofband.py).
+    Hosts ``hv-1`` and ``hv-2``, each on its own port, reach each other by
+    name for migrations (``Move-VM``). Each has a virtual switch ``public``
+    and the base image ``cirros`` where the driver looks for images
+    (``_base`` under its VirtualHardDiskPath); the suite's volumes are VHDX
+    files made on ``hv-1`` over WinRM, as a storage administrator would
+    (tests/winrmserver/provision.py), and its instances are stopped or
+    removed behind the worker's back over WinRM too
+    (tests/winrmserver/outofband.py).
     """
     import shlex
 
-    announce("Starting the WinRM test server (Hyper-V host 'hv-1', NTLM with message encryption)")
+    hosts = ["hv-1", "hv-2"]
+    announce(
+        "Starting the WinRM test server (Hyper-V hosts 'hv-1' and 'hv-2', NTLM with message "
+        "encryption)"
+    )
     image_dir = "C:\\Users\\Public\\Documents\\Hyper-V\\Virtual Hard Disks\\_base"
     line = _start_server(
         stack,
@@ -190,8 +196,7 @@ def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
             DEMO_USER,
             "--password",
             DEMO_PASSWORD,
-            "--host",
-            "hv-1",
+            *(arg for host in hosts for arg in ("--host", host)),
             "--switch",
             "public",
             "--vhd",
@@ -200,14 +205,15 @@ def _hyperv_peer(stack: ExitStack, workdir: str) -> tuple[list[str], dict[str, A
     )
     if not line.startswith("http"):
         raise Unavailable(f"the WinRM test server did not start: {line!r}")
-    url = line.split()[0]
+    urls = dict(item.split("=", 1) for item in line.split()[1:])
+    url = urls[hosts[0]]
     # The suite runs it from wherever it was started: the project is on its path.
     provision = ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "tests.winrmserver.provision"]
     out_of_band = ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "tests.winrmserver.outofband"]
     credentials = ["--url", url, "--user", DEMO_USER, "--password", DEMO_PASSWORD]
-    return ["hv-1"], {
+    return hosts, {
         "hyperv": {
-            "host_urls": {"hv-1": url},
+            "host_urls": {host: urls[host] for host in hosts},
             "username": DEMO_USER,
             "password": DEMO_PASSWORD,
         },

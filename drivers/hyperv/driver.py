@@ -3,7 +3,8 @@
 A thin façade: :mod:`~drivers.hyperv.vmops` runs the instance operations,
 :mod:`~drivers.hyperv.deviceops` the volume and interface operations,
 :mod:`~drivers.hyperv.imageops` the snapshots, :mod:`~drivers.hyperv.rescueops`
-rescue and unrescue, :mod:`~drivers.hyperv.consoleops` the consoles and
+rescue and unrescue, :mod:`~drivers.hyperv.consoleops` the consoles,
+:mod:`~drivers.hyperv.migrationops` the moves of instances and
 :mod:`~drivers.hyperv.hostops` the host queries, each given the served host's
 :class:`~drivers.hyperv.winrmclient.HostClient`, which runs scripts from the
 fixed vocabulary of :mod:`~drivers.hyperv.powershell`. Here every call gets
@@ -26,6 +27,7 @@ from computed.objects import (
     ImageRef,
     InstanceInfo,
     InstanceSpec,
+    Migration,
     NetworkInterface,
     VolumeConnection,
     VolumeConnector,
@@ -38,6 +40,7 @@ from drivers.hyperv.consoleops import ConsoleOps
 from drivers.hyperv.deviceops import DeviceOps
 from drivers.hyperv.hostops import HostOps
 from drivers.hyperv.imageops import ImageOps
+from drivers.hyperv.migrationops import MigrationOps
 from drivers.hyperv.poller import InstancePoller
 from drivers.hyperv.powershell import PowerShellError
 from drivers.hyperv.rescueops import RescueOps
@@ -61,6 +64,9 @@ class HyperVDriver(base.TransitionDriver):
         + base.IMAGE_OPERATIONS
         + base.RESCUE_OPERATIONS
         + base.CONSOLE_OPERATIONS
+        + base.MIGRATION_OPERATIONS
+        + base.LIVE_MIGRATION_OPERATIONS
+        + base.EVACUATION_OPERATIONS
     )
     # reboot.soft needs Restart-VM -Type (Windows Server 2022's Hyper-V
     # module); older hosts answer it with UnsupportedOperation. Volumes are
@@ -89,6 +95,7 @@ class HyperVDriver(base.TransitionDriver):
         self._rescueops = RescueOps(self._vmops)
         self._consoleops = ConsoleOps(self._vmops)
         self._hostops = HostOps()
+        self._migrationops = MigrationOps(self._vmops)
         self._hosts = ServedHosts[HostClient, PowerShellError](
             self.name, (PowerShellError,), errors.translate
         )
@@ -248,6 +255,119 @@ class HyperVDriver(base.TransitionDriver):
             "get_graphical_console",
             uuid,
             lambda client: self._consoleops.get_graphical_console(client, host, uuid),
+        )
+
+    # Moving instances -----------------------------------------------------
+
+    def check_migration_destination(self, host: str, migration: Migration) -> dict[str, str]:
+        return self._hosts.call(
+            host,
+            "check_migration_destination",
+            migration.instance_uuid,
+            lambda client: self._migrationops.check_destination(client, host, migration),
+        )
+
+    def migrate_disk_and_power_off(
+        self, host: str, uuid: str, migration: Migration
+    ) -> dict[str, str]:
+        return self._hosts.call(
+            host,
+            "migrate_disk_and_power_off",
+            uuid,
+            lambda client: self._migrationops.migrate_disk_and_power_off(
+                client, host, uuid, migration
+            ),
+        )
+
+    def finish_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._hosts.call(
+            host,
+            "finish_migration",
+            migration.instance_uuid,
+            lambda client: self._migrationops.finish_migration(client, host, migration),
+        )
+
+    def confirm_migration(self, host: str, migration: Migration) -> None:
+        self._hosts.call(
+            host,
+            "confirm_migration",
+            migration.instance_uuid,
+            lambda client: self._migrationops.confirm_migration(client, host, migration),
+        )
+
+    def revert_migration(self, host: str, migration: Migration) -> None:
+        self._hosts.call(
+            host,
+            "revert_migration",
+            migration.instance_uuid,
+            lambda client: self._migrationops.revert_migration(client, host, migration),
+        )
+
+    def finish_revert_migration(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._hosts.call(
+            host,
+            "finish_revert_migration",
+            migration.instance_uuid,
+            lambda client: self._migrationops.finish_revert_migration(client, host, migration),
+        )
+
+    def pre_live_migration(self, host: str, migration: Migration) -> dict[str, str]:
+        return self._hosts.call(
+            host,
+            "pre_live_migration",
+            migration.instance_uuid,
+            lambda client: self._migrationops.pre_live_migration(client, host, migration),
+        )
+
+    def live_migration(
+        self, host: str, uuid: str, migration: Migration, progress: base.Progress
+    ) -> None:
+        self._hosts.call(
+            host,
+            "live_migration",
+            uuid,
+            lambda client: self._migrationops.live_migration(
+                client, host, uuid, migration, progress
+            ),
+        )
+
+    def post_live_migration_at_destination(self, host: str, migration: Migration) -> InstanceInfo:
+        return self._hosts.call(
+            host,
+            "post_live_migration_at_destination",
+            migration.instance_uuid,
+            lambda client: self._migrationops.post_live_migration_at_destination(
+                client, host, migration
+            ),
+        )
+
+    def rollback_live_migration_at_destination(self, host: str, migration: Migration) -> None:
+        self._hosts.call(
+            host,
+            "rollback_live_migration_at_destination",
+            migration.instance_uuid,
+            lambda client: self._migrationops.rollback_live_migration_at_destination(
+                client, host, migration
+            ),
+        )
+
+    def abort_live_migration(self, host: str, uuid: str, migration: Migration) -> None:
+        self._hosts.call(
+            host,
+            "abort_live_migration",
+            uuid,
+            lambda client: self._migrationops.abort_live_migration(client, host, uuid, migration),
+        )
+
+    def evacuate(self, host: str, migration: Migration) -> InstanceInfo:
+        def volume_path(connection: VolumeConnection, operation: str) -> str:
+            return self._deviceops.volume_path(connection, operation, host)
+
+        return self._hosts.call(
+            host,
+            "evacuate",
+            migration.instance_uuid,
+            lambda client: self._migrationops.evacuate(client, host, migration, volume_path),
         )
 
     # Host -----------------------------------------------------------------

@@ -397,6 +397,10 @@ class VMOps:
         """
         return self._lookup(client, host, uuid)
 
+    def find(self, client: HostClient, host: str, uuid: str) -> VM | None:
+        """The VM of instance ``uuid``, or None if the host has none."""
+        return self._find(client, host, uuid)
+
     def settled(self, client: HostClient, host: str, uuid: str, operation: str) -> VM:
         """The VM of instance ``uuid``, if it is not between two states.
 

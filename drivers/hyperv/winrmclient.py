@@ -1,10 +1,10 @@
 """One WinRM client per Hyper-V host: pywinrm's ``Session.run_ps``, bounded in number and time.
 
-``run_ps`` runs each script in a shell of its own (Create, Command, Receive,
-Signal, Delete) on a connection it authenticates afresh and closes at the
-end (NTLM authenticates the connection and, over http, seals every message
-on it), so nothing is shared between two scripts and each gets its own
-session. A semaphore bounds how many run on one host at once, well under
+Each script runs in a shell of its own (Create, Command, Receive, Signal,
+Delete), on a pywinrm session lent by a :class:`~drivers.hyperv.sessions.SessionPool`:
+NTLM authenticates a connection once (over http, it also seals every
+message on it), so a script on a session an earlier one left needs no new
+handshake; one session serves one script at a time. A semaphore bounds how many run on one host at once, well under
 WinRM's per-user shell quota. pywinrm's read and operation timeouts bound
 every HTTP exchange, so an unreachable host fails in bounded time.
 
@@ -22,11 +22,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import winrm
-
 from computed import exception
 from drivers.hyperv import constants, errors
 from drivers.hyperv.powershell import Script, parse_error, parse_objects
+from drivers.hyperv.sessions import SessionPool
 
 __all__ = ["HostClient"]
 
@@ -78,6 +77,7 @@ class HostClient:
             "proxy": None,
         }
         self._slots = threading.BoundedSemaphore(max_sessions)
+        self._sessions = SessionPool(url, self._session_args, max_sessions)
 
     def run(self, script: Script) -> list[dict[str, Any]]:
         """Run ``script``; its JSON output as a list of objects.
@@ -89,7 +89,7 @@ class HostClient:
         started = time.monotonic()
         with self._slots:
             try:
-                response = winrm.Session(self.url, **self._session_args).run_ps(script.text)
+                response = self._sessions.run_ps(script.text)
             except Exception as exc:
                 raise self._transport_error(script, exc) from exc
         elapsed = time.monotonic() - started
@@ -108,7 +108,8 @@ class HostClient:
             ) from exc
 
     def close(self) -> None:
-        """Nothing to release: every script's session closes its own connection."""
+        """Close the idle sessions' connections."""
+        self._sessions.close()
 
     # ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -1016,3 +1017,145 @@ def test_the_vmconnect_port_is_read_through_wmi(server: WinRMTestServer, host: H
     assert "Invalid namespace" in error_of(
         server, "Get-CimInstance -Namespace 'root\\cimv2' -ClassName Win32_Process"
     )
+
+
+# -- moving VMs between hosts --------------------------------------------------------------------
+
+
+@pytest.fixture
+def pair() -> Iterator[WinRMTestServer]:
+    hosts = [HyperVHost(name, switches=("public",)) for name in ("HV01", "HV02")]
+    for h in hosts:
+        h.add_vhd("C:\\img\\base.vhdx", GiB)
+    with WinRMTestServer(users={USER: PASSWORD}, hosts=hosts) as srv:
+        yield srv
+
+
+def ps_on(srv: WinRMTestServer, name: str, script: str) -> tuple[int, str, str]:
+    result = session(srv.urls[name]).run_ps(script)
+    return result.status_code, result.std_out.decode("cp437"), result.std_err.decode("utf-8")
+
+
+def running_vm(srv: WinRMTestServer) -> str:
+    code, _, err = ps_on(
+        srv,
+        "HV01",
+        "$ErrorActionPreference = 'Stop'\n"
+        "New-VM -Name mover -MemoryStartupBytes 512MB -Generation 2 -NoVHD -SwitchName public"
+        " | Out-Null\n"
+        "New-VHD -Path 'C:\\d\\mover.vhdx' -ParentPath 'C:\\img\\base.vhdx' -Differencing"
+        " | Out-Null\n"
+        "Get-VM -Name mover | Add-VMHardDiskDrive -Path 'C:\\d\\mover.vhdx'\n"
+        "Get-VM -Name mover | Start-VM",
+    )
+    assert code == 0, err
+    return str(srv.host("HV01").vms()[0].id)
+
+
+_MOVE = "Move-VM -DestinationHost HV02 -IncludeStorage -DestinationStoragePath 'C:\\e'"
+
+
+def test_move_vm_needs_migration_enabled_on_both_hosts(pair: WinRMTestServer) -> None:
+    running_vm(pair)
+    code, _, err = ps_on(pair, "HV01", f"Enable-VMMigration; Get-VM -Name mover | {_MOVE}")
+    assert code == 1
+    assert "'HV02' is not configured to perform live migrations" in unwrapped(err)
+    assert "OperationFailed,Microsoft.HyperV.PowerShell.Commands.MoveVM" in unwrapped(err)
+    assert [vm.name for vm in pair.host("HV01").vms()] == ["mover"]
+
+
+def test_move_vm_carries_a_running_vm_and_its_local_disks(pair: WinRMTestServer) -> None:
+    vm_id = running_vm(pair)
+    ps_on(pair, "HV01", "Enable-VMMigration")
+    code, out, err = ps_on(
+        pair,
+        "HV02",
+        "Enable-VMMigration\n"
+        f"Get-VM -ComputerName HV01 -Id '{vm_id}' | Move-VM -DestinationHost HV02 "
+        "-IncludeStorage -DestinationStoragePath 'C:\\e' -Passthru"
+        " | Select-Object Id,State,ComputerName | ConvertTo-Json -Compress",
+    )
+    assert code == 0, err
+    assert json.loads(out) == {"Id": vm_id, "State": 2, "ComputerName": "HV02"}
+    assert pair.host("HV01").vms() == [] and pair.host("HV01").vhd("C:\\d\\mover.vhdx") is None
+    moved = pair.host("HV02").vhd("C:\\e\\mover.vhdx")
+    assert moved is not None and moved.parent_path == "C:\\img\\base.vhdx"
+    assert pair.host("HV02").vms()[0].drives[0].path == "C:\\e\\mover.vhdx"
+
+
+def test_move_vm_refuses_a_destination_without_the_switch(pair: WinRMTestServer) -> None:
+    running_vm(pair)
+    pair.host("HV02").switches = ("other",)
+    pair.host("HV02").migration_enabled = True
+    code, _, err = ps_on(pair, "HV01", f"Enable-VMMigration; Get-VM -Name mover | {_MOVE}")
+    assert code == 1 and "Could not find Ethernet switch 'public'" in unwrapped(err)
+
+
+def test_a_migration_job_shows_progress_and_stops_when_asked(pair: WinRMTestServer) -> None:
+    vm_id = running_vm(pair)
+    source = pair.host("HV01")
+    source.migration_enabled = pair.host("HV02").migration_enabled = True
+    gate = source.migration_gate = threading.Event()
+    outcome: list[tuple[int, str, str]] = []
+    mover = threading.Thread(
+        target=lambda: outcome.append(ps_on(pair, "HV01", f"Get-VM -Name mover | {_MOVE}"))
+    )
+    mover.start()
+    query = (
+        "Get-CimInstance -Namespace root\\virtualization\\v2 -ClassName Msvm_MigrationJob "
+        f"-Filter \"VirtualSystemName = '{vm_id.upper()}'\""
+    )
+    jobs: list[dict[str, object]] = []
+    while not jobs:  # the job appears once Move-VM has begun; it then waits at the gate
+        code, out, err = ps_on(pair, "HV01", f"{query} | ConvertTo-Json -Compress")
+        assert code == 0, err
+        jobs = [json.loads(out)] if out.strip() else []
+    assert jobs[0]["JobState"] == 4 and jobs[0]["MigrationType"] == 32771
+    code, out, err = ps_on(
+        pair,
+        "HV01",
+        f"{query} | Invoke-CimMethod -MethodName RequestStateChange "
+        "-Arguments @{RequestedState=4} | Select-Object ReturnValue | ConvertTo-Json -Compress",
+    )
+    assert (code, json.loads(out)) == (0, {"ReturnValue": 0}), err
+    gate.set()
+    mover.join(30)
+    code, _, err = outcome[0]
+    assert code == 1 and "The operation was cancelled." in unwrapped(err)
+    assert [vm.state for vm in source.vms()] == [VMState.Running]
+    assert pair.host("HV02").vms() == []
+    assert pair.host("HV02").vhd("C:\\e\\mover.vhdx") is not None  # left for the caller to remove
+
+
+def test_set_vmprocessor_and_set_vmmemory_need_the_vm_off(pair: WinRMTestServer) -> None:
+    running_vm(pair)
+    code, _, err = ps_on(pair, "HV01", "Get-VM -Name mover | Set-VMProcessor -Count 2")
+    assert code == 1 and "InvalidState" in unwrapped(err)
+    code, out, err = ps_on(
+        pair,
+        "HV01",
+        "Get-VM -Name mover | Stop-VM -Force\n"
+        "Get-VM -Name mover | Set-VMProcessor -Count 2\n"
+        "Get-VM -Name mover | Set-VMMemory -StartupBytes 1GB\n"
+        "Get-VM -Name mover | Select-Object ProcessorCount,MemoryStartup | ConvertTo-Json -Compress",
+    )
+    assert code == 0, err
+    assert json.loads(out) == {"ProcessorCount": 2, "MemoryStartup": GiB}
+
+
+def test_free_memory(pair: WinRMTestServer) -> None:
+    running_vm(pair)
+    code, out, err = ps_on(
+        pair,
+        "HV01",
+        "Get-CimInstance -ClassName Win32_OperatingSystem"
+        " | Select-Object FreePhysicalMemory | ConvertTo-Json -Compress",
+    )
+    host = pair.host("HV01")
+    expected = (host.memory_capacity - 512 * 1024 * 1024) // 1024
+    assert (code, json.loads(out)) == (0, {"FreePhysicalMemory": expected}), err
+
+
+def test_hashtables_take_literals_only(pair: WinRMTestServer) -> None:
+    code, _, err = ps_on(pair, "HV01", "Invoke-CimMethod -MethodName X -Arguments @{A=$(1)}")
+    assert code == 1 and "EmulatorUnsupportedSyntax" in unwrapped(err)

@@ -158,7 +158,7 @@ def vmhost_view(host: HyperVHost) -> PSObject:
         "MacAddressMaximum": "00155D00FFFF",
         "MaximumStorageMigrations": 2,
         "MaximumVirtualMachineMigrations": 2,
-        "VirtualMachineMigrationEnabled": False,
+        "VirtualMachineMigrationEnabled": host.migration_enabled,
         "NumaSpanningEnabled": True,
         "EnableEnhancedSessionMode": False,
         "ResourceMeteringSaveInterval": timespan(3600),

@@ -26,6 +26,7 @@ from .hvdevices import (
     VirtualHardDisk,
 )
 from .hvimages import COM_PORTS, VMCONNECT_PORT, Checkpoint, ImageRules
+from .hvmigration import MigrationJob, MigrationRules
 
 __all__ = [
     "Checkpoint",
@@ -36,6 +37,7 @@ __all__ = [
     "HyperVError",
     "HyperVHost",
     "MiB",
+    "MigrationJob",
     "NetworkAdapter",
     "VMState",
     "VhdFormat",
@@ -95,7 +97,7 @@ class VirtualMachine:
         self._running_since = None
 
 
-class HyperVHost(DeviceRules, ImageRules):
+class HyperVHost(DeviceRules, ImageRules, MigrationRules):
     """The VMs of one Hyper-V host, its VHD files, switches and capacity, guarded by one lock.
 
     Every public method is safe to call from test code while the server runs.
@@ -130,6 +132,7 @@ class HyperVHost(DeviceRules, ImageRules):
         self.lock = threading.RLock()
         self._vms: dict[uuid.UUID, VirtualMachine] = {}
         self._failures: dict[str, list[str]] = {}
+        self._init_migration()
 
     # -- test-facing helpers -------------------------------------------------
 

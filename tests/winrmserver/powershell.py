@@ -16,6 +16,7 @@ from .cmdlets import CMDLETS
 from .devcmdlets import DEVICE_CMDLETS
 from .hyperv import HyperVHost
 from .imgcmdlets import IMAGE_CMDLETS
+from .migcmdlets import MIGRATION_CMDLETS
 from .psruntime import Runtime, ScriptResult
 
 __all__ = ["ShellOptions", "decode_encoded_command", "run_command_line"]
@@ -72,7 +73,7 @@ def run_command_line(
         return script
     runtime = Runtime(
         host,
-        {**CMDLETS, **DEVICE_CMDLETS, **IMAGE_CMDLETS},
+        {**CMDLETS, **DEVICE_CMDLETS, **IMAGE_CMDLETS, **MIGRATION_CMDLETS},
         console_width=options.console_width,
         module_progress=options.module_progress,
         error_messages=options.error_messages,

@@ -260,6 +260,15 @@ class Binder:
     def _convert(self, param: ParamSpec, argument: Value | ArrayValue) -> Any:
         items = argument.items if isinstance(argument, ArrayValue) else [argument]
         values = [item.value for item in items]
+        if param.kind == "hashtable":
+            if len(items) == 1 and isinstance(items[0].value, dict):
+                return dict(items[0].value)
+            raise self._binding_error(
+                f"Cannot bind parameter '{param.name}'. Cannot convert the value to type "
+                '"System.Collections.IDictionary".',
+                "CannotConvertArgument",
+                argument,
+            )
         if param.kind in ("string[]", "object[]"):
             return [v if param.kind == "object[]" else to_display_string(v) for v in values]
         if len(values) > 1:

@@ -8,6 +8,7 @@ The grammar (argument-mode PowerShell, statement by statement)::
     command    := name { '-'param[':'argument] | argument }
     argument   := word { ',' word }                 word := bareword | 'single' | "double"
                                                             | number | $true | $false | $null
+                                                            | '@{' name '=' word { ';' name '=' word } '}'
 
 Quoting follows PowerShell: '' inside '…' is one quote, and the typographic quotes
 (‘ ’ ‚ ‛, “ ” „) count as quotes too; en/em dashes start parameters; a backtick
@@ -54,6 +55,7 @@ _NUMBER = re.compile(
     r"(?P<suffix>l|d)?(?P<mult>kb|mb|gb|tb|pb)?",
     re.IGNORECASE,
 )
+_HASH_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MULTIPLIERS = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
 _ESCAPES = {
     "0": "\0",
@@ -403,6 +405,8 @@ class _Parser:
                 self.pos = end
                 return Value(constants[name], start, end, quoted=True)
             raise _unsupported("variables and subexpressions", start, max(end, start + 1))
+        if c == "@" and self.peek(1) == "{":
+            return self._hashtable()
         if c in "@({}":
             raise _unsupported("expressions other than literals", start, start + 1)
         if c in ")":
@@ -439,6 +443,37 @@ class _Parser:
             if number is not None:
                 return Value(number, start, self.pos)
         return Value(text, start, self.pos, quoted=quoted)
+
+    def _hashtable(self) -> Value:
+        """``@{ Name = literal; ... }``: a hashtable of literal values (keys without case)."""
+        start = self.pos
+        self.pos += 2
+        table: dict[str, Any] = {}
+        while True:
+            while self.pos < len(self.text) and self.peek() in _WHITESPACE + ";\r\n":
+                self.pos += 1
+            if self.peek() == "}":
+                self.pos += 1
+                return Value(table, start, self.pos, quoted=True)
+            key = _HASH_KEY.match(self.text, self.pos)
+            if key is None:
+                raise _unsupported("hashtable keys other than names", self.pos, self.pos + 1)
+            self.pos = key.end()
+            self.skip_blanks()
+            if self.peek() != "=":
+                raise ParseError(
+                    "Missing '=' operator after key in hash literal.",
+                    "MissingEqualsInHashLiteral",
+                    self.pos,
+                    self.pos + 1,
+                )
+            self.pos += 1
+            self.skip_blanks()
+            if self.pos >= len(self.text):
+                raise ParseError(
+                    "The hash literal was incomplete.", "IncompleteHashLiteral", start, self.pos
+                )
+            table[key.group(0)] = self.word().value
 
     def _single_quoted(self) -> str:
         start = self.pos

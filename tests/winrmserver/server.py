@@ -22,6 +22,7 @@ from types import TracebackType
 
 from .auth import CredentialStore
 from .httpd import WinRMHTTPServer, WireRecord
+from .hvmigration import MigrationRules
 from .hyperv import HyperVHost
 from .powershell import ShellOptions
 from .wsman import WSManService
@@ -114,6 +115,10 @@ class WinRMTestServer:
         self.hosts = [h if isinstance(h, HyperVHost) else HyperVHost(h) for h in hosts]
         if not self.hosts or len({h.name.lower() for h in self.hosts}) != len(self.hosts):
             raise ValueError("hosts must be non-empty and uniquely named")
+        # One fabric: Move-VM on any host reaches the others by name.
+        fabric: dict[str, MigrationRules] = {h.name.lower(): h for h in self.hosts}
+        for h in self.hosts:
+            h.fabric = fabric
         self.users = dict(users or {"Administrator": "Password01"})
         self.tls = tls
         self.bind = bind
@@ -148,6 +153,11 @@ class WinRMTestServer:
     def open_shells(self, name: str | None = None) -> int:
         """Shells created and not yet deleted on a host (a leak detector)."""
         return self._services[self.host(name).name].open_shells()
+
+    def drop_connections(self) -> None:
+        """Close every open client connection, as a host whose WinRM service restarts does."""
+        for server in self._servers:
+            server.close_connections()
 
     @property
     def wire_log(self) -> list[WireRecord]:

@@ -354,6 +354,25 @@ def test_ntlm_over_http_seals_every_message(driver: HyperVDriver, server: WinRMT
     assert not any(b"secret-name-xyzzy" in r.body or b"New-VM" in r.body for r in server.wire_log)
 
 
+def test_scripts_reuse_an_authenticated_session(
+    driver: HyperVDriver, server: WinRMTestServer
+) -> None:
+    driver.list_instances(HOST)
+    challenges = sum(1 for r in server.wire_log if r.status == 401)
+    for _ in range(5):
+        driver.list_instances(HOST)
+    assert sum(1 for r in server.wire_log if r.status == 401) == challenges
+
+
+def test_a_connection_the_host_closed_is_replaced(
+    driver: HyperVDriver, server: WinRMTestServer
+) -> None:
+    spec = new_spec()
+    driver.spawn(HOST, spec)
+    server.drop_connections()
+    assert driver.get_info(HOST, spec.uuid).power_state == PowerState.RUNNING
+
+
 def test_basic_over_https_with_the_hosts_ca(
     tls_server: WinRMTestServer, tls_files: tuple[str, str], make_driver: DriverFactory
 ) -> None:
