@@ -128,11 +128,21 @@ def reach(driver: base.ComputeDriver, host: str, uuid: str, state: str) -> None:
         apply(driver, host, uuid, step)
 
 
-def start_worker(deployment: Any, driver: str, hosts: list[str], /, **options: Any) -> Any:
-    """A worker serving ``hosts`` with ``driver``; the test is skipped if the
-    worker's environment lacks the driver's entry point."""
+def start_worker(
+    deployment: Any,
+    driver: str,
+    hosts: list[str],
+    /,
+    worker: dict[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """A worker serving ``hosts`` with ``driver`` (``options`` in its group, ``worker``
+    in ``[DEFAULT]``); the test is skipped if the worker's environment lacks the
+    driver's entry point."""
     try:
-        return deployment.start_worker(hosts, DEFAULT={"driver": driver}, **{driver: options})
+        return deployment.start_worker(
+            hosts, DEFAULT={"driver": driver, **(worker or {})}, **{driver: options}
+        )
     except RuntimeError as exc:
         # The worker's environment, not this process's, decides what loads.
         if f"Cannot load driver '{driver}': no such driver" in str(exc):

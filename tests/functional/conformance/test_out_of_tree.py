@@ -70,7 +70,7 @@ def test_broken_driver_is_reported_with_the_failing_check_ids(deployment: Deploy
     assert report["failing"] == broken.EXPECTED_FAILURES, output
     assert report["tier"] == "partial"
     # Rated per group: its bugs are in the lifecycle and host groups; it
-    # claims no console, volume, interface, image or rescue operation.
+    # claims no console, volume, interface, image, rescue or moving operation.
     assert {g: r["result"] for g, r in report["groups"].items()} == {
         "lifecycle": "partial",
         "host": "partial",
@@ -79,6 +79,9 @@ def test_broken_driver_is_reported_with_the_failing_check_ids(deployment: Deploy
         "interfaces": "not claimed",
         "images": "not claimed",
         "rescue": "not claimed",
+        "migration": "not claimed",
+        "live_migration": "not claimed",
+        "evacuation": "not claimed",
     }
     assert "volumes     not claimed" in output
     for check_id in broken.EXPECTED_FAILURES:
