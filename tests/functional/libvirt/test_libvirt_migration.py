@@ -18,7 +18,14 @@ import pytest
 from oslo_utils import uuidutils
 
 from computed import exception
-from computed.objects import BlockDevice, Flavor, InstanceSpec, Migration, PowerState
+from computed.objects import (
+    BlockDevice,
+    Flavor,
+    InstanceSpec,
+    Migration,
+    MigrationStatus,
+    PowerState,
+)
 from computed.testing.libvirtd import Libvirtd
 
 from .conftest import need_libvirtd
@@ -165,6 +172,68 @@ def test_a_real_guest_moves_live_then_cold_then_is_resized(
         )
         assert volumes == sorted(["base", f"{uuid}-vda-{resize.id[:8]}"])
         source.destroy(SOURCE, uuid)
+    finally:
+        for conn in watch.values():
+            conn.close()
+
+
+@pytest.mark.libvirt_guest
+@pytest.mark.functional
+def test_a_real_guest_moves_live_and_back_between_two_workers_over_the_bus(
+    deployment: Any,
+    two_daemons: tuple[Libvirtd, Libvirtd],
+    guest_boot: dict[str, str],
+) -> None:
+    """The client's orchestrator, two worker processes, one per daemon: the guest goes
+    there live (still reading its own disk), and comes back cold, confirmed."""
+    one, two = two_daemons
+    uris = {SOURCE: one.uri_for(driver="qemu"), DEST: two.uri_for(driver="qemu")}
+    watch = {host: observe(uri) for host, uri in uris.items()}
+    try:
+        for host, daemon in ((SOURCE, one), (DEST, two)):
+            guest_pool(watch[host], daemon, {"base": (64 * MIB, b"ROOTDISK")})
+        for n, host in enumerate((SOURCE, DEST), 1):
+            deployment.start_worker(
+                [host],
+                f"guest-mover-{n}",
+                DEFAULT={"driver": "libvirt"},
+                libvirt={
+                    "host_uris": {host: uris[host]},
+                    "virt_type": "qemu",
+                    "storage_pool": POOL,
+                    "graphics_type": "none",
+                },
+            )
+        api = deployment.api()
+        spec = InstanceSpec(
+            uuid=str(uuidlib.uuid4()),
+            name="commuter",
+            vcpus=1,
+            memory_mb=128,
+            metadata=guest_boot,
+            block_devices=[BlockDevice(kind="image", image="base", size_gb=1, boot_index=0)],
+        )
+        uuid = spec.uuid
+        api.spawn(None, SOURCE, spec)
+        guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
+
+        live = api.migrations.live_migrate(None, SOURCE, DEST, uuid)
+
+        assert live.status == MigrationStatus.COMPLETED
+        assert [i.uuid for i in api.list_instances(None, SOURCE)] == []
+        assert api.get_info(None, DEST, uuid).power_state == PowerState.RUNNING
+        labels = guest_devices(watch[DEST], uuid, lambda d: "vda" in d, 60, "labels")
+        assert labels == {"vda": "ROOTDISK"}
+
+        cold = api.migrations.migrate(None, DEST, SOURCE, uuid)
+        api.migrations.confirm(None, cold.id)
+
+        assert [i.uuid for i in api.list_instances(None, DEST)] == []
+        assert api.get_info(None, SOURCE, uuid).power_state == PowerState.RUNNING
+        labels = guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
+        assert labels == {"vda": "ROOTDISK"}
+        assert [d.name() for d in watch[DEST].listAllDomains(0)] == []
+        api.destroy(None, SOURCE, uuid)
     finally:
         for conn in watch.values():
             conn.close()
