@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from computed import exception
-from computed.objects import HostResources
+from computed.objects import HostResources, InstanceInfo
 from computed.objects.fleet import RESOURCES, Request, Shortfall, shortfall
 from drivers import base
 
@@ -196,27 +196,39 @@ class HostTracker:
             return held
 
     @contextlib.contextmanager
-    def admit(self, vcpus: int, memory_mb: int, disk_gb: int, uuid: str) -> Iterator[None]:
-        """Admit a spawn of instance ``uuid``: the host must be enabled and have room.
+    def admit(
+        self,
+        vcpus: int,
+        memory_mb: int,
+        disk_gb: int,
+        uuid: str,
+        operation: str = "spawn",
+        check_enabled: bool = True,
+        arrived: Callable[[InstanceInfo], bool] = lambda info: True,
+    ) -> Iterator[None]:
+        """Admit an operation that brings instance ``uuid`` (or its growth) here: the host
+        must be enabled (unless ``check_enabled`` is false) and have room.
 
-        A spawn of an instance the host already has (a repeated spawn,
-        idempotent by UUID) is admitted without a claim: it makes nothing.
+        One whose instance the host already has, as ``arrived`` judges it (a
+        repeated spawn, idempotent by UUID; a move's step run again after a
+        takeover), is admitted without a claim: it makes nothing.
 
         :raises computed.exception.HostDisabled: the host is disabled.
         :raises computed.exception.InsufficientResources: the host is full.
         """
         with contextlib.ExitStack() as stack:
             try:
-                self.check_enabled()
-                stack.enter_context(self.claim(vcpus, memory_mb, disk_gb))
+                if check_enabled:
+                    self.check_enabled()
+                stack.enter_context(self.claim(vcpus, memory_mb, disk_gb, operation))
             except (exception.HostDisabled, exception.InsufficientResources):
-                if not self._has(uuid):
+                if not self._has(uuid, arrived):
                     raise
             yield
 
-    def _has(self, uuid: str) -> bool:
+    def _has(self, uuid: str, arrived: Callable[[InstanceInfo], bool]) -> bool:
         try:
-            self._driver.get_info(self.host, uuid)
+            info = self._driver.get_info(self.host, uuid)
         except exception.InstanceNotFound:
             return False
-        return True
+        return arrived(info)

@@ -21,7 +21,7 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import oslo_messaging as messaging
@@ -423,8 +423,9 @@ class ComputeManager:
         with self._admit_move(migration, "evacuate"):
             return self._driver.evacuate(self._host, migration)
 
-    @contextlib.contextmanager
-    def _admit_move(self, migration: Migration, operation: str) -> Iterator[None]:
+    def _admit_move(
+        self, migration: Migration, operation: str
+    ) -> contextlib.AbstractContextManager[None]:
         """Claim, around a step that brings the instance (or its growth) here, what it needs.
 
         A resize claims what it adds; any other move its whole size. A step
@@ -439,26 +440,14 @@ class ComputeManager:
             disk_gb = max(0, new.disk_gb - old.disk_gb)
         else:
             vcpus, memory_mb, disk_gb = new.vcpus, new.memory_mb, new.disk_gb
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(self._claim(vcpus, memory_mb, disk_gb, operation))
-            except exception.InsufficientResources:
-                if not self._arrived(migration):
-                    raise
-            yield
-
-    def _arrived(self, migration: Migration) -> bool:
-        """Whether the instance is here at the migration's size already."""
-        try:
-            info = self._driver.get_info(self._host, migration.instance_uuid)
-        except exception.InstanceNotFound:
-            return False
-        if not migration.same_host:
-            return True
-        flavor = migration.flavor
-        return bool(
-            (info.vcpus, info.memory_mb, info.disk_gb)
-            == (flavor.vcpus, flavor.memory_mb, flavor.disk_gb)
+        return self._tracker.admit(
+            vcpus,
+            memory_mb,
+            disk_gb,
+            migration.instance_uuid,
+            operation,
+            check_enabled=False,  # each step says whether a disabled host refuses it
+            arrived=functools.partial(_at_size, migration),
         )
 
     # Queries ------------------------------------------------------------------
@@ -983,6 +972,18 @@ def _instance_uuid(arguments: dict[str, Any]) -> str | None:
         return str(arguments["migration"].instance_uuid)
     uuid = arguments.get("uuid")
     return uuid if isinstance(uuid, str) else None
+
+
+def _at_size(migration: Migration, info: InstanceInfo) -> bool:
+    """Whether the instance found here is where ``migration`` brings it: any copy
+    for a move between hosts, the new size for a resize."""
+    if not migration.same_host:
+        return True
+    flavor = migration.flavor
+    return bool(
+        (info.vcpus, info.memory_mb, info.disk_gb)
+        == (flavor.vcpus, flavor.memory_mb, flavor.disk_gb)
+    )
 
 
 def _data(operation: str, data: Any) -> dict[str, str]:

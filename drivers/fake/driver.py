@@ -422,8 +422,7 @@ class FakeDriver(base.TransitionDriver):
             if uuid in instances:
                 return self._info(host, instances[uuid])
         self._delay(self.conf.fake.spawn_delay)
-        store = self._hosts[host]
-        with self._store_errors(host), store.changing_hosts([source, host]) as tables:
+        with self._changing_hosts(host, source) as tables:
             instances = tables[host][INSTANCES]
             if uuid in instances:
                 return self._info(host, instances[uuid])
@@ -469,9 +468,8 @@ class FakeDriver(base.TransitionDriver):
     @contextlib.contextmanager
     def _changing_hosts(self, served: str, *others: str) -> Iterator[Tables]:
         """Every table of ``served`` (a host of this worker) and ``others``, in one transaction."""
-        hosts = [served, *others]
         store = self._hosts[served]
-        with self._store_errors(hosts[0]), store.changing_hosts(list(hosts)) as tables:
+        with self._store_errors(served), store.changing_hosts([served, *others]) as tables:
             yield tables
 
     # Host ------------------------------------------------------------------
