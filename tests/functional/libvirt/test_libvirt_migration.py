@@ -85,158 +85,155 @@ def _listed(driver: LibvirtDriver, host: str) -> list[tuple[str, str]]:
     return [(i.uuid, str(i.power_state)) for i in driver.list_instances(host)]
 
 
-@pytest.mark.libvirt_guest
-def test_a_real_guest_moves_live_then_cold_then_is_resized(
-    two_daemons: tuple[Libvirtd, Libvirtd],
-    make_driver: Callable[..., LibvirtDriver],
-    guest_boot: dict[str, str],
-) -> None:
-    """Live there (the guest keeps running: it reads its own disk on the other
-    daemon), cold back (its disk streamed), then a resize reverted and one confirmed."""
+#: The libvirt options of both qemu hosts.
+QEMU_OPTIONS = {"virt_type": "qemu", "storage_pool": POOL, "graphics_type": "none"}
+
+
+@pytest.fixture
+def qemu_hosts(two_daemons: tuple[Libvirtd, Libvirtd]) -> Iterator[tuple[dict[str, str], Any]]:
+    """Both daemons as qemu hosts, each with the image ``base`` in its pool:
+    ``({host: uri}, {host: an observer's connection})``."""
     one, two = two_daemons
     uris = {SOURCE: one.uri_for(driver="qemu"), DEST: two.uri_for(driver="qemu")}
     watch = {host: observe(uri) for host, uri in uris.items()}
     try:
         for host, daemon in ((SOURCE, one), (DEST, two)):
             guest_pool(watch[host], daemon, {"base": (64 * MIB, b"ROOTDISK")})
-        options = {"virt_type": "qemu", "storage_pool": POOL, "graphics_type": "none"}
-        source = make_driver(uris[SOURCE], host=SOURCE, **options)
-        dest = make_driver(uris[DEST], host=DEST, **options)
-        assert "live_migration" in source.operations
-        spec = InstanceSpec(
-            uuid=str(uuidlib.uuid4()),
-            name="traveller",
-            vcpus=1,
-            memory_mb=128,
-            metadata=guest_boot,
-            block_devices=[BlockDevice(kind="image", image="base", size_gb=1, boot_index=0)],
-        )
-        spec.validate()
-        uuid = spec.uuid
-        info = source.spawn(SOURCE, spec)
-        guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
-
-        # Live, to the other daemon.
-        live = _move(source, SOURCE, info, "live", DEST)
-        live.assign(dest_data=dest.check_migration_destination(DEST, live))
-        assert live.dest_data["hypervisor"] == "QEMU"
-        live.assign(dest_data={**live.dest_data, **dest.pre_live_migration(DEST, live)})
-        progress: list[int] = []
-        source.live_migration(SOURCE, uuid, live, progress.append)
-        assert progress and progress[-1] == 100 and progress == sorted(progress)
-        arrived = dest.post_live_migration_at_destination(DEST, live)
-        assert arrived.power_state == PowerState.RUNNING
-        assert _listed(source, SOURCE) == []
-        assert _listed(dest, DEST) == [(uuid, "running")]
-        # The same guest, never rebooted, reads its mirrored disk over there.
-        labels = guest_devices(watch[DEST], uuid, lambda d: "vda" in d, 60, "labels")
-        assert labels == {"vda": "ROOTDISK"}
-        source.live_migration(SOURCE, uuid, live, progress.append)  # run again: it has left
-
-        # Cold, back: stopped, its disk streamed, started again on the first daemon.
-        cold = _move(dest, DEST, arrived, "cold", SOURCE)
-        cold.assign(dest_data=source.check_migration_destination(SOURCE, cold))
-        handed = dest.migrate_disk_and_power_off(DEST, uuid, cold)
-        assert dest.migrate_disk_and_power_off(DEST, uuid, cold) == handed
-        assert _listed(dest, DEST) == [(uuid, "stopped")]
-        cold.assign(source_data=handed)
-        back = source.finish_migration(SOURCE, cold)
-        assert source.finish_migration(SOURCE, cold) == back
-        assert _listed(dest, DEST) == [] and _listed(source, SOURCE) == [(uuid, "running")]
-        labels = guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
-        assert labels == {"vda": "ROOTDISK"}
-        dest.confirm_migration(DEST, cold)
-        dest.confirm_migration(DEST, cold)
-        assert [d.name() for d in watch[DEST].listAllDomains(0)] == []
-
-        # A resize reverted, then one confirmed: a bigger root disk is a copy.
-        bigger = Flavor(vcpus=2, memory_mb=192, disk_gb=2)
-        for confirm in (False, True):
-            resize = _move(source, SOURCE, back, "resize", SOURCE)
-            resize.assign(flavor=bigger)
-            resize.assign(dest_data=source.check_migration_destination(SOURCE, resize))
-            resize.assign(source_data=source.migrate_disk_and_power_off(SOURCE, uuid, resize))
-            grown = source.finish_migration(SOURCE, resize)
-            assert (grown.vcpus, grown.memory_mb, grown.disk_gb) == (2, 192, 2)
-            assert grown.power_state == PowerState.RUNNING
-            if confirm:
-                source.confirm_migration(SOURCE, resize)
-            else:
-                reverted = source.finish_revert_migration(SOURCE, resize)
-                assert (reverted.vcpus, reverted.memory_mb) == (1, 128)
-        assert _listed(source, SOURCE) == [(uuid, "running")]
-        labels = guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
-        assert labels == {"vda": "ROOTDISK"}
-        volumes = sorted(
-            v.name() for v in watch[SOURCE].storagePoolLookupByName(POOL).listAllVolumes(0)
-        )
-        assert volumes == sorted(["base", f"{uuid}-vda-{resize.id[:8]}"])
-        source.destroy(SOURCE, uuid)
+        yield uris, watch
     finally:
         for conn in watch.values():
             conn.close()
+
+
+def _guest(name: str, guest_boot: dict[str, str]) -> InstanceSpec:
+    """A guest booting from a copy of ``base``, which it reads its label from."""
+    spec = InstanceSpec(
+        uuid=str(uuidlib.uuid4()),
+        name=name,
+        vcpus=1,
+        memory_mb=128,
+        metadata=guest_boot,
+        block_devices=[BlockDevice(kind="image", image="base", size_gb=1, boot_index=0)],
+    )
+    spec.validate()
+    return spec
+
+
+@pytest.mark.libvirt_guest
+def test_a_real_guest_moves_live_then_cold_then_is_resized(
+    qemu_hosts: tuple[dict[str, str], Any],
+    make_driver: Callable[..., LibvirtDriver],
+    guest_boot: dict[str, str],
+) -> None:
+    """Live there (the guest keeps running: it reads its own disk on the other
+    daemon), cold back (its disk streamed), then a resize reverted and one confirmed."""
+    uris, watch = qemu_hosts
+    source = make_driver(uris[SOURCE], host=SOURCE, **QEMU_OPTIONS)
+    dest = make_driver(uris[DEST], host=DEST, **QEMU_OPTIONS)
+    assert "live_migration" in source.operations
+    spec = _guest("traveller", guest_boot)
+    uuid = spec.uuid
+    info = source.spawn(SOURCE, spec)
+    guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
+
+    # Live, to the other daemon.
+    live = _move(source, SOURCE, info, "live", DEST)
+    live.assign(dest_data=dest.check_migration_destination(DEST, live))
+    assert live.dest_data["hypervisor"] == "QEMU"
+    live.assign(dest_data={**live.dest_data, **dest.pre_live_migration(DEST, live)})
+    progress: list[int] = []
+    source.live_migration(SOURCE, uuid, live, progress.append)
+    assert progress and progress[-1] == 100 and progress == sorted(progress)
+    arrived = dest.post_live_migration_at_destination(DEST, live)
+    assert arrived.power_state == PowerState.RUNNING
+    assert _listed(source, SOURCE) == []
+    assert _listed(dest, DEST) == [(uuid, "running")]
+    # The same guest, never rebooted, reads its mirrored disk over there.
+    labels = guest_devices(watch[DEST], uuid, lambda d: "vda" in d, 60, "labels")
+    assert labels == {"vda": "ROOTDISK"}
+    source.live_migration(SOURCE, uuid, live, progress.append)  # run again: it has left
+
+    # Cold, back: stopped, its disk streamed, started again on the first daemon.
+    cold = _move(dest, DEST, arrived, "cold", SOURCE)
+    cold.assign(dest_data=source.check_migration_destination(SOURCE, cold))
+    handed = dest.migrate_disk_and_power_off(DEST, uuid, cold)
+    assert dest.migrate_disk_and_power_off(DEST, uuid, cold) == handed
+    assert _listed(dest, DEST) == [(uuid, "stopped")]
+    cold.assign(source_data=handed)
+    back = source.finish_migration(SOURCE, cold)
+    assert source.finish_migration(SOURCE, cold) == back
+    assert _listed(dest, DEST) == [] and _listed(source, SOURCE) == [(uuid, "running")]
+    labels = guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
+    assert labels == {"vda": "ROOTDISK"}
+    dest.confirm_migration(DEST, cold)
+    dest.confirm_migration(DEST, cold)
+    assert [d.name() for d in watch[DEST].listAllDomains(0)] == []
+
+    # A resize reverted, then one confirmed: a bigger root disk is a copy.
+    bigger = Flavor(vcpus=2, memory_mb=192, disk_gb=2)
+    for confirm in (False, True):
+        resize = _move(source, SOURCE, back, "resize", SOURCE)
+        resize.assign(flavor=bigger)
+        resize.assign(dest_data=source.check_migration_destination(SOURCE, resize))
+        resize.assign(source_data=source.migrate_disk_and_power_off(SOURCE, uuid, resize))
+        grown = source.finish_migration(SOURCE, resize)
+        assert (grown.vcpus, grown.memory_mb, grown.disk_gb) == (2, 192, 2)
+        assert grown.power_state == PowerState.RUNNING
+        if confirm:
+            source.confirm_migration(SOURCE, resize)
+        else:
+            reverted = source.finish_revert_migration(SOURCE, resize)
+            assert (reverted.vcpus, reverted.memory_mb) == (1, 128)
+    assert _listed(source, SOURCE) == [(uuid, "running")]
+    labels = guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
+    assert labels == {"vda": "ROOTDISK"}
+    volumes = sorted(
+        v.name() for v in watch[SOURCE].storagePoolLookupByName(POOL).listAllVolumes(0)
+    )
+    assert volumes == sorted(["base", f"{uuid}-vda-{resize.id[:8]}"])
+    source.destroy(SOURCE, uuid)
 
 
 @pytest.mark.libvirt_guest
 @pytest.mark.functional
 def test_a_real_guest_moves_live_and_back_between_two_workers_over_the_bus(
     deployment: Any,
-    two_daemons: tuple[Libvirtd, Libvirtd],
+    qemu_hosts: tuple[dict[str, str], Any],
     guest_boot: dict[str, str],
 ) -> None:
     """The client's orchestrator, two worker processes, one per daemon: the guest goes
     there live (still reading its own disk), and comes back cold, confirmed."""
-    one, two = two_daemons
-    uris = {SOURCE: one.uri_for(driver="qemu"), DEST: two.uri_for(driver="qemu")}
-    watch = {host: observe(uri) for host, uri in uris.items()}
-    try:
-        for host, daemon in ((SOURCE, one), (DEST, two)):
-            guest_pool(watch[host], daemon, {"base": (64 * MIB, b"ROOTDISK")})
-        for n, host in enumerate((SOURCE, DEST), 1):
-            deployment.start_worker(
-                [host],
-                f"guest-mover-{n}",
-                DEFAULT={"driver": "libvirt"},
-                libvirt={
-                    "host_uris": {host: uris[host]},
-                    "virt_type": "qemu",
-                    "storage_pool": POOL,
-                    "graphics_type": "none",
-                },
-            )
-        api = deployment.api()
-        spec = InstanceSpec(
-            uuid=str(uuidlib.uuid4()),
-            name="commuter",
-            vcpus=1,
-            memory_mb=128,
-            metadata=guest_boot,
-            block_devices=[BlockDevice(kind="image", image="base", size_gb=1, boot_index=0)],
+    uris, watch = qemu_hosts
+    for n, host in enumerate((SOURCE, DEST), 1):
+        deployment.start_worker(
+            [host],
+            f"guest-mover-{n}",
+            DEFAULT={"driver": "libvirt"},
+            libvirt={"host_uris": {host: uris[host]}, **QEMU_OPTIONS},
         )
-        uuid = spec.uuid
-        api.spawn(None, SOURCE, spec)
-        guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
+    api = deployment.api()
+    spec = _guest("commuter", guest_boot)
+    uuid = spec.uuid
+    api.spawn(None, SOURCE, spec)
+    guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
 
-        live = api.migrations.live_migrate(None, SOURCE, DEST, uuid)
+    live = api.migrations.live_migrate(None, SOURCE, DEST, uuid)
 
-        assert live.status == MigrationStatus.COMPLETED
-        assert [i.uuid for i in api.list_instances(None, SOURCE)] == []
-        assert api.get_info(None, DEST, uuid).power_state == PowerState.RUNNING
-        labels = guest_devices(watch[DEST], uuid, lambda d: "vda" in d, 60, "labels")
-        assert labels == {"vda": "ROOTDISK"}
+    assert live.status == MigrationStatus.COMPLETED
+    assert [i.uuid for i in api.list_instances(None, SOURCE)] == []
+    assert api.get_info(None, DEST, uuid).power_state == PowerState.RUNNING
+    labels = guest_devices(watch[DEST], uuid, lambda d: "vda" in d, 60, "labels")
+    assert labels == {"vda": "ROOTDISK"}
 
-        cold = api.migrations.migrate(None, DEST, SOURCE, uuid)
-        api.migrations.confirm(None, cold.id)
+    cold = api.migrations.migrate(None, DEST, SOURCE, uuid)
+    api.migrations.confirm(None, cold.id)
 
-        assert [i.uuid for i in api.list_instances(None, DEST)] == []
-        assert api.get_info(None, SOURCE, uuid).power_state == PowerState.RUNNING
-        labels = guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
-        assert labels == {"vda": "ROOTDISK"}
-        assert [d.name() for d in watch[DEST].listAllDomains(0)] == []
-        api.destroy(None, SOURCE, uuid)
-    finally:
-        for conn in watch.values():
-            conn.close()
+    assert [i.uuid for i in api.list_instances(None, DEST)] == []
+    assert api.get_info(None, SOURCE, uuid).power_state == PowerState.RUNNING
+    labels = guest_devices(watch[SOURCE], uuid, lambda d: "vda" in d, BOOT_TIMEOUT, "labels")
+    assert labels == {"vda": "ROOTDISK"}
+    assert [d.name() for d in watch[DEST].listAllDomains(0)] == []
+    api.destroy(None, SOURCE, uuid)
 
 
 def test_the_test_driver_refuses_moves_between_daemons(
