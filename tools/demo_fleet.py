@@ -3,7 +3,6 @@ disable a host, and ping the whole fleet at once (docs/fleet.md)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from computed import exception
 from computed.objects import HostState, InstanceSpec
 from computed.registry.api import utcnow
+from computed.testing import wait_until
 from computed.testing.workers import WorkerProcess
 from rpcapi import ComputeAPI
 
@@ -29,7 +29,7 @@ def fleet(
 ) -> None:
     """``worker`` serves the fake hosts; ``computedctl(*args)`` runs the operator's command."""
     step("Scheduler: which hosts have 2 vCPUs and 4 GiB free? (the registry's inventory: no RPC)")
-    _wait(lambda: {s.host for s in api.list_hosts()} >= set(hosts))
+    wait_until(lambda: {s.host for s in api.list_hosts()} >= set(hosts), 30, "every host recorded")
     for state in api.list_hosts(vcpus=2, memory_mb=4096):
         show(_line(state))
 
@@ -56,7 +56,11 @@ def fleet(
     with ThreadPoolExecutor(2) as pool:
         for outcome in pool.map(spawn, specs):
             show(outcome)
-    _wait(lambda: (api.list_hosts(hosts=[chosen.host]) or [chosen])[0].free("memory_mb") != free)
+    wait_until(
+        lambda: (api.list_hosts(hosts=[chosen.host]) or [chosen])[0].free("memory_mb") != free,
+        30,
+        f"the spawn recorded in {chosen.host}'s inventory",
+    )
     show(_line(api.list_hosts(hosts=[chosen.host])[0]))
     for spec in specs:
         api.destroy(None, chosen.host, spec.uuid)
@@ -64,7 +68,11 @@ def fleet(
     other = fakes[-1].host
     step(f"Operator: computedctl host disable {other} (it takes no new instance)")
     computedctl("host", "disable", other, "--reason", "firmware upgrade")
-    _wait(lambda: f"Host {other} is disabled" in worker.log())
+    wait_until(
+        lambda: f"Host {other} is disabled" in worker.log(),
+        30,
+        f"the worker logging {other} disabled",
+    )
     try:
         api.spawn(
             None, other, InstanceSpec(uuid=str(uuid.uuid4()), name="vm", vcpus=1, memory_mb=64)
@@ -88,10 +96,3 @@ def _line(state: HostState) -> str:
         f"{state.host} ({state.driver}): {state.free('vcpus')} vCPUs, "
         f"{state.free('memory_mb')} MiB free, {state.instances} instances, measured {age:.1f} s ago"
     )
-
-
-def _wait(done: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Wait for what the workers record or log (the demo's pace, not a test's)."""
-    deadline = time.monotonic() + timeout
-    while not done() and time.monotonic() < deadline:
-        time.sleep(0.2)

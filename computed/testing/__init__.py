@@ -14,6 +14,8 @@
   process with its own config and log file.
 * :class:`~computed.testing.notifications.NotificationCollector`: listens to
   the workers' notifications and waits for the ones a test expects.
+* :func:`wait_until`: polls a condition until it holds, and fails saying
+  what did not happen; for what a test can only look at, not wait on.
 * :mod:`computed.testing.plugin`: the pytest plugin (entry point ``pytest11``)
   giving a driver's own repository a broker, a worker running its driver and
   the conformance suite as parametrized tests.
@@ -25,6 +27,7 @@ or as an ordinary user. ``computed.testing.libvirtd`` runs a private libvirtd.
 
 from __future__ import annotations
 
+from computed.testing._procs import wait_until
 from computed.testing.broker import RabbitMQBroker, RabbitMQCluster
 from computed.testing.notifications import NotificationCollector
 from computed.testing.postgres import PostgreSQLServer
@@ -36,4 +39,5 @@ __all__ = [
     "PostgreSQLServer",
     "WorkerProcess",
     "NotificationCollector",
+    "wait_until",
 ]

@@ -220,6 +220,17 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
         time.sleep(interval)
 
 
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+) -> None:
+    """Poll ``predicate`` every ``interval`` seconds until it holds.
+
+    :raises AssertionError: saying ``what`` did not happen within ``timeout`` seconds.
+    """
+    if not wait_for(predicate, timeout, interval):
+        raise AssertionError(f"{what} did not happen within {timeout:g} s")
+
+
 def pid_alive(pid: int) -> bool:
     """True if a process ``pid`` exists and is not a zombie."""
     try:

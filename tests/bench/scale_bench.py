@@ -47,10 +47,10 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
+from computed.testing import wait_until
 from tests.bench.measure import process_cpu
 from tests.bench.stats import percentile
 
@@ -168,14 +168,6 @@ def _worker_options(
     }
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not reached within {timeout:g} s")
-        time.sleep(interval)
-
-
 class Scale:
     """One deployment under measurement: its broker, registry, workers and client."""
 
@@ -228,7 +220,7 @@ class Scale:
             worker = self.workers[worker_id] = WorkerProcess(self.workdir, options, name=worker_id)
             worker.start(wait=False)
             if args.start == "in-turn":
-                _wait(
+                wait_until(
                     functools.partial(self._up, worker, started),
                     args.ready_timeout - (time.monotonic() - started),
                     f"{worker_id} up",
@@ -245,19 +237,21 @@ class Scale:
                     registered_at[record.id] = time.monotonic() - started
             return len(registered_at) == len(live)
 
-        _wait(all_up, args.ready_timeout, "all workers up")
-        _wait(
+        wait_until(all_up, args.ready_timeout, "all workers up", 1.0)
+        wait_until(
             lambda: self._owned_as(expected),
             args.ready_timeout - (time.monotonic() - started),
             "every host owned by its expected worker",
+            1.0,
         )
         owned_at = time.monotonic() - started
         # A previous owner lets go of a host's queue once it has seen the new one
         # registered: ready when every host queue has one consumer only.
-        _wait(
+        wait_until(
             self._one_consumer_each,
             args.ready_timeout - (time.monotonic() - started),
             "one consumer on every host queue",
+            1.0,
         )
         self._connect_client()
         sample = random.sample(layout.hosts, min(READY_SAMPLE, len(layout.hosts)))
@@ -495,7 +489,7 @@ class Scale:
                     claimed[host] = now
             return len(claimed) == len(moved)
 
-        _wait(all_claimed, args.down_time * 4 + args.heartbeat * 4 + 300, "takeover", 0.2)
+        wait_until(all_claimed, args.down_time * 4 + args.heartbeat * 4 + 300, "takeover", 0.2)
         wrong = 0
         for host in moved:
             if self.api.ping(None, host).worker_id != expected[host]:

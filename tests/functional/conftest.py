@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from oslo_config import cfg
 from computed import conf as computed_conf
 from computed import rpc
 from computed.registry import Registry
+from computed.testing import wait_until as wait_until  # the tests import it from here
 from computed.testing.broker import RabbitMQBroker
 from computed.testing.notifications import NotificationCollector, collecting
 from computed.testing.workers import WorkerProcess
@@ -25,20 +25,6 @@ DOWN_TIME = 4.0
 #: Long enough for a worker to restart on a busy machine, short enough for a
 #: test that expects HostUnavailable from a worker that stopped for good.
 HANDOVER_TIMEOUT = 8.0
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
-) -> None:
-    """Poll ``predicate`` every ``interval`` seconds until it holds.
-
-    :raises AssertionError: saying ``what`` did not happen within ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(interval)
 
 
 def missing_instances(api: ComputeAPI, spawned: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
