@@ -134,8 +134,9 @@ BEGIN
     WHEN 'instance_migrations' THEN
         hosts := ARRAY[r->>'source_host', r->>'dest_host'];
     END CASE;
-    IF tbl NOT IN ('host_owners', 'host_inventory', 'instance_migrations')
-            AND row_driver IS NULL THEN
+    -- A worker claims its hosts before it registers: a row naming a worker
+    -- not registered yet is judged by its host alone.
+    IF tbl = 'operation_journal' AND row_driver IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = format('role %s may write only rows of driver %s in %s; this row''s '
                              'driver is unknown', current_user, array_to_string(mine, ', '), tbl);
