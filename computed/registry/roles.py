@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from computed import exception
 from computed.registry._db import Database, safe_db_url
@@ -38,10 +37,13 @@ WORKER_TABLES = (
 )
 
 #: PostgreSQL truncates names beyond 63 bytes.
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,%d}" % (63 - len(ROLE_PREFIX)))
+_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{63 - len(ROLE_PREFIX)}}}")
 _LOGIN = re.compile(r"[^\x00]{1,63}")
 
-_PREPARER = postgresql.dialect().identifier_preparer
+
+def _quote(name: str) -> str:
+    """``name`` as a PostgreSQL identifier, always quoted."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def group_role(driver: str) -> str:
@@ -71,9 +73,9 @@ def grant_sql(driver: str, login_role: str, schema: str = "public") -> list[str]
         raise exception.InvalidRequest(
             operation="grant-driver", reason=f"{login_role!r} is not a role name"
         )
-    group = _PREPARER.quote_identifier(group_role(driver))
-    login = _PREPARER.quote_identifier(login_role)
-    where = _PREPARER.quote_identifier(schema)
+    group = _quote(group_role(driver))
+    login = _quote(login_role)
+    where = _quote(schema)
     tables = ", ".join(f"{where}.{table}" for table in WORKER_TABLES)
     return [
         f"DO $$ BEGIN CREATE ROLE {group} NOLOGIN; "

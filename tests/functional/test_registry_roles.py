@@ -10,14 +10,15 @@ from collections.abc import Callable, Iterator
 import pytest
 import sqlalchemy as sa
 from oslo_context import context
+from oslo_upgradecheck.upgradecheck import Code
 
 from computed import exception
 from computed.objects import Flavor, InstanceSpec, Migration
 from computed.registry import Registry, WorkerRecord
-from computed.registry.api import HostInventoryRecord, NewJournalEntry
-from computed.registry.api import STATE_STOPPED
+from computed.registry.api import STATE_STOPPED, HostInventoryRecord, NewJournalEntry
 from computed.testing.notifications import NotificationCollector
 from computed.testing.postgres import PostgreSQLServer
+from tests.unit.test_registry_roles import driver_roles_check
 
 from .conftest import Deployment, wait_until
 
@@ -206,6 +207,14 @@ def test_a_drivers_role_writes_its_own_rows(rows: Rows) -> None:
         result = connection.execute(sa.text("SELECT message_id, driver FROM journal_messages"))
         drivers = {message_id: driver for message_id, driver in result}
     assert drivers == {"m-x": "xenapi", "m-l": "libvirt"}
+
+
+def test_upgrade_check_warns_of_a_driver_without_a_role(rows: Rows) -> None:
+    assert driver_roles_check(rows.admin.url).code == Code.SUCCESS
+    rows.admin.register(_worker("h1", "hyperv", ("hh",)))
+    result = driver_roles_check(rows.admin.url)
+    assert result.code == Code.WARNING
+    assert "driver(s) hyperv" in result.details and "grant-driver" in result.details
 
 
 def test_a_worker_serves_with_its_drivers_role(
