@@ -2,8 +2,9 @@
 
 On PostgreSQL, revision 0008 installs the checks: a role that is a member
 of a driver's group role (``computed_driver_<driver>``) may write only that
-driver's rows in the tables workers write (:data:`WORKER_TABLES`), and of
-the hosts that driver's workers hold, and reads only that driver's journal.
+driver's rows in the tables workers write (those :data:`GUARD_TRIGGER`
+guards), and of the hosts that driver's workers hold, and reads only that
+driver's journal.
 :meth:`DriverRoles.grant_driver` makes the group, grants it what a worker
 needs and makes a login role its member; :func:`grant_sql` is the same as
 SQL for a DBA. SQLite has no roles: whoever can open the file can write
@@ -19,22 +20,14 @@ import sqlalchemy as sa
 from computed import exception
 from computed.registry._db import Database, safe_db_url
 
-__all__ = ["DriverRoles", "ROLE_PREFIX", "WORKER_TABLES", "group_role", "grant_sql"]
+__all__ = ["DriverRoles", "ROLE_PREFIX", "GUARD_TRIGGER", "group_role", "grant_sql"]
 
 #: A driver's group role is this prefix and the driver's name.
 ROLE_PREFIX = "computed_driver_"
 
-#: The tables a worker writes, each guarded by the write check.
-WORKER_TABLES = (
-    "workers",
-    "worker_hosts",
-    "host_owners",
-    "host_moves",
-    "operation_journal",
-    "journal_messages",
-    "host_inventory",
-    "instance_migrations",
-)
+#: The trigger that guards each table a worker writes (revision 0008): a
+#: driver's group is granted writes on exactly those tables.
+GUARD_TRIGGER = "computed_2_check_write"
 
 #: PostgreSQL truncates names beyond 63 bytes.
 _NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{63 - len(ROLE_PREFIX)}}}")
@@ -76,13 +69,22 @@ def grant_sql(driver: str, login_role: str, schema: str = "public") -> list[str]
     group = _quote(group_role(driver))
     login = _quote(login_role)
     where = _quote(schema)
-    tables = ", ".join(f"{where}.{table}" for table in WORKER_TABLES)
+    in_literal = where.replace("'", "''")
+    guarded = (
+        "SELECT DISTINCT event_object_table FROM information_schema.triggers "
+        f"WHERE trigger_name = '{GUARD_TRIGGER}' AND event_object_schema = "
+        + "'"
+        + schema.replace("'", "''")
+        + "'"
+    )
     return [
         f"DO $$ BEGIN CREATE ROLE {group} NOLOGIN; "
         "EXCEPTION WHEN duplicate_object THEN NULL; END $$",
         f"GRANT USAGE ON SCHEMA {where} TO {group}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA {where} TO {group}",
-        f"GRANT INSERT, UPDATE, DELETE ON {tables} TO {group}",
+        f"DO $$ DECLARE t text; BEGIN FOR t IN {guarded} LOOP EXECUTE "
+        f"format('GRANT INSERT, UPDATE, DELETE ON {in_literal}.%I TO {group}', t); "
+        "END LOOP; END $$",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {where} TO {group}",
         f"GRANT {group} TO {login}",
     ]

@@ -13,15 +13,15 @@ from computed import exception
 from computed.cmd import ctl
 from computed.cmd._upgrade_check import UpgradeChecks
 from computed.registry import Registry
-from computed.registry.roles import WORKER_TABLES, grant_sql, group_role
+from computed.registry.roles import GUARD_TRIGGER, grant_sql, group_role
 
 
 def test_the_sql_grants_the_drivers_group_and_makes_the_login_its_member() -> None:
     statements = grant_sql("libvirt", "libvirt-node1", "registry")
     assert 'CREATE ROLE "computed_driver_libvirt" NOLOGIN' in statements[0]
     assert statements[-1] == 'GRANT "computed_driver_libvirt" TO "libvirt-node1"'
-    (writes,) = [s for s in statements if s.startswith("GRANT INSERT")]
-    assert all(f'"registry".{table}' in writes for table in WORKER_TABLES)
+    (writes,) = [s for s in statements if "GRANT INSERT, UPDATE, DELETE" in s]
+    assert f"trigger_name = '{GUARD_TRIGGER}' AND event_object_schema = 'registry'" in writes
 
 
 @pytest.mark.parametrize("driver", ["", "lib virt", "x;DROP", "d" * 48])

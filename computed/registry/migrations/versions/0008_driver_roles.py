@@ -35,8 +35,7 @@ PREFIX = "computed_driver_"
 #: The drivers whose groups the current role is a member of; NULL for a role
 #: that writes every row (superuser, BYPASSRLS, or a member of no group).
 _WRITER_DRIVERS = """
-CREATE OR REPLACE FUNCTION computed_writer_drivers() RETURNS text[]
-LANGUAGE sql STABLE SET search_path = {path} AS $$
+computed_writer_drivers() RETURNS text[] LANGUAGE sql STABLE
     SELECT CASE WHEN me.rolsuper OR me.rolbypassrls THEN NULL ELSE (
         SELECT array_agg(substr(g.rolname, {start}) ORDER BY g.rolname)
         FROM pg_roles g
@@ -47,24 +46,21 @@ $$
 """
 
 _MAY_WRITE = """
-CREATE OR REPLACE FUNCTION computed_may_write(row_driver text) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = {path} AS $$
+computed_may_write(row_driver text) RETURNS boolean LANGUAGE sql STABLE
     SELECT d IS NULL OR coalesce(row_driver = ANY (d), false)
     FROM (SELECT computed_writer_drivers() AS d) AS writer
 $$
 """
 
 _WORKER_DRIVER = """
-CREATE OR REPLACE FUNCTION computed_worker_driver(worker text) RETURNS text
-LANGUAGE sql STABLE SET search_path = {path} AS $$
+computed_worker_driver(worker text) RETURNS text LANGUAGE sql STABLE
     SELECT driver FROM workers WHERE id = worker
 $$
 """
 
 #: The drivers of the workers that declare a host, own it, or owned it last.
 _HOST_DRIVERS = """
-CREATE OR REPLACE FUNCTION computed_host_drivers(host_name text) RETURNS text[]
-LANGUAGE sql STABLE SET search_path = {path} AS $$
+computed_host_drivers(host_name text) RETURNS text[] LANGUAGE sql STABLE
     SELECT array_agg(DISTINCT w.driver ORDER BY w.driver) FROM workers w
     WHERE w.id IN (
         SELECT worker_id FROM worker_hosts WHERE host = host_name
@@ -76,8 +72,7 @@ $$
 
 #: Fills the journal tables' ``driver`` on insert.
 _FILL_DRIVER = """
-CREATE OR REPLACE FUNCTION computed_fill_driver() RETURNS trigger
-LANGUAGE plpgsql SET search_path = {path} AS $$
+computed_fill_driver() RETURNS trigger LANGUAGE plpgsql
 DECLARE
     mine text[] := computed_writer_drivers();
 BEGIN
@@ -95,8 +90,7 @@ $$
 #: Refuses a driver's role a row of another driver, or of a host another
 #: driver's workers hold.
 _CHECK_ROW = """
-CREATE OR REPLACE FUNCTION computed_check_row(tbl text, r jsonb, mine text[]) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = {path} AS $$
+computed_check_row(tbl text, r jsonb, mine text[]) RETURNS void LANGUAGE plpgsql STABLE
 DECLARE
     row_driver text;
     worker_driver text;
@@ -167,8 +161,7 @@ $$
 """
 
 _CHECK_WRITE = """
-CREATE OR REPLACE FUNCTION computed_check_write() RETURNS trigger
-LANGUAGE plpgsql SET search_path = {path} AS $$
+computed_check_write() RETURNS trigger LANGUAGE plpgsql
 DECLARE
     mine text[] := computed_writer_drivers();
 BEGIN
@@ -223,6 +216,10 @@ def upgrade() -> None:
         _install_postgresql()
 
 
+#: Each function above is its signature, then its body.
+_FUNCTION = "CREATE OR REPLACE FUNCTION {head} SET search_path = {path} AS $$\n{body}"
+
+
 def _install_postgresql() -> None:
     schema = op.get_bind().execute(sa.text("SELECT current_schema()")).scalar_one()
     # pg_catalog first and pg_temp last: a role that can create objects in
@@ -238,7 +235,8 @@ def _install_postgresql() -> None:
         _CHECK_ROW,
         _CHECK_WRITE,
     ):
-        op.execute(function.format(**fields))
+        head, body = function.strip().split("\n", 1)
+        op.execute(_FUNCTION.format(head=head, path=path, body=body.format(**fields)))
     for table in ("operation_journal", "journal_messages"):
         # Trigger names order them: the driver is filled before it is checked.
         op.execute(
