@@ -1,4 +1,4 @@
-"""``computedctl registry grant-driver``: a driver's database role on a PostgreSQL registry.
+"""``computedctl registry grant``: a driver's database role on a PostgreSQL registry.
 
 A driver's workers that connect with a role this command made a member of
 the driver's group (``computed_driver_<driver>``) write only their own

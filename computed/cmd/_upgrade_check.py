@@ -345,7 +345,7 @@ class UpgradeChecks(upgradecheck.UpgradeCommands):
                 Code.WARNING,
                 f"No login role is a member of the group of driver(s) {', '.join(bare)}: "
                 "their workers write the registry with rights over every driver's rows. Run "
-                "'computedctl registry grant-driver DRIVER ROLE' and give those workers ROLE's "
+                "'computedctl registry grant DRIVER ROLE' and give those workers ROLE's "
                 "credentials in [registry] connection (docs/security.md).",
             )
         return Result(

@@ -46,7 +46,7 @@ def group_role(driver: str) -> str:
     """
     if not _NAME.fullmatch(driver):
         raise exception.InvalidRequest(
-            operation="grant-driver",
+            operation="registry grant",
             reason=f"driver name {driver!r} cannot name a database role: letters, digits, "
             f"'_' and '-' only, at most {63 - len(ROLE_PREFIX)} of them",
         )
@@ -64,7 +64,7 @@ def grant_sql(driver: str, login_role: str, schema: str = "public") -> list[str]
     """
     if not _LOGIN.fullmatch(login_role):
         raise exception.InvalidRequest(
-            operation="grant-driver", reason=f"{login_role!r} is not a role name"
+            operation="registry grant", reason=f"{login_role!r} is not a role name"
         )
     group = _quote(group_role(driver))
     login = _quote(login_role)

@@ -214,7 +214,7 @@ def test_upgrade_check_warns_of_a_driver_without_a_role(rows: Rows) -> None:
     rows.admin.register(_worker("h1", "hyperv", ("hh",)))
     result = driver_roles_check(rows.admin.url)
     assert result.code == Code.WARNING
-    assert "driver(s) hyperv" in result.details and "grant-driver" in result.details
+    assert "driver(s) hyperv" in result.details and "registry grant" in result.details
 
 
 def test_a_worker_serves_with_its_drivers_role(

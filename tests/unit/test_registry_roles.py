@@ -47,13 +47,13 @@ def test_an_sqlite_registry_has_no_roles(tmp_path: Path) -> None:
 
 
 def test_computedctl_prints_the_sql(capsys: pytest.CaptureFixture[str]) -> None:
-    assert ctl.main(["registry", "grant-driver", "fake", "w1", "--sql", "--schema", "s"]) == 0
+    assert ctl.main(["registry", "grant", "fake", "w1", "--sql", "--schema", "s"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == 'GRANT "computed_driver_fake" TO "w1";'
 
 
 def test_computedctl_names_a_bad_driver(capsys: pytest.CaptureFixture[str]) -> None:
-    assert ctl.main(["registry", "grant-driver", "no good", "w1", "--sql"]) == 1
+    assert ctl.main(["registry", "grant", "no good", "w1", "--sql"]) == 1
     assert "driver name 'no good' cannot name a database role" in capsys.readouterr().err
 
 

@@ -1,7 +1,7 @@
 """Per-driver database roles: each driver's workers write only their own driver's rows.
 
 On PostgreSQL, a role that is a member of ``computed_driver_<driver>``
-(granted by ``computedctl registry grant-driver``) may write only rows of
+(granted by ``computedctl registry grant``) may write only rows of
 that driver, and of the hosts its workers hold, in the tables a worker
 writes; it reads only its own driver's journal. Row triggers refuse the
 writes, naming the row's driver; row-level security hides the journal.
