@@ -23,6 +23,9 @@ The checks, built on oslo.upgradecheck:
   rabbit_quorum_queue``); classic ones are a warning (docs/delivery.md).
 - **Broker TLS**: the transport URLs reach any broker off this machine over
   TLS.
+- **Drivers' database roles**: on a PostgreSQL registry with the drivers'
+  checks, every live worker's driver has a login role in its group
+  (docs/security.md); a warning names the drivers that have none.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class _Deployment:
     workers: list[WorkerRecord]
     runs: dict[tuple[str, str], ConformanceRecord]
     down_time: float
+    #: ``{driver: [member role, ...]}``; None without the drivers' checks.
+    roles: dict[str, list[str]] | None = None
 
     def live(self) -> list[WorkerRecord]:
         now = utcnow()
@@ -120,6 +125,7 @@ class UpgradeChecks(upgradecheck.UpgradeCommands):
                 registry.list_workers(),
                 registry.latest_conformance(),
                 self._conf.registry.down_time,
+                registry.driver_roles() if registry.driver_checks_installed() else None,
             )
         except exception.RegistryError as exc:
             return exc
@@ -322,6 +328,31 @@ class UpgradeChecks(upgradecheck.UpgradeCommands):
             "(docs/upgrade.md, 'the queue type').",
         )
 
+    @_reads_registry
+    def _check_driver_roles(self, deployment: _Deployment) -> Result:
+        """Each live worker's driver has a database role of its own (PostgreSQL)."""
+        if deployment.roles is None:
+            return Result(
+                Code.SUCCESS,
+                "Drivers' database roles are not in use (an SQLite registry, or PostgreSQL "
+                "before revision 0008): any worker can write any driver's rows "
+                "(docs/security.md).",
+            )
+        granted = {driver for driver, members in deployment.roles.items() if members}
+        bare = sorted({w.driver for w in deployment.live()} - granted)
+        if bare:
+            return Result(
+                Code.WARNING,
+                f"No login role is a member of the group of driver(s) {', '.join(bare)}: "
+                "their workers write the registry with rights over every driver's rows. Run "
+                "'computedctl registry grant DRIVER ROLE' and give those workers ROLE's "
+                "credentials in [registry] connection (docs/security.md).",
+            )
+        return Result(
+            Code.SUCCESS,
+            "Every live worker's driver has a database role of its own (docs/security.md).",
+        )
+
     def _check_broker_tls(self) -> Result:
         """Brokers off this machine are reached over TLS."""
         urls = {"transport_url": self._conf.transport_url}
@@ -356,6 +387,7 @@ class UpgradeChecks(upgradecheck.UpgradeCommands):
         ("Support tiers", _check_required_tier),
         ("Queue type", _check_queue_type),
         ("Broker TLS", _check_broker_tls),
+        ("Drivers' database roles", _check_driver_roles),
     )
 
 

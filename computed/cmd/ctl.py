@@ -25,6 +25,7 @@
     computedctl migration revert ID     undo it: back on the source as it was
     computedctl migration abort ID      stop a live migration in progress
     computedctl migration recover ID    take up a move whose orchestrator stopped
+    computedctl registry grant DRIVER ROLE [--sql]  ROLE writes only DRIVER's rows
     computedctl help [COMMAND]
 
 The command line is cliff's, as python-openstackclient's is: the commands

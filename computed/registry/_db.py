@@ -28,6 +28,10 @@ __all__ = ["Database", "chunks", "safe_db_url", "utcnow"]
 
 _T = TypeVar("_T")
 
+#: PostgreSQL's SQLSTATE for a privilege the role lacks, and for a write
+#: another driver's row refused to a driver's role.
+_INSUFFICIENT_PRIVILEGE = "42501"
+
 
 def utcnow() -> datetime.datetime:
     """Naive UTC now, the form timestamps are stored in."""
@@ -152,7 +156,9 @@ class Database:
             yield
         except sa.exc.DBAPIError as exc:
             detail = str(exc.orig).strip().splitlines()[0]
-            if "no such table" in detail or "does not exist" in detail:
+            if getattr(exc.orig, "pgcode", None) == _INSUFFICIENT_PRIVILEGE:
+                detail = f"refused: {detail} (the registry's drivers' roles, docs/security.md)"
+            elif "no such table" in detail or "does not exist" in detail:
                 detail += " (the schema is missing or old: run 'computedctl db sync')"
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}") from exc
         except sa.exc.SQLAlchemyError as exc:

@@ -6,8 +6,9 @@ Each concern lives in its own module, with its records: workers
 (:mod:`~computed.registry.journal`), conformance runs
 (:mod:`~computed.registry.conformance`), RPC call counters
 (:mod:`~computed.registry.counters`), the host inventory
-(:mod:`~computed.registry.inventory`) and moves of instances
-(:mod:`~computed.registry.instance_migrations`). Their names are importable from here
+(:mod:`~computed.registry.inventory`), moves of instances
+(:mod:`~computed.registry.instance_migrations`) and drivers' database roles
+(:mod:`~computed.registry.roles`). Their names are importable from here
 too.
 """
 
@@ -28,6 +29,7 @@ from computed.registry.journal import (
     OperationJournal,
 )
 from computed.registry.ownership import HostOwnerRecord, MoveRecord, Ownership
+from computed.registry.roles import DriverRoles
 from computed.registry.workers import (
     STATE_DRAINING,
     STATE_STOPPED,
@@ -69,6 +71,7 @@ class Registry(
     CallCounters,
     Inventory,
     InstanceMigrations,
+    DriverRoles,
 ):
     """The registry database behind one SQLAlchemy engine.
 

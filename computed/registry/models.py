@@ -150,6 +150,10 @@ class JournalEntry(Base):
     #: JSON of the outcome once the driver returned (state ``done``): what a new
     #: owner publishes if this worker died before it did.
     outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The driver of the worker that journaled it; on PostgreSQL a trigger
+    #: fills it, and a driver's database role reads only its own driver's
+    #: entries (docs/security.md).
+    driver: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class JournalMessage(Base):
@@ -167,6 +171,9 @@ class JournalMessage(Base):
     finished_at: Mapped[datetime.datetime | None] = mapped_column(
         DateTime, nullable=True, index=True
     )
+    #: As ``operation_journal.driver``; None for a message journaled before
+    #: the registry knew drivers' roles.
+    driver: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class HostInventory(Base):
