@@ -834,6 +834,7 @@ def _settle_entry(manager: ComputeManager, entry: JournalRecord, ctxt: Any) -> s
     if not journal.adopt(entry):
         return "adopted-elsewhere"
     uuid, operation = entry.instance_uuid, entry.operation
+    LOG.info("Settling %s, left %s by worker %s", operation, entry.state, entry.worker_id)
     ticket = Ticket(entry.id, entry.message_id)
     with manager._locks.hold(uuid):
         if entry.state == JOURNAL_DONE:
