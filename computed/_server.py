@@ -40,7 +40,7 @@ from typing import Any
 import oslo_messaging as messaging
 from oslo_config import cfg
 
-from computed import _wire, exception, rpc, version
+from computed import _logcontext, _wire, exception, rpc, version
 from computed._consumer import ConsumerPool, Delivery
 from computed._journal import Journal, Receipt, hand_receipt, take_receipt
 from computed._replier import Replier
@@ -93,6 +93,12 @@ class _Request:
         self.entry: int | None = None
         #: The version the message was sent at (its result is backported to it).
         self.version = version.RPC_API_VERSION
+
+    def instance_uuid(self) -> str | None:
+        """The instance the operation acts on; None for a host-wide one or none."""
+        if self.operation is None:
+            return None
+        return self.operation.instance_uuid(self.arguments)
 
 
 class _Refused(Exception):
@@ -339,7 +345,7 @@ class Server:
         receipts = []
         for r in lifecycle:
             assert r.operation is not None and r.unique_id is not None
-            uuid = r.operation.instance_uuid(r.arguments) or ""
+            uuid = r.instance_uuid() or ""
             receipts.append(
                 Receipt(r.host, r.method, uuid, r.ctxt.to_dict(), r.arguments, r.unique_id)
             )
@@ -383,6 +389,18 @@ class Server:
     # On an operation thread ---------------------------------------------------------------
 
     def _run(self, request: _Request) -> None:
+        try:
+            with _logcontext.serving(request.ctxt, request.host, request.instance_uuid()):
+                self._serve(request)
+        finally:
+            with self._idle:
+                self._backlog -= 1
+                self._running[request.host] -= 1
+                if not self._running[request.host]:
+                    del self._running[request.host]
+                    self._idle.notify_all()
+
+    def _serve(self, request: _Request) -> None:
         watch = None
         if request.reply_q and request.msg_id and request.client_timeout:
             watch = self._replier.watch(request.reply_q, request.msg_id, request.client_timeout)
@@ -394,13 +412,6 @@ class Server:
                 self._reply(request, result, failure)
         except Exception:
             LOG.exception("Serving %s on %s failed", request.method, request.host)
-        finally:
-            with self._idle:
-                self._backlog -= 1
-                self._running[request.host] -= 1
-                if not self._running[request.host]:
-                    del self._running[request.host]
-                    self._idle.notify_all()
 
     def _execute(self, request: _Request) -> tuple[Any, Any]:
         hand_receipt(request.entry, request.unique_id)

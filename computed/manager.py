@@ -28,7 +28,7 @@ import oslo_messaging as messaging
 from oslo_context import context as oslo_context
 from oslo_utils import uuidutils
 
-from computed import exception, notifications, version
+from computed import _logcontext, exception, notifications, version
 from computed._claims import HostTracker
 from computed._journal import Journal, Ticket, decode_arguments, take_receipt
 from computed._locks import KeyedLocks
@@ -147,11 +147,20 @@ class Operation:
         return arguments
 
     def execute(self, manager: ComputeManager, ctxt: Any, arguments: dict[str, Any]) -> Any:
-        """Run the operation on checked ``arguments``, measured in the worker's metrics."""
+        """Run the operation on checked ``arguments``, measured in the worker's metrics.
+
+        A lifecycle operation that ends well says so at INFO, any other at
+        DEBUG; the request, host and instance are in the line's context
+        (:mod:`computed._logcontext`), a failure is logged by the caller.
+        """
         with manager._metrics.measure(self.name):
+            LOG.debug("%s started", self.name)
             if not self.lifecycle:
-                return manager._invoke(self.name, self.func, ctxt, arguments)
-            return manager._run_lifecycle(self.name, self.func, ctxt, arguments)
+                result = manager._invoke(self.name, self.func, ctxt, arguments)
+            else:
+                result = manager._run_lifecycle(self.name, self.func, ctxt, arguments)
+        LOG.log(logging.INFO if self.lifecycle else logging.DEBUG, "%s done", self.name)
+        return result
 
     def instance_uuid(self, arguments: dict[str, Any]) -> str | None:
         """The UUID of the instance that checked ``arguments`` act on, if any."""
@@ -813,12 +822,19 @@ def reconcile(manager: ComputeManager, entry: JournalRecord) -> str:
 
     :returns: ``finished``, ``completed``, ``failed`` or ``adopted-elsewhere``.
     """
+    ctxt = _logcontext.detached(entry.context)
+    with _logcontext.serving(ctxt, manager._host, entry.instance_uuid):
+        return _settle_entry(manager, entry, ctxt)
+
+
+def _settle_entry(manager: ComputeManager, entry: JournalRecord, ctxt: Any) -> str:
+    """See :func:`reconcile`."""
     journal = manager._journal
     assert journal is not None
     if not journal.adopt(entry):
         return "adopted-elsewhere"
-    ctxt = oslo_context.RequestContext.from_dict(entry.context)
     uuid, operation = entry.instance_uuid, entry.operation
+    LOG.info("Settling %s, left %s by worker %s", operation, entry.state, entry.worker_id)
     ticket = Ticket(entry.id, entry.message_id)
     with manager._locks.hold(uuid):
         if entry.state == JOURNAL_DONE:

@@ -16,7 +16,7 @@ from oslo_config import cfg
 from oslo_context import context as oslo_context
 from oslo_messaging import opts as messaging_opts
 
-from computed import _wire, exception
+from computed import _logcontext, _wire, exception
 from computed.objects import ComputedObjectSerializer
 
 __all__ = [
@@ -68,13 +68,15 @@ class RequestContextSerializer(messaging.Serializer):  # type: ignore[misc]
         return dict(ctxt or {})
 
     def deserialize_context(self, ctxt: Any) -> oslo_context.RequestContext:
+        """The request context of a message; the thread's current context stays as it was
+        (the lines of the thread that reads messages belong to no request)."""
         if not isinstance(ctxt, dict):
             ctxt = {}
         try:
-            return oslo_context.RequestContext.from_dict(ctxt)
+            return _logcontext.detached(ctxt)
         except Exception:  # a malformed context must not stop the operation
             LOG.warning("Ignoring a malformed request context: %.200r", ctxt)
-            return oslo_context.RequestContext()
+            return _logcontext.detached({})
 
 
 #: Values RequestContext.from_dict assumes for a missing key; user_identity is derived.

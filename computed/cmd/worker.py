@@ -23,9 +23,17 @@ from computed import exception
 from computed.conf import worker as worker_conf
 from computed.service import Worker
 
-__all__ = ["main"]
+__all__ = ["OPERATION_LINE", "main"]
 
 LOG = logging.getLogger(__name__)
+
+#: The default format of a line written while an operation runs: its request
+#: id and host, then oslo.log's ``[instance: UUID]`` (computed._logcontext).
+#: Other lines keep ``logging_default_format_string`` (``[-]`` in that place).
+OPERATION_LINE = (
+    "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s "
+    "[%(request_id)s %(host)s] %(instance)s%(message)s"
+)
 
 _EXIT_CODES: tuple[tuple[type[exception.ComputedError], int], ...] = (
     (exception.ConfigError, 2),
@@ -43,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     # spnego logs NTLM handshake messages at DEBUG; a response derived from a
     # hypervisor password does not belong in the worker's logs.
     logging.set_defaults(
-        default_log_levels=logging.get_default_log_levels() + ["spnego=INFO", "winrm=INFO"]
+        logging_context_format_string=OPERATION_LINE,
+        default_log_levels=logging.get_default_log_levels() + ["spnego=INFO", "winrm=INFO"],
     )
     try:
         conf(sys.argv[1:] if argv is None else argv, project="computed")

@@ -14,6 +14,7 @@ from oslo_context import context
 
 from computed import _ownership
 from computed._journal import Journal
+from computed._logcontext import OperationLogContext
 from computed.manager import ComputeManager, reconcile
 from computed.objects import InstanceSpec
 from computed.registry import Registry, WorkerRecord
@@ -105,9 +106,15 @@ def test_claims_record_moves(registry: Registry) -> None:
 class _Notifications:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str]] = []
+        #: What each notification's lines would be logged under (request, host, instance).
+        self.logged_as: list[tuple[str, str, str]] = []
 
     def emit(self, ctxt: Any, host: str, operation: str, phase: str, uuid: str, **kw: Any) -> None:
         self.sent.append((operation, phase, ctxt.request_id))
+        current = context.get_current()
+        if isinstance(current, OperationLogContext):
+            values = current.get_logging_values()
+            self.logged_as.append((values["request_id"], values["host"], values["instance_uuid"]))
 
     def emit_outcome(
         self,
@@ -202,6 +209,10 @@ def test_takeover_runs_a_received_cast_that_never_started(registry: Registry) ->
     assert reconcile(manager, entry) == "completed"
     assert sent.sent == [("reboot", "start", ctxt.request_id), ("reboot", "end", ctxt.request_id)]
     assert registry.journal_entries() == []
+    # The replay logs under the journaled request, on its host and instance;
+    # then the thread's context is the one it had.
+    assert sent.logged_as == [(ctxt.request_id, "h1", spec.uuid)]
+    assert context.get_current() is ctxt
 
 
 def test_an_entry_is_adopted_once(registry: Registry) -> None:
