@@ -24,7 +24,7 @@ from computed.registry import migration, models
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["Database", "chunks", "safe_db_url", "utcnow"]
+__all__ = ["Database", "DriverCursor", "DriverStatement", "chunks", "safe_db_url", "utcnow"]
 
 _T = TypeVar("_T")
 
@@ -135,6 +135,33 @@ class Database:
         with self._errors(), self.engine.begin() as connection:
             yield connection
 
+    @contextlib.contextmanager
+    def _driver_transaction(self) -> Iterator[DriverCursor]:
+        """A cursor of the database driver in a transaction, for the statements a
+        worker runs for every lifecycle operation.
+
+        SQLAlchemy's execution around a one-row statement costs more CPU than
+        SQLite takes to run and commit it; these statements are rendered once
+        (:class:`DriverStatement`) and run on the driver's own connection,
+        checked out of the same pool. Failures become RegistryError.
+        """
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        with self._errors():
+            connection = self.engine.raw_connection()
+        try:
+            cursor = DriverCursor(connection.cursor(), self.engine.dialect)
+            try:
+                yield cursor
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+        except dbapi_error as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}") from exc
+        finally:
+            connection.close()
+
     def _insert_new(self, model: type[models.Base]) -> sqlite.Insert | postgresql.Insert:
         """An INSERT of the database's own dialect, which can skip rows whose key exists
         (``on_conflict_do_nothing``) and still return the rows it inserted."""
@@ -159,6 +186,51 @@ class Database:
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
         except UnicodeError as exc:  # a string the database driver cannot encode
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
+
+
+class DriverStatement:
+    """A Core statement rendered once per dialect, to run on a driver's cursor."""
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self._statement = statement
+        self._rendered: dict[str, tuple[str, Any, dict[str, Any]]] = {}
+
+    def render(self, dialect: sa.Dialect) -> tuple[str, Any, dict[str, Any]]:
+        """The SQL, the order of positional parameters (None for named ones) and
+        each parameter's conversion to what the driver takes (a datetime to
+        SQLite's text, as SQLAlchemy stores it)."""
+        rendered = self._rendered.get(dialect.name)
+        if rendered is None:
+            compiled = self._statement.compile(dialect=dialect)
+            order = list(compiled.positiontup or ()) if compiled.positional else None
+            converters = {}
+            for name, bind in compiled.binds.items():
+                convert = bind.type.bind_processor(dialect)
+                if convert is not None:
+                    converters[name] = convert
+            rendered = self._rendered[dialect.name] = (str(compiled), order, converters)
+        return rendered
+
+
+class DriverCursor:
+    """A driver cursor that runs :class:`DriverStatement` s with named parameters."""
+
+    def __init__(self, cursor: Any, dialect: sa.Dialect) -> None:
+        self._cursor = cursor
+        self._dialect = dialect
+
+    def execute(self, statement: DriverStatement, rows: Sequence[dict[str, Any]]) -> None:
+        """Run ``statement`` once per row of parameters (one ``executemany``)."""
+        if not rows:
+            return
+        sql, order, converters = statement.render(self._dialect)
+        converted = [
+            {k: converters[k](v) if k in converters else v for k, v in row.items()} for row in rows
+        ]
+        if order is not None:
+            self._cursor.executemany(sql, [tuple(row[k] for k in order) for row in converted])
+        else:
+            self._cursor.executemany(sql, converted)
 
 
 def safe_db_url(url: str) -> str:

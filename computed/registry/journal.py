@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from computed import exception
 from computed.registry import models
-from computed.registry._db import Database, chunks, utcnow
+from computed.registry._db import Database, DriverCursor, DriverStatement, chunks, utcnow
 
 __all__ = [
     "OperationJournal",
@@ -182,40 +182,41 @@ class OperationJournal(Database):
             assert key is not None
             return int(key[0])
 
-    def journal_done(self, entry_id: int, outcome: dict[str, Any] | None = None) -> None:
-        """The driver returned with ``outcome``; only publishing it remains."""
-        with self._connection() as connection:
-            connection.execute(
-                _SET_STATE,
-                {
-                    "entry_id": entry_id,
-                    "state": JOURNAL_DONE,
-                    "outcome": json.dumps(outcome) if outcome else None,
-                },
-            )
+    def journal_done(
+        self,
+        entry_id: int,
+        outcome: dict[str, Any] | None = None,
+        finish: Sequence[int] = (),
+    ) -> None:
+        """The driver returned with ``outcome``; only publishing it remains.
 
-    def journal_start(self, entry_id: int) -> None:
-        """A received cast's operation is about to reach the driver."""
-        with self._connection() as connection:
-            connection.execute(
-                _SET_STATE, {"entry_id": entry_id, "state": JOURNAL_RUNNING, "outcome": None}
+        :param finish: entries to finish in the same transaction (see
+            :meth:`journal_finish`): one commit for both.
+        """
+        state = {"entry_id": entry_id, "state": JOURNAL_DONE}
+        with self._driver_transaction() as cursor:
+            cursor.execute(
+                _SET_STATE, [state | {"outcome": json.dumps(outcome) if outcome else None}]
             )
+            _finish(cursor, finish)
+
+    def journal_start(self, entry_id: int, finish: Sequence[int] = ()) -> None:
+        """A received cast's operation is about to reach the driver.
+
+        :param finish: entries to finish in the same transaction.
+        """
+        with self._driver_transaction() as cursor:
+            cursor.execute(
+                _SET_STATE, [{"entry_id": entry_id, "state": JOURNAL_RUNNING, "outcome": None}]
+            )
+            _finish(cursor, finish)
 
     def journal_finish(self, entry_ids: int | Sequence[int]) -> None:
         """The outcomes are published: remove the entries, all in one transaction,
         and keep their message ids as tombstones until :meth:`journal_purge`."""
         ids = [entry_ids] if isinstance(entry_ids, int) else list(entry_ids)
-        now = utcnow()
-        entry, message = models.JournalEntry, models.JournalMessage
-        with self._connection() as connection:
-            for chunk in chunks(ids, _IDS_PER_STATEMENT):
-                finished = sa.select(entry.message_id).where(entry.id.in_(chunk))
-                connection.execute(
-                    sa.update(message)
-                    .where(message.message_id.in_(finished))
-                    .values(finished_at=now)
-                )
-                connection.execute(sa.delete(entry).where(entry.id.in_(chunk)))
+        with self._driver_transaction() as cursor:
+            _finish(cursor, ids)
 
     def journal_purge(self, before: datetime.datetime) -> int:
         """Forget the tombstones of messages finished before ``before``; returns how many.
@@ -272,12 +273,37 @@ class OperationJournal(Database):
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-#: Built once: a statement costs more to build than to run on SQLite.
-_SET_STATE = (
+# The statements each lifecycle operation runs, built once and run on the
+# driver's cursor (see Database._driver_transaction).
+
+_SET_STATE = DriverStatement(
     sa.update(models.JournalEntry)
     .where(models.JournalEntry.id == sa.bindparam("entry_id"))
     .values(state=sa.bindparam("state"), outcome=sa.bindparam("outcome"))
 )
+
+#: One row each, run as one ``executemany``: an ``IN`` list is compiled again
+#: for each length, which cost more than the rows.
+_MARK_FINISHED = DriverStatement(
+    sa.update(models.JournalMessage)
+    .where(
+        models.JournalMessage.message_id
+        == sa.select(models.JournalEntry.message_id)
+        .where(models.JournalEntry.id == sa.bindparam("entry_id"))
+        .scalar_subquery()
+    )
+    .values(finished_at=sa.bindparam("now", type_=models.JournalMessage.finished_at.type))
+)
+_DELETE_ENTRY = DriverStatement(
+    sa.delete(models.JournalEntry).where(models.JournalEntry.id == sa.bindparam("entry_id"))
+)
+
+
+def _finish(cursor: DriverCursor, ids: Sequence[int]) -> None:
+    """Finish entries in ``cursor``'s transaction: tombstones for their messages."""
+    now = utcnow()
+    cursor.execute(_MARK_FINISHED, [{"entry_id": i, "now": now} for i in ids])
+    cursor.execute(_DELETE_ENTRY, [{"entry_id": i} for i in ids])
 
 
 def _journal(row: models.JournalEntry) -> JournalRecord:
