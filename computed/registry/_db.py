@@ -12,7 +12,7 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -24,7 +24,15 @@ from computed.registry import migration, models
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["Database", "DriverCursor", "DriverStatement", "chunks", "safe_db_url", "utcnow"]
+__all__ = [
+    "Database",
+    "DriverCursor",
+    "DriverStatement",
+    "chunks",
+    "insert_new",
+    "safe_db_url",
+    "utcnow",
+]
 
 _T = TypeVar("_T")
 
@@ -156,42 +164,57 @@ class Database:
             except BaseException:
                 connection.rollback()
                 raise
-        except dbapi_error as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}") from exc
+        except (dbapi_error, UnicodeError) as exc:  # Unicode: a string it cannot encode
+            raise self._failure(str(exc) or type(exc).__name__) from exc
         finally:
             connection.close()
 
     def _insert_new(self, model: type[models.Base]) -> sqlite.Insert | postgresql.Insert:
         """An INSERT of the database's own dialect, which can skip rows whose key exists
         (``on_conflict_do_nothing``) and still return the rows it inserted."""
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(model)
-        if self.engine.dialect.name == "sqlite":
-            return sqlite.insert(model)
-        raise exception.RegistryError(
-            reason=f"{safe_db_url(self.url)}: only SQLite and PostgreSQL are supported"
-        )
+        try:
+            return insert_new(self.engine.dialect.name, model)
+        except ValueError as exc:
+            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
+
+    def _failure(self, error: str) -> exception.RegistryError:
+        """What the database driver said, as a RegistryError naming the database."""
+        detail = error.strip().splitlines()[0]
+        if "no such table" in detail or "does not exist" in detail:
+            detail += " (the schema is missing or old: run 'computedctl db sync')"
+        return exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}")
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
         except sa.exc.DBAPIError as exc:
-            detail = str(exc.orig).strip().splitlines()[0]
-            if "no such table" in detail or "does not exist" in detail:
-                detail += " (the schema is missing or old: run 'computedctl db sync')"
-            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}") from exc
+            raise self._failure(str(exc.orig)) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
         except UnicodeError as exc:  # a string the database driver cannot encode
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
 
 
-class DriverStatement:
-    """A Core statement rendered once per dialect, to run on a driver's cursor."""
+def insert_new(dialect: str, model: type[models.Base]) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT of ``dialect`` (see :meth:`Database._insert_new`).
 
-    def __init__(self, statement: sa.Executable) -> None:
+    :raises ValueError: for a database other than SQLite and PostgreSQL.
+    """
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise ValueError("only SQLite and PostgreSQL are supported")
+
+
+class DriverStatement:
+    """A Core statement rendered once per dialect, to run on a driver's cursor.
+
+    :param statement: the statement, or a function building it for a dialect's name.
+    """
+
+    def __init__(self, statement: sa.Executable | Callable[[str], sa.Executable]) -> None:
         self._statement = statement
         self._rendered: dict[str, tuple[str, Any, dict[str, Any]]] = {}
 
@@ -201,7 +224,10 @@ class DriverStatement:
         SQLite's text, as SQLAlchemy stores it)."""
         rendered = self._rendered.get(dialect.name)
         if rendered is None:
-            compiled = self._statement.compile(dialect=dialect)
+            statement = self._statement
+            if callable(statement):
+                statement = statement(dialect.name)
+            compiled = statement.compile(dialect=dialect)
             order = list(compiled.positiontup or ()) if compiled.positional else None
             converters = {}
             for name, bind in compiled.binds.items():
@@ -224,13 +250,18 @@ class DriverCursor:
         if not rows:
             return
         sql, order, converters = statement.render(self._dialect)
-        converted = [
-            {k: converters[k](v) if k in converters else v for k, v in row.items()} for row in rows
-        ]
-        if order is not None:
-            self._cursor.executemany(sql, [tuple(row[k] for k in order) for row in converted])
-        else:
-            self._cursor.executemany(sql, converted)
+        self._cursor.executemany(sql, [_parameters(row, order, converters) for row in rows])
+
+    def fetch(self, statement: DriverStatement, row: dict[str, Any]) -> list[Any]:
+        """Run ``statement`` once; the rows it returns."""
+        sql, order, converters = statement.render(self._dialect)
+        self._cursor.execute(sql, _parameters(row, order, converters))
+        return list(self._cursor.fetchall())
+
+
+def _parameters(row: dict[str, Any], order: Any, converters: dict[str, Any]) -> Any:
+    converted = {k: converters[k](v) if k in converters else v for k, v in row.items()}
+    return converted if order is None else tuple(converted[k] for k in order)
 
 
 def safe_db_url(url: str) -> str:
