@@ -150,6 +150,7 @@ class OutcomeNotifier:
         self._phases = frozenset(conf.notifications.phases)
         self._publisher = publisher if enabled else None
         self._serializer = rpc.RequestContextSerializer()
+        self._last_context = threading.local()
 
     def emit(
         self,
@@ -217,6 +218,17 @@ class OutcomeNotifier:
         except Exception:  # the operation's result matters more than its report
             LOG.exception("Could not publish %s for %s", event_type(operation, phase), uuid)
 
+    def _context(self, ctxt: Any) -> dict[str, Any]:
+        """The request context as a notification carries it (no token), serialized
+        once per operation: its start and its outcome go from the same thread."""
+        last = getattr(self._last_context, "pair", None)
+        if last is not None and last[0] is ctxt:
+            return dict(last[1])
+        redacted = ctxt.redacted_copy() if hasattr(ctxt, "redacted_copy") else ctxt
+        serialized = self._serializer.serialize_context(redacted)
+        self._last_context.pair = (ctxt, serialized)
+        return dict(serialized)
+
     def _send(
         self,
         ctxt: Any,
@@ -229,9 +241,8 @@ class OutcomeNotifier:
         assert self._publisher is not None
         phase = str(recorded["phase"])
         request_id = getattr(ctxt, "request_id", None)
-        redacted = ctxt.redacted_copy() if hasattr(ctxt, "redacted_copy") else ctxt
         self._publisher.publish(
-            self._serializer.serialize_context(redacted),
+            self._context(ctxt),
             f"computed.{host}",
             event_type(operation, phase),
             "error" if phase == "error" else "info",
