@@ -214,7 +214,7 @@ class DriverStatement:
     :param statement: the statement, or a function building it for a dialect's name.
     """
 
-    def __init__(self, statement: sa.Executable | Callable[[str], sa.Executable]) -> None:
+    def __init__(self, statement: sa.ClauseElement | Callable[[str], sa.ClauseElement]) -> None:
         self._statement = statement
         self._rendered: dict[str, tuple[str, Any, dict[str, Any]]] = {}
 
@@ -228,6 +228,7 @@ class DriverStatement:
             if callable(statement):
                 statement = statement(dialect.name)
             compiled = statement.compile(dialect=dialect)
+            assert isinstance(compiled, sa.sql.compiler.SQLCompiler)
             order = list(compiled.positiontup or ()) if compiled.positional else None
             converters = {}
             for name, bind in compiled.binds.items():
