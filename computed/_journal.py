@@ -192,7 +192,7 @@ class Journal:
         if receipt is not None and receipt.entry is not None:
             self._begun(receipt.entry)
             if not repeatable:
-                self._quietly(self.registry.journal_start, receipt.entry)
+                self._with_finished(self.registry.journal_start, receipt.entry)
             return receipt
         message_id = receipt.message_id if receipt is not None else None
         try:
@@ -214,15 +214,27 @@ class Journal:
 
     def done(self, entry_id: int | None, outcome: dict[str, Any]) -> None:
         """The driver returned with ``outcome``, about to be published."""
-        if entry_id is None:
-            return
+        if entry_id is not None:
+            self._with_finished(self.registry.journal_done, entry_id, outcome)
+
+    def _with_finished(self, action: Any, entry_id: int, *args: Any) -> None:
+        """Write a state change with the finished entries waiting for their batch, in
+        one transaction: under a stream of operations, finishing costs no commit
+        of its own. If the transaction fails, those entries wait for the next one."""
+        with self._finishing:
+            batch, self._finished = self._finished, []
         try:
-            self.registry.journal_done(entry_id, outcome)
+            action(entry_id, *args, finish=batch)
         except Exception as exc:
             LOG.warning("Could not update journal entry %s: %s", entry_id, exc)
+            if batch:
+                with self._finishing:
+                    self._finished[:0] = batch
+                    self._finishing.notify()
 
     def finish(self, entry_id: int | None) -> None:
-        """The entry's outcome is published: finish it (now, or with the next batch)."""
+        """The entry's outcome is published: finish it (now, or with the next batch, or
+        with the next state change of another entry, whichever comes first)."""
         if entry_id is None:
             return
         self._begun(entry_id)  # one that never reached its operation
@@ -257,6 +269,8 @@ class Journal:
                 time.sleep(self._finish_every)  # let the batch grow
             with self._finishing:
                 batch, self._finished = self._finished, []
+            if not batch:
+                continue  # finished meanwhile with another entry's state change
             try:
                 self.registry.journal_finish(batch)
             except Exception as exc:

@@ -12,7 +12,7 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -24,7 +24,15 @@ from computed.registry import migration, models
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["Database", "chunks", "safe_db_url", "utcnow"]
+__all__ = [
+    "Database",
+    "DriverCursor",
+    "DriverStatement",
+    "chunks",
+    "insert_new",
+    "safe_db_url",
+    "utcnow",
+]
 
 _T = TypeVar("_T")
 
@@ -139,32 +147,128 @@ class Database:
         with self._errors(), self.engine.begin() as connection:
             yield connection
 
+    @contextlib.contextmanager
+    def _driver_transaction(self) -> Iterator[DriverCursor]:
+        """A cursor of the database driver in a transaction, for the statements a
+        worker runs for every lifecycle operation.
+
+        SQLAlchemy's execution around a one-row statement costs more CPU than
+        SQLite takes to run and commit it; these statements are rendered once
+        (:class:`DriverStatement`) and run on the driver's own connection,
+        checked out of the same pool. Failures become RegistryError.
+        """
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        with self._errors():
+            connection = self.engine.raw_connection()
+        try:
+            cursor = DriverCursor(connection.cursor(), self.engine.dialect)
+            try:
+                yield cursor
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+        except (dbapi_error, UnicodeError) as exc:  # Unicode: a string it cannot encode
+            raise self._failure(exc) from exc
+        finally:
+            connection.close()
+
     def _insert_new(self, model: type[models.Base]) -> sqlite.Insert | postgresql.Insert:
         """An INSERT of the database's own dialect, which can skip rows whose key exists
         (``on_conflict_do_nothing``) and still return the rows it inserted."""
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(model)
-        if self.engine.dialect.name == "sqlite":
-            return sqlite.insert(model)
-        raise exception.RegistryError(
-            reason=f"{safe_db_url(self.url)}: only SQLite and PostgreSQL are supported"
-        )
+        try:
+            return insert_new(self.engine.dialect.name, model)
+        except ValueError as exc:
+            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
+
+    def _failure(self, error: BaseException) -> exception.RegistryError:
+        """What the database driver said, as a RegistryError naming the database."""
+        detail = (str(error).strip() or type(error).__name__).splitlines()[0]
+        if getattr(error, "pgcode", None) == _INSUFFICIENT_PRIVILEGE:
+            detail = f"refused: {detail} (the registry's drivers' roles, docs/security.md)"
+        elif "no such table" in detail or "does not exist" in detail:
+            detail += " (the schema is missing or old: run 'computedctl db sync')"
+        return exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}")
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
         except sa.exc.DBAPIError as exc:
-            detail = str(exc.orig).strip().splitlines()[0]
-            if getattr(exc.orig, "pgcode", None) == _INSUFFICIENT_PRIVILEGE:
-                detail = f"refused: {detail} (the registry's drivers' roles, docs/security.md)"
-            elif "no such table" in detail or "does not exist" in detail:
-                detail += " (the schema is missing or old: run 'computedctl db sync')"
-            raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {detail}") from exc
+            raise self._failure(exc.orig or exc) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
         except UnicodeError as exc:  # a string the database driver cannot encode
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
+
+
+def insert_new(dialect: str, model: type[models.Base]) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT of ``dialect`` (see :meth:`Database._insert_new`).
+
+    :raises ValueError: for a database other than SQLite and PostgreSQL.
+    """
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise ValueError("only SQLite and PostgreSQL are supported")
+
+
+class DriverStatement:
+    """A Core statement rendered once per dialect, to run on a driver's cursor.
+
+    :param statement: the statement, or a function building it for a dialect's name.
+    """
+
+    def __init__(self, statement: sa.ClauseElement | Callable[[str], sa.ClauseElement]) -> None:
+        self._statement = statement
+        self._rendered: dict[str, tuple[str, Any, dict[str, Any]]] = {}
+
+    def render(self, dialect: sa.Dialect) -> tuple[str, Any, dict[str, Any]]:
+        """The SQL, the order of positional parameters (None for named ones) and
+        each parameter's conversion to what the driver takes (a datetime to
+        SQLite's text, as SQLAlchemy stores it)."""
+        rendered = self._rendered.get(dialect.name)
+        if rendered is None:
+            statement = self._statement
+            if callable(statement):
+                statement = statement(dialect.name)
+            compiled = statement.compile(dialect=dialect)
+            assert isinstance(compiled, sa.sql.compiler.SQLCompiler)
+            order = list(compiled.positiontup or ()) if compiled.positional else None
+            converters = {}
+            for name, bind in compiled.binds.items():
+                convert = bind.type.bind_processor(dialect)
+                if convert is not None:
+                    converters[name] = convert
+            rendered = self._rendered[dialect.name] = (str(compiled), order, converters)
+        return rendered
+
+
+class DriverCursor:
+    """A driver cursor that runs :class:`DriverStatement` s with named parameters."""
+
+    def __init__(self, cursor: Any, dialect: sa.Dialect) -> None:
+        self._cursor = cursor
+        self._dialect = dialect
+
+    def execute(self, statement: DriverStatement, rows: Sequence[dict[str, Any]]) -> None:
+        """Run ``statement`` once per row of parameters (one ``executemany``)."""
+        if not rows:
+            return
+        sql, order, converters = statement.render(self._dialect)
+        self._cursor.executemany(sql, [_parameters(row, order, converters) for row in rows])
+
+    def fetch(self, statement: DriverStatement, row: dict[str, Any]) -> list[Any]:
+        """Run ``statement`` once; the rows it returns."""
+        sql, order, converters = statement.render(self._dialect)
+        self._cursor.execute(sql, _parameters(row, order, converters))
+        return list(self._cursor.fetchall())
+
+
+def _parameters(row: dict[str, Any], order: Any, converters: dict[str, Any]) -> Any:
+    converted = {k: converters[k](v) if k in converters else v for k, v in row.items()}
+    return converted if order is None else tuple(converted[k] for k in order)
 
 
 def safe_db_url(url: str) -> str:

@@ -27,7 +27,14 @@ import sqlalchemy as sa
 
 from computed import exception
 from computed.registry import models
-from computed.registry._db import Database, chunks, utcnow
+from computed.registry._db import (
+    Database,
+    DriverCursor,
+    DriverStatement,
+    chunks,
+    insert_new,
+    utcnow,
+)
 
 __all__ = [
     "OperationJournal",
@@ -46,6 +53,20 @@ JOURNAL_RECEIVED = "received"
 JOURNAL_RUNNING = "running"
 JOURNAL_DONE = "done"
 JOURNAL_FINISHED = "finished"
+
+#: The columns of an entry but its id, message id and outcome (what :func:`_row` gives).
+_ENTRY_COLUMNS = (
+    "host",
+    "operation",
+    "instance_uuid",
+    "request_id",
+    "context",
+    "arguments",
+    "state",
+    "worker_id",
+    "pid",
+    "started_at",
+)
 
 #: Ids per ``IN (...)`` list: SQLite binds at most 32,766 parameters per statement.
 _IDS_PER_STATEMENT = 1000
@@ -111,42 +132,15 @@ class OperationJournal(Database):
         if not first:
             return []
         now = utcnow()
-        with self._connection() as connection:
-            taken = self._take_message_ids(connection, sorted(first), now)
-            ids = self._insert_entries(connection, [entries[first[m]] for m in taken], now)
+        with self._driver_transaction() as cursor:
+            # Sorted, so that two transactions taking overlapping ids wait on
+            # each other's in the same order on PostgreSQL, never deadlock.
+            taken = [m for m in sorted(first) if _take_message_id(cursor, m, now)]
+            ids = {m: _insert_entry(cursor, entries[first[m]], now) for m in taken}
         return [
             ids.get(entry.message_id) if first[entry.message_id] == position else None
             for position, entry in enumerate(entries)
         ]
-
-    def _take_message_ids(
-        self, connection: sa.Connection, message_ids: list[str], now: datetime.datetime
-    ) -> list[str]:
-        """Record the ids the journal does not hold yet; returns those, sorted.
-
-        Sorted, so that two transactions taking overlapping ids wait on
-        each other's in the same order on PostgreSQL, never deadlock.
-        """
-        table = models.JournalMessage
-        statement = (
-            self._insert_new(table)
-            .on_conflict_do_nothing(index_elements=[table.message_id])
-            .returning(table.message_id)
-        )
-        rows = [{"message_id": m, "received_at": now} for m in message_ids]
-        return sorted(connection.scalars(statement, rows))
-
-    @staticmethod
-    def _insert_entries(
-        connection: sa.Connection, entries: list[NewJournalEntry], now: datetime.datetime
-    ) -> dict[str, int]:
-        """Insert entries whose message ids were just taken; returns their ids by message id."""
-        if not entries:
-            return {}
-        table = models.JournalEntry
-        rows = [_row(entry, now) | {"message_id": entry.message_id} for entry in entries]
-        result = connection.execute(sa.insert(table).returning(table.message_id, table.id), rows)
-        return {message_id: entry_id for message_id, entry_id in result if message_id}
 
     def journal_begin(
         self,
@@ -182,40 +176,41 @@ class OperationJournal(Database):
             assert key is not None
             return int(key[0])
 
-    def journal_done(self, entry_id: int, outcome: dict[str, Any] | None = None) -> None:
-        """The driver returned with ``outcome``; only publishing it remains."""
-        with self._connection() as connection:
-            connection.execute(
-                _SET_STATE,
-                {
-                    "entry_id": entry_id,
-                    "state": JOURNAL_DONE,
-                    "outcome": json.dumps(outcome) if outcome else None,
-                },
-            )
+    def journal_done(
+        self,
+        entry_id: int,
+        outcome: dict[str, Any] | None = None,
+        finish: Sequence[int] = (),
+    ) -> None:
+        """The driver returned with ``outcome``; only publishing it remains.
 
-    def journal_start(self, entry_id: int) -> None:
-        """A received cast's operation is about to reach the driver."""
-        with self._connection() as connection:
-            connection.execute(
-                _SET_STATE, {"entry_id": entry_id, "state": JOURNAL_RUNNING, "outcome": None}
+        :param finish: entries to finish in the same transaction (see
+            :meth:`journal_finish`): one commit for both.
+        """
+        state = {"entry_id": entry_id, "state": JOURNAL_DONE}
+        with self._driver_transaction() as cursor:
+            cursor.execute(
+                _SET_STATE, [state | {"outcome": json.dumps(outcome) if outcome else None}]
             )
+            _finish(cursor, finish)
+
+    def journal_start(self, entry_id: int, finish: Sequence[int] = ()) -> None:
+        """A received cast's operation is about to reach the driver.
+
+        :param finish: entries to finish in the same transaction.
+        """
+        with self._driver_transaction() as cursor:
+            cursor.execute(
+                _SET_STATE, [{"entry_id": entry_id, "state": JOURNAL_RUNNING, "outcome": None}]
+            )
+            _finish(cursor, finish)
 
     def journal_finish(self, entry_ids: int | Sequence[int]) -> None:
         """The outcomes are published: remove the entries, all in one transaction,
         and keep their message ids as tombstones until :meth:`journal_purge`."""
         ids = [entry_ids] if isinstance(entry_ids, int) else list(entry_ids)
-        now = utcnow()
-        entry, message = models.JournalEntry, models.JournalMessage
-        with self._connection() as connection:
-            for chunk in chunks(ids, _IDS_PER_STATEMENT):
-                finished = sa.select(entry.message_id).where(entry.id.in_(chunk))
-                connection.execute(
-                    sa.update(message)
-                    .where(message.message_id.in_(finished))
-                    .values(finished_at=now)
-                )
-                connection.execute(sa.delete(entry).where(entry.id.in_(chunk)))
+        with self._driver_transaction() as cursor:
+            _finish(cursor, ids)
 
     def journal_purge(self, before: datetime.datetime) -> int:
         """Forget the tombstones of messages finished before ``before``; returns how many.
@@ -272,12 +267,73 @@ class OperationJournal(Database):
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-#: Built once: a statement costs more to build than to run on SQLite.
-_SET_STATE = (
+# The statements each lifecycle operation runs, built once and run on the
+# driver's cursor (see Database._driver_transaction).
+
+_SET_STATE = DriverStatement(
     sa.update(models.JournalEntry)
     .where(models.JournalEntry.id == sa.bindparam("entry_id"))
     .values(state=sa.bindparam("state"), outcome=sa.bindparam("outcome"))
 )
+
+#: One row each, run as one ``executemany``: an ``IN`` list is compiled again
+#: for each length, which cost more than the rows.
+_MARK_FINISHED = DriverStatement(
+    sa.update(models.JournalMessage)
+    .where(
+        models.JournalMessage.message_id
+        == sa.select(models.JournalEntry.message_id)
+        .where(models.JournalEntry.id == sa.bindparam("entry_id"))
+        .scalar_subquery()
+    )
+    .values(finished_at=sa.bindparam("now", type_=models.JournalMessage.finished_at.type))
+)
+_DELETE_ENTRY = DriverStatement(
+    sa.delete(models.JournalEntry).where(models.JournalEntry.id == sa.bindparam("entry_id"))
+)
+
+
+#: Records a message id unless the journal holds it already; returns it if it did not.
+_TAKE_MESSAGE_ID = DriverStatement(
+    lambda dialect: (
+        insert_new(dialect, models.JournalMessage)
+        .values(
+            message_id=sa.bindparam("message_id"),
+            received_at=sa.bindparam("received_at", type_=models.JournalMessage.received_at.type),
+        )
+        .on_conflict_do_nothing(index_elements=[models.JournalMessage.message_id])
+        .returning(models.JournalMessage.message_id)
+    )
+)
+_INSERT_ENTRY = DriverStatement(
+    sa.insert(models.JournalEntry)
+    .values(
+        {
+            column: sa.bindparam(column, type_=models.JournalEntry.__table__.c[column].type)
+            for column in (*_ENTRY_COLUMNS, "message_id")
+        }
+    )
+    .returning(models.JournalEntry.id)
+)
+
+
+def _take_message_id(cursor: DriverCursor, message_id: str, now: datetime.datetime) -> bool:
+    """Record ``message_id`` in the journal; False if it held it already."""
+    return bool(cursor.fetch(_TAKE_MESSAGE_ID, {"message_id": message_id, "received_at": now}))
+
+
+def _insert_entry(cursor: DriverCursor, entry: NewJournalEntry, now: datetime.datetime) -> int:
+    """Insert the entry of a message whose id was just taken; returns its id."""
+    row = _row(entry, now) | {"message_id": entry.message_id}
+    ((entry_id,),) = cursor.fetch(_INSERT_ENTRY, row)
+    return int(entry_id)
+
+
+def _finish(cursor: DriverCursor, ids: Sequence[int]) -> None:
+    """Finish entries in ``cursor``'s transaction: tombstones for their messages."""
+    now = utcnow()
+    cursor.execute(_MARK_FINISHED, [{"entry_id": i, "now": now} for i in ids])
+    cursor.execute(_DELETE_ENTRY, [{"entry_id": i} for i in ids])
 
 
 def _journal(row: models.JournalEntry) -> JournalRecord:

@@ -85,11 +85,41 @@ def concurrent(call: Callable[[], Any], n: int, threads: int) -> float:
 def run_round(
     stack: Any, calls: int, casts: int, threads: int, warmup: int, client_profile: Any = None
 ) -> dict[str, Any]:
-    """Measure ``stack`` once. ``client_profile`` (a cProfile.Profile) is enabled
-    around the sequential calls only, in this thread."""
+    """Measure ``stack`` once; ``calls`` 0 times casts only. ``client_profile`` (a
+    cProfile.Profile) is enabled around the sequential calls only, in this thread."""
     for _ in range(warmup):
         stack.call()
 
+    calls_measured = _calls(stack, calls, threads, client_profile) if calls else {}
+
+    cast_server0 = process_cpu(stack.server_pid)
+    cast = stack.casts(casts)
+    cast_server1 = process_cpu(stack.server_pid)
+    return {
+        **dict.fromkeys(CALL_METRICS),
+        **calls_measured,
+        "casts_per_s": cast.completed / cast.total_seconds if cast.complete else None,
+        "cast_send_per_s": cast.sent / cast.send_seconds if cast.send_seconds > 0 else None,
+        "server_cpu_us_per_cast": _per_op_us(cast_server0, cast_server1, casts),
+        "casts_completed": cast.completed,
+        "casts_errors": cast.errors,
+    }
+
+
+#: What :func:`run_round` reports of calls (None when it times none).
+CALL_METRICS = (
+    "call_p50_ms",
+    "call_p99_ms",
+    "call_mean_ms",
+    "calls_per_s",
+    "client_cpu_us_per_call",
+    "server_cpu_us_per_call",
+    "concurrent_calls_per_s",
+)
+
+
+def _calls(stack: Any, calls: int, threads: int, client_profile: Any) -> dict[str, Any]:
+    """Sequential then concurrent calls; ``client_profile`` covers the sequential ones."""
     client0, server0 = self_cpu(), process_cpu(stack.server_pid)
     if client_profile is not None:
         client_profile.enable()
@@ -99,12 +129,7 @@ def run_round(
         if client_profile is not None:
             client_profile.disable()
     client1, server1 = self_cpu(), process_cpu(stack.server_pid)
-
     conc_elapsed = concurrent(stack.call, calls, threads)
-
-    cast_server0 = process_cpu(stack.server_pid)
-    cast = stack.casts(casts)
-    cast_server1 = process_cpu(stack.server_pid)
     return {
         "call_p50_ms": percentile(latencies, 50),
         "call_p99_ms": percentile(latencies, 99),
@@ -113,9 +138,4 @@ def run_round(
         "client_cpu_us_per_call": _per_op_us(client0, client1, calls),
         "server_cpu_us_per_call": _per_op_us(server0, server1, calls),
         "concurrent_calls_per_s": calls / conc_elapsed,
-        "casts_per_s": cast.completed / cast.total_seconds if cast.complete else None,
-        "cast_send_per_s": cast.sent / cast.send_seconds if cast.send_seconds > 0 else None,
-        "server_cpu_us_per_cast": _per_op_us(cast_server0, cast_server1, casts),
-        "casts_completed": cast.completed,
-        "casts_errors": cast.errors,
     }

@@ -84,6 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="leave out nameko and Celery even when the bench extra is installed",
     )
+    parser.add_argument(
+        "--casts-only",
+        action="store_true",
+        help="measure casts only: no timed calls (the warm-up calls still run); "
+        "the quick way to compare a cast's cost with bare oslo.messaging's",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     parser.add_argument(
         "--cprofile",
@@ -187,10 +193,14 @@ def render(
     summary: dict[str, dict[str, Any]],
     results: dict[str, list[dict[str, Any]]],
 ) -> str:
+    timed_calls = (
+        "no timed calls"
+        if args.casts_only
+        else f"{args.calls} sequential + {args.calls} concurrent ping calls"
+    )
     lines = [
         f"computed bench: {args.rounds} alternating rounds per stack; each round {args.warmup} "
-        f"warm-up + {args.calls} sequential + {args.calls} concurrent ping calls, "
-        f"{args.casts} casts; {args.queues} queues for both stacks",
+        f"warm-up + {timed_calls}, {args.casts} casts; {args.queues} queues for both stacks",
         f"python {env['python']}, oslo.messaging {env['oslo.messaging']}, kombu {env['kombu']}, "
         f"{env['cpus']} CPUs; figures are medians over rounds [min-max]",
         "slowdown = full/bare for latencies and CPU costs, bare/full for throughputs: "
@@ -348,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in order:
                     res = measure.run_round(
                         stacks[name],
-                        args.calls,
+                        0 if args.casts_only else args.calls,
                         args.casts,
                         args.threads,
                         args.warmup,
@@ -357,12 +367,13 @@ def main(argv: list[str] | None = None) -> int:
                     results[name].append(res)
                     _progress(
                         f"round {r + 1}/{args.rounds} {name}: "
-                        f"p50 {res['call_p50_ms']:.2f} ms, "
-                        f"{res['calls_per_s']:.0f} calls/s, "
-                        f"{res['concurrent_calls_per_s']:.0f} concurrent calls/s, "
+                        f"p50 {_fmt(res['call_p50_ms'])} ms, "
+                        f"{_fmt(res['calls_per_s'])} calls/s, "
+                        f"{_fmt(res['concurrent_calls_per_s'])} concurrent calls/s, "
                         f"{_fmt(res['casts_per_s'])} casts/s, CPU us/call client "
                         f"{_fmt(res['client_cpu_us_per_call'])} server "
-                        f"{_fmt(res['server_cpu_us_per_call'])}"
+                        f"{_fmt(res['server_cpu_us_per_call'])}, server us/cast "
+                        f"{_fmt(res['server_cpu_us_per_cast'])}"
                     )
     finally:
         if args.keep:
@@ -385,7 +396,15 @@ def main(argv: list[str] | None = None) -> int:
                     "environment": env,
                     "options": {
                         k: getattr(args, k)
-                        for k in ("calls", "casts", "rounds", "threads", "warmup", "instances")
+                        for k in (
+                            "calls",
+                            "casts",
+                            "rounds",
+                            "threads",
+                            "warmup",
+                            "instances",
+                            "casts_only",
+                        )
                     },
                     "convention": "slowdown = full/bare for latencies, bare/full for throughputs; "
                     ">1.0 means the full stack is slower",
@@ -408,7 +427,7 @@ def report_profiles(
 
     texts = [f"cProfile (CPU time) in {profile_dir}"]
     calls = args.calls * args.rounds
-    for name in ("bare", "full"):
+    for name in () if args.casts_only else ("bare", "full"):
         path = os.path.join(profile_dir, f"client-{name}.pstats")
         client_profiles[name].dump_stats(path)
         texts += [
@@ -423,7 +442,10 @@ def report_profiles(
             texts += [
                 "",
                 profiles.summarize(
-                    path, f"server {name}, all threads, whole run (warm-up, calls, casts)"
+                    path,
+                    f"server {name}, all threads, whole run (warm-up, calls, casts)",
+                    # with casts only, the warm-up calls are a small part of it
+                    per=args.casts * args.rounds if args.casts_only else None,
                 ),
             ]
         else:

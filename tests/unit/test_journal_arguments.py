@@ -1,4 +1,5 @@
-"""What the journal keeps of an operation's arguments is what a successor runs it with."""
+"""What the journal keeps of an operation's arguments is what a successor runs it
+with; and when it writes that an operation finished."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from computed._journal import Journal, decode_arguments
+from computed._journal import Journal, Receipt, decode_arguments, hand_receipt
 from computed.objects import (
     Flavor,
     InstanceSpec,
@@ -83,3 +84,56 @@ def test_every_argument_object_is_journaled_and_read_back(
     assert ticket.entry is not None, "the journal could not keep the arguments"
     (entry,) = registry.journal_entries("h1")
     assert decode_arguments(entry.arguments) == arguments
+
+
+# Finishing ---------------------------------------------------------------------
+
+
+def _journal(registry: Registry) -> Journal:
+    # Batches an hour apart: only another entry's state change finishes one.
+    return Journal(registry, "w1", 100, finish_every=3600.0)
+
+
+def _received(journal: Journal, *message_ids: str) -> list[int]:
+    receipts = [Receipt("h1", "reboot", UUID, {}, {"uuid": UUID}, m) for m in message_ids]
+    ids = journal.receive(receipts)
+    assert ids is not None and None not in ids
+    return [i for i in ids if i is not None]
+
+
+def _begin(journal: Journal, entry: int, message_id: str) -> None:
+    hand_receipt(entry, message_id)
+    journal.begin("h1", "reboot", UUID, {}, {"uuid": UUID}, repeatable=False)
+
+
+def test_a_finished_entry_is_written_with_the_next_state_change(registry: Registry) -> None:
+    journal = _journal(registry)
+    first, second = _received(journal, "m1", "m2")
+    _begin(journal, first, "m1")
+    journal.done(first, {"phase": "end", "power_state": "running"})
+    journal.finish(first)
+    assert registry.journal_message_states(["m1", "m2"]) == {"m1": "done", "m2": "received"}
+
+    _begin(journal, second, "m2")
+
+    assert registry.journal_message_states(["m1", "m2"]) == {"m1": "finished", "m2": "running"}
+    assert [e.message_id for e in registry.journal_entries("h1")] == ["m2"]
+
+
+def test_finished_entries_wait_for_the_next_commit_when_one_fails(registry: Registry) -> None:
+    journal = _journal(registry)
+    first, second, third = _received(journal, "m1", "m2", "m3")
+    _begin(journal, first, "m1")
+    journal.done(first, {"phase": "end"})
+    journal.finish(first)
+    _begin(journal, second, "m2")  # finishes m1
+    journal.done(second, {"phase": "end"})
+    _begin(journal, third, "m3")
+    journal.finish(second)
+
+    journal.done(third, {"phase": "end", "unencodable": object()})  # fails: logged, not raised
+
+    states = registry.journal_message_states(["m2", "m3"])
+    assert states == {"m2": "done", "m3": "running"}  # m2 not finished by the failed commit
+    journal.done(third, {"phase": "end"})
+    assert registry.journal_message_states(["m2", "m3"]) == {"m2": "finished", "m3": "done"}
