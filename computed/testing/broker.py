@@ -155,6 +155,18 @@ class _Management(abc.ABC):
     def add_vhost(self, name: str) -> None:
         self.rabbitmqctl("add_vhost", name)
 
+    def file_handles(self) -> dict[str, int]:
+        """The node's file handle accounting (``file_handle_cache:info()``).
+
+        ``total_limit`` is what the node allows from its open-file limit,
+        ``total_used`` what it has handed out. Past the limit a new
+        connection waits for a handle, and a client sees a connect timeout:
+        RabbitMQ 3.10 reserves handles for each quorum queue whether or not
+        it has messages.
+        """
+        out = self.rabbitmqctl("eval", "file_handle_cache:info().")
+        return {key: int(value) for key, value in re.findall(r"\{(\w+),(\d+)\}", out)}
+
     def add_user(self, user: str, password: str) -> None:
         self.rabbitmqctl("add_user", user, password)
 

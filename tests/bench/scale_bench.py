@@ -39,6 +39,7 @@ import functools
 import json
 import os
 import random
+import resource
 import signal
 import statistics
 import subprocess
@@ -151,6 +152,11 @@ class Layout:
         }
 
 
+#: File handles RabbitMQ 3.10 reserves for each quorum queue, consumed or not
+#: (measured: ``file_handle_cache:info()`` grows by 3 per queue declared).
+QUORUM_QUEUE_FILE_HANDLES = 3
+
+
 def _worker_options(
     args: argparse.Namespace, broker_url: str, registry_url: str, worker_id: str, hosts: list[str]
 ) -> dict[str, dict[str, Any]]:
@@ -194,6 +200,7 @@ class Scale:
         self.broker = RabbitMQBroker()
         self.cleanup.callback(self.broker.stop)
         self.broker.start()
+        self._check_file_handles()
         self.postgres = PostgreSQLServer()
         self.cleanup.callback(self.postgres.stop)
         self.postgres.start()
@@ -201,6 +208,21 @@ class Scale:
         self.registry = Registry(self.registry_url)
         self.cleanup.callback(self.registry.close)
         self.registry.migrate()
+
+    def _check_file_handles(self) -> None:
+        """Refuse a run the node cannot hold, rather than let its workers time out."""
+        if self.args.queues != "quorum":
+            return
+        limit = self.broker.file_handles().get("total_limit", 0)
+        needed = self.args.hosts * QUORUM_QUEUE_FILE_HANDLES
+        if needed > limit:
+            raise SystemExit(
+                f"scale_bench: {self.args.hosts} quorum queues take about {needed} of the "
+                f"broker's file handles and it has {limit} (its open-file limit, "
+                f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]} here, less a reserve): "
+                "new connections would wait for a handle and time out. Raise the open-file "
+                "limit (ulimit -n) or run fewer hosts; docs/capacity.md, 'Quorum queues'."
+            )
 
     def start_workers(self) -> None:
         from computed.testing.workers import WorkerProcess
@@ -361,6 +383,7 @@ class Scale:
         channels = broker.rabbitmqctl("list_channels", "-q", "--formatter", "json", "name")
         consumers = broker.consumers()
         memory = broker.rabbitmqctl("eval", "erlang:memory(total).").strip()
+        handles = broker.file_handles()
         self.results["broker"] = {
             "connections": len(json.loads(connections or "[]")),
             "channels": len(json.loads(channels or "[]")),
@@ -368,6 +391,8 @@ class Scale:
             "consumers": sum(consumers.values()),
             "host_queues": sum(1 for q in consumers if q.startswith("compute.scale-")),
             "memory_mb": round(int(memory) / 2**20) if memory.isdigit() else memory,
+            "file_handles_used": handles.get("total_used"),
+            "file_handles_limit": handles.get("total_limit"),
         }
         _progress(f"broker: {self.results['broker']}")
 

@@ -18,6 +18,7 @@ import pytest
 from computed.testing import PostgreSQLServer, RabbitMQBroker, _procs
 from computed.testing import broker as broker_mod
 from computed.testing import postgres as postgres_mod
+from tests.bench import scale_bench
 
 kombu = pytest.importorskip("kombu")
 amqp_exceptions = pytest.importorskip("amqp.exceptions")
@@ -96,6 +97,24 @@ def test_send_and_receive_on_fresh_vhost(
         finally:
             queue.close()
     assert broker.list_queues(vhost) == {"fixture-test": 0}
+
+
+def test_quorum_queues_take_file_handles_of_their_own(
+    broker: RabbitMQBroker, vhost_user: tuple[str, str, str]
+) -> None:
+    """What docs/capacity.md sizes a node by: each quorum queue holds file
+    handles of the node's own accounting, with no message and no consumer."""
+    vhost, user, password = vhost_user
+    with kombu.Connection(broker.url_for(vhost, user, password, scheme="amqp")) as conn:
+        channel = conn.channel()  # the connection's own socket is counted in both
+        before = broker.file_handles()
+        assert before["total_limit"] > 0 and before["total_used"] >= 0
+        for i in range(10):
+            kombu.Queue(
+                f"fh-{i}", durable=True, queue_arguments={"x-queue-type": "quorum"}, channel=channel
+            ).declare()
+        after = broker.file_handles()
+    assert after["total_used"] - before["total_used"] == 10 * scale_bench.QUORUM_QUEUE_FILE_HANDLES
 
 
 def test_user_without_permissions_is_refused(
