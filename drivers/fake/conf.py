@@ -43,6 +43,15 @@ fake_opts = [
         help="Seconds each live migration takes, reported as progress in quarters and "
         "abortable between them. 0 means immediate.",
     ),
+    cfg.StrOpt(
+        "hold_path",
+        default="",
+        help="A path that, while it exists, holds every spawn and every other lifecycle "
+        "operation before it completes (after its delay), as a hypervisor stuck in a task "
+        "would; removing it lets them finish. Tests use it to keep operations in flight "
+        "for as long as a step takes, without guessing a duration. Empty (the default): "
+        "nothing is held.",
+    ),
     cfg.HostAddressOpt(
         "console_host",
         default="127.0.0.1",

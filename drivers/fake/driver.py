@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import platform
 import sys
 import threading
@@ -593,10 +594,12 @@ class FakeDriver(base.TransitionDriver):
             network_interfaces=[_devices.reported_port(p) for p in instance.network_interfaces],
         )
 
-    @staticmethod
-    def _delay(seconds: float) -> None:
+    def _delay(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+        hold = self.conf.fake.hold_path
+        while hold and os.path.exists(hold):
+            time.sleep(0.05)
 
 
 def _find(instances: Mapping[str, Instance], host: str, uuid: str) -> Instance:

@@ -108,6 +108,11 @@ class _Traffic:
     def since(self, moment: float) -> list[_Op]:
         return [op for op in self.ops if op.started >= moment]
 
+    def in_flight(self, start: float, end: float) -> list[_Op]:
+        """The operations under way at some moment between ``start`` and ``end``:
+        one sent just before ``start`` meets what happened then too."""
+        return [op for op in self.ops if op.started < end and op.started + op.seconds > start]
+
 
 def _one(api: ComputeAPI, kind: str, host: str) -> None:
     if kind == "call":
@@ -354,7 +359,7 @@ def test_a_port_that_never_speaks_amqp(
 
     _report("A port that accepts TCP and never speaks AMQP, from the start", first)
     print(f"  the same client worked {_seconds(recovered)} after the port forwarded to a broker")
-    hung = [op for op in traffic.since(silenced) if op.started < back]
+    hung = traffic.in_flight(silenced, back)
     title = f"The same port silent for {back - silenced:.1f} s under a connected client"
     _report(title, hung, HUNG_BOUNDS)
     print(f"  the client worked again {_seconds(recovered_again)} after it forwarded again")

@@ -225,7 +225,10 @@ def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
     suffix = uuid.uuid4().hex[:6]
     hosts = [f"mid-{suffix}-{i}" for i in range(4)]
     queues = {f"compute.{h}" for h in hosts}
-    slow = {"spawn_delay": 4, "action_delay": 4}
+    # Operations started are held until the kill, however long the steps
+    # between take on a busy machine; the new owner's run of them after.
+    hold = deployment.workdir / "hold"
+    slow = {"hold_path": str(hold)}
     workers = {
         worker_id: deployment.start_worker(
             hosts, worker_id, registry={"down_time": DOWN_TIME}, fake=slow
@@ -254,14 +257,16 @@ def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
 
     spawn_ctxt, reboot_ctxt = context.RequestContext(), context.RequestContext()
     spec = InstanceSpec(uuid=str(uuid.uuid4()), name="cut", vcpus=1, memory_mb=64)
+    hold.touch()
     api.spawn(spawn_ctxt, host, spec, cast=True)
     api.reboot(reboot_ctxt, host, rebooted.uuid, cast=True)
     notifications.for_request(spawn_ctxt.request_id, "instance.spawn.start")
     notifications.for_request(reboot_ctxt.request_id, "instance.reboot.start")
     assert {e.operation for e in registry.journal_entries(host)} == {"spawn", "reboot"}
     workers[victim].kill()
+    hold.unlink()
 
-    bound = DOWN_TIME + HEARTBEAT_INTERVAL + 4 + 10
+    bound = DOWN_TIME + HEARTBEAT_INTERVAL + 10
     end = notifications.for_request(spawn_ctxt.request_id, "instance.spawn.end", timeout=bound)
     assert end.payload.uuid == spec.uuid
     error = notifications.for_request(
@@ -295,13 +300,16 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
     """
     suffix = uuid.uuid4().hex[:6]
     hosts = [f"rcv-{suffix}-{i}" for i in range(2)]
+    # The first spawn is held in the victim until it is killed, however long
+    # the checks before the kill take on a busy machine.
+    hold = deployment.workdir / "hold"
     workers = {
         worker_id: deployment.start_worker(
             hosts,
             worker_id,
             listener={"executor_threads": 1},
             registry={"down_time": DOWN_TIME},
-            fake={"spawn_delay": 5},
+            fake={"hold_path": str(hold)},
         )
         for worker_id in ("r1", "r2")
     }
@@ -329,6 +337,7 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
         InstanceSpec(uuid=str(uuid.uuid4()), name=f"q{i}", vcpus=1, memory_mb=64)
         for i in range(len(contexts))
     ]
+    hold.touch()
     for ctxt, spec in zip(contexts, specs, strict=True):
         api.spawn(ctxt, host, spec, cast=True)
     notifications.for_request(contexts[0].request_id, "instance.spawn.start")
@@ -337,11 +346,12 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
         return sorted(e.state for e in registry.journal_entries(host))
 
     # Spawn is repeatable, so the running one keeps its receipt state: all four are "received".
-    wait_until(lambda: journaled() == ["received"] * 4, 4, "four casts journaled on receipt")
+    wait_until(lambda: journaled() == ["received"] * 4, 30, "four casts journaled on receipt")
     assert deployment.broker.list_queues().get(f"compute.{host}") == 0  # all acknowledged
     workers[victim].kill()
+    hold.unlink()
 
-    bound = DOWN_TIME + HEARTBEAT_INTERVAL + 5 + 20
+    bound = DOWN_TIME + HEARTBEAT_INTERVAL + 20
     for ctxt, spec in zip(contexts, specs, strict=True):
         end = notifications.for_request(ctxt.request_id, "instance.spawn.end", timeout=bound)
         assert end.payload.uuid == spec.uuid
@@ -358,19 +368,15 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
     assert not forgotten, forgotten
     assert api.ping(None, host).worker_id == survivor
 
-    # The three casts behind the running spawn never started in the victim:
-    # the new owner ran them. It ran the first one again too, unless the
-    # victim finished it between the check above and the kill (a busy
-    # machine); either way it ended once and its instance is there.
+    # The three casts behind the held spawn never started in the victim, and
+    # the held one never finished there: the new owner ran all four, and each
+    # ended once.
     def reconciled() -> set[str]:
         pattern = rf"Reconciled spawn of (\S+) on {host} left by {victim}:"
         return set(re.findall(pattern, workers[survivor].log()))
 
     # Logged once each has reported its end: on a busy machine, a little later.
-    wait_until(
-        lambda: {s.uuid for s in specs[1:]} <= reconciled(), 30, "the reconciliations logged"
-    )
-    assert reconciled() <= {s.uuid for s in specs}, reconciled()
+    wait_until(lambda: reconciled() == {s.uuid for s in specs}, 30, "the reconciliations logged")
     registry.close()
 
 

@@ -559,8 +559,25 @@ def test_a_real_guest_powering_itself_off_is_an_event(
         wait_ready(observer, spec.uuid)
         console = api.get_serial_console(None, HOST, spec.uuid)
         assert console.protocol == "pty"
+        stopped = threading.Event()
+
+        def on_lifecycle(_conn: Any, _dom: Any, event: int, _detail: int, _opaque: Any) -> None:
+            if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+                stopped.set()
+
+        observer.domainEventRegisterAny(
+            observer.lookupByUUIDString(spec.uuid),
+            libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+            on_lifecycle,
+            None,
+        )
         with Terminal(console.path) as terminal:
             terminal.type(b"poweroff\n")
+            # The guest's own pace first (an emulated CPU on a busy machine is
+            # slow), as libvirt reports it; then the worker's word of it.
+            assert stopped.wait(BOOT_TIMEOUT), (
+                f"the guest did not power off within {BOOT_TIMEOUT} s: {terminal.output[-500:]!r}"
+            )
             assert state_events.wait(spec.uuid, 1, timeout=60) == [
                 ("instance.power_state.update", "running", "stopped", "hypervisor")
             ]
