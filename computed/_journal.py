@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any, NamedTuple
 
+from computed import _sealing
 from computed.objects import ComputedObject
 from computed.registry import Registry
 from computed.registry.api import (
@@ -115,9 +116,16 @@ class Journal:
     """
 
     def __init__(
-        self, registry: Registry, worker_id: str, pid: int, finish_every: float | None = None
+        self,
+        registry: Registry,
+        worker_id: str,
+        pid: int,
+        finish_every: float | None = None,
+        sealer: _sealing.Sealer | None = None,
     ) -> None:
         """
+        :param sealer: seals the secrets in the arguments it journals, and opens
+            them for a replay (``[registry] journal_key_file``).
         :param finish_every: finish entries in batches, this many seconds apart, on
             a thread of their own (one commit for many operations); None finishes
             each one at once. A worker killed before a batch is written leaves
@@ -127,6 +135,7 @@ class Journal:
         self.registry = registry
         self.worker_id = worker_id
         self.pid = pid
+        self.sealer = sealer
         self._finish_every = finish_every
         self._finished: list[int] = []
         self._finishing = threading.Condition()
@@ -156,7 +165,7 @@ class Journal:
                 instance_uuid=r.uuid,
                 request_id=str(r.context.get("request_id") or ""),
                 context=replay_context(r.context),
-                arguments=encode_arguments(r.arguments),
+                arguments=encode_arguments(r.arguments, self.sealer),
                 worker_id=self.worker_id,
                 pid=self.pid,
                 message_id=r.message_id,
@@ -202,7 +211,7 @@ class Journal:
                 uuid,
                 str(context.get("request_id") or ""),
                 replay_context(context),
-                encode_arguments(arguments),
+                encode_arguments(arguments, self.sealer),
                 self.worker_id,
                 self.pid,
                 state=JOURNAL_RUNNING,
@@ -302,19 +311,31 @@ class Journal:
             LOG.warning("Could not update journal entry %s: %s", entry_id, exc)
 
 
-def encode_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Checked arguments as JSON values: each versioned object as its primitive."""
-    return {
+def encode_arguments(
+    arguments: dict[str, Any], sealer: _sealing.Sealer | None = None
+) -> dict[str, Any]:
+    """Checked arguments as JSON values: each versioned object as its primitive,
+    and with a ``sealer``, each secret in them sealed (:mod:`computed._sealing`)."""
+    encoded = {
         name: value.obj_to_primitive() if isinstance(value, ComputedObject) else value
         for name, value in arguments.items()
     }
+    sealed: dict[str, Any] = _sealing.seal(encoded, sealer)
+    return sealed
 
 
-def decode_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The arguments :func:`encode_arguments` encoded, with their objects rebuilt."""
+def decode_arguments(
+    arguments: dict[str, Any], sealer: _sealing.Sealer | None = None
+) -> dict[str, Any]:
+    """The arguments :func:`encode_arguments` encoded, with their secrets opened and
+    their objects rebuilt.
+
+    :raises computed.exception.ConfigError: for a sealed secret this worker
+        cannot open.
+    """
     return {
         name: ComputedObject.obj_from_primitive(value) if _is_object(value) else value
-        for name, value in arguments.items()
+        for name, value in _sealing.unseal(arguments, sealer).items()
     }
 
 

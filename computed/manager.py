@@ -857,7 +857,7 @@ def _settle_entry(manager: ComputeManager, entry: JournalRecord, ctxt: Any) -> s
             return _fail(manager, ctxt, entry, error)
         func = getattr(ComputeManager, operation).__wrapped__
         try:
-            arguments = decode_arguments(entry.arguments)
+            arguments = decode_arguments(entry.arguments, journal.sealer)
             manager._check(operation, arguments)
         except Exception as exc:
             return _fail(manager, ctxt, entry, exc)

@@ -28,7 +28,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from computed import _ownership, _systemd, exception, version
+from computed import _ownership, _sealing, _systemd, exception, version
 from computed._claims import HostTracker, Ratios
 from computed._inventory import InventoryPublisher
 from computed._journal import Journal
@@ -149,7 +149,11 @@ class Worker:
         self._publisher = NotificationPublisher(conf, f"{self.worker_id}:{os.getpid()}")
         self._notifier = OutcomeNotifier(conf, self._publisher)
         self._journal = server.journal = Journal(
-            self.registry, self.worker_id, os.getpid(), finish_every=_FINISH_EVERY
+            self.registry,
+            self.worker_id,
+            os.getpid(),
+            finish_every=_FINISH_EVERY,
+            sealer=_sealing.load(conf.registry.journal_key_file),
         )
         self._inventory = self._inventory_publisher()
         self.rebalance()

@@ -44,7 +44,7 @@ from oslo_upgradecheck import upgradecheck
 from oslo_upgradecheck.upgradecheck import Code, Result
 from oslo_utils import strutils
 
-from computed import exception, rpc, version
+from computed import _sealing, exception, rpc, version
 from computed.cmd import _base
 from computed.cmd._upgrade_status import _Snapshot
 from computed.conf import upgrade_levels
@@ -380,6 +380,23 @@ class UpgradeChecks(upgradecheck.UpgradeCommands):
             )
         return Result(Code.SUCCESS, "TLS to every broker off this machine (or none is).")
 
+    def _check_journal_key(self) -> Result:
+        """Secrets in journaled arguments are sealed ([registry] journal_key_file)."""
+        path = self._conf.registry.journal_key_file
+        try:
+            sealer = _sealing.load(path)
+        except exception.ConfigError as exc:
+            return Result(Code.FAILURE, f"{exc}; a worker with this configuration exits (2).")
+        if sealer is None:
+            return Result(
+                Code.WARNING,
+                "[registry] journal_key_file is not set: a volume's credentials (a CHAP "
+                "password) stay readable in the registry's journal while its attach is "
+                "pending. Write a key with 'computedctl registry key PATH' and give every "
+                "worker of a driver the same file (docs/security.md).",
+            )
+        return Result(Code.SUCCESS, f"Journaled secrets are sealed with {path}.")
+
     _upgrade_checks = (
         ("Registry schema", _check_schema),
         ("Minimum worker version", _check_minimum_worker_version),
@@ -388,6 +405,7 @@ class UpgradeChecks(upgradecheck.UpgradeCommands):
         ("Queue type", _check_queue_type),
         ("Broker TLS", _check_broker_tls),
         ("Drivers' database roles", _check_driver_roles),
+        ("Journal secrets", _check_journal_key),
     )
 
 

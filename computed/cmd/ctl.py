@@ -26,6 +26,7 @@
     computedctl migration abort ID      stop a live migration in progress
     computedctl migration recover ID    take up a move whose orchestrator stopped
     computedctl registry grant DRIVER ROLE [--sql]  ROLE writes only DRIVER's rows
+    computedctl registry key PATH       a new key for [registry] journal_key_file (mode 0600)
     computedctl help [COMMAND]
 
 The command line is cliff's, as python-openstackclient's is: the commands

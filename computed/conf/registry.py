@@ -28,6 +28,16 @@ registry_opts = [
         "intervals long, and '[client] call_timeout' longer than it plus a "
         "heartbeat interval plus 10 s (docs/ownership.md).",
     ),
+    cfg.StrOpt(
+        "journal_key_file",
+        default="",
+        help="A file holding a Fernet key (32 url-safe base64-encoded bytes; "
+        "'computedctl registry key PATH' writes one) with which workers seal the secrets "
+        "in the arguments they journal, such as a volume's CHAP password, until the "
+        "operation is done. Every worker of a driver needs the same key, since any of "
+        "them may replay another's journal. Empty: secrets are journaled as they came "
+        "('computedctl upgrade check' warns).",
+    ),
     cfg.BoolOpt(
         "auto_migrate",
         default=True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -210,7 +211,21 @@ def test_worker_actions(registry: Registry, config: str) -> None:
 
 
 def test_upgrade_check_exit_statuses(registry: Registry, config: str, tmp_path: Path) -> None:
-    assert _ctl(config, "upgrade", "check").returncode == 0
+    key = str(tmp_path / "journal.key")
+    assert _ctl(config, "registry", "key", key).returncode == 0
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    sealed = write_config(
+        str(tmp_path / "sealed.conf"),
+        {"registry": {"connection": registry.url, "journal_key_file": key}},
+    )
+    assert _ctl(sealed, "upgrade", "check").returncode == 0
+    unsealed = _ctl(config, "upgrade", "check", "--json")
+    assert unsealed.returncode == 1, unsealed.stderr
+    assert {c["check"]: c["result"] for c in json.loads(unsealed.stdout)["checks"]}[
+        "Journal secrets"
+    ] == 1
+    again = _ctl(config, "registry", "key", key)
+    assert again.returncode == 1 and "cannot create" in again.stderr  # never overwrites a key
     classic = write_config(
         str(tmp_path / "classic.conf"),
         {

@@ -7,7 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
+from computed import _sealing, exception
 from computed._journal import Journal, Receipt, decode_arguments, hand_receipt
 from computed.objects import (
     Flavor,
@@ -137,3 +140,81 @@ def test_finished_entries_wait_for_the_next_commit_when_one_fails(registry: Regi
     assert states == {"m2": "done", "m3": "running"}  # m2 not finished by the failed commit
     journal.done(third, {"phase": "end"})
     assert registry.journal_message_states(["m2", "m3"]) == {"m2": "finished", "m3": "done"}
+
+
+# Secrets at rest ----------------------------------------------------------------
+
+CHAP = {
+    "target_iqn": "iqn.2010-10.org.example:v1",
+    "target_portal": "192.0.2.10:3260",
+    "target_lun": 1,
+    "auth_method": "CHAP",
+    "auth_username": "initiator-user",
+    "auth_password": "chap-secret-1",
+    "discovery_auth_password": "chap-secret-2",
+}
+
+
+def _attach(registry: Registry, sealer: _sealing.Sealer | None) -> tuple[dict[str, object], str]:
+    """Journal an attach of a CHAP volume; the arguments and the row as stored."""
+    arguments = {
+        "uuid": UUID,
+        "connection_info": VolumeConnection(
+            volume_id="v1", driver_volume_type="iscsi", data=dict(CHAP)
+        ),
+        "mountpoint": None,
+    }
+    journal = Journal(registry, "w1", 1, sealer=sealer)
+    journal.begin("h1", "attach_volume", UUID, {"request_id": "req-1"}, arguments)
+    with registry.engine.connect() as connection:
+        (stored,) = connection.execute(sa.text("SELECT arguments FROM operation_journal")).one()
+    return arguments, str(stored)
+
+
+def _sealer(tmp_path: Path, name: str = "journal.key") -> _sealing.Sealer:
+    path = tmp_path / name
+    path.write_bytes(Fernet.generate_key())
+    sealer = _sealing.load(str(path))
+    assert sealer is not None
+    return sealer
+
+
+def test_secrets_are_sealed_in_the_journal_and_opened_for_a_replay(
+    registry: Registry, tmp_path: Path
+) -> None:
+    sealer = _sealer(tmp_path)
+
+    arguments, stored = _attach(registry, sealer)
+
+    assert "chap-secret-1" not in stored and "chap-secret-2" not in stored
+    assert "initiator-user" in stored and "192.0.2.10:3260" in stored  # only secrets are sealed
+    (entry,) = registry.journal_entries("h1")
+    assert decode_arguments(entry.arguments, sealer) == arguments
+
+
+def test_without_a_key_secrets_are_journaled_as_they_came(registry: Registry) -> None:
+    arguments, stored = _attach(registry, None)
+
+    assert "chap-secret-1" in stored
+    (entry,) = registry.journal_entries("h1")
+    assert decode_arguments(entry.arguments) == arguments
+
+
+def test_a_sealed_secret_needs_the_same_key(registry: Registry, tmp_path: Path) -> None:
+    _attach(registry, _sealer(tmp_path))
+    (entry,) = registry.journal_entries("h1")
+
+    with pytest.raises(exception.ConfigError, match="no \\[registry\\] journal_key_file"):
+        decode_arguments(entry.arguments)
+    with pytest.raises(exception.ConfigError, match="sealed with another key"):
+        decode_arguments(entry.arguments, _sealer(tmp_path, "other.key"))
+
+
+def test_a_key_file_that_is_missing_or_holds_no_key_is_named(tmp_path: Path) -> None:
+    assert _sealing.load("") is None
+    with pytest.raises(exception.ConfigError, match="journal_key_file .*missing.key"):
+        _sealing.load(str(tmp_path / "missing.key"))
+    garbled = tmp_path / "garbled.key"
+    garbled.write_text("not a key\n")
+    with pytest.raises(exception.ConfigError, match="is not a Fernet key"):
+        _sealing.load(str(garbled))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 from oslo_config import cfg
 from oslo_upgradecheck.upgradecheck import Code, Result
 
@@ -339,10 +341,13 @@ def test_an_invalid_transport_url_fails(conf: cfg.ConfigOpts) -> None:
 
 
 def test_the_worst_result_is_the_outcome(
-    conf: cfg.ConfigOpts, registry: Registry, capsys: pytest.CaptureFixture[str]
+    conf: cfg.ConfigOpts, registry: Registry, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     registry.register(_worker("w1"))
     _record_run(registry, "conformant")
+    key = tmp_path / "journal.key"
+    key.write_bytes(Fernet.generate_key())
+    conf.set_override("journal_key_file", str(key), group="registry")
     assert UpgradeChecks(conf).check() == Code.SUCCESS
     conf.set_override("rabbit_quorum_queue", False, group="oslo_messaging_rabbit")
     assert UpgradeChecks(conf).check() == Code.WARNING
@@ -350,3 +355,24 @@ def test_the_worst_result_is_the_outcome(
     assert UpgradeChecks(conf).check() == Code.FAILURE
     table = capsys.readouterr().out
     assert "| Check: RPC version pin" in table and "| Result: Failure" in table
+
+
+# Journal secrets -------------------------------------------------------------------------
+
+
+def test_journal_secrets_warn_without_a_key_and_fail_with_a_bad_one(
+    conf: cfg.ConfigOpts, tmp_path: Path
+) -> None:
+    result = _run(conf, "Journal secrets")
+    assert result.code == Code.WARNING
+    assert "computedctl registry key PATH" in (result.details or "")
+
+    conf.set_override("journal_key_file", str(tmp_path / "missing.key"), group="registry")
+    result = _run(conf, "Journal secrets")
+    assert result.code == Code.FAILURE
+    assert "missing.key" in (result.details or "")
+
+    key = tmp_path / "journal.key"
+    key.write_bytes(Fernet.generate_key())
+    conf.set_override("journal_key_file", str(key), group="registry")
+    assert _run(conf, "Journal secrets").code == Code.SUCCESS
