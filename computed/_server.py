@@ -157,6 +157,10 @@ class Server:
         """Times the listener's and the replies' connections came back after a failure."""
         return {"listener": self._pool.reconnects, "replies": self._replier.reconnects}
 
+    def refused(self) -> dict[str, int]:
+        """Messages refused before any operation ran, by the error their sender was told."""
+        return dict(self._refusals.counts)
+
     def start(self) -> None:
         """Check what is needed and open the reply connection.
 
@@ -241,7 +245,7 @@ class Server:
                 reason=f"{len(delivery.body)} bytes is over the worker's limit of {limit} "
                 "([listener] max_message_bytes)",
             )
-            self._refusals.log(host, str(error))
+            self._refusals.log(host, str(error), "InvalidRequest")
             address = _wire.reply_address(delivery.body)
             if address is not None:
                 msg_id, reply_q = address
@@ -251,7 +255,7 @@ class Server:
         try:
             message = _wire.decode(delivery.body)
         except _wire.MalformedMessage as exc:
-            self._refusals.log(host, f"a malformed message: {exc}")
+            self._refusals.log(host, f"a malformed message: {exc}", "MalformedMessage")
             return None
         fields, problem = _envelope(message)
         request = _Request(host, fields)
@@ -380,7 +384,9 @@ class Server:
     def _refuse(self, request: _Request, message: dict[str, Any], refused: _Refused) -> None:
         method = message.get("method")
         self._refusals.log(
-            request.host, f"{str(method)[:64] if method else 'a message'}: {refused.error}"
+            request.host,
+            f"{str(method)[:64] if method else 'a message'}: {refused.error}",
+            type(refused.error).__name__,
         )
         if request.reply_q and request.msg_id:
             failure = _wire.failure((type(refused.error), refused.error, None))
@@ -516,7 +522,8 @@ def _brief(value: Any) -> str:
 
 
 class _RefusalLog:
-    """One log line per refused message, at most ten every ten seconds, then a count."""
+    """One log line per refused message, at most ten every ten seconds, then a count;
+    and how many were refused, by the error their sender was told."""
 
     _WINDOW = 10.0
     _LINES = 10
@@ -526,10 +533,13 @@ class _RefusalLog:
         self._start = 0.0
         self._lines = 0
         self._quiet = 0
+        #: Messages refused since the worker started, by error class.
+        self.counts: collections.Counter[str] = collections.Counter()
 
-    def log(self, host: str, what: str) -> None:
+    def log(self, host: str, what: str, error: str) -> None:
         now = time.monotonic()
         with self._lock:
+            self.counts[error] += 1
             if now - self._start > self._WINDOW:
                 if self._quiet:
                     LOG.warning(

@@ -174,6 +174,11 @@ class WorkerState:
     :param journal_waiting: journal entries received and not started yet.
     :param broker_reconnects: per connection role, times its connection came
         back after it was lost.
+    :param refused: messages refused before any operation ran, by the class of
+        the error their sender was told.
+    :param replays: journal entries of other workers this one settled, by
+        operation and outcome (``finished``, ``completed``, ``failed``,
+        ``adopted-elsewhere``).
     """
 
     def __init__(
@@ -182,11 +187,15 @@ class WorkerState:
         heartbeat_age: Callable[[], float | None],
         journal_waiting: Callable[[], int],
         broker_reconnects: Callable[[], dict[str, int]],
+        refused: Callable[[], dict[str, int]] = dict,
+        replays: Callable[[], dict[tuple[str, str], int]] = dict,
     ) -> None:
         self.hosts_owned = hosts_owned
         self.heartbeat_age = heartbeat_age
         self.journal_waiting = journal_waiting
         self.broker_reconnects = broker_reconnects
+        self.refused = refused
+        self.replays = replays
 
 
 class _StateCollector(Collector):
@@ -223,6 +232,27 @@ class _StateCollector(Collector):
         for connection, count in sorted(state.broker_reconnects().items()):
             reconnects.add_metric([connection], count)
         yield reconnects
+        refused = CounterMetricFamily(
+            "computed_messages_refused",
+            "Messages refused before any operation ran (malformed, too large, an unknown "
+            "method or version, a bad context or argument, a host not served here), by the "
+            "error class their sender was told.",
+            labels=["error"],
+        )
+        for error, count in sorted(state.refused().items()):
+            refused.add_metric([error], count)
+        yield refused
+        replays = CounterMetricFamily(
+            "computed_journal_replays",
+            "Journal entries another worker left that this one settled after taking their "
+            "host, by operation and outcome: finished (outcome published again), completed "
+            "(run again), failed (not safe to run twice, or could not be run), "
+            "adopted-elsewhere.",
+            labels=["operation", "outcome"],
+        )
+        for (operation, outcome), count in sorted(state.replays().items()):
+            replays.add_metric([operation, outcome], count)
+        yield replays
 
     def describe(self) -> Iterator[Metric]:
         # Nothing to read when registered: the worker is not started yet.

@@ -18,6 +18,7 @@ then mark it stopped.
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import os
@@ -86,6 +87,9 @@ class Worker:
         self._watchdog: float | None = None
         #: When the registry last took a heartbeat (time.monotonic()).
         self._beaten: float | None = None
+        #: Journal entries of other workers settled here, by (operation, outcome).
+        self._replays: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._replays_lock = threading.Lock()
         self.metrics = WorkerMetrics()
         self.metrics.observe(
             WorkerState(
@@ -93,6 +97,8 @@ class Worker:
                 heartbeat_age=self._heartbeat_age,
                 journal_waiting=lambda: self._journal.waiting if self._journal else 0,
                 broker_reconnects=self._broker_reconnects,
+                refused=lambda: self._server.refused() if self._server else {},
+                replays=self._replays_so_far,
             )
         )
 
@@ -340,12 +346,20 @@ class Worker:
                 target=self._reconcile, args=(manager, entry), name="reconcile", daemon=True
             ).start()
 
+    def _replays_so_far(self) -> dict[tuple[str, str], int]:
+        with self._replays_lock:
+            return dict(self._replays)
+
     def _reconcile(self, manager: ComputeManager, entry: Any) -> None:
         try:
             outcome = reconcile(manager, entry)
         except Exception:
             LOG.exception("Reconciling journal entry %s failed", entry.id)
+            with self._replays_lock:
+                self._replays[entry.operation, "failed"] += 1
             return
+        with self._replays_lock:
+            self._replays[entry.operation, outcome] += 1
         LOG.info(
             "Reconciled %s of %s on %s left by %s: %s",
             entry.operation,

@@ -17,9 +17,11 @@ from oslo_context import context
 
 from computed.objects import InstanceSpec, VolumeConnection
 from computed.registry import Registry
+from computed.testing._procs import free_ports
 from computed.testing.notifications import NotificationCollector
 
 from .conftest import DOWN_TIME, HEARTBEAT_INTERVAL, Deployment, wait_until
+from .test_metrics import _scrape, _value
 
 PASSWORD = f"chap-{uuid.uuid4().hex}"
 
@@ -35,16 +37,19 @@ def _held_attach(
     keys: dict[str, str],
 ) -> tuple[str, str, str, str, str]:
     """Start a worker per key (worker id -> key file), attach a CHAP volume to an
-    instance on their host, held in its owner; return host, owner, survivor,
-    instance and request id, once the journal row is checked."""
+    instance on their host, held in its owner, and kill the owner once the
+    journal row is checked; return the host, the survivor's metrics port, the
+    survivor, the instance and the request id."""
     host = f"sec-{uuid.uuid4().hex[:6]}"
     hold = deployment.workdir / "hold"
+    ports = dict(zip(keys, free_ports(len(keys)), strict=True))
     workers = {
         worker_id: deployment.start_worker(
             [host],
             worker_id,
             registry={"down_time": DOWN_TIME, "journal_key_file": key},
             fake={"hold_path": str(hold)},
+            metrics={"enabled": True, "port": ports[worker_id]},
         )
         for worker_id, key in keys.items()
     }
@@ -91,7 +96,7 @@ def _held_attach(
     workers[owner].kill()
     hold.unlink()
     registry.close()
-    return host, owner, survivor, spec.uuid, ctxt.request_id
+    return host, ports[survivor], survivor, spec.uuid, ctxt.request_id
 
 
 def test_the_next_owner_opens_what_the_killed_one_sealed(
@@ -99,7 +104,7 @@ def test_the_next_owner_opens_what_the_killed_one_sealed(
 ) -> None:
     key = _key(tmp_path / "journal.key")
 
-    host, _owner, survivor, instance, request_id = _held_attach(
+    host, metrics_port, survivor, instance, request_id = _held_attach(
         deployment, notifications, {"s1": key, "s2": key}
     )
 
@@ -110,6 +115,16 @@ def test_the_next_owner_opens_what_the_killed_one_sealed(
     assert api.ping(None, host).worker_id == survivor
     (disk,) = [d for d in api.get_info(None, host, instance).block_devices if d.volume_id]
     assert disk.kind == "volume"
+    replays = _scrape(metrics_port)
+    assert (
+        _value(
+            replays,
+            "computed_journal_replays_total",
+            operation="attach_volume",
+            outcome="completed",
+        )
+        == 1
+    )
 
 
 def test_a_worker_without_the_key_reports_the_replay_failed(
@@ -117,7 +132,7 @@ def test_a_worker_without_the_key_reports_the_replay_failed(
 ) -> None:
     keys = {"k1": _key(tmp_path / "one.key"), "k2": _key(tmp_path / "two.key")}
 
-    _host, _owner, _survivor, _instance, request_id = _held_attach(deployment, notifications, keys)
+    _host, _port, _survivor, _instance, request_id = _held_attach(deployment, notifications, keys)
 
     bound = DOWN_TIME + HEARTBEAT_INTERVAL + 20
     error = notifications.for_request(request_id, "instance.attach_volume.error", timeout=bound)

@@ -8,8 +8,10 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 
+import oslo_messaging as messaging
 import pytest
 from oslo_config import cfg
+from oslo_context import context
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -171,3 +173,31 @@ def test_a_worker_whose_metrics_port_is_taken_does_not_start(deployment: Deploym
     assert "[metrics] port" in log
     # It stopped before it opened the registry, let alone registered.
     assert not os.path.exists(deployment.registry_url.removeprefix("sqlite:///"))
+
+
+def test_refused_messages_are_counted_by_the_error_their_sender_was_told(
+    deployment: Deployment,
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    host = f"refusing-{suffix}"
+    (port,) = free_ports(1)
+    deployment.start_worker([host], f"refusing-{suffix}", metrics={"enabled": True, "port": port})
+    transport = rpc.get_transport(deployment.conf)
+    try:
+        client = messaging.get_rpc_client(
+            transport,
+            messaging.Target(topic=rpc.TOPIC, server=host, version="1.0"),
+            serializer=rpc.RequestContextSerializer(),
+            timeout=20,
+        )
+        for _ in range(2):
+            with pytest.raises(messaging.RemoteError, match="NoSuchMethod"):
+                client.call(context.RequestContext(), "format_disk")
+    finally:
+        transport.cleanup()
+    deployment.api().ping(None, host)
+
+    samples = _scrape(port)
+    assert _value(samples, "computed_messages_refused_total", error="NoSuchMethod") == 2
+    latency = "computed_operation_duration_seconds_count"
+    assert _value(samples, latency, operation="ping", outcome="ok") == 1  # refused: never ran
