@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -46,6 +46,8 @@ _MEASURED = (
     "disk_allocation_ratio",
     "measured_at",
 )
+#: The table, for Core statements: writing rows builds no ORM objects.
+_TABLE = cast(sa.Table, models.HostInventory.__table__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +120,7 @@ class Inventory(Database):
             return 0
         with self._connection() as connection:
             for chunk in chunks(rows, ROWS_PER_STATEMENT):
-                insert = self._insert_new(models.HostInventory).values(list(chunk))
+                insert = self._insert_new(_TABLE).values(list(chunk))
                 connection.execute(
                     insert.on_conflict_do_update(
                         index_elements=["host"],
@@ -134,12 +136,12 @@ class Inventory(Database):
         hosts = sorted(hosts)
         if not hosts:
             return
-        table = models.HostInventory
+        table = _TABLE
         with self._connection() as connection:
             for chunk in chunks(hosts, ROWS_PER_STATEMENT * 2):
                 connection.execute(
                     sa.update(table)
-                    .where(table.host.in_(chunk), table.worker_id == worker_id)
+                    .where(table.c.host.in_(chunk), table.c.worker_id == worker_id)
                     .values(measured_at=at or utcnow())
                 )
 
