@@ -153,8 +153,9 @@ class Ownership(Database):
         self.release_hosts([host], worker_id)
 
     def list_owners(self) -> dict[str, HostOwnerRecord]:
-        with self._transaction() as session:
-            return {row.host: _owner(row) for row in session.scalars(sa.select(models.HostOwner))}
+        with self._connection() as connection:
+            rows = connection.execute(sa.select(_OWNERS)).mappings()
+            return {row["host"]: HostOwnerRecord(**row) for row in rows}
 
     def list_moves(self, limit: int = 50, host: str | None = None) -> list[MoveRecord]:
         """The newest ``limit`` moves, newest first."""
@@ -173,11 +174,3 @@ class Ownership(Database):
                 for row in session.scalars(query)
             ]
 
-
-def _owner(row: models.HostOwner) -> HostOwnerRecord:
-    return HostOwnerRecord(
-        host=row.host,
-        worker_id=row.worker_id,
-        previous_worker_id=row.previous_worker_id,
-        since=row.since,
-    )
