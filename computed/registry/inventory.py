@@ -118,15 +118,15 @@ class Inventory(Database):
         rows = [_measured_values(record) for record in records]
         if not rows:
             return 0
+        insert = self._insert_new(_TABLE)
+        upsert = insert.on_conflict_do_update(
+            index_elements=["host"], set_={name: insert.excluded[name] for name in _MEASURED}
+        )
         with self._connection() as connection:
+            # One statement with many rows of parameters: compiled once, and
+            # sent in batches of rows by SQLAlchemy ("insertmanyvalues").
             for chunk in chunks(rows, ROWS_PER_STATEMENT):
-                insert = self._insert_new(_TABLE).values(list(chunk))
-                connection.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["host"],
-                        set_={name: insert.excluded[name] for name in _MEASURED},
-                    )
-                )
+                connection.execute(upsert, list(chunk))
         return len(rows)
 
     def confirm_inventory(
@@ -146,18 +146,21 @@ class Inventory(Database):
                 )
 
     def host_flags(self, hosts: Iterable[str]) -> dict[str, HostFlag]:
-        """The disabled flag of each of ``hosts`` that has one set."""
-        table = models.HostInventory
-        found: dict[str, HostFlag] = {}
+        """The disabled flag of each of ``hosts`` that has one set.
+
+        One query of the disabled hosts of the whole fleet (a few, usually),
+        kept if they are among ``hosts``: cheaper than naming every host.
+        """
+        wanted = set(hosts)
+        query = sa.select(_TABLE.c.host, _TABLE.c.disabled_reason).where(
+            _TABLE.c.disabled.is_(True)
+        )
         with self._connection() as connection:
-            for chunk in chunks(sorted(hosts), ROWS_PER_STATEMENT * 2):
-                query = sa.select(table.host, table.disabled_reason).where(
-                    table.host.in_(chunk), table.disabled.is_(True)
-                )
-                found.update(
-                    (host, HostFlag(True, reason)) for host, reason in connection.execute(query)
-                )
-        return found
+            return {
+                host: HostFlag(True, reason)
+                for host, reason in connection.execute(query)
+                if host in wanted
+            }
 
     def set_host_disabled(self, host: str, disabled: bool, reason: str | None = None) -> None:
         """Disable a host (it takes no new instance) or enable it again.

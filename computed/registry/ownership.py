@@ -173,4 +173,3 @@ class Ownership(Database):
                 )
                 for row in session.scalars(query)
             ]
-

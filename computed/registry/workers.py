@@ -12,7 +12,7 @@ import datetime
 import functools
 import json
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -26,6 +26,10 @@ __all__ = ["Workers", "WorkerRecord", "WorkerState", "STATE_UP", "STATE_DRAINING
 STATE_UP = "up"
 STATE_DRAINING = "draining"
 STATE_STOPPED = "stopped"
+
+#: The tables, for Core statements.
+_WORKERS = cast(sa.Table, models.Worker.__table__)
+_HOSTS = cast(sa.Table, models.WorkerHost.__table__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,28 +109,42 @@ class Workers(Database):
     """The ``workers`` and ``worker_hosts`` tables."""
 
     def register(self, record: WorkerRecord) -> WorkerRecord:
-        """Insert or replace the worker's record and host list; mark it up now."""
+        """Insert or replace the worker's record and host list; mark it up now.
+
+        Core statements: a worker declaring a thousand hosts writes them in
+        one statement, with no object per host.
+        """
         now = utcnow()
-        with self._transaction() as session:
-            row = session.get(models.Worker, record.id)
-            if row is None:
-                row = models.Worker(id=record.id, disabled=False)
-                session.add(row)
-            row.driver = record.driver
-            row.group = record.group
-            row.driver_version = record.driver_version
-            row.machine = record.machine
-            row.pid = record.pid
-            row.rpc_version = record.rpc_version
-            row.rpc_min_version = record.rpc_min_version
-            row.capabilities = json.dumps(record.capabilities, sort_keys=True)
-            row.support_tier = record.support_tier
-            row.state = STATE_UP
-            row.started_at = now
-            row.heartbeat_at = now
-            row.hosts = [models.WorkerHost(host=host) for host in record.hosts]
-            session.flush()
-            return _record(row, [h.host for h in row.hosts])
+        values = {
+            "driver": record.driver,
+            "group": record.group,
+            "driver_version": record.driver_version,
+            "machine": record.machine,
+            "pid": record.pid,
+            "rpc_version": record.rpc_version,
+            "rpc_min_version": record.rpc_min_version,
+            "capabilities": json.dumps(record.capabilities, sort_keys=True),
+            "support_tier": record.support_tier,
+            "state": STATE_UP,
+            "started_at": now,
+            "heartbeat_at": now,
+        }
+        with self._connection() as connection:
+            result = connection.execute(
+                sa.update(_WORKERS).where(_WORKERS.c.id == record.id).values(values)
+            )
+            if not result.rowcount:
+                connection.execute(
+                    sa.insert(_WORKERS).values(id=record.id, disabled=False, **values)
+                )
+            connection.execute(sa.delete(_HOSTS).where(_HOSTS.c.worker_id == record.id))
+            if record.hosts:
+                connection.execute(
+                    sa.insert(_HOSTS),
+                    [{"worker_id": record.id, "host": host} for host in record.hosts],
+                )
+            query = sa.select(_WORKERS).where(_WORKERS.c.id == record.id)
+            return _record(connection.execute(query).mappings().one(), record.hosts)
 
     def heartbeat(self, worker_id: str) -> bool:
         """Record that the worker is alive. Returns False if its record is gone."""
@@ -171,8 +189,7 @@ class Workers(Database):
 
     def list_workers(self) -> list[WorkerRecord]:
         """Every worker with its hosts, by id: two Core queries, no ORM objects."""
-        workers = models.Worker.__table__
-        hosts = models.WorkerHost.__table__
+        workers, hosts = _WORKERS, _HOSTS
         declared: dict[str, list[str]] = {}
         with self._connection() as connection:
             rows = connection.execute(sa.select(workers).order_by(workers.c.id)).mappings().all()
@@ -188,10 +205,9 @@ class Workers(Database):
         ``started_at``: the states are a cheap way to tell that
         :meth:`list_workers` would answer as it did before.
         """
-        table = models.Worker.__table__
-        columns = [table.c[name] for name in WorkerState._fields]
+        columns = [_WORKERS.c[name] for name in WorkerState._fields]
         with self._connection() as connection:
-            query = sa.select(*columns).order_by(table.c.id)
+            query = sa.select(*columns).order_by(_WORKERS.c.id)
             return [WorkerState(*row) for row in connection.execute(query)]
 
     @staticmethod
