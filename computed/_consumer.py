@@ -302,8 +302,13 @@ class _Shard(threading.Thread):
         queues = {host: _wire.host_queue(self._conf, self._pool._topic, host) for host in hosts}
         try:
             declarer = self._declarer_channel()
+            # What Queue.declare does for each queue, but the exchange, which
+            # all of them share, declared once.
+            queues[hosts[0]].exchange(declarer).declare(nowait=True)
             for queue in queues.values():
-                queue(declarer).declare(nowait=True)
+                bound = queue(declarer)
+                bound.queue_declare(nowait=True)
+                bound.queue_bind(nowait=True)
             queues[hosts[-1]](declarer).queue_declare(passive=True)
         except self._declare_errors():
             self._drop_declarer()
