@@ -32,8 +32,8 @@ from rpcapi import ComputeAPI
 
 HEARTBEAT = 0.5
 DOWN_TIME = 3.0
-#: Seconds of idle measured: six of the shipped heartbeats.
-IDLE_S = 30.0
+#: Seconds of idle measured: twelve of the shipped heartbeats and one inventory interval.
+IDLE_S = 60.0
 
 
 def _options(
