@@ -21,26 +21,11 @@ from collections.abc import Callable
 from computed._claims import HostTracker
 from computed.registry import Registry
 from computed.registry._db import utcnow
-from computed.registry.inventory import ROWS_PER_STATEMENT, HostInventoryRecord
+from computed.registry.inventory import RATIOS, RESOURCES, ROWS_PER_STATEMENT, HostInventoryRecord
 
 __all__ = ["InventoryPublisher"]
 
 LOG = logging.getLogger(__name__)
-
-#: What a worker records of a host's measure (:class:`drivers.base.HostResources`),
-#: and of its allocation ratios (:class:`computed._claims.Ratios`), in order.
-_RESOURCES = (
-    "hypervisor_type",
-    "hypervisor_version",
-    "vcpus",
-    "vcpus_used",
-    "memory_mb",
-    "memory_mb_used",
-    "disk_gb",
-    "disk_gb_used",
-    "instances",
-)
-_RATIOS = ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio")
 
 
 class InventoryPublisher:
@@ -146,8 +131,8 @@ class InventoryPublisher:
             # Compared as a tuple: a quiet pass builds no record.
             ratios = tracker.ratios
             figures = (
-                *(getattr(resources, name) for name in _RESOURCES),
-                *(getattr(ratios, name) for name in _RATIOS),
+                *(getattr(resources, name) for name in RESOURCES),
+                *(getattr(ratios, name) for name in RATIOS),
             )
             if self._written.get(host) == figures:
                 unchanged.append(host)
@@ -157,7 +142,7 @@ class InventoryPublisher:
                     self._identity,
                     host=host,
                     measured_at=at,
-                    **dict(zip(_RESOURCES + _RATIOS, figures, strict=True)),
+                    **dict(zip(RESOURCES + RATIOS, figures, strict=True)),
                 )
             )
             self._written[host] = figures

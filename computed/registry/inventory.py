@@ -21,17 +21,19 @@ from computed import exception
 from computed.registry import models
 from computed.registry._db import Database, chunks, utcnow
 
-__all__ = ["Inventory", "HostInventoryRecord", "HostFlag", "ROWS_PER_STATEMENT"]
+__all__ = [
+    "Inventory",
+    "HostInventoryRecord",
+    "HostFlag",
+    "ROWS_PER_STATEMENT",
+    "RESOURCES",
+    "RATIOS",
+]
 
 #: Rows per statement: well under SQLite's limit on bound parameters.
 ROWS_PER_STATEMENT = 200
-#: The columns a worker writes.
-_MEASURED = (
-    "worker_id",
-    "driver",
-    "driver_version",
-    "support_tier",
-    "capabilities",
+#: A host's figures as the driver measures them (:class:`drivers.base.HostResources`).
+RESOURCES = (
     "hypervisor_type",
     "hypervisor_version",
     "vcpus",
@@ -41,9 +43,18 @@ _MEASURED = (
     "disk_gb",
     "disk_gb_used",
     "instances",
-    "cpu_allocation_ratio",
-    "ram_allocation_ratio",
-    "disk_allocation_ratio",
+)
+#: The worker's allocation ratios (:class:`computed._claims.Ratios`).
+RATIOS = ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio")
+#: The columns a worker writes.
+_MEASURED = (
+    "worker_id",
+    "driver",
+    "driver_version",
+    "support_tier",
+    "capabilities",
+    *RESOURCES,
+    *RATIOS,
     "measured_at",
 )
 #: The table, for Core statements: writing rows builds no ORM objects.
