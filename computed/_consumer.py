@@ -240,13 +240,8 @@ class _Shard(threading.Thread):
         self._wanted.update(hosts)
         if self._conn is None:
             return {}
-        errors = {}
-        for host in hosts:
-            try:
-                self._consume(host)
-            except DeclareError as exc:
-                self._wanted.discard(host)
-                errors[host] = str(exc)
+        errors = self._consume_all(hosts)
+        self._wanted.difference_update(errors)
         return errors
 
     def remove(self, hosts: list[str]) -> None:
@@ -270,11 +265,8 @@ class _Shard(threading.Thread):
             channel.basic_qos(0, self._conf.listener.prefetch_per_host, False)
             self._conn, self._channel = conn, channel
             self._consuming.clear()
-            for host in sorted(self._wanted):
-                try:
-                    self._consume(host)
-                except DeclareError as exc:
-                    LOG.error("Cannot consume the queue of %s: %s", host, exc)
+            for host, problem in sorted(self._consume_all(sorted(self._wanted)).items()):
+                LOG.error("Cannot consume the queue of %s: %s", host, problem)
         except Exception as exc:
             self._failures += 1
             level = logging.WARNING if self._failures in (1, 10) else logging.DEBUG
@@ -296,19 +288,73 @@ class _Shard(threading.Thread):
         self._failures = 0
         return True
 
-    def _consume(self, host: str) -> None:
+    def _consume_all(self, hosts: list[str]) -> dict[str, str]:
+        """Declare these hosts' queues and consume them; ``{host: problem}`` of those refused.
+
+        The declarations go out without waiting for each answer, then one
+        that waits: the broker answers a channel's methods in order, so a
+        refusal (which closes the channel) arrives before that answer, and
+        every queue exists before any is consumed. Only after a refusal are
+        the hosts declared one at a time, to tell which were refused.
+        """
+        if not hosts:
+            return {}
+        queues = {host: _wire.host_queue(self._conf, self._pool._topic, host) for host in hosts}
+        try:
+            declarer = self._declarer_channel()
+            # What Queue.declare does for each queue, but the exchange, which
+            # all of them share, declared once.
+            queues[hosts[0]].exchange(declarer).declare(nowait=True)
+            for queue in queues.values():
+                bound = queue(declarer)
+                bound.queue_declare(nowait=True)
+                bound.queue_bind(nowait=True)
+            queues[hosts[-1]](declarer).queue_declare(passive=True)
+        except self._declare_errors():
+            self._drop_declarer()
+            errors = {}
+            for host, queue in queues.items():
+                try:
+                    self._declare(queue)
+                except DeclareError as exc:
+                    errors[host] = str(exc)
+        else:
+            errors = {}
+        for host, queue in queues.items():
+            if host not in errors:
+                self._consume(host, queue)
+        return errors
+
+    def _declare_errors(self) -> tuple[type[Exception], ...]:
         assert self._conn is not None
-        queue = _wire.host_queue(self._conf, self._pool._topic, host)
+        return tuple(self._conn.channel_errors)
+
+    def _declarer_channel(self) -> Any:
+        assert self._conn is not None
         if self._declarer is None:
             # A channel apart: a failed declaration closes its channel, and
             # must not take the consumers of the other hosts with it.
             self._declarer = self._conn.channel()
+        return self._declarer
+
+    def _drop_declarer(self) -> None:
+        _wire.close_quietly(self._declarer)
+        self._declarer = None
+
+    def _declare(self, queue: Any) -> None:
+        """Declare one queue and wait for the broker's answer.
+
+        :raises DeclareError: the broker refused it.
+        """
         try:
-            queue(self._declarer).declare()
-        except self._conn.channel_errors as exc:
-            _wire.close_quietly(self._declarer)
-            self._declarer = None
+            queue(self._declarer_channel()).declare()
+        except self._declare_errors() as exc:
+            self._drop_declarer()
             raise DeclareError(_declare_problem(queue.name, exc)) from exc
+
+    def _consume(self, host: str, queue: Any) -> None:
+        """Consume a declared queue."""
+        assert self._conn is not None
 
         def deliver(message: Any) -> None:
             info = message.delivery_info

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from computed._claims import HostTracker
 from computed.registry import Registry
 from computed.registry._db import utcnow
-from computed.registry.inventory import ROWS_PER_STATEMENT, HostInventoryRecord
+from computed.registry.inventory import RATIOS, RESOURCES, ROWS_PER_STATEMENT, HostInventoryRecord
 
 __all__ = ["InventoryPublisher"]
 
@@ -83,6 +83,8 @@ class InventoryPublisher:
         due = 0.0  # the first pass measures every host
         flags_due = 0.0
         while not self._stopped.is_set():
+            # Cleared before the work: a change said meanwhile wakes the next wait.
+            self._wake.clear()
             now = time.monotonic()
             try:
                 if now >= flags_due:
@@ -91,12 +93,11 @@ class InventoryPublisher:
                 if now >= due:
                     due = now + self._inventory_interval
                     self.publish(everything=True)
-                else:
+                elif self._dirty:
                     self.publish(everything=False)
             except Exception as exc:
                 LOG.warning("Recording the host inventory failed: %s", exc)
             self._wake.wait(max(0.0, min(flags_due, due) - time.monotonic()))
-            self._wake.clear()
 
     def read_flags(self) -> None:
         """Learn the operators' disabled flags of the hosts served now."""
@@ -121,36 +122,36 @@ class InventoryPublisher:
         unchanged: list[str] = []
         at = utcnow()
         for host in hosts:
+            tracker = trackers[host]
             try:
-                resources = trackers[host].measure()
+                resources = tracker.measure()
             except Exception as exc:
                 LOG.warning("Measuring host %s failed: %s", host, exc)
                 continue
-            ratios = trackers[host].ratios
-            record = dataclasses.replace(
-                self._identity,
-                host=host,
-                hypervisor_type=resources.hypervisor_type,
-                hypervisor_version=resources.hypervisor_version,
-                vcpus=resources.vcpus,
-                vcpus_used=resources.vcpus_used,
-                memory_mb=resources.memory_mb,
-                memory_mb_used=resources.memory_mb_used,
-                disk_gb=resources.disk_gb,
-                disk_gb_used=resources.disk_gb_used,
-                instances=resources.instances,
-                cpu_allocation_ratio=ratios.cpu_allocation_ratio,
-                ram_allocation_ratio=ratios.ram_allocation_ratio,
-                disk_allocation_ratio=ratios.disk_allocation_ratio,
-                measured_at=at,
+            # Compared as a tuple: a quiet pass builds no record.
+            ratios = tracker.ratios
+            figures = (
+                *(getattr(resources, name) for name in RESOURCES),
+                *(getattr(ratios, name) for name in RATIOS),
             )
-            if self._written.get(host) == record.figures():
+            if self._written.get(host) == figures:
                 unchanged.append(host)
-            else:
-                changed.append(record)
-        self._registry.record_inventory(changed)
-        for record in changed:
-            self._written[record.host] = record.figures()
+                continue
+            changed.append(
+                dataclasses.replace(
+                    self._identity,
+                    host=host,
+                    measured_at=at,
+                    **dict(zip(RESOURCES + RATIOS, figures, strict=True)),
+                )
+            )
+            self._written[host] = figures
+        try:
+            self._registry.record_inventory(changed)
+        except Exception:
+            for record in changed:  # measured again, and written, next time
+                self._written.pop(record.host, None)
+            raise
         if everything and unchanged:
             self._registry.confirm_inventory(str(self._identity.worker_id), unchanged, at)
         self.statements += -(-len(changed) // ROWS_PER_STATEMENT) + (

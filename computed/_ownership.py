@@ -16,8 +16,12 @@ from collections.abc import Iterable
 from tooz import hashring
 
 from computed.registry import WorkerRecord
+from computed.registry.api import STATE_DRAINING, STATE_UP, WorkerState
 
-__all__ = ["candidates", "owner", "owned_by", "assignment"]
+__all__ = ["candidates", "owner", "owned_by", "assignment", "fingerprint", "running"]
+
+#: What ownership depends on, of every worker: see :func:`fingerprint`.
+Fingerprint = tuple[tuple[object, ...], ...]
 
 
 def candidates(
@@ -89,6 +93,51 @@ def owned_by(
         for host in me.hosts
         if owner(host, [me.id, *(i for i, hosts in rivals if host in hosts)]) == me.id
     }
+
+
+def fingerprint(
+    states: Iterable[WorkerState], down_time: float, now: datetime.datetime
+) -> Fingerprint:
+    """Equal whenever the ownership computed from the registry is equal.
+
+    Ownership, and who may still be running, depend on each worker's pool,
+    state, disabled flag, process and declared hosts (which change only
+    when it registers, stamping ``started_at``), and on whether its last
+    heartbeat is within ``down_time`` at ``now``: not on the heartbeat's
+    time itself, which moves at every beat.
+    """
+    return tuple(
+        (
+            s.id,
+            s.driver,
+            s.group,
+            s.pid,
+            s.state,
+            bool(s.disabled),
+            s.started_at,
+            _fresh(s, down_time, now),
+        )
+        for s in states
+    )
+
+
+def running(
+    states: Iterable[WorkerState], down_time: float, now: datetime.datetime
+) -> set[tuple[str, int]]:
+    """``(id, pid)`` of the workers that may still be consuming or operating.
+
+    The same test as :meth:`WorkerRecord.may_be_running`, on the narrow rows.
+    """
+    return {
+        (s.id, s.pid)
+        for s in states
+        if s.state in (STATE_UP, STATE_DRAINING) and _fresh(s, down_time, now)
+    }
+
+
+def _fresh(state: WorkerState, down_time: float, now: datetime.datetime) -> bool:
+    beaten = state.heartbeat_at
+    return beaten is not None and (now - beaten).total_seconds() <= down_time
 
 
 _RINGS: dict[tuple[str, ...], hashring.HashRing] = {}

@@ -19,6 +19,7 @@ then mark it stopped.
 from __future__ import annotations
 
 import collections
+import datetime
 import functools
 import logging
 import os
@@ -78,6 +79,9 @@ class Worker:
         self._managers: dict[str, ComputeManager] = {}
         self._releasing: list[threading.Thread] = []
         self._owning = threading.Lock()
+        #: What ownership was last computed from, and the hosts it gave.
+        self._seen: _ownership.Fingerprint | None = None
+        self._wanted: set[str] = set()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -203,32 +207,45 @@ class Worker:
         New hosts are served (their server started, then the ownership
         recorded, then orphaned journal entries reconciled); hosts it no
         longer owns are stopped in the background, draining what runs.
+        Ownership is computed again only when something it depends on
+        changed (:func:`computed._ownership.fingerprint`): an idle worker
+        reads one narrow row per worker and the hosts recorded as its own.
         """
         assert self.registry is not None
         with self._owning:
             if self._stopping.is_set():
                 return
-            workers = self.registry.list_workers()
-            me = next((w for w in workers if w.id == self.worker_id), None)
-            if me is not None and (me.disabled or me.state == STATE_DRAINING):
-                # Disabled workers own nothing; nor does one an operator
-                # drained ('computedctl worker drain') before stopping it.
-                wanted: set[str] = set()
-            else:
-                wanted = _ownership.owned_by(
-                    self._record(), workers, self.conf.registry.down_time, utcnow()
-                )
-            self._release(sorted(set(self._managers) - wanted))
-            kept = sorted(wanted & set(self._managers))
-            taken = sorted(wanted - set(self._managers))
-            if taken:
-                self._take(taken, workers)
+            now = utcnow()
+            down_time = self.conf.registry.down_time
+            states = self.registry.worker_states()
+            seen = _ownership.fingerprint(states, down_time, now)
+            if seen != self._seen or set(self._managers) != self._wanted:
+                self._recompute(seen, now)
             # The record of a host served all along can say otherwise: a
             # worker that started beside this one, before it saw it, may
             # have claimed the host, then given it back. Said again, it
-            # costs a read of the rows; only a wrong one is written.
-            self.registry.claim_hosts(self.worker_id, dict.fromkeys(kept, "rebalance"))
-            self._reconcile_orphans(workers)
+            # costs a read of the hosts recorded as this worker's; only a
+            # wrong record is written.
+            self.registry.confirm_hosts(self.worker_id, self._managers)
+            self._reconcile_orphans(_ownership.running(states, down_time, now))
+
+    def _recompute(self, seen: _ownership.Fingerprint, now: datetime.datetime) -> None:
+        """Compute the hosts this worker owns from the workers' records; take and release."""
+        assert self.registry is not None
+        self._seen = None  # until this pass has done all it should
+        workers = self.registry.list_workers()
+        me = next((w for w in workers if w.id == self.worker_id), None)
+        if me is not None and (me.disabled or me.state == STATE_DRAINING):
+            # Disabled workers own nothing; nor does one an operator
+            # drained ('computedctl worker drain') before stopping it.
+            wanted: set[str] = set()
+        else:
+            wanted = _ownership.owned_by(self._record(), workers, self.conf.registry.down_time, now)
+        self._release(sorted(set(self._managers) - wanted))
+        taken = sorted(wanted - set(self._managers))
+        if taken:
+            self._take(taken, workers)
+        self._seen, self._wanted = seen, wanted
 
     def _take(self, hosts: list[str], workers: list[WorkerRecord]) -> None:
         """Consume these hosts' queues, then record the claim (one transaction)."""
@@ -329,12 +346,13 @@ class Worker:
         thread.start()
         self._releasing = [t for t in self._releasing if t.is_alive()] + [thread]
 
-    def _reconcile_orphans(self, workers: list[WorkerRecord]) -> None:
-        """Settle journal entries, on hosts this worker owns, of workers no longer running."""
+    def _reconcile_orphans(self, running: set[tuple[str, int]]) -> None:
+        """Settle journal entries, on hosts this worker owns, of workers no longer running.
+
+        :param running: ``(id, pid)`` of the workers that may still be running.
+        """
         assert self.registry is not None
-        down_time = self.conf.registry.down_time
-        running = {(w.id, w.pid) for w in workers if w.may_be_running(down_time)}
-        running.add((self.worker_id, os.getpid()))
+        running = running | {(self.worker_id, os.getpid())}
         orphans = [
             entry
             for entry in self.registry.journal_entries()

@@ -173,7 +173,7 @@ class Database:
         finally:
             connection.close()
 
-    def _insert_new(self, model: type[models.Base]) -> sqlite.Insert | postgresql.Insert:
+    def _insert_new(self, model: type[models.Base] | sa.Table) -> sqlite.Insert | postgresql.Insert:
         """An INSERT of the database's own dialect, which can skip rows whose key exists
         (``on_conflict_do_nothing``) and still return the rows it inserted."""
         try:
@@ -202,7 +202,9 @@ class Database:
             raise exception.RegistryError(reason=f"{safe_db_url(self.url)}: {exc}") from exc
 
 
-def insert_new(dialect: str, model: type[models.Base]) -> sqlite.Insert | postgresql.Insert:
+def insert_new(
+    dialect: str, model: type[models.Base] | sa.Table
+) -> sqlite.Insert | postgresql.Insert:
     """An INSERT of ``dialect`` (see :meth:`Database._insert_new`).
 
     :raises ValueError: for a database other than SQLite and PostgreSQL.

@@ -36,11 +36,13 @@ from computed.registry.workers import (
     STATE_UP,
     WorkerRecord,
     Workers,
+    WorkerState,
 )
 
 __all__ = [
     "Registry",
     "WorkerRecord",
+    "WorkerState",
     "ConformanceRecord",
     "CallCount",
     "HostOwnerRecord",

@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -21,17 +21,19 @@ from computed import exception
 from computed.registry import models
 from computed.registry._db import Database, chunks, utcnow
 
-__all__ = ["Inventory", "HostInventoryRecord", "HostFlag", "ROWS_PER_STATEMENT"]
+__all__ = [
+    "Inventory",
+    "HostInventoryRecord",
+    "HostFlag",
+    "ROWS_PER_STATEMENT",
+    "RESOURCES",
+    "RATIOS",
+]
 
 #: Rows per statement: well under SQLite's limit on bound parameters.
 ROWS_PER_STATEMENT = 200
-#: The columns a worker writes.
-_MEASURED = (
-    "worker_id",
-    "driver",
-    "driver_version",
-    "support_tier",
-    "capabilities",
+#: A host's figures as the driver measures them (:class:`drivers.base.HostResources`).
+RESOURCES = (
     "hypervisor_type",
     "hypervisor_version",
     "vcpus",
@@ -41,11 +43,22 @@ _MEASURED = (
     "disk_gb",
     "disk_gb_used",
     "instances",
-    "cpu_allocation_ratio",
-    "ram_allocation_ratio",
-    "disk_allocation_ratio",
+)
+#: The worker's allocation ratios (:class:`computed._claims.Ratios`).
+RATIOS = ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio")
+#: The columns a worker writes.
+_MEASURED = (
+    "worker_id",
+    "driver",
+    "driver_version",
+    "support_tier",
+    "capabilities",
+    *RESOURCES,
+    *RATIOS,
     "measured_at",
 )
+#: The table, for Core statements: writing rows builds no ORM objects.
+_TABLE = cast(sa.Table, models.HostInventory.__table__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,15 +129,15 @@ class Inventory(Database):
         rows = [_measured_values(record) for record in records]
         if not rows:
             return 0
+        insert = self._insert_new(_TABLE)
+        upsert = insert.on_conflict_do_update(
+            index_elements=["host"], set_={name: insert.excluded[name] for name in _MEASURED}
+        )
         with self._connection() as connection:
+            # One statement with many rows of parameters: compiled once, and
+            # sent in batches of rows by SQLAlchemy ("insertmanyvalues").
             for chunk in chunks(rows, ROWS_PER_STATEMENT):
-                insert = self._insert_new(models.HostInventory).values(list(chunk))
-                connection.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["host"],
-                        set_={name: insert.excluded[name] for name in _MEASURED},
-                    )
-                )
+                connection.execute(upsert, list(chunk))
         return len(rows)
 
     def confirm_inventory(
@@ -134,28 +147,31 @@ class Inventory(Database):
         hosts = sorted(hosts)
         if not hosts:
             return
-        table = models.HostInventory
+        table = _TABLE
         with self._connection() as connection:
             for chunk in chunks(hosts, ROWS_PER_STATEMENT * 2):
                 connection.execute(
                     sa.update(table)
-                    .where(table.host.in_(chunk), table.worker_id == worker_id)
+                    .where(table.c.host.in_(chunk), table.c.worker_id == worker_id)
                     .values(measured_at=at or utcnow())
                 )
 
     def host_flags(self, hosts: Iterable[str]) -> dict[str, HostFlag]:
-        """The disabled flag of each of ``hosts`` that has one set."""
-        table = models.HostInventory
-        found: dict[str, HostFlag] = {}
+        """The disabled flag of each of ``hosts`` that has one set.
+
+        One query of the disabled hosts of the whole fleet (a few, usually),
+        kept if they are among ``hosts``: cheaper than naming every host.
+        """
+        wanted = set(hosts)
+        query = sa.select(_TABLE.c.host, _TABLE.c.disabled_reason).where(
+            _TABLE.c.disabled.is_(True)
+        )
         with self._connection() as connection:
-            for chunk in chunks(sorted(hosts), ROWS_PER_STATEMENT * 2):
-                query = sa.select(table.host, table.disabled_reason).where(
-                    table.host.in_(chunk), table.disabled.is_(True)
-                )
-                found.update(
-                    (host, HostFlag(True, reason)) for host, reason in connection.execute(query)
-                )
-        return found
+            return {
+                host: HostFlag(True, reason)
+                for host, reason in connection.execute(query)
+                if host in wanted
+            }
 
     def set_host_disabled(self, host: str, disabled: bool, reason: str | None = None) -> None:
         """Disable a host (it takes no new instance) or enable it again.

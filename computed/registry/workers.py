@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -19,11 +21,15 @@ from computed import exception
 from computed.registry import models
 from computed.registry._db import Database, utcnow
 
-__all__ = ["Workers", "WorkerRecord", "STATE_UP", "STATE_DRAINING", "STATE_STOPPED"]
+__all__ = ["Workers", "WorkerRecord", "WorkerState", "STATE_UP", "STATE_DRAINING", "STATE_STOPPED"]
 
 STATE_UP = "up"
 STATE_DRAINING = "draining"
 STATE_STOPPED = "stopped"
+
+#: The tables, for Core statements.
+_WORKERS = cast(sa.Table, models.Worker.__table__)
+_HOSTS = cast(sa.Table, models.WorkerHost.__table__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,32 +92,59 @@ class WorkerRecord:
         return data
 
 
+class WorkerState(NamedTuple):
+    """A worker's row without its hosts: what :meth:`Workers.worker_states` reads."""
+
+    id: str
+    driver: str
+    group: str
+    pid: int
+    state: str
+    disabled: bool
+    started_at: datetime.datetime
+    heartbeat_at: datetime.datetime
+
+
 class Workers(Database):
     """The ``workers`` and ``worker_hosts`` tables."""
 
     def register(self, record: WorkerRecord) -> WorkerRecord:
-        """Insert or replace the worker's record and host list; mark it up now."""
+        """Insert or replace the worker's record and host list; mark it up now.
+
+        Core statements: a worker declaring a thousand hosts writes them in
+        one statement, with no object per host.
+        """
         now = utcnow()
-        with self._transaction() as session:
-            row = session.get(models.Worker, record.id)
-            if row is None:
-                row = models.Worker(id=record.id, disabled=False)
-                session.add(row)
-            row.driver = record.driver
-            row.group = record.group
-            row.driver_version = record.driver_version
-            row.machine = record.machine
-            row.pid = record.pid
-            row.rpc_version = record.rpc_version
-            row.rpc_min_version = record.rpc_min_version
-            row.capabilities = json.dumps(record.capabilities, sort_keys=True)
-            row.support_tier = record.support_tier
-            row.state = STATE_UP
-            row.started_at = now
-            row.heartbeat_at = now
-            row.hosts = [models.WorkerHost(host=host) for host in record.hosts]
-            session.flush()
-            return _record(row)
+        values = {
+            "driver": record.driver,
+            "group": record.group,
+            "driver_version": record.driver_version,
+            "machine": record.machine,
+            "pid": record.pid,
+            "rpc_version": record.rpc_version,
+            "rpc_min_version": record.rpc_min_version,
+            "capabilities": json.dumps(record.capabilities, sort_keys=True),
+            "support_tier": record.support_tier,
+            "state": STATE_UP,
+            "started_at": now,
+            "heartbeat_at": now,
+        }
+        with self._connection() as connection:
+            result = connection.execute(
+                sa.update(_WORKERS).where(_WORKERS.c.id == record.id).values(values)
+            )
+            if not result.rowcount:
+                connection.execute(
+                    sa.insert(_WORKERS).values(id=record.id, disabled=False, **values)
+                )
+            connection.execute(sa.delete(_HOSTS).where(_HOSTS.c.worker_id == record.id))
+            if record.hosts:
+                connection.execute(
+                    sa.insert(_HOSTS),
+                    [{"worker_id": record.id, "host": host} for host in record.hosts],
+                )
+            query = sa.select(_WORKERS).where(_WORKERS.c.id == record.id)
+            return _record(connection.execute(query).mappings().one(), record.hosts)
 
     def heartbeat(self, worker_id: str) -> bool:
         """Record that the worker is alive. Returns False if its record is gone."""
@@ -151,12 +184,31 @@ class Workers(Database):
 
     def get(self, worker_id: str) -> WorkerRecord:
         with self._transaction() as session:
-            return _record(self._get_row(session, worker_id))
+            row = self._get_row(session, worker_id)
+            return _record(row, [h.host for h in row.hosts])
 
     def list_workers(self) -> list[WorkerRecord]:
-        with self._transaction() as session:
-            rows = session.scalars(sa.select(models.Worker).order_by(models.Worker.id))
-            return [_record(row) for row in rows]
+        """Every worker with its hosts, by id: two Core queries, no ORM objects."""
+        workers, hosts = _WORKERS, _HOSTS
+        declared: dict[str, list[str]] = {}
+        with self._connection() as connection:
+            rows = connection.execute(sa.select(workers).order_by(workers.c.id)).mappings().all()
+            query = sa.select(hosts.c.worker_id, hosts.c.host).order_by(hosts.c.host)
+            for worker_id, host in connection.execute(query):
+                declared.setdefault(worker_id, []).append(host)
+        return [_record(row, declared.get(row["id"], [])) for row in rows]
+
+    def worker_states(self) -> list[WorkerState]:
+        """What ownership depends on of each worker, but its hosts: one narrow query.
+
+        A worker's hosts change only when it registers, which stamps
+        ``started_at``: the states are a cheap way to tell that
+        :meth:`list_workers` would answer as it did before.
+        """
+        columns = [_WORKERS.c[name] for name in WorkerState._fields]
+        with self._connection() as connection:
+            query = sa.select(*columns).order_by(_WORKERS.c.id)
+            return [WorkerState(*row) for row in connection.execute(query)]
 
     @staticmethod
     def _get_row(session: orm.Session, worker_id: str) -> models.Worker:
@@ -166,22 +218,24 @@ class Workers(Database):
         return row
 
 
-def _record(row: models.Worker) -> WorkerRecord:
+def _record(row: Any, hosts: Iterable[str]) -> WorkerRecord:
+    """A record from a worker's row (an ORM object or a Core mapping) and its hosts."""
+    get = row.__getitem__ if isinstance(row, sa.RowMapping) else functools.partial(getattr, row)
     return WorkerRecord(
-        id=row.id,
-        driver=row.driver,
-        hosts=tuple(sorted(h.host for h in row.hosts)),
-        rpc_version=row.rpc_version,
-        rpc_min_version=row.rpc_min_version,
-        support_tier=row.support_tier,
-        capabilities=json.loads(row.capabilities or "{}"),
-        driver_version=row.driver_version,
-        machine=row.machine,
-        pid=row.pid,
-        state=row.state,
-        disabled=row.disabled,
-        disabled_reason=row.disabled_reason,
-        group=row.group or "",
-        started_at=row.started_at,
-        heartbeat_at=row.heartbeat_at,
+        id=get("id"),
+        driver=get("driver"),
+        hosts=tuple(sorted(hosts)),
+        rpc_version=get("rpc_version"),
+        rpc_min_version=get("rpc_min_version"),
+        support_tier=get("support_tier"),
+        capabilities=json.loads(get("capabilities") or "{}"),
+        driver_version=get("driver_version"),
+        machine=get("machine"),
+        pid=get("pid"),
+        state=get("state"),
+        disabled=bool(get("disabled")),
+        disabled_reason=get("disabled_reason"),
+        group=get("group") or "",
+        started_at=get("started_at"),
+        heartbeat_at=get("heartbeat_at"),
     )

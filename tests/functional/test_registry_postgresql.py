@@ -10,7 +10,7 @@ import pytest
 
 from computed import exception
 from computed.registry import Registry, WorkerRecord, migration
-from computed.registry.api import STATE_STOPPED
+from computed.registry.api import STATE_STOPPED, HostFlag, HostInventoryRecord
 from computed.testing.postgres import PostgreSQLServer
 from rpcapi import ComputeAPI
 from tests.unit import test_registry_journal, test_registry_migrations
@@ -134,3 +134,40 @@ def test_workers_claiming_the_same_new_hosts_at_once_all_succeed(pg_url: str) ->
     assert {o.worker_id for o in owners.values()} <= {f"w{i}" for i in range(4)}
     for registry in (setup, *claimants):
         registry.close()
+
+
+def test_inventory_owners_and_worker_states_on_postgresql(pg_url: str) -> None:
+    """The statements of an idle heartbeat and of the inventory, on PostgreSQL: many
+    rows written in one statement, then again with new figures; the disabled
+    flags; a record said otherwise claimed again; the workers' narrow rows."""
+    registry = Registry(pg_url)
+    registry.migrate()
+    hosts = [f"inv-{i:03d}" for i in range(450)]
+    registry.register(
+        WorkerRecord(
+            id="inv",
+            driver="fake",
+            hosts=tuple(hosts),
+            rpc_version="1.0",
+            rpc_min_version="1.0",
+            support_tier="untested",
+        )
+    )
+    for used in (1, 2):
+        written = registry.record_inventory(
+            HostInventoryRecord(host=host, worker_id="inv", driver="fake", vcpus=8, vcpus_used=used)
+            for host in hosts
+        )
+        assert written == len(hosts)
+        rows = {r.host: r for r in registry.list_inventory() if r.host in hosts}
+        assert {r.vcpus_used for r in rows.values()} == {used}
+    registry.set_host_disabled("inv-007", True, "firmware")
+    assert registry.host_flags(hosts[:10]) == {"inv-007": HostFlag(True, "firmware")}
+    assert registry.host_flags(hosts[10:]) == {}
+    registry.claim_hosts("inv", dict.fromkeys(hosts, "rebalance"))
+    registry.release_hosts(["inv-001"], "inv")
+    assert registry.confirm_hosts("inv", hosts) == ["inv-001"]
+    assert registry.confirm_hosts("inv", hosts) == []
+    (state,) = [s for s in registry.worker_states() if s.id == "inv"]
+    assert (state.driver, state.state, state.disabled) == ("fake", "up", False)
+    registry.close()

@@ -103,6 +103,46 @@ def test_claims_record_moves(registry: Registry) -> None:
     assert registry.list_moves(host="h2") == []
 
 
+def test_a_record_said_otherwise_is_claimed_again_and_only_it(registry: Registry) -> None:
+    registry.claim_hosts("w1", {"h1": "rebalance", "h2": "rebalance"})
+    assert registry.confirm_hosts("w1", ["h1", "h2"]) == []
+    registry.claim_hosts("early", {"h2": "rebalance"})
+    registry.release_hosts(["h2"], "early")
+    assert registry.confirm_hosts("w1", ["h1", "h2"]) == ["h2"]
+    assert {h: r.worker_id for h, r in registry.list_owners().items()} == {"h1": "w1", "h2": "w1"}
+    assert registry.confirm_hosts("w1", ["h1", "h2"]) == []
+
+
+def _fingerprint(registry: Registry, now: datetime.datetime) -> _ownership.Fingerprint:
+    return _ownership.fingerprint(registry.worker_states(), DOWN, now)
+
+
+def test_ownership_is_computed_again_only_when_what_it_depends_on_changed(
+    registry: Registry,
+) -> None:
+    """Heartbeats leave the fingerprint alone; a worker going down, joining,
+    registering again (new hosts), or being disabled changes it."""
+    registry.register(_worker("w1"))
+    registry.register(_worker("w2"))
+    now = utcnow()
+    seen = _fingerprint(registry, now)
+    registry.heartbeat("w1")
+    assert _fingerprint(registry, now) == seen
+    later = now + datetime.timedelta(seconds=DOWN + 1)
+    registry.heartbeat("w1")
+    assert _fingerprint(registry, later) != _fingerprint(registry, now)
+    changes = [
+        lambda: registry.register(_worker("w3")),
+        lambda: registry.register(_worker("w2", hosts=HOSTS[:3])),
+        lambda: registry.set_disabled("w1", True),
+        lambda: registry.set_state("w2", "draining"),
+    ]
+    for change in changes:
+        before = _fingerprint(registry, utcnow())
+        change()
+        assert _fingerprint(registry, utcnow()) != before
+
+
 class _Notifications:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str]] = []
