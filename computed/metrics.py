@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 from wsgiref.simple_server import WSGIServer
@@ -223,40 +223,44 @@ class _StateCollector(Collector):
             "(waiting for an operation thread, or for another operation on the same instance).",
             value=state.journal_waiting(),
         )
-        reconnects = CounterMetricFamily(
+        yield _counters(
             "computed_broker_reconnects",
             "Times a broker connection of the worker came back after it was lost, "
             "by connection: listener (consuming host queues), replies, notifications.",
-            labels=["connection"],
+            ["connection"],
+            [((connection,), n) for connection, n in state.broker_reconnects().items()],
         )
-        for connection, count in sorted(state.broker_reconnects().items()):
-            reconnects.add_metric([connection], count)
-        yield reconnects
-        refused = CounterMetricFamily(
+        yield _counters(
             "computed_messages_refused",
             "Messages refused before any operation ran (malformed, too large, an unknown "
             "method or version, a bad context or argument, a host not served here), by the "
             "error class their sender was told.",
-            labels=["error"],
+            ["error"],
+            [((error,), n) for error, n in state.refused().items()],
         )
-        for error, count in sorted(state.refused().items()):
-            refused.add_metric([error], count)
-        yield refused
-        replays = CounterMetricFamily(
+        yield _counters(
             "computed_journal_replays",
             "Journal entries another worker left that this one settled after taking their "
             "host, by operation and outcome: finished (outcome published again), completed "
             "(run again), failed (not safe to run twice, or could not be run), "
             "adopted-elsewhere.",
-            labels=["operation", "outcome"],
+            ["operation", "outcome"],
+            state.replays().items(),
         )
-        for (operation, outcome), count in sorted(state.replays().items()):
-            replays.add_metric([operation, outcome], count)
-        yield replays
 
     def describe(self) -> Iterator[Metric]:
         # Nothing to read when registered: the worker is not started yet.
         return iter(())
+
+
+def _counters(
+    name: str, documentation: str, labels: list[str], counts: Iterable[tuple[tuple[str, ...], int]]
+) -> CounterMetricFamily:
+    """A counter family with one sample per label values, in a stable order."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for values, count in sorted(counts):
+        family.add_metric(list(values), count)
+    return family
 
 
 class WorkerMetrics:
