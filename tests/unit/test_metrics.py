@@ -245,7 +245,16 @@ def test_the_example_dashboard_uses_only_metrics_that_exist() -> None:
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     used = {name for expr in exprs for name in re.findall(r"\bcomputed_\w+", expr)}
     worker = WorkerMetrics()
-    worker.observe(WorkerState(lambda: 0, lambda: 0.0, lambda: 0, lambda: {"listener": 0}))
+    worker.observe(
+        WorkerState(
+            lambda: 0,
+            lambda: 0.0,
+            lambda: 0,
+            lambda: {"listener": 0},
+            refused=lambda: {"NoSuchMethod": 1},
+            replays=lambda: {("spawn", "completed"): 1},
+        )
+    )
     worker.describe_worker(driver="fake")
     client = ClientMetrics(CollectorRegistry())
     for method in ("ping", "reboot"):
