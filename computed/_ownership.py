@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from tooz import hashring
 
 from computed.registry import WorkerRecord
-from computed.registry.api import STATE_DRAINING, STATE_UP, WorkerState
+from computed.registry.api import WorkerState
 
 __all__ = ["candidates", "owner", "owned_by", "assignment", "fingerprint", "running"]
 
@@ -115,7 +115,7 @@ def fingerprint(
             s.state,
             bool(s.disabled),
             s.started_at,
-            _fresh(s, down_time, now),
+            s.fresh(down_time, now),
         )
         for s in states
     )
@@ -124,20 +124,8 @@ def fingerprint(
 def running(
     states: Iterable[WorkerState], down_time: float, now: datetime.datetime
 ) -> set[tuple[str, int]]:
-    """``(id, pid)`` of the workers that may still be consuming or operating.
-
-    The same test as :meth:`WorkerRecord.may_be_running`, on the narrow rows.
-    """
-    return {
-        (s.id, s.pid)
-        for s in states
-        if s.state in (STATE_UP, STATE_DRAINING) and _fresh(s, down_time, now)
-    }
-
-
-def _fresh(state: WorkerState, down_time: float, now: datetime.datetime) -> bool:
-    beaten = state.heartbeat_at
-    return beaten is not None and (now - beaten).total_seconds() <= down_time
+    """``(id, pid)`` of the workers that may still be consuming or operating."""
+    return {(s.id, s.pid) for s in states if s.may_be_running(down_time, now)}
 
 
 _RINGS: dict[tuple[str, ...], hashring.HashRing] = {}

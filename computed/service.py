@@ -370,14 +370,14 @@ class Worker:
 
     def _reconcile(self, manager: ComputeManager, entry: Any) -> None:
         try:
-            outcome = reconcile(manager, entry)
+            outcome: str | None = reconcile(manager, entry)
         except Exception:
             LOG.exception("Reconciling journal entry %s failed", entry.id)
-            with self._replays_lock:
-                self._replays[entry.operation, "failed"] += 1
-            return
+            outcome = None
         with self._replays_lock:
-            self._replays[entry.operation, outcome] += 1
+            self._replays[entry.operation, outcome or "failed"] += 1
+        if outcome is None:
+            return
         LOG.info(
             "Reconciled %s of %s on %s left by %s: %s",
             entry.operation,

@@ -73,10 +73,7 @@ class WorkerRecord:
 
     def may_be_running(self, down_time: float, now: datetime.datetime | None = None) -> bool:
         """Up or draining with a fresh heartbeat: it may still be consuming or operating."""
-        if self.state not in (STATE_UP, STATE_DRAINING):
-            return False
-        age = self.heartbeat_age(now)
-        return age is not None and age <= down_time
+        return may_be_running(self.state, self.heartbeat_at, down_time, now or utcnow())
 
     @property
     def pool(self) -> tuple[str, str]:
@@ -103,6 +100,28 @@ class WorkerState(NamedTuple):
     disabled: bool
     started_at: datetime.datetime
     heartbeat_at: datetime.datetime
+
+    def fresh(self, down_time: float, now: datetime.datetime) -> bool:
+        """Whether its last heartbeat is within ``down_time`` of ``now``."""
+        return _fresh(self.heartbeat_at, down_time, now)
+
+    def may_be_running(self, down_time: float, now: datetime.datetime) -> bool:
+        """As :meth:`WorkerRecord.may_be_running`."""
+        return may_be_running(self.state, self.heartbeat_at, down_time, now)
+
+
+def may_be_running(
+    state: str, heartbeat_at: datetime.datetime | None, down_time: float, now: datetime.datetime
+) -> bool:
+    """Up or draining with a heartbeat within ``down_time`` of ``now``: a worker
+    in that state may still be consuming or operating."""
+    return state in (STATE_UP, STATE_DRAINING) and _fresh(heartbeat_at, down_time, now)
+
+
+def _fresh(
+    heartbeat_at: datetime.datetime | None, down_time: float, now: datetime.datetime
+) -> bool:
+    return heartbeat_at is not None and (now - heartbeat_at).total_seconds() <= down_time
 
 
 class Workers(Database):
