@@ -49,6 +49,14 @@ libvirt_opts = [
         "power-button press before it forces the domain off. 0 forces it off at "
         "once, like pulling the plug; a paused guest is always forced off.",
     ),
+    cfg.FloatOpt(
+        "shutdown_retry_interval",
+        default=10.0,
+        min=0.1,
+        help="Seconds between presses of the power button while power_off waits "
+        "(shutdown_timeout): a guest that was still booting, or busy, when the "
+        "button was first pressed may miss it.",
+    ),
     cfg.StrOpt(
         "virt_type",
         help="libvirt domain type of new instances (kvm, qemu, test, ...). Unset: kvm "

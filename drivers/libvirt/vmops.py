@@ -12,7 +12,8 @@ destroy       ``destroy`` if active, then ``undefineFlags`` (managed save,
               snapshot, checkpoint metadata, NVRAM)
 power_on      ``create`` (a domain still shutting down is destroyed first)
 power_off     ``destroy``; with ``[libvirt] shutdown_timeout`` an ACPI
-              ``shutdown`` first; a suspended domain loses its save image
+              ``shutdown`` first, pressed again every ``shutdown_retry_interval``;
+              a suspended domain loses its save image
 pause         ``suspend``
 unpause       ``resume``
 suspend       ``managedSave`` (a shut-off domain with a managed save image
@@ -464,7 +465,11 @@ class VMOps:
             dom.managedSaveRemove(0)  # suspended: forget the saved memory
             return
         timeout = self._conf.libvirt.shutdown_timeout
-        if seen.power_state == PowerState.RUNNING and timeout > 0 and _shut_down(dom, timeout):
+        if (
+            seen.power_state == PowerState.RUNNING
+            and timeout > 0
+            and _shut_down(dom, timeout, self._conf.libvirt.shutdown_retry_interval)
+        ):
             return
         force_off(dom)
 
@@ -561,24 +566,43 @@ def force_off(dom: libvirt.virDomain) -> None:
             raise  # else it stopped by itself meanwhile
 
 
-def _shut_down(dom: libvirt.virDomain, timeout: float) -> bool:
-    """Press the power button and wait up to ``timeout`` s; True if the guest went off."""
-    try:
-        dom.shutdown()
-    except libvirt.libvirtError as exc:
-        LOG.info("Graceful shutdown of %s refused (%s); forcing it off", dom.name(), exc)
-        return False
+def _shut_down(dom: libvirt.virDomain, timeout: float, retry_interval: float) -> bool:
+    """Press the power button until the guest goes off, for up to ``timeout`` s.
+
+    A guest still booting, or too busy to read its input, misses a press, so
+    the button is pressed again every ``retry_interval`` s (as a person would).
+
+    :returns: True if the guest went off.
+    """
     deadline = time.monotonic() + timeout
-    while dom.isActive():
-        if time.monotonic() >= deadline:
-            LOG.info(
-                "%s still running %.0f s after the power button; forcing it off",
-                dom.name(),
-                timeout,
-            )
+    presses = 0
+    while True:
+        try:
+            dom.shutdown()
+        except libvirt.libvirtError as exc:
+            if presses and not dom.isActive():
+                return True  # went off just as the button was pressed again
+            LOG.info("Graceful shutdown of %s refused (%s); forcing it off", dom.name(), exc)
             return False
-        time.sleep(_SHUTDOWN_POLL)
-    return True
+        presses += 1
+        press_again = min(deadline, time.monotonic() + retry_interval)
+        while dom.isActive():
+            now = time.monotonic()
+            if now >= deadline:
+                LOG.info(
+                    "%s still running %.0f s after the power button (pressed %d times); "
+                    "forcing it off",
+                    dom.name(),
+                    timeout,
+                    presses,
+                )
+                return False
+            if now >= press_again:
+                LOG.debug("%s still running after %d presses; pressing again", dom.name(), presses)
+                break
+            time.sleep(_SHUTDOWN_POLL)
+        else:
+            return True
 
 
 def undefine(dom: libvirt.virDomain) -> None:

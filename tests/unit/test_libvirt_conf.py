@@ -22,6 +22,7 @@ def test_defaults() -> None:
     assert conf.libvirt.connection_uri == "qemu:///system"
     assert conf.libvirt.host_uris == {}
     assert conf.libvirt.shutdown_timeout == 0.0
+    assert conf.libvirt.shutdown_retry_interval == 10.0
     assert libvirt_conf.uri_for(conf, "any") == "qemu:///system"
 
 
@@ -52,6 +53,7 @@ def test_list_opts_names_the_group() -> None:
         "connection_uri",
         "host_uris",
         "shutdown_timeout",
+        "shutdown_retry_interval",
         "virt_type",
         "storage_pool",
         "nfs_mount_point_base",
