@@ -39,7 +39,7 @@ __all__ = [
     "NOT_MEASURED",
     "OperationMetrics",
     "WorkerMetrics",
-    "WorkerState",
+    "WorkerReadings",
     "outcome_of",
 ]
 
@@ -162,7 +162,7 @@ class _Measured:
         metrics.latency(self._operation, outcome_of(exc)).observe(elapsed)
 
 
-class WorkerState:
+class WorkerReadings:
     """What the worker's parts know, read at each scrape.
 
     Each argument is a function of no arguments; they run on the endpoint's
@@ -199,7 +199,7 @@ class WorkerState:
 
 
 class _StateCollector(Collector):
-    def __init__(self, state: WorkerState) -> None:
+    def __init__(self, state: WorkerReadings) -> None:
         self._state = state
 
     def collect(self) -> Iterator[Metric]:
@@ -281,7 +281,7 @@ class WorkerMetrics:
         """Set the labels of ``computed_worker_info``."""
         self._info.info(labels)
 
-    def observe(self, state: WorkerState) -> None:
+    def observe(self, state: WorkerReadings) -> None:
         """Read ``state`` at every scrape."""
         self.registry.register(_StateCollector(state))
 

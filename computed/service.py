@@ -47,7 +47,7 @@ from computed.manager import (
     reconcile,
     tracker_of,
 )
-from computed.metrics import WorkerMetrics, WorkerState
+from computed.metrics import WorkerMetrics, WorkerReadings
 from computed.notifications import NotificationPublisher, OutcomeNotifier
 from computed.objects import Migration, MigrationKind, MigrationStatus
 from computed.registry import Registry, WorkerRecord
@@ -96,7 +96,7 @@ class Worker:
         self._replays_lock = threading.Lock()
         self.metrics = WorkerMetrics()
         self.metrics.observe(
-            WorkerState(
+            WorkerReadings(
                 hosts_owned=lambda: len(self._managers),
                 heartbeat_age=self._heartbeat_age,
                 journal_waiting=lambda: self._journal.waiting if self._journal else 0,

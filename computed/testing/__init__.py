@@ -14,6 +14,8 @@
   process with its own config and log file.
 * :class:`~computed.testing.notifications.NotificationCollector`: listens to
   the workers' notifications and waits for the ones a test expects.
+* :func:`~computed.testing.metrics.scrape`: the samples a worker's metrics
+  endpoint serves, as Prometheus reads them.
 * :func:`wait_until`: polls a condition until it holds, and fails saying
   what did not happen; for what a test can only look at, not wait on.
 * :mod:`computed.testing.plugin`: the pytest plugin (entry point ``pytest11``)

@@ -18,10 +18,10 @@ from oslo_context import context
 from computed.objects import InstanceSpec, VolumeConnection
 from computed.registry import Registry
 from computed.testing._procs import free_ports
+from computed.testing.metrics import sample_value, scrape
 from computed.testing.notifications import NotificationCollector
 
 from .conftest import DOWN_TIME, HEARTBEAT_INTERVAL, Deployment, wait_until
-from .test_metrics import _scrape, _value
 
 PASSWORD = f"chap-{uuid.uuid4().hex}"
 
@@ -115,9 +115,9 @@ def test_the_next_owner_opens_what_the_killed_one_sealed(
     assert api.ping(None, host).worker_id == survivor
     (disk,) = [d for d in api.get_info(None, host, instance).block_devices if d.volume_id]
     assert disk.kind == "volume"
-    replays = _scrape(metrics_port)
+    replays = scrape(metrics_port)
     assert (
-        _value(
+        sample_value(
             replays,
             "computed_journal_replays_total",
             operation="attach_volume",

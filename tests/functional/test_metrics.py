@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import urllib.request
 import uuid
 from collections.abc import Callable
 
@@ -12,28 +11,15 @@ import oslo_messaging as messaging
 import pytest
 from oslo_config import cfg
 from oslo_context import context
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 from computed import exception, rpc, version
 from computed.objects import InstanceSpec
 from computed.registry import Registry
 from computed.testing._procs import LOOPBACK, TCP_LISTEN, free_ports, tcp_sockets
 from computed.testing.broker import RabbitMQBroker
+from computed.testing.metrics import sample_value, scrape
 from rpcapi import ComputeAPI
 from tests.functional.conftest import Deployment, wait_until
-
-
-def _scrape(port: int) -> list[Sample]:
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=10) as response:
-        assert response.status == 200
-        text = response.read().decode()
-    return [s for family in text_string_to_metric_families(text) for s in family.samples]
-
-
-def _value(samples: list[Sample], name: str, **labels: str) -> float | None:
-    found = [s.value for s in samples if s.name == name and s.labels == labels]
-    return found[0] if found else None
 
 
 def _listening_ports(pid: int) -> set[int]:
@@ -61,20 +47,20 @@ def test_a_worker_serves_what_it_ran_and_the_client_counts_what_it_sent(
     latency = "computed_operation_duration_seconds_count"
 
     def cast_ran() -> bool:
-        return _value(_scrape(port), latency, operation="destroy", outcome="ok") == 1
+        return sample_value(scrape(port), latency, operation="destroy", outcome="ok") == 1
 
     wait_until(cast_ran, 30, "the destroy cast's outcome in the worker's metrics")
-    samples = _scrape(port)
-    assert _value(samples, latency, operation="ping", outcome="ok") == 3
-    assert _value(samples, latency, operation="spawn", outcome="ok") == 1
-    assert _value(samples, latency, operation="get_info", outcome="InstanceNotFound") == 1
-    assert _value(samples, "computed_operations_in_progress", operation="spawn") == 0
-    assert _value(samples, "computed_hosts_owned") == 1
-    assert (_value(samples, "computed_heartbeat_age_seconds") or 0) >= 0
-    assert _value(samples, "computed_journal_waiting") == 0
+    samples = scrape(port)
+    assert sample_value(samples, latency, operation="ping", outcome="ok") == 3
+    assert sample_value(samples, latency, operation="spawn", outcome="ok") == 1
+    assert sample_value(samples, latency, operation="get_info", outcome="InstanceNotFound") == 1
+    assert sample_value(samples, "computed_operations_in_progress", operation="spawn") == 0
+    assert sample_value(samples, "computed_hosts_owned") == 1
+    assert (sample_value(samples, "computed_heartbeat_age_seconds") or 0) >= 0
+    assert sample_value(samples, "computed_journal_waiting") == 0
     reconnects = "computed_broker_reconnects_total"
-    assert _value(samples, reconnects, connection="listener") == 0
-    assert _value(samples, reconnects, connection="replies") == 0
+    assert sample_value(samples, reconnects, connection="listener") == 0
+    assert sample_value(samples, reconnects, connection="replies") == 0
     (info,) = [s for s in samples if s.name == "computed_worker_info"]
     assert info.labels["worker_id"] == worker_id
     assert info.labels["driver"] == "fake"
@@ -120,14 +106,14 @@ def test_reconnects_are_counted_by_connection_after_a_broker_restart(
         deployment.apis.append(api)
         spec = InstanceSpec(uuid=new_uuid(), name="vm", vcpus=1, memory_mb=64, disk_gb=1)
         api.spawn(None, host, spec)  # its notifications open the publisher's connection
-        before = _scrape(port)
-        assert _value(before, reconnects, connection="listener") == 0
-        assert _value(before, reconnects, connection="notifications") == 0
+        before = scrape(port)
+        assert sample_value(before, reconnects, connection="listener") == 0
+        assert sample_value(before, reconnects, connection="notifications") == 0
 
         broker.restart()
 
         def back(connection: str) -> Callable[[], bool]:
-            return lambda: (_value(_scrape(port), reconnects, connection=connection) or 0) >= 1
+            return lambda: (sample_value(scrape(port), reconnects, connection=connection) or 0) >= 1
 
         wait_until(back("listener"), 60, "the listener's reconnect in the metrics")
         wait_until(back("replies"), 60, "the replies' reconnect in the metrics")
@@ -197,7 +183,7 @@ def test_refused_messages_are_counted_by_the_error_their_sender_was_told(
         transport.cleanup()
     deployment.api().ping(None, host)
 
-    samples = _scrape(port)
-    assert _value(samples, "computed_messages_refused_total", error="NoSuchMethod") == 2
+    samples = scrape(port)
+    assert sample_value(samples, "computed_messages_refused_total", error="NoSuchMethod") == 2
     latency = "computed_operation_duration_seconds_count"
-    assert _value(samples, latency, operation="ping", outcome="ok") == 1  # refused: never ran
+    assert sample_value(samples, latency, operation="ping", outcome="ok") == 1  # refused: never ran

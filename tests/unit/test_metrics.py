@@ -16,7 +16,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from computed import exception
 from computed._journal import Journal, Receipt, hand_receipt
-from computed.metrics import OperationMetrics, WorkerMetrics, WorkerState, outcome_of
+from computed.metrics import OperationMetrics, WorkerMetrics, WorkerReadings, outcome_of
 from computed.registry import Registry, WorkerRecord
 from rpcapi import ComputeAPI
 from rpcapi._metrics import ClientMetrics
@@ -168,7 +168,7 @@ def test_the_workers_state_is_read_at_each_scrape() -> None:
     metrics = WorkerMetrics()
     values: dict[str, object] = {"hosts": 2, "age": None, "waiting": 0}
     metrics.observe(
-        WorkerState(
+        WorkerReadings(
             hosts_owned=lambda: values["hosts"],  # type: ignore[arg-type, return-value]
             heartbeat_age=lambda: values["age"],  # type: ignore[arg-type, return-value]
             journal_waiting=lambda: values["waiting"],  # type: ignore[arg-type, return-value]
@@ -246,7 +246,7 @@ def test_the_example_dashboard_uses_only_metrics_that_exist() -> None:
     used = {name for expr in exprs for name in re.findall(r"\bcomputed_\w+", expr)}
     worker = WorkerMetrics()
     worker.observe(
-        WorkerState(
+        WorkerReadings(
             lambda: 0,
             lambda: 0.0,
             lambda: 0,

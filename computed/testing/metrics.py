@@ -1,0 +1,30 @@
+"""Reading a worker's Prometheus endpoint, as a scraper does.
+
+A driver author's tests, and the project's, check what a live worker
+exposes with :func:`scrape` and :func:`sample_value`.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from computed.testing._procs import LOOPBACK
+
+
+def scrape(port: int, address: str = LOOPBACK, timeout: float = 10) -> list[Sample]:
+    """Every sample the endpoint at ``address:port`` serves now."""
+    url = f"http://{address}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        if response.status != 200:
+            raise AssertionError(f"{url} answered {response.status}")
+        text = response.read().decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def sample_value(samples: list[Sample], name: str, **labels: str) -> float | None:
+    """The value of the sample ``name`` with exactly ``labels``; None if there is none."""
+    found = [s.value for s in samples if s.name == name and s.labels == labels]
+    return found[0] if found else None
