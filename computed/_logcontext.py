@@ -16,17 +16,23 @@ from the journal) are :class:`ReceivedContext`: neither they nor their
 copies (a notification's redacted one) ever become current, so a thread
 that reads messages never logs under the last request it read, and an
 operation's lines keep their context whatever the operation builds.
+
+A thread an operation starts (a driver's progress watcher) has no context
+of its own: :func:`carried` gives it the operation's.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 from oslo_context import context as oslo_context
 
-__all__ = ["OperationLogContext", "ReceivedContext", "detached", "serving"]
+__all__ = ["OperationLogContext", "ReceivedContext", "carried", "detached", "serving"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class OperationLogContext(oslo_context.RequestContext):
@@ -85,6 +91,27 @@ def serving(ctxt: Any, host: str, instance_uuid: str | None) -> Iterator[Operati
         yield current
     finally:
         _make_current(previous)
+
+
+def carried(target: Callable[_P, _T]) -> Callable[_P, _T]:
+    """``target``, to be run on another thread under this thread's current context.
+
+    The context is the one current when :func:`carried` is called (the
+    operation's, inside :func:`serving`); the thread that runs ``target``
+    gets back the context it had afterwards.
+    """
+    ctxt = oslo_context.get_current()
+
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        previous = oslo_context.get_current()
+        if ctxt is not None:
+            ctxt.update_store()
+        try:
+            return target(*args, **kwargs)
+        finally:
+            _make_current(previous)
+
+    return run
 
 
 def _make_current(ctxt: oslo_context.RequestContext | None) -> None:

@@ -102,12 +102,13 @@ from __future__ import annotations
 
 import abc
 import enum
+import threading
 from collections.abc import Callable
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from oslo_config import cfg
 
-from computed import exception
+from computed import _logcontext, exception
 from computed.objects import (
     ConsoleConnection,
     HostResources,
@@ -150,10 +151,23 @@ __all__ = [
     "plan_transition",
     "check_state",
     "check_device_state",
+    "operation_thread",
 ]
 
 #: How a long operation reports how far it is: ``progress(percent)``.
 Progress = Callable[[int], None]
+
+
+def operation_thread(
+    target: Callable[..., object], name: str, args: tuple[Any, ...] = ()
+) -> threading.Thread:
+    """A daemon thread (not started) that works for the operation calling this.
+
+    Its log lines carry the operation's request id, host and instance, as the
+    operation's own lines do; a thread made with :class:`threading.Thread`
+    logs with none. Start progress watchers and the like with it.
+    """
+    return threading.Thread(target=_logcontext.carried(target), args=args, name=name, daemon=True)
 
 
 class SupportTier(enum.StrEnum):

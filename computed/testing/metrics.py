@@ -13,6 +13,8 @@ from prometheus_client.samples import Sample
 
 from computed.testing._procs import LOOPBACK
 
+__all__ = ["sample_value", "scrape"]
+
 
 def scrape(port: int, address: str = LOOPBACK, timeout: float = 10) -> list[Sample]:
     """Every sample the endpoint at ``address:port`` serves now."""

@@ -264,11 +264,10 @@ class MigrationOps:
                 reason=f"{migration.dest_host} is not prepared for it",
             )
         done = threading.Event()
-        watcher = threading.Thread(
-            target=self._watch,
+        watcher = base.operation_thread(
+            self._watch,
             args=(client, vm.vm_id, migration, progress, done),
             name=f"hyperv-migration-{migration.id[:8]}",
-            daemon=True,
         )
         progress(0)
         watcher.start()

@@ -239,7 +239,7 @@ def _copy(
                     reported = percent
                     progress(percent)
 
-    watcher = threading.Thread(target=watch, name=f"snapshot-{name[:40]}", daemon=True)
+    watcher = base.operation_thread(watch, name=f"snapshot-{name[:40]}")
     watcher.start()
     try:
         return pool.createXMLFrom(xml, source, 0)

@@ -228,7 +228,7 @@ class LiveOps:
             finally:
                 done.set()
 
-        mover = threading.Thread(target=run, name=f"migrate-{migration.id[:8]}", daemon=True)
+        mover = base.operation_thread(run, name=f"migrate-{migration.id[:8]}")
         mover.start()
         reported = 0
         while not done.wait(PROGRESS_INTERVAL):

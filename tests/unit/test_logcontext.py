@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging as std_logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -80,12 +81,17 @@ def _log_with(formatter: std_logging.Formatter) -> tuple[std_logging.Logger, io.
     return logger, stream
 
 
-def test_the_worker_format_shows_request_host_and_instance() -> None:
+def _worker_formatter() -> formatters.ContextFormatter:
+    """oslo.log's formatter with the worker's default line."""
     conf = cfg.ConfigOpts()
     logging.register_options(conf)
     conf.set_default("logging_context_format_string", OPERATION_LINE)
     conf([], default_config_files=[])
-    logger, stream = _log_with(formatters.ContextFormatter(config=conf))
+    return formatters.ContextFormatter(config=conf)
+
+
+def test_the_worker_format_shows_request_host_and_instance() -> None:
+    logger, stream = _log_with(_worker_formatter())
     with _logcontext.serving(_received(), "h1", UUID):
         logger.info("spawn done")
     with _logcontext.serving(_received("req-2"), "h1", None):
@@ -108,3 +114,29 @@ def test_a_json_record_carries_them_as_fields() -> None:
     assert fields == {"request_id": "req-1", "host": "h1", "instance_uuid": UUID}
     assert outside["context"] == {}
     assert TOKEN not in stream.getvalue()
+
+
+def test_a_thread_the_operation_starts_logs_under_its_context() -> None:
+    from drivers.base import operation_thread
+
+    logger, stream = _log_with(_worker_formatter())
+    with _logcontext.serving(_received(), "h1", UUID):
+        watcher = operation_thread(lambda: logger.info("copied 50%"), name="watcher")
+        bare = threading.Thread(target=lambda: logger.info("copied 60%"))
+    watcher.start()  # started after the operation's thread left serving(): carried all the same
+    watcher.join()
+    bare.start()
+    bare.join()
+    assert watcher.daemon
+    carried, plain = stream.getvalue().splitlines()
+    assert carried.endswith(f" [req-1 h1] [instance: {UUID}] copied 50%"), carried
+    assert plain.endswith(" [-] copied 60%"), plain
+    assert context.get_current() is None
+
+
+def test_a_carried_function_leaves_its_thread_as_it_found_it() -> None:
+    with _logcontext.serving(_received(), "h1", UUID):
+        seen = _logcontext.carried(lambda: context.get_current().request_id)
+    own = context.RequestContext(request_id="req-own")
+    assert seen() == "req-1"
+    assert context.get_current() is own
