@@ -7,7 +7,10 @@ cancels a host's consumer when its ownership moves, without touching the
 others.
 
 Each connection is read by one thread (kombu is not thread safe), which also
-runs whatever other threads ask of the connection (:meth:`_Shard.call`). The
+runs whatever other threads ask of the connection (:meth:`_Shard.call`). It
+sleeps until the broker sends something or another thread asks it for
+something (a byte on its wake-up socket), so an idle worker costs next to
+no CPU, and a host taken over or released is consumed or cancelled at once. The
 thread reads what has arrived, hands the batch to the server's handler on
 its own thread, and only then acknowledges it, in one frame: the handler
 journals what must survive this worker's death before the broker forgets the
@@ -21,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import select
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +40,9 @@ LOG = logging.getLogger(__name__)
 
 #: Most deliveries handled together (one journal transaction, one acknowledgement).
 BATCH = 64
-#: Longest wait for the broker before a connection's thread runs queued work.
+#: Longest sleep of an idle connection's thread (it is woken for any work).
+_IDLE = 5.0
+#: Longest wait for the rest of a frame once the socket has data.
 _POLL = 0.5
 #: Read timeout for data the socket already holds (a frame may be split).
 _MORE = 0.01
@@ -195,6 +201,11 @@ class _Shard(threading.Thread):
         self._failures = 0
         #: Times the connection opened after it was lost or could not be opened.
         self.reconnects = 0
+        # A socket pair rather than a pipe: once closed, a write fails rather
+        # than reach whatever file reused the descriptor.
+        self._waker, self._wake_end = socket.socketpair()
+        for end in (self._waker, self._wake_end):
+            end.setblocking(False)
 
     # Called from other threads -------------------------------------------------
 
@@ -203,10 +214,18 @@ class _Shard(threading.Thread):
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._tasks_lock:
             self._tasks.append((task, future))
+        self._wake()
         return future
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_end.send(b"\0")
+        except OSError:  # full (a wake-up is pending anyway) or closed (stopped)
+            pass
 
     @property
     def connected(self) -> bool:
@@ -235,6 +254,8 @@ class _Shard(threading.Thread):
                 self._lost(exc)
         self._run_tasks()
         self._close()
+        self._waker.close()
+        self._wake_end.close()
 
     def add(self, hosts: list[str]) -> dict[str, str]:
         self._wanted.update(hosts)
@@ -384,18 +405,42 @@ class _Shard(threading.Thread):
             self.call(lambda: self.add([host]) if host in self._wanted else None)
 
     def _drain(self) -> None:
-        """Wait for a delivery, then take what else has already arrived, up to a batch."""
+        """Wait for a delivery, then take what else has already arrived, up to a batch.
+
+        With nothing to do, the thread sleeps until the socket has data or
+        another thread wakes it (up to :data:`_IDLE`, then the heartbeat is
+        checked).
+        """
         assert self._conn is not None
+        sock = self._conn.connection.sock
+        if not self._tasks and not _wire.holds_unread(self._conn):
+            readable, _, _ = select.select([sock, self._waker], [], [], self._idle_wait())
+            if self._waker in readable:
+                self._clear_wake()
+            if sock not in readable:
+                return
         try:
             self._conn.drain_events(timeout=0.01 if self._tasks else _POLL)
         except TimeoutError:
             return
-        sock = self._conn.connection.sock
         while len(self._received) < BATCH and select.select([sock], [], [], 0)[0]:
             try:
                 self._conn.drain_events(timeout=_MORE)
             except TimeoutError:
                 return
+
+    def _idle_wait(self) -> float:
+        assert self._conn is not None
+        # heartbeat_check must run several times per heartbeat interval.
+        heartbeat = self._conn.connection.heartbeat or 0
+        return min(_IDLE, heartbeat / 4) if heartbeat > 0 else _IDLE
+
+    def _clear_wake(self) -> None:
+        try:
+            while self._waker.recv(4096):
+                pass
+        except OSError:  # nothing more to read
+            pass
 
     def _flush(self) -> None:
         """Hand what arrived to the handler, then acknowledge all of it at once."""

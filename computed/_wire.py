@@ -12,7 +12,8 @@ are declared exactly as oslo.messaging declares them) and the encoding of a
 remote exception (so clients rebuild the project's exceptions). The supported
 oslo.messaging range is in ``setup.cfg``; :func:`check_supported` fails with a
 message naming what is missing on a release that lacks it, and the worker
-calls it before it serves anything.
+calls it before it serves anything. It also checks the one py-amqp internal
+the listener reads (:func:`holds_unread`): the transport's read buffer.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "connection",
     "rabbit_options",
     "close_quietly",
+    "holds_unread",
     "MalformedMessage",
 ]
 
@@ -81,9 +83,12 @@ class MalformedMessage(ValueError):
 
 
 def _internals() -> dict[str, Any]:
+    from amqp import transport  # noqa: PLC0415
     from oslo_messaging._drivers import common, impl_rabbit  # noqa: PLC0415
 
+    slots = getattr(transport._AbstractTransport, "__slots__", ())
     return {
+        "amqp's transport _read_buffer": True if "_read_buffer" in slots else None,
         "serialize_remote_exception": getattr(common, "serialize_remote_exception", None),
         "ConfigOptsProxy": getattr(common, "ConfigOptsProxy", None),
         "_get_queue_arguments": getattr(impl_rabbit, "_get_queue_arguments", None),
@@ -355,6 +360,21 @@ def connection(
             },
         },
     )
+
+
+def holds_unread(conn: Connection) -> bool:
+    """Whether ``conn`` holds bytes read from its socket and not yet handled.
+
+    A ``select`` on the socket does not show them: the start of a frame that
+    py-amqp read before a timeout cut it (its transport's read buffer), or
+    TLS records already decrypted. A reader that waits on the socket must
+    first handle these.
+    """
+    transport = conn.connection.transport
+    if transport._read_buffer:
+        return True
+    sock = transport.sock
+    return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
 
 def close_quietly(conn: Any, what: str = "a broker connection") -> None:

@@ -171,3 +171,12 @@ def test_the_urls_query_overrides_the_options_as_for_oslo_messaging() -> None:
     assert conn.ssl["ssl_version"] == ssl.PROTOCOL_TLSv1_2
     assert _wire.connection(_wire_conf(), "rabbit://broker/?ssl=1", "test").ssl is True
     assert _wire.connection(_wire_conf(ssl=True), "rabbit://broker/?ssl=0", "test").ssl is False
+
+
+def test_a_py_amqp_without_the_read_buffer_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amqp import transport
+
+    slots = tuple(s for s in transport._AbstractTransport.__slots__ if s != "_read_buffer")
+    monkeypatch.setattr(transport._AbstractTransport, "__slots__", slots)
+    with pytest.raises(_wire.UnsupportedLibrary, match="amqp's transport _read_buffer"):
+        _wire.check_supported()
