@@ -49,6 +49,17 @@ def test_broker_refuses_a_driver_types_credentials_on_another_vhost(
     assert "access" in str(refused.value).lower() or "refused" in str(refused.value).lower()
     assert f"pw-{xen}" not in str(refused.value)
 
+    # Run again (another driver type added later): existing users keep their
+    # passwords, and none is generated for them.
+    env[f"COMPUTED_BROKER_PASSWORD_{xen.upper()}"] = "another-password"
+    again = subprocess.run(
+        [str(SCRIPT), xen, hyperv], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr
+    assert "added 0 vhost(s) and 0 user(s)" in again.stdout, again.stdout
+    assert "generated" not in again.stderr
+    rpc.check_broker(conf, url(xen, xen, f"pw-{xen}"), 10)
+
 
 def test_client_routes_each_host_to_its_driver_types_vhost(
     broker: RabbitMQBroker, conf: cfg.ConfigOpts, deployment: Deployment, tmp_path: Path
