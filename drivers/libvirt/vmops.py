@@ -586,23 +586,19 @@ def _shut_down(dom: libvirt.virDomain, timeout: float, retry_interval: float) ->
             return False
         presses += 1
         press_again = min(deadline, time.monotonic() + retry_interval)
-        while dom.isActive():
-            now = time.monotonic()
-            if now >= deadline:
-                LOG.info(
-                    "%s still running %.0f s after the power button (pressed %d times); "
-                    "forcing it off",
-                    dom.name(),
-                    timeout,
-                    presses,
-                )
-                return False
-            if now >= press_again:
-                LOG.debug("%s still running after %d presses; pressing again", dom.name(), presses)
-                break
+        while dom.isActive() and time.monotonic() < press_again:
             time.sleep(_SHUTDOWN_POLL)
-        else:
+        if not dom.isActive():
             return True
+        if time.monotonic() >= deadline:
+            LOG.info(
+                "%s still running %.0f s after the power button (pressed %d times); forcing it off",
+                dom.name(),
+                timeout,
+                presses,
+            )
+            return False
+        LOG.debug("%s still running after %d presses; pressing again", dom.name(), presses)
 
 
 def undefine(dom: libvirt.virDomain) -> None:
