@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import json
 from collections.abc import Iterable
 from typing import Any, NamedTuple, cast
@@ -202,9 +201,14 @@ class Workers(Database):
             session.delete(self._get_row(session, worker_id))
 
     def get(self, worker_id: str) -> WorkerRecord:
-        with self._transaction() as session:
-            row = self._get_row(session, worker_id)
-            return _record(row, [h.host for h in row.hosts])
+        """:raises computed.exception.RegistryError: if there is no such worker."""
+        query = sa.select(_WORKERS).where(_WORKERS.c.id == worker_id)
+        hosts = sa.select(_HOSTS.c.host).where(_HOSTS.c.worker_id == worker_id)
+        with self._connection() as connection:
+            row = connection.execute(query).mappings().one_or_none()
+            if row is None:
+                raise _not_registered(worker_id)
+            return _record(row, connection.scalars(hosts))
 
     def list_workers(self) -> list[WorkerRecord]:
         """Every worker with its hosts, by id: two Core queries, no ORM objects."""
@@ -233,28 +237,31 @@ class Workers(Database):
     def _get_row(session: orm.Session, worker_id: str) -> models.Worker:
         row = session.get(models.Worker, worker_id)
         if row is None:
-            raise exception.RegistryError(reason=f"no worker {worker_id!r} is registered")
+            raise _not_registered(worker_id)
         return row
 
 
-def _record(row: Any, hosts: Iterable[str]) -> WorkerRecord:
-    """A record from a worker's row (an ORM object or a Core mapping) and its hosts."""
-    get = row.__getitem__ if isinstance(row, sa.RowMapping) else functools.partial(getattr, row)
+def _not_registered(worker_id: str) -> exception.RegistryError:
+    return exception.RegistryError(reason=f"no worker {worker_id!r} is registered")
+
+
+def _record(row: sa.RowMapping, hosts: Iterable[str]) -> WorkerRecord:
+    """A record from a worker's row and its hosts."""
     return WorkerRecord(
-        id=get("id"),
-        driver=get("driver"),
+        id=row["id"],
+        driver=row["driver"],
         hosts=tuple(sorted(hosts)),
-        rpc_version=get("rpc_version"),
-        rpc_min_version=get("rpc_min_version"),
-        support_tier=get("support_tier"),
-        capabilities=json.loads(get("capabilities") or "{}"),
-        driver_version=get("driver_version"),
-        machine=get("machine"),
-        pid=get("pid"),
-        state=get("state"),
-        disabled=bool(get("disabled")),
-        disabled_reason=get("disabled_reason"),
-        group=get("group") or "",
-        started_at=get("started_at"),
-        heartbeat_at=get("heartbeat_at"),
+        rpc_version=row["rpc_version"],
+        rpc_min_version=row["rpc_min_version"],
+        support_tier=row["support_tier"],
+        capabilities=json.loads(row["capabilities"] or "{}"),
+        driver_version=row["driver_version"],
+        machine=row["machine"],
+        pid=row["pid"],
+        state=row["state"],
+        disabled=bool(row["disabled"]),
+        disabled_reason=row["disabled_reason"],
+        group=row["group"] or "",
+        started_at=row["started_at"],
+        heartbeat_at=row["heartbeat_at"],
     )
