@@ -7,7 +7,8 @@ same shape as every other versioned object on the bus.
 The worker publishes them itself, in oslo.messaging's notification format
 (any oslo.messaging notification listener reads them), on one connection
 with publisher confirms: an outcome counts as published once the broker has
-confirmed it. oslo.messaging's notifier costs about 2 ms of CPU per
+confirmed it; a start is written without waiting, and confirmed before its
+outcome is. oslo.messaging's notifier costs about 2 ms of CPU per
 notification on the benchmark machine, most of it in its driver plumbing;
 a lifecycle operation publishes two.
 """
@@ -49,6 +50,12 @@ class NotificationPublisher:
     A publication waits for the broker: while it is away, the thread retries
     (0.5 to 4 s apart) until it is back or the publisher is closed, as
     oslo.messaging's notifier does with its default ``retry``.
+
+    A publication made with ``wait=False`` returns once its message is
+    written. Its confirmation is awaited by the next publication that waits,
+    which waits for every message published before it, or by :meth:`close`.
+    Until the broker confirms it the message is kept, and published again
+    if the connection fails first.
     """
 
     def __init__(self, conf: cfg.ConfigOpts, name: str, url: str | None = None) -> None:
@@ -62,6 +69,14 @@ class NotificationPublisher:
         self._channel: Any = None
         self._declared: set[str] = set()
         self._queues: dict[str, Any] = {}
+        #: The channel's last delivery tag: confirms count from 1 on each channel.
+        self._tag = 0
+        #: Messages written on this channel and not confirmed yet, by delivery tag.
+        self._unconfirmed: dict[int, _Outgoing] = {}
+        #: Messages a failed connection left unconfirmed, to publish again.
+        self._backlog: list[_Outgoing] = []
+        #: Messages the broker refused since the last look.
+        self._refused: list[_Outgoing] = []
         #: Times a publication went through after the connection failed.
         self.reconnects = 0
 
@@ -73,26 +88,27 @@ class NotificationPublisher:
         priority: str,
         payload: Any,
         message_id: str | None = None,
+        wait: bool = True,
     ) -> None:
         """Publish one notification; returns once the broker confirmed it.
 
+        :param wait: False returns once the message is written (see the class).
         :raises computed.exception.BrokerUnavailable: the publisher was closed
             while the broker was away.
         """
         queue = self._queue(priority)
         body = _wire.notification(context, publisher_id, event_type, priority, payload, message_id)
         message = amqp.Message(body, content_type="application/json", content_encoding="utf-8")
+        outgoing = _Outgoing(event_type, queue, message)
         failures = 0
         with self._lock:
             while True:
                 try:
                     self._connect()
-                    if queue.name not in self._declared:
-                        queue(self._channel).declare()
-                        self._declared.add(queue.name)
-                    self._channel.basic_publish_confirm(
-                        message, exchange=queue.exchange.name, routing_key=queue.routing_key
-                    )
+                    if outgoing.tag is None:  # else written again from the backlog
+                        self._send(outgoing)
+                    if wait:
+                        self._await(outgoing)
                     if failures:
                         self.reconnects += 1
                     return
@@ -108,6 +124,51 @@ class NotificationPublisher:
                             url=rpc.safe_url(self._url), reason=f"closed while away: {exc}"
                         ) from exc
 
+    def _send(self, outgoing: _Outgoing) -> None:
+        """Write one message, declaring its queue the first time."""
+        queue = outgoing.queue
+        if queue.name not in self._declared:
+            queue(self._channel).declare()
+            self._declared.add(queue.name)
+        self._channel.basic_publish(
+            outgoing.message, exchange=queue.exchange.name, routing_key=queue.routing_key
+        )
+        self._tag += 1
+        outgoing.tag = self._tag
+        self._unconfirmed[self._tag] = outgoing
+
+    def _await(self, outgoing: _Outgoing) -> None:
+        """Read the broker's confirms until it confirmed ``outgoing`` and all before it.
+
+        :raises amqp.exceptions.MessageNacked: the broker refused ``outgoing``.
+        """
+        tag = outgoing.tag
+        assert tag is not None
+        while any(pending <= tag for pending in self._unconfirmed):
+            self._conn.drain_events()
+        refused, self._refused = self._refused, []
+        for each in refused:
+            each.tag = None
+            if each is not outgoing:
+                LOG.warning("The broker refused %s, published without waiting", each.event_type)
+        if outgoing.tag is None:
+            raise amqp.exceptions.MessageNacked()
+
+    def _confirmed(self, delivery_tag: int, multiple: bool) -> None:
+        """The broker's ``basic.ack`` (a channel event callback)."""
+        for tag in self._settled(delivery_tag, multiple):
+            del self._unconfirmed[tag]
+
+    def _nacked(self, delivery_tag: int, multiple: bool) -> None:
+        """The broker's ``basic.nack``: the message is lost (a channel event callback)."""
+        for tag in self._settled(delivery_tag, multiple):
+            self._refused.append(self._unconfirmed.pop(tag))
+
+    def _settled(self, delivery_tag: int, multiple: bool) -> list[int]:
+        if multiple:
+            return [tag for tag in self._unconfirmed if tag <= delivery_tag]
+        return [delivery_tag] if delivery_tag in self._unconfirmed else []
+
     def _queue(self, priority: str) -> Any:
         """The queue of ``priority``, built once: building one costs more than publishing."""
         queue = self._queues.get(priority)
@@ -117,9 +178,19 @@ class NotificationPublisher:
         return queue
 
     def close(self) -> None:
+        """Wait for what is unconfirmed (unless the broker is away), then disconnect."""
         self._closed.set()
         with self._lock:
+            if self._unconfirmed:
+                try:
+                    self._await(self._unconfirmed[max(self._unconfirmed)])
+                except Exception as exc:
+                    LOG.warning("Notifications not confirmed before closing: %s", exc)
             self._close()
+            if self._backlog:
+                LOG.warning(
+                    "%d notification(s) not published: the broker was away", len(self._backlog)
+                )
 
     def _connect(self) -> None:
         if self._channel is not None:
@@ -129,14 +200,38 @@ class NotificationPublisher:
             conn.connect()
             channel = conn.channel()
             channel.confirm_select()
+            channel.events["basic_ack"].add(self._confirmed)
+            channel.events["basic_nack"].add(self._nacked)
         except Exception:
             conn.close()
             raise
         self._conn, self._channel, self._declared = conn, channel, set()
+        while self._backlog:
+            self._send(self._backlog[0])
+            del self._backlog[0]
 
     def _close(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
         _wire.close_quietly(conn, "the notification connection")
+        # A new channel counts its confirms from 1, and what this one left
+        # unconfirmed goes out again on it, first.
+        left = sorted(self._unconfirmed.items())
+        for _tag, outgoing in left:
+            outgoing.tag = None
+        self._backlog[:0] = [outgoing for _tag, outgoing in left]
+        self._unconfirmed, self._tag, self._refused = {}, 0, []
+
+
+class _Outgoing:
+    """A message being published; ``tag`` is its delivery tag once written."""
+
+    __slots__ = ("event_type", "queue", "message", "tag")
+
+    def __init__(self, event_type: str, queue: Any, message: amqp.Message) -> None:
+        self.event_type = event_type
+        self.queue = queue
+        self.message = message
+        self.tag: int | None = None
 
 
 class OutcomeNotifier:
@@ -248,8 +343,14 @@ class OutcomeNotifier:
             "error" if phase == "error" else "info",
             action_payload(uuid, host, operation, request_id, recorded),
             notification_id(message_id, phase),
+            wait=phase not in _UNDER_WAY,
         )
 
+
+#: Phases reporting an operation under way: published without waiting for the
+#: broker's confirmation, which the outcome's publication awaits. A worker
+#: killed meanwhile may lose one; an outcome is never lost.
+_UNDER_WAY = frozenset(("start", "progress"))
 
 #: What :class:`~computed.objects.InstanceActionPayload` carries beside its
 #: identity, in the order of its fields.

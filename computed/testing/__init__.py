@@ -14,6 +14,9 @@
   process with its own config and log file.
 * :class:`~computed.testing.notifications.NotificationCollector`: listens to
   the workers' notifications and waits for the ones a test expects.
+* :class:`~computed.testing.proxy.SilentPort`: a TCP port in front of a
+  broker that relays, or falls silent as a hung broker does, and resets
+  the connections it kept silent when it relays again.
 * :func:`~computed.testing.metrics.scrape`: the samples a worker's metrics
   endpoint serves, as Prometheus reads them.
 * :func:`wait_until`: polls a condition until it holds, and fails saying

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import json
 import threading
 import uuid
 from collections.abc import Iterator
 
+import kombu
 import pytest
 from oslo_config import cfg
 from oslo_context import context
@@ -14,6 +16,7 @@ from oslo_context import context
 from computed.notifications import NotificationPublisher
 from computed.objects import InstanceActionPayload, InstanceSpec
 from computed.testing.broker import RabbitMQBroker
+from computed.testing.proxy import SilentPort
 from rpcapi import InstanceEvent, InstanceEventListener
 from tests.functional.conftest import Deployment, wait_until
 
@@ -115,6 +118,46 @@ def test_a_notification_published_twice_is_heard_once(
         publisher.close()
     wait_until(lambda: heard.requests("instance.reboot.end")["req-after"] == 1, 30, "heard")
     assert heard.requests("instance.reboot.end")["req-twice"] == 1
+
+
+def test_a_start_lost_with_its_connection_goes_out_again_before_the_outcome(
+    broker: RabbitMQBroker, conf: cfg.ConfigOpts
+) -> None:
+    """An operation's start is published without waiting for the broker's
+    confirmation. Written on a connection that failed before the broker got it,
+    it is published again on the next connection, ahead of the outcome."""
+    topic = f"resend-{uuid.uuid4().hex[:6]}"
+    conf.set_override("topic", topic, group="notifications")
+    port = SilentPort(broker.port)
+    port.forward()
+    publisher = NotificationPublisher(conf, "resend-test", url=port.url)
+    try:
+        publisher.publish({}, "computed.h", "instance.spawn.end", "info", {"n": 0})
+        port.silence()  # the broker's side closes; what the publisher writes is dropped
+        publisher.publish({}, "computed.h", "instance.reboot.start", "info", {"n": 1}, wait=False)
+        port.forward()  # resets the publisher's connection
+        publisher.publish({}, "computed.h", "instance.reboot.end", "info", {"n": 2})
+        assert publisher.reconnects == 1
+    finally:
+        publisher.close()
+        port.close()
+        conf.clear_override("topic", group="notifications")
+    assert _queued(broker, f"{topic}.info") == [
+        ("instance.spawn.end", 0),
+        ("instance.reboot.start", 1),
+        ("instance.reboot.end", 2),
+    ]
+
+
+def _queued(broker: RabbitMQBroker, queue: str) -> list[tuple[str, object]]:
+    """The event type and payload of each notification in ``queue``, in order (taken out)."""
+    found = []
+    with kombu.Connection(broker.amqp_url) as conn:
+        channel = conn.default_channel
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            inner = json.loads(json.loads(message.body)["oslo.message"])
+            found.append((inner["event_type"], inner["payload"]["n"]))
+    return found
 
 
 def test_events_are_heard_on_each_driver_types_broker(
