@@ -262,7 +262,7 @@ class Server:
         try:
             if problem is not None:
                 raise _Refused(exception.InvalidRequest(operation="envelope", reason=problem))
-            problem = _wire.problem(message, self._options.max_depth)
+            problem = _wire.problem(message, self._options.max_depth, delivery.body)
             if problem is not None:
                 raise _Refused(
                     exception.InvalidRequest(

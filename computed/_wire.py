@@ -169,8 +169,21 @@ def decode(body: bytes | str) -> dict[str, Any]:
     return outer
 
 
-def problem(message: dict[str, Any], max_depth: int) -> str | None:
-    """Why ``message`` cannot be served (too deep, or a string that is not text), or None."""
+#: The JSON escape of a UTF-16 surrogate; a body without one decodes to text
+#: without lone surrogates.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def problem(message: dict[str, Any], max_depth: int, body: bytes | str | None = None) -> str | None:
+    """Why ``message`` cannot be served (too deep, or a string that is not text), or None.
+
+    :param body: the body ``message`` was decoded from. Every level of nesting
+        opens a bracket, and a lone surrogate can only come from an escape,
+        so a body with few brackets and no such escape is passed without
+        walking the message.
+    """
+    if body is not None and _plainly_fine(body, max_depth):
+        return None
     stack: list[tuple[Any, int]] = [(message, 1)]
     while stack:
         value, depth = stack.pop()
@@ -190,6 +203,14 @@ def problem(message: dict[str, Any], max_depth: int) -> str | None:
                 return f"nested deeper than {max_depth} levels"
             stack.extend((item, depth + 1) for item in value)
     return None
+
+
+def _plainly_fine(body: bytes | str, max_depth: int) -> bool:
+    try:
+        raw = body.encode("utf-8") if isinstance(body, str) else body
+    except UnicodeEncodeError:  # holds a lone surrogate itself
+        return False
+    return raw.count(b"{") + raw.count(b"[") <= max_depth and not _SURROGATE_ESCAPE.search(raw)
 
 
 _ADDRESS = {

@@ -76,6 +76,24 @@ def test_problem_finds_deep_nesting_and_lone_surrogates() -> None:
     assert "lone surrogate" in str(_wire.problem({"args": {surrogate: 1}}, 32))
 
 
+@pytest.mark.parametrize("as_text", [False, True], ids=["bytes", "str"])
+def test_problem_reads_the_body_the_same_as_the_message(as_text: bool) -> None:
+    surrogate = json.loads('"x\\ud800y"')
+    messages = {
+        "plain": {"method": "reboot", "args": {"uuid": "u", "tags": ["a"]}},
+        "deep": {"args": _nested(20)},
+        "deep but under the limit": {"args": _nested(15)},
+        "surrogate in a value": {"args": {"name": surrogate}},
+        "surrogate in a key": {"args": {surrogate: 1}},
+        "a backslash-u that is not an escape": {"args": {"path": "C:\\udf\\x"}},
+    }
+    for name, message in messages.items():
+        body = _enveloped(message)
+        given = body.decode() if as_text else body
+        assert _wire.problem(_wire.decode(given), 32, given) == _wire.problem(message, 32), name
+    assert _wire.problem(messages["plain"], 32, _enveloped(messages["plain"])) is None
+
+
 def test_reply_address_is_found_without_decoding() -> None:
     message = {
         "method": "x",
