@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from computed import exception
 from computed._journal import Journal, Receipt, hand_receipt
 from computed.metrics import OperationMetrics, WorkerMetrics, WorkerReadings, outcome_of
 from computed.registry import Registry, WorkerRecord
+from computed.testing.metrics import exposition
 from rpcapi import ComputeAPI
 from rpcapi._metrics import ClientMetrics
 from tests.unit.test_client import _closed_port, _conf
@@ -193,8 +193,7 @@ def test_the_endpoint_serves_the_workers_registry_only() -> None:
     port = _closed_port()
     metrics.serve("127.0.0.1", port)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            text = response.read().decode()
+        text = exposition(port)
     finally:
         metrics.close()
     families = {f.name: f for f in text_string_to_metric_families(text)}
