@@ -18,7 +18,15 @@ from tooz import hashring
 from computed.registry import WorkerRecord
 from computed.registry.api import WorkerState
 
-__all__ = ["candidates", "owner", "owned_by", "assignment", "fingerprint", "running"]
+__all__ = [
+    "candidates",
+    "owner",
+    "owned_by",
+    "assignment",
+    "fingerprint",
+    "running",
+    "next_expiry",
+]
 
 #: What ownership depends on, of every worker: see :func:`fingerprint`.
 Fingerprint = tuple[tuple[object, ...], ...]
@@ -80,18 +88,21 @@ def owned_by(
 ) -> set[str]:
     """The hosts ``me`` owns, given the registry's ``workers`` (``me`` counted as live).
 
-    Linear in the hosts ``me`` declares times the workers of its pool: each
-    other worker's hosts are looked up in a set, not scanned.
+    A host declared in several pools belongs to the first of them (in order)
+    with a live worker, as in :func:`assignment`: ``me`` owns none that a
+    live worker of an earlier pool declares.
+
+    Linear in the hosts ``me`` declares times the workers: each other
+    worker's hosts are looked up in a set, not scanned.
     """
-    rivals = [
-        (w.id, frozenset(w.hosts))
-        for w in workers
-        if w.id != me.id and w.pool == me.pool and w.is_alive(down_time, now)
-    ]
+    live = [w for w in workers if w.id != me.id and w.is_alive(down_time, now)]
+    rivals = [(w.id, frozenset(w.hosts)) for w in live if w.pool == me.pool]
+    ahead = [frozenset(w.hosts) for w in live if w.pool < me.pool]
     return {
         host
         for host in me.hosts
-        if owner(host, [me.id, *(i for i, hosts in rivals if host in hosts)]) == me.id
+        if not any(host in hosts for hosts in ahead)
+        and owner(host, [me.id, *(i for i, hosts in rivals if host in hosts)]) == me.id
     }
 
 
@@ -126,6 +137,24 @@ def running(
 ) -> set[tuple[str, int]]:
     """``(id, pid)`` of the workers that may still be consuming or operating."""
     return {(s.id, s.pid) for s in states if s.may_be_running(down_time, now)}
+
+
+def next_expiry(
+    states: Iterable[WorkerState], driver: str, me: str, down_time: float, now: datetime.datetime
+) -> float | None:
+    """Seconds from ``now`` until the first live worker of ``driver`` other than
+    ``me`` counts as down if it heartbeats no more; None if there is none.
+
+    Ownership changes then with nothing written to the registry: a worker that
+    looks again at that moment, rather than at its next heartbeat interval,
+    takes a dead worker's hosts over ``heartbeat_interval`` sooner.
+    """
+    left = [
+        down_time - (now - s.heartbeat_at).total_seconds()
+        for s in states
+        if s.driver == driver and s.id != me and s.fresh(down_time, now)
+    ]
+    return min(left) if left else None
 
 
 _RINGS: dict[tuple[str, ...], hashring.HashRing] = {}

@@ -60,6 +60,9 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds between two purges of the journal's finished entries.
 _PURGE_EVERY = 600.0
+#: How long after another worker's heartbeat expires this one looks again:
+#: past the expiry, so that the worker counts as down by then.
+_PAST_EXPIRY = 0.05
 #: Seconds between two batches of finished journal entries.
 _FINISH_EVERY = 0.02
 
@@ -201,7 +204,7 @@ class Worker:
             ", ".join(self.owned_hosts) or "none yet",
         )
 
-    def rebalance(self) -> None:
+    def rebalance(self) -> float | None:
         """Serve exactly the hosts this worker owns now, according to the registry.
 
         New hosts are served (their server started, then the ownership
@@ -210,11 +213,16 @@ class Worker:
         Ownership is computed again only when something it depends on
         changed (:func:`computed._ownership.fingerprint`): an idle worker
         reads one narrow row per worker and the hosts recorded as its own.
+
+        :returns: seconds until another worker of its driver would count as
+            down if it heartbeats no more
+            (:func:`computed._ownership.next_expiry`), or None.
         """
         assert self.registry is not None
+        assert self.driver is not None
         with self._owning:
             if self._stopping.is_set():
-                return
+                return None
             now = utcnow()
             down_time = self.conf.registry.down_time
             states = self.registry.worker_states()
@@ -228,6 +236,7 @@ class Worker:
             # wrong record is written.
             self.registry.confirm_hosts(self.worker_id, self._managers)
             self._reconcile_orphans(_ownership.running(states, down_time, now))
+            return _ownership.next_expiry(states, self.driver.name, self.worker_id, down_time, now)
 
     def _recompute(self, seen: _ownership.Fingerprint, now: datetime.datetime) -> None:
         """Compute the hosts this worker owns from the workers' records; take and release."""
@@ -578,13 +587,21 @@ class Worker:
         return reconnects
 
     def _follow_ownership(self) -> None:
-        """Recompute ownership every heartbeat interval; now and then, purge the journal."""
+        """Recompute ownership every heartbeat interval, and as soon as another
+        worker's heartbeat grows older than ``down_time``; now and then, purge
+        the journal."""
         purged = time.monotonic()
-        while not self._stopping.wait(self.conf.heartbeat_interval):
+        interval = self.conf.heartbeat_interval
+        wait = interval
+        while not self._stopping.wait(wait):
+            wait = interval
             try:
-                self.rebalance()
+                expiry = self.rebalance()
             except Exception as exc:
                 LOG.warning("Recomputing host ownership failed: %s", exc)
+            else:
+                if expiry is not None:
+                    wait = min(interval, max(expiry, 0.0) + _PAST_EXPIRY)
             if self._journal is not None and time.monotonic() - purged > _PURGE_EVERY:
                 purged = time.monotonic()
                 gone = self._journal.purge(self.conf.listener.duplicate_window)

@@ -754,18 +754,17 @@ def _warn_if_takeover_outlasts_calls(conf: cfg.ConfigOpts) -> None:
 
     A call sent just after its host's worker died waits in the host's queue
     until another worker counts it as down (``[registry] down_time`` after
-    its last heartbeat), decides at its next heartbeat to take the host over
-    and serves it (docs/ownership.md).
+    its last heartbeat), takes the host over at that moment and serves it
+    (docs/ownership.md).
     """
-    takeover = conf.registry.down_time + conf.heartbeat_interval + TAKEOVER_ALLOWANCE
+    takeover = conf.registry.down_time + TAKEOVER_ALLOWANCE
     if conf.client.call_timeout < takeover:
         LOG.warning(
             "[client] call_timeout (%s s) is shorter than a takeover: [registry] down_time "
-            "(%g s) + heartbeat_interval (%g s) + %g s to serve the host; calls to a host "
-            "whose worker died may time out before another worker serves it",
+            "(%g s) + %g s to serve the host; calls to a host whose worker died may time "
+            "out before another worker serves it",
             conf.client.call_timeout,
             conf.registry.down_time,
-            conf.heartbeat_interval,
             TAKEOVER_ALLOWANCE,
         )
 

@@ -46,7 +46,7 @@ client_opts = [
         "list_instances, host resources and capabilities); the call raises "
         "HostTimeout after it, or BrokerUnavailable if the broker failed it "
         "(docs/delivery.md). Keep it longer than a takeover, '[registry] down_time' + "
-        "'heartbeat_interval' + 10 s (docs/ownership.md), so that a call to a host "
+        "10 s (docs/ownership.md), so that a call to a host "
         "whose worker just died is answered by the worker that takes it over.",
     ),
     cfg.IntOpt(

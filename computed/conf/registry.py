@@ -25,8 +25,8 @@ registry_opts = [
         min=0.1,
         help="Seconds without a heartbeat after which a worker counts as down "
         "and another worker takes its hosts over. Keep it several heartbeat "
-        "intervals long, and '[client] call_timeout' longer than it plus a "
-        "heartbeat interval plus 10 s (docs/ownership.md).",
+        "intervals long, and '[client] call_timeout' longer than it plus 10 s "
+        "(docs/ownership.md).",
     ),
     cfg.StrOpt(
         "journal_key_file",

@@ -50,8 +50,9 @@ worker_opts = [
         default=5.0,
         min=0.1,
         help="Seconds between two heartbeats written to the registry. At each "
-        "heartbeat the worker also recomputes which of its hosts it owns, so a dead "
-        "worker's hosts move within '[registry] down_time' plus this interval.",
+        "heartbeat the worker also recomputes which of its hosts it owns, and again "
+        "when another worker's last heartbeat grows older than '[registry] "
+        "down_time', so a dead worker's hosts move within that down time.",
     ),
     cfg.FloatOpt(
         "drain_timeout",

@@ -1,7 +1,8 @@
-"""Host ownership benchmark: takeover time after SIGKILL, and call latency
-with one worker serving 1,000 hosts versus one host, in one run; for the
-1,000-host worker also its start-up time, threads, RSS, broker connections,
-idle CPU (with the shipped heartbeat, once every host is in the inventory) and the time from SIGTERM to exit.
+"""Host ownership benchmark: call latency with one worker serving 1,000 hosts
+versus one host, in one run; for the 1,000-host worker also its start-up
+time, threads, RSS, broker connections, idle CPU (with the shipped
+heartbeat, once every host is in the inventory) and the time from SIGTERM
+to exit; then a standby worker taking all 1,000 hosts over after a SIGKILL.
 
 ``python -m tests.bench.ownership_bench [--hosts 1000] [--calls 500]``
 
@@ -25,14 +26,17 @@ from oslo_config import cfg
 from computed import conf as computed_conf
 from computed import rpc
 from computed.registry import Registry
+from computed.registry.api import utcnow
 from computed.testing import _procs
 from computed.testing.broker import RabbitMQBroker
 from computed.testing.workers import WorkerProcess
 from rpcapi import ComputeAPI
 from tests.bench.stats import percentile
 
-HEARTBEAT = 0.5
-DOWN_TIME = 3.0
+#: The takeover's: the shipped heartbeat, and a down time shorter than the
+#: shipped 30 s (the target counts from it, whatever it is).
+TAKEOVER_HEARTBEAT = 5.0
+TAKEOVER_DOWN_TIME = 10.0
 #: Seconds of idle measured: twelve of the shipped heartbeats and one inventory interval.
 IDLE_S = 60.0
 
@@ -42,8 +46,8 @@ def _options(
     registry_url: str,
     worker_id: str,
     hosts: list[str],
-    heartbeat: float = HEARTBEAT,
-    down_time: float = DOWN_TIME,
+    heartbeat: float,
+    down_time: float,
 ) -> Any:
     return {
         "DEFAULT": {
@@ -127,49 +131,71 @@ def _latencies(api: ComputeAPI, hosts: list[str], calls: int) -> dict[str, float
     return result
 
 
-def _takeover(conf: cfg.ConfigOpts, broker: RabbitMQBroker, workdir: str) -> dict[str, Any]:
+def _takeover(
+    conf: cfg.ConfigOpts, broker: RabbitMQBroker, workdir: str, count: int
+) -> dict[str, Any]:
+    """SIGKILL a worker serving ``count`` hosts; a standby worker takes them all over.
+
+    The two are in ownership groups of their own ("a-primary" and
+    "b-standby"): a host declared in both is served by the first group with
+    a live candidate, so "a" serves every host until it dies, then "b" every
+    one. Each host's claim time comes from the registry (``since``), against
+    the moment "a" counts as down: its last heartbeat plus ``down_time``.
+    """
     registry_url = f"sqlite:///{workdir}/takeover.sqlite"
-    hosts = [f"t-{i:02d}" for i in range(20)]
-    workers = [
-        WorkerProcess(workdir, _options(broker, registry_url, w, hosts), name=w).start()
-        for w in ("a", "b")
-    ]
+    hosts = [f"t-{i:04d}" for i in range(count)]
+
+    def options(worker_id: str, group: str) -> Any:
+        found = _options(
+            broker, registry_url, worker_id, hosts, TAKEOVER_HEARTBEAT, TAKEOVER_DOWN_TIME
+        )
+        found["DEFAULT"]["group"] = group
+        return found
+
+    primary = WorkerProcess(workdir, options("a", "a-primary"), name="a").start(timeout=600)
+    standby = WorkerProcess(workdir, options("b", "b-standby"), name="b").start(timeout=600)
     api = _api(conf, registry_url)
     registry = Registry(registry_url)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            owners = {h: o.worker_id for h, o in registry.list_owners().items()}
-            if set(owners.values()) == {"a", "b"} and len(owners) == len(hosts):
-                break
-            time.sleep(0.1)
-        victim = [h for h, w in owners.items() if w == "a"]
-        killed = time.monotonic()
-        workers[0].kill()
-        answered: dict[str, float] = {}
-        while len(answered) < len(victim) and time.monotonic() - killed < 60:
-            for host in victim:
-                if host in answered:
-                    continue
-                try:
-                    if api.ping(None, host).worker_id == "b":
-                        answered[host] = time.monotonic() - killed
-                except Exception:  # noqa: BLE001 - not yet
-                    pass
-            time.sleep(0.05)
+        _wait_owned(registry, hosts, "a", 600)
+        heartbeat_at = next(s for s in registry.worker_states() if s.id == "a").heartbeat_at
+        killed_at = utcnow()
+        primary.kill()
+        owners = _wait_owned(registry, hosts, "b", 120 + TAKEOVER_DOWN_TIME)
+        claimed = sorted((owners[h].since - killed_at).total_seconds() for h in hosts)
+        down_at = (heartbeat_at - killed_at).total_seconds() + TAKEOVER_DOWN_TIME
+        sample = random.sample(hosts, min(20, len(hosts)))
+        answered = sum(api.ping(None, host).worker_id == "b" for host in sample)
         return {
-            "hosts_moved": len(victim),
-            "down_time_s": DOWN_TIME,
-            "heartbeat_s": HEARTBEAT,
-            "first_answer_s": round(min(answered.values()), 2),
-            "all_answer_s": round(max(answered.values()), 2),
+            "hosts_moved": len(hosts),
+            "down_time_s": TAKEOVER_DOWN_TIME,
+            "heartbeat_s": TAKEOVER_HEARTBEAT,
+            "counted_down_s": round(down_at, 2),
+            "first_claimed_s": round(claimed[0], 2),
+            "all_claimed_s": round(claimed[-1], 2),
+            # The target: within down_time + 3 s of the kill (docs/capacity.md).
+            "all_claimed_after_down_time_s": round(claimed[-1] - TAKEOVER_DOWN_TIME, 2),
+            "sampled_hosts_answered_by_b": f"{answered}/{len(sample)}",
         }
     finally:
         api.cleanup()
         registry.close()
-        for worker in workers:
+        for worker in (primary, standby):
             if worker.poll() is None:
-                worker.terminate()
+                worker.terminate(timeout=120)
+
+
+def _wait_owned(registry: Registry, hosts: list[str], worker_id: str, timeout: float) -> Any:
+    """The owner records once ``worker_id`` is recorded as serving every host."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owners = registry.list_owners()
+        if all(owners.get(h) is not None and owners[h].worker_id == worker_id for h in hosts):
+            return owners
+        if time.monotonic() > deadline:
+            served = sum(1 for h in hosts if h in owners and owners[h].worker_id == worker_id)
+            raise RuntimeError(f"{worker_id} serves {served} of {len(hosts)} hosts")
+        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,10 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         with RabbitMQBroker() as broker:
             rpc.get_transport(conf, url=broker.url).cleanup()
             conf.set_override("transport_url", broker.url)
-            conf.set_override("down_time", DOWN_TIME, group="registry")
             conf.set_override("call_timeout", 5, group="client")
-            results["takeover"] = _takeover(conf, broker, workdir)
-
             registry_url = f"sqlite:///{workdir}/latency.sqlite"
             many = [f"m-{i:04d}" for i in range(args.hosts)]
             started = time.monotonic()
@@ -225,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"sigterm_to_exit_s_{args.hosts}_hosts"] = round(
                     time.monotonic() - stopping, 1
                 )
+            conf.set_override("down_time", TAKEOVER_DOWN_TIME, group="registry")
+            results[f"takeover_{args.hosts}_hosts"] = _takeover(conf, broker, workdir, args.hosts)
     print(json.dumps(results, indent=2))
     return 0
 

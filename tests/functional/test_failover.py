@@ -400,3 +400,45 @@ def test_a_worker_puts_right_a_record_another_worker_left_empty(deployment: Depl
     wait_until(lambda: owner() == "w1", HEARTBEAT_INTERVAL * 4 + 10, "the record put right")
     assert deployment.api().ping(None, "fix-1").worker_id == "w1"
     registry.close()
+
+
+def test_a_standby_group_serves_nothing_until_the_main_group_is_down(
+    deployment: Deployment,
+) -> None:
+    """A host declared in two groups is served by the first (by name) with a live
+    worker: the standby worker consumes none of its queues while the main one
+    lives, then takes every host over, with the instances the main one made."""
+    suffix = uuid.uuid4().hex[:6]
+    hosts = [f"sb-{suffix}-{i}" for i in range(6)]
+    options = {"registry": {"down_time": DOWN_TIME}}
+    main = deployment.start_worker(hosts, "main", DEFAULT={"group": "a-main"}, **options)
+    deployment.start_worker(hosts, "standby", DEFAULT={"group": "b-standby"}, **options)
+    registry = Registry(deployment.registry_url)
+    conf = deployment.conf
+    conf.set_override("down_time", DOWN_TIME, group="registry")
+    try:
+        wait_until(
+            lambda: _owners(registry, hosts) == dict.fromkeys(hosts, "main"), 30, "main's claims"
+        )
+        api = deployment.api()
+        assert {api.ping(None, host).worker_id for host in hosts} == {"main"}
+        consumers = deployment.broker.consumers()
+        assert [consumers.get(f"compute.{host}") for host in hosts] == [1] * len(hosts)
+        spec = InstanceSpec(uuid=str(uuid.uuid4()), name="sb", vcpus=1, memory_mb=64)
+        api.spawn(context.RequestContext(), hosts[0], spec)
+
+        main.kill()
+        wait_until(
+            lambda: _owners(registry, hosts) == dict.fromkeys(hosts, "standby"),
+            DOWN_TIME + 30,
+            "the standby group taking every host over",
+        )
+        assert {api.ping(None, host).worker_id for host in hosts} == {"standby"}
+        assert [i.uuid for i in api.list_instances(None, hosts[0])] == [spec.uuid]
+        moves = registry.list_moves(limit=50)
+        assert {
+            m.host for m in moves if m.reason == "takeover" and m.to_worker_id == "standby"
+        } == (set(hosts))
+    finally:
+        conf.set_override("down_time", SUITE_DOWN_TIME, group="registry")
+        registry.close()

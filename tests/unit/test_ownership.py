@@ -69,17 +69,27 @@ def test_disabled_and_draining_workers_own_nothing() -> None:
     assert _owners([_worker("w1", disabled=True)]) == dict.fromkeys(HOSTS)
 
 
-def test_hosts_are_shared_only_within_a_driver_and_group() -> None:
+def test_a_host_declared_in_two_groups_is_served_by_the_first_with_a_live_worker() -> None:
     workers = [
         _worker("a1", hosts=("x", "y"), group="rack-a"),
-        _worker("b1", hosts=("x", "y"), group="rack-b"),
+        _worker("b1", hosts=("x", "y", "z"), group="rack-b"),
         _worker("a2", hosts=("x",), group="rack-a"),
     ]
-    assert _ownership.owned_by(workers[1], workers, DOWN, utcnow()) == {"x", "y"}
-    assert _ownership.owned_by(workers[0], workers, DOWN, utcnow()) | _ownership.owned_by(
-        workers[2], workers, DOWN, utcnow()
-    ) == {"x", "y"}
-    assert _ownership.owned_by(workers[2], workers, DOWN, utcnow()) <= {"x"}
+
+    def owned(worker: WorkerRecord, among: list[WorkerRecord] = workers) -> set[str]:
+        return _ownership.owned_by(worker, among, DOWN, utcnow())
+
+    assert owned(workers[1]) == {"z"}  # rack-a comes first, and is live
+    assert owned(workers[0]) | owned(workers[2]) == {"x", "y"}
+    assert owned(workers[2]) <= {"x"}
+    # As computedctl shows it: the same owner for every host.
+    expected = _ownership.assignment(workers, DOWN, utcnow())
+    for worker in workers:
+        assert owned(worker) == {h for h, (o, _) in expected.items() if o == worker.id}
+    # rack-a down: rack-b serves every host it declares.
+    down = utcnow() - datetime.timedelta(seconds=DOWN + 1)
+    gone = [dataclasses.replace(w, heartbeat_at=down) for w in (workers[0], workers[2])]
+    assert owned(workers[1], [*gone, workers[1]]) == {"x", "y", "z"}
 
 
 @pytest.fixture
@@ -141,6 +151,30 @@ def test_ownership_is_computed_again_only_when_what_it_depends_on_changed(
         before = _fingerprint(registry, utcnow())
         change()
         assert _fingerprint(registry, utcnow()) != before
+
+
+def test_the_next_expiry_is_when_the_first_other_live_worker_of_the_driver_would_be_down(
+    registry: Registry,
+) -> None:
+    for worker_id in ("me", "w2", "w3", "gone"):
+        registry.register(_worker(worker_id))
+    registry.register(_worker("other", driver="libvirt"))
+    now = utcnow()
+    heartbeats = {"me": 0, "w2": 4, "w3": 7, "gone": DOWN + 1, "other": 9}  # seconds ago
+    states = [
+        s._replace(heartbeat_at=now - datetime.timedelta(seconds=heartbeats[s.id]))
+        for s in registry.worker_states()
+    ]
+
+    def expiry(me: str = "me", at: datetime.datetime = now) -> float | None:
+        return _ownership.next_expiry(states, "fake", me, DOWN, at)
+
+    assert expiry() == pytest.approx(DOWN - 7)  # w3's: "gone" is down already
+    assert expiry("w3") == pytest.approx(DOWN - 4)  # never its own
+    later = now + datetime.timedelta(seconds=DOWN - 7 + 0.05)
+    assert not next(s for s in states if s.id == "w3").fresh(DOWN, later)  # down by then
+    assert expiry(at=later) == pytest.approx(DOWN - 4 - 3.05)
+    assert _ownership.next_expiry(states, "xenapi", "me", DOWN, now) is None
 
 
 class _Notifications:
