@@ -9,6 +9,7 @@ happens at each step, and stops everything it started.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,15 @@ from computed.objects import (  # noqa: E402
 )
 from computed.registry import Registry  # noqa: E402
 from computed.testing.broker import RabbitMQBroker  # noqa: E402
-from computed.testing.notifications import NotificationCollector  # noqa: E402
+from computed.testing.notifications import Notification, NotificationCollector  # noqa: E402
 from computed.testing.workers import WorkerProcess, console_command, write_config  # noqa: E402
 from rpcapi import ComputeAPI, InstanceEvent, InstanceEventListener  # noqa: E402
 from tests.peers import PEERS, Unavailable  # noqa: E402
 from tools.demo_fleet import fleet as fleet_steps  # noqa: E402
+
+
+def _heard_of(heard: list[InstanceEvent], uuid_: str) -> bool:
+    return any(e.payload.uuid == uuid_ for e in heard)
 
 
 def step(text: str) -> None:
@@ -147,7 +152,7 @@ def run(stack: ExitStack, workdir: str) -> None:
     fleet_steps(
         api,
         [h for hosts in fleet.values() for h in hosts],
-        workers["fake"],
+        dict(zip(fleet["fake"], workers["fake"], strict=True)),
         step,
         show,
         lambda *args: _computedctl(workdir, registry_url, *args),
@@ -194,6 +199,7 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
     again = api.spawn(
         None, host, InstanceSpec(uuid=placed[host][0], name=f"{host}-vm1", vcpus=2, memory_mb=1024)
     )
+    assert again is not None
     show(
         f"{host}: {again.name} is still {again.power_state}; "
         f"{len(api.list_instances(None, host))} instances on the host"
@@ -224,11 +230,12 @@ def walkthrough(api: ComputeAPI, collector: NotificationCollector, hosts: list[s
 
     step("Scheduler: mistakes get clear errors, in bounded time")
     stopped = placed[hosts[-1]][1]
-    for label, call in [
+    mistakes: list[tuple[str, Callable[[], object]]] = [
         ("suspend a stopped instance", lambda: api.suspend(None, hosts[-1], stopped)),
         ("reboot a missing instance", lambda: api.reboot(None, hosts[0], str(uuid.uuid4()))),
         ("call a host nobody serves", lambda: api.ping(None, "kvm-99")),
-    ]:
+    ]
+    for label, call in mistakes:
         started = time.monotonic()
         try:
             call()
@@ -365,13 +372,15 @@ def images_and_consoles(
         if "snapshot" in declared:
             ctxt = context.RequestContext()
             api.snapshot(ctxt, host, info.uuid, f"{spec.name}-snap", cast=True)
-            done = collector.wait_for(
-                lambda e, r=ctxt.request_id: (
-                    e.payload.request_id == r
-                    and e.event_type in ("instance.snapshot.end", "instance.snapshot.error")
-                ),
-                120,
-            )
+            request_id = ctxt.request_id
+
+            def snapshotted(e: Notification, r: str = request_id) -> bool:
+                return e.payload.request_id == r and e.event_type in (
+                    "instance.snapshot.end",
+                    "instance.snapshot.error",
+                )
+
+            done = collector.wait_for(snapshotted, 120)
             steps = [
                 f"{e.payload.progress}%"
                 for e in collector.events
@@ -450,9 +459,7 @@ def events(
                 show(f"{host}: could not stop the guest: {done.stderr.strip()[-200:]}")
                 continue
             with arrived:
-                found = arrived.wait_for(
-                    lambda m=made: any(e.payload.uuid == m for e in heard), timeout=60
-                )
+                found = arrived.wait_for(functools.partial(_heard_of, heard, made), timeout=60)
             event = next((e for e in heard if e.payload.uuid == made), None)
             if not found or event is None:
                 show(f"{host}: the guest shut itself down: no event within 60 s")

@@ -22,12 +22,13 @@ Show = Callable[[str], None]
 def fleet(
     api: ComputeAPI,
     hosts: list[str],
-    worker: WorkerProcess,
+    workers: dict[str, WorkerProcess],
     step: Show,
     show: Show,
     computedctl: Callable[..., None],
 ) -> None:
-    """``worker`` serves the fake hosts; ``computedctl(*args)`` runs the operator's command."""
+    """``workers`` serve the fake hosts, by host; ``computedctl(*args)`` runs the
+    operator's command."""
     step("Scheduler: which hosts have 2 vCPUs and 4 GiB free? (the registry's inventory: no RPC)")
     wait_until(lambda: {s.host for s in api.list_hosts()} >= set(hosts), 30, "every host recorded")
     for state in api.list_hosts(vcpus=2, memory_mb=4096):
@@ -69,7 +70,7 @@ def fleet(
     step(f"Operator: computedctl host disable {other} (it takes no new instance)")
     computedctl("host", "disable", other, "--reason", "firmware upgrade")
     wait_until(
-        lambda: f"Host {other} is disabled" in worker.log(),
+        lambda: f"Host {other} is disabled" in workers[other].log(),
         30,
         f"the worker logging {other} disabled",
     )
