@@ -412,7 +412,8 @@ def test_a_standby_group_serves_nothing_until_the_main_group_is_down(
     hosts = [f"sb-{suffix}-{i}" for i in range(6)]
     options = {"registry": {"down_time": DOWN_TIME}}
     main = deployment.start_worker(hosts, "main", DEFAULT={"group": "a-main"}, **options)
-    deployment.start_worker(hosts, "standby", DEFAULT={"group": "b-standby"}, **options)
+    standby = deployment.start_worker(hosts, "standby", DEFAULT={"group": "b-standby"}, **options)
+    assert re.search(r"can serve 6 host\(s\) and owns 0\b", standby.log()), standby.log()
     registry = Registry(deployment.registry_url)
     conf = deployment.conf
     conf.set_override("down_time", DOWN_TIME, group="registry")
@@ -422,8 +423,13 @@ def test_a_standby_group_serves_nothing_until_the_main_group_is_down(
         )
         api = deployment.api()
         assert {api.ping(None, host).worker_id for host in hosts} == {"main"}
-        consumers = deployment.broker.consumers()
-        assert [consumers.get(f"compute.{host}") for host in hosts] == [1] * len(hosts)
+        # A worker asks to consume without waiting for the broker's answer:
+        # on a busy machine the broker may count a consumer a moment later.
+        wait_until(
+            lambda: _consumers(deployment, hosts) == [1] * len(hosts),
+            30,
+            "one consumer on each host's queue",
+        )
         spec = InstanceSpec(uuid=str(uuid.uuid4()), name="sb", vcpus=1, memory_mb=64)
         api.spawn(context.RequestContext(), hosts[0], spec)
 
@@ -442,3 +448,8 @@ def test_a_standby_group_serves_nothing_until_the_main_group_is_down(
     finally:
         conf.set_override("down_time", SUITE_DOWN_TIME, group="registry")
         registry.close()
+
+
+def _consumers(deployment: Deployment, hosts: list[str]) -> list[int | None]:
+    counts = deployment.broker.consumers()
+    return [counts.get(f"compute.{host}") for host in hosts]
