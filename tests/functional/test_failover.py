@@ -224,7 +224,6 @@ def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
 ) -> None:
     suffix = uuid.uuid4().hex[:6]
     hosts = [f"mid-{suffix}-{i}" for i in range(4)]
-    queues = {f"compute.{h}" for h in hosts}
     # Operations started are held until the kill, however long the steps
     # between take on a busy machine; the new owner's run of them after.
     hold = deployment.workdir / "hold"
@@ -243,11 +242,7 @@ def test_operation_cut_by_sigkill_is_completed_by_the_new_owner(
     # A worker that lost a host in the first rebalance lets go at its next
     # heartbeat; until then both consume, and the casts below must reach the
     # worker about to be killed.
-    def one_consumer_each() -> bool:
-        counts = deployment.broker.consumers()
-        return all(counts.get(queue) == 1 for queue in queues)
-
-    wait_until(one_consumer_each, 30, "one consumer per host queue")
+    wait_until(lambda: _one_consumer_each(deployment, hosts), 30, "one consumer per host queue")
     host = hosts[0]
     victim, survivor = (owners[host], "m2" if owners[host] == "m1" else "m1")
     api = deployment.api()
@@ -321,13 +316,7 @@ def test_casts_queued_in_a_killed_worker_are_run_by_the_new_owner(
     victim = owners[host]
     assert victim is not None
     survivor = "r2" if victim == "r1" else "r1"
-    queues = {f"compute.{h}" for h in hosts}
-
-    def one_consumer_each() -> bool:
-        counts = deployment.broker.consumers()
-        return all(counts.get(queue) == 1 for queue in queues)
-
-    wait_until(one_consumer_each, 30, "one consumer per host queue")
+    wait_until(lambda: _one_consumer_each(deployment, hosts), 30, "one consumer per host queue")
 
     api = deployment.api()
     # One running and three waiting: as many as the worker reads while its one
@@ -425,11 +414,7 @@ def test_a_standby_group_serves_nothing_until_the_main_group_is_down(
         assert {api.ping(None, host).worker_id for host in hosts} == {"main"}
         # A worker asks to consume without waiting for the broker's answer:
         # on a busy machine the broker may count a consumer a moment later.
-        wait_until(
-            lambda: _consumers(deployment, hosts) == [1] * len(hosts),
-            30,
-            "one consumer on each host's queue",
-        )
+        wait_until(lambda: _one_consumer_each(deployment, hosts), 30, "one consumer per host queue")
         spec = InstanceSpec(uuid=str(uuid.uuid4()), name="sb", vcpus=1, memory_mb=64)
         api.spawn(context.RequestContext(), hosts[0], spec)
 
@@ -450,6 +435,7 @@ def test_a_standby_group_serves_nothing_until_the_main_group_is_down(
         registry.close()
 
 
-def _consumers(deployment: Deployment, hosts: list[str]) -> list[int | None]:
+def _one_consumer_each(deployment: Deployment, hosts: list[str]) -> bool:
+    """Whether the broker counts exactly one consumer on each host's queue."""
     counts = deployment.broker.consumers()
-    return [counts.get(f"compute.{host}") for host in hosts]
+    return all(counts.get(f"compute.{host}") == 1 for host in hosts)
