@@ -187,15 +187,14 @@ def _takeover(
 
 def _wait_owned(registry: Registry, hosts: list[str], worker_id: str, timeout: float) -> Any:
     """The owner records once ``worker_id`` is recorded as serving every host."""
-    deadline = time.monotonic() + timeout
-    while True:
-        owners = registry.list_owners()
-        if all(owners.get(h) is not None and owners[h].worker_id == worker_id for h in hosts):
-            return owners
-        if time.monotonic() > deadline:
-            served = sum(1 for h in hosts if h in owners and owners[h].worker_id == worker_id)
-            raise RuntimeError(f"{worker_id} serves {served} of {len(hosts)} hosts")
-        time.sleep(0.05)
+    owners: dict[str, Any] = {}
+
+    def serves_all() -> bool:
+        owners.update(registry.list_owners())
+        return all(h in owners and owners[h].worker_id == worker_id for h in hosts)
+
+    _procs.wait_until(serves_all, timeout, f"{worker_id} serving all {len(hosts)} hosts", 0.05)
+    return owners
 
 
 def main(argv: list[str] | None = None) -> int:
